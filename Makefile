@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# mshv-rs: /dev/mshv in Rust. The two commands a newcomer needs:
+#   make run     boot the test VM, load the module, run the demo
+#   make check   the whole test suite (what CI runs)
+# See README.md for the rest.
+
+ifneq ($(KERNELRELEASE),)
+# Invoked by Kbuild: the real rules are in Kbuild.
+include $(src)/Kbuild
+else
+
+SHELL := /bin/bash
+REPO := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+MSHV_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/mshv-rs
+export MSHV_CACHE
+export PATH := /usr/lib/llvm-19/bin:$(HOME)/.cargo/bin:$(PATH)
+
+# KDIR: a configured and built kernel with CONFIG_RUST=y. Default: the cached
+# test kernel (built on first use by scripts/kernel).
+ifeq ($(KDIR),)
+KDIR_DEFAULT := 1
+KDIR = $(shell $(REPO)/scripts/kernel builddir)
+endif
+# Module objects go outside the repository (Kbuild's MO=), one dir per kernel.
+MO = $(MSHV_CACHE)/module/$(notdir $(KDIR))
+KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
+
+.PHONY: all module setup kernel kernel-debug kunit check check-debug run bench \
+	vm-test host-test fmt fmtcheck clippy install clean help
+
+all: module
+
+help:
+	@sed -n 's/^#   //p' $(REPO)/Makefile | head -3; \
+	echo "targets: module kunit check run fmt fmtcheck clippy install clean"; \
+	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1"
+
+setup:
+	$(REPO)/scripts/setup
+
+kernel:
+ifeq ($(KDIR_DEFAULT),1)
+	@$(REPO)/scripts/kernel build >/dev/null
+else
+	@$(REPO)/scripts/check-kdir $(KDIR)
+endif
+
+# WERROR=1 (set by make check and CI) turns every C and Rust warning into an error.
+module: kernel
+	@mkdir -p $(MO)
+	$(MAKE) $(KBUILD_ARGS) $(if $(WERROR),KCFLAGS=-Werror KRUSTFLAGS=-Dwarnings) modules
+	@echo "module: $(MO)/mshv_rs.ko"
+
+clippy: kernel
+	@mkdir -p $(MO)
+	$(MAKE) $(KBUILD_ARGS) CLIPPY=1 KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror modules
+
+fmt:
+	rustfmt --edition 2021 --config-path $(REPO)/.rustfmt.toml $(REPO)/src/mshv_rs.rs
+
+fmtcheck:
+	rustfmt --edition 2021 --check --config-path $(REPO)/.rustfmt.toml $(REPO)/src/mshv_rs.rs
+
+kunit:
+	$(REPO)/scripts/kunit $(KUNIT_ARGS)
+
+host-test:
+	cd $(REPO)/tests/host && cargo test --locked
+
+vm-test: module
+	$(REPO)/scripts/vm-test
+
+check:
+	$(REPO)/scripts/check
+
+run: module
+	$(REPO)/scripts/vm-run -- $(REPO)/scripts/demo
+
+install:
+	$(REPO)/scripts/install
+
+clean:
+	rm -rf $(MO)
+	cd $(REPO)/tests/host && cargo clean
+	cd $(REPO)/tests/vm && cargo clean
+
+endif

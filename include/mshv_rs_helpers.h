@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * C helpers of mshv_rs: the few kernel APIs the Rust kernel crate of 7.3 has
+ * no abstraction for (anon-inode fds with their own file_operations, VMA fault
+ * handlers, mmu_interval_notifier, HMM, long-term pinning, pfn access) and the
+ * inlines and macros bindgen cannot see. They take and return only integers
+ * and opaque pointers, so the Rust side never depends on the layout of a
+ * kernel struct. src/sys/ wraps each in a safe Rust type.
+ */
+#ifndef MSHV_RS_HELPERS_H
+#define MSHV_RS_HELPERS_H
+
+#include <linux/types.h>
+
+struct mm_struct;
+struct mshv_rs_mni;
+
+/* ---- anon-inode fds ---------------------------------------------------- */
+
+enum mshv_rs_fd_kind {
+	MSHV_RS_FD_PARTITION = 0,
+	MSHV_RS_FD_VP = 1,
+};
+
+/*
+ * Installs a new O_RDWR|O_CLOEXEC anon-inode fd of @kind whose private data is
+ * @priv. Returns the fd, or a negative errno (then @priv is still the
+ * caller's). On success, @priv is handed back exactly once through the Rust
+ * callback mshv_rs_fd_release().
+ */
+int mshv_rs_fd_install(int kind, void *priv);
+
+/* Implemented in Rust (src/sys/fd.rs). */
+long mshv_rs_fd_ioctl(int kind, void *priv, unsigned int cmd, unsigned long arg);
+void mshv_rs_fd_release(int kind, void *priv);
+/* Returns the pfn to map at page offset @pgoff of a VP fd, or 0 for none. */
+u64 mshv_rs_vp_mmap_pfn(void *priv, unsigned long pgoff);
+
+/* ---- current task -------------------------------------------------------- */
+
+/* current->mm with an mmgrab() reference, or NULL for a kernel thread. */
+struct mm_struct *mshv_rs_current_mm_grab(void);
+void mshv_rs_mmdrop(struct mm_struct *mm);
+/* True if the current task has a fatal signal pending. */
+bool mshv_rs_fatal_signal_pending(void);
+
+/* ---- mmu_interval_notifier --------------------------------------------- */
+
+/*
+ * Registers an interval notifier over [@start, @start + @length) of @mm.
+ * Invalidations call the Rust callback mshv_rs_mni_invalidate(@owner, ...),
+ * which must stay valid until mshv_rs_mni_destroy() returns.
+ */
+struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
+				       unsigned long length, void *owner, int *err);
+/* Unregisters (waiting for running invalidations) and frees. */
+void mshv_rs_mni_destroy(struct mshv_rs_mni *mni);
+unsigned long mshv_rs_mni_read_begin(struct mshv_rs_mni *mni);
+bool mshv_rs_mni_read_retry(struct mshv_rs_mni *mni, unsigned long seq);
+void mshv_rs_mni_set_seq(struct mshv_rs_mni *mni, unsigned long seq);
+
+/* Implemented in Rust (src/mem/movable.rs). */
+bool mshv_rs_mni_invalidate(void *owner, struct mshv_rs_mni *mni,
+			    unsigned long start, unsigned long end,
+			    bool blockable, unsigned long cur_seq);
+
+/* ---- HMM ----------------------------------------------------------------- */
+
+/* Encoding of one entry of the array mshv_rs_hmm_fault() fills in. */
+#define MSHV_RS_PFN_VALID	(1ULL << 63)
+#define MSHV_RS_PFN_WRITE	(1ULL << 62)
+#define MSHV_RS_PFN_ORDER_SHIFT	56
+#define MSHV_RS_PFN_ORDER_MASK	0x1fULL
+#define MSHV_RS_PFN_MASK	((1ULL << 52) - 1)
+
+/*
+ * Faults in @npages pages from @start of the notifier's mm (read, or write if
+ * @write) with hmm_range_fault_unlocked_timeout() and fills @out with the
+ * encoding above. *@seq receives the notifier sequence the result is valid
+ * for: check it with mshv_rs_mni_read_retry() under the lock the invalidate
+ * callback takes. @out must hold @npages u64s.
+ */
+int mshv_rs_hmm_fault(struct mshv_rs_mni *mni, unsigned long start,
+		      unsigned long npages, bool write, u64 *out,
+		      unsigned long *seq);
+
+/* ---- pinned pages ------------------------------------------------------- */
+
+/* pin_user_pages_fast(FOLL_LONGTERM [| FOLL_WRITE]); pfns into @pfns. */
+long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
+			   bool write, u64 *pfns);
+void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty);
+/* Order of the folio holding @pfn (0 for a small page). */
+unsigned int mshv_rs_pfn_folio_order(u64 pfn);
+
+/* ---- VMA queries ---------------------------------------------------------- */
+
+#define MSHV_RS_VMA_NONE	0	/* no VMA covers the address */
+#define MSHV_RS_VMA_RAM		1
+#define MSHV_RS_VMA_IO		2	/* VM_IO | VM_PFNMAP */
+/* Classifies the VMA at @addr of the current mm; *@pfn receives the first
+ * pfn of an IO mapping. */
+int mshv_rs_vma_kind(unsigned long addr, u64 *pfn);
+
+/* ---- host pages ------------------------------------------------------------ */
+
+/* Copy to/from a host page by pfn (kmap_local_pfn); off + len <= PAGE_SIZE. */
+void mshv_rs_pfn_read(u64 pfn, unsigned int off, void *buf, unsigned int len);
+void mshv_rs_pfn_write(u64 pfn, unsigned int off, const void *buf, unsigned int len);
+/* A zeroed page; its pfn, or 0 on failure. Free with mshv_rs_free_pfn(). */
+u64 mshv_rs_alloc_pfn(gfp_t gfp);
+void mshv_rs_free_pfn(u64 pfn);
+
+/* ---- layout canaries ------------------------------------------------------- */
+
+/* sizeof / offsetof as C sees them, for the KUnit canaries. */
+size_t mshv_rs_c_sizeof(int which);
+
+#define MSHV_RS_SIZEOF_TASK_STRUCT	0
+#define MSHV_RS_OFFSETOF_TASK_MM	1
+#define MSHV_RS_SIZEOF_FILE		2
+#define MSHV_RS_SIZEOF_MM_STRUCT	3
+#define MSHV_RS_SIZEOF_VM_AREA		4
+#define MSHV_RS_SIZEOF_MISCDEVICE	5
+#define MSHV_RS_SIZEOF_FOPS		6
+#define MSHV_RS_OFFSETOF_TASK_PID	7
+
+/* ---- scheduling and the direct map ------------------------------------ */
+
+bool mshv_rs_signal_pending(void);
+void mshv_rs_cond_resched(void);
+/* Direct-map address of a lowmem page (x86_64: every page). */
+void *mshv_rs_pfn_to_virt(u64 pfn);
+
+/* ---- module parameter ------------------------------------------------------ */
+
+/* The backend= module parameter as written by the user. */
+const char *mshv_rs_backend_param(void);
+
+#endif /* MSHV_RS_HELPERS_H */

@@ -1,0 +1,644 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The Hyper-V hypercall ABI (x86_64) that the driver and the simulated
+//! hypervisor share: hypercall codes, flags, property and register names,
+//! and the message layouts the hypervisor writes into a VP's intercept
+//! message page.
+//!
+//! Values come from Linux 7.3's `include/hyperv/hv{g,h}dk*.h`; register names
+//! the kernel headers do not define (general-purpose, segment, control
+//! registers) come from the Hyper-V TLFS as `mshv-bindings` 0.7.1 spells them.
+//! Layouts are checked below with compile-time size and offset assertions.
+
+// An ABI table: it lists the whole interface, not only what the driver uses today.
+#![allow(dead_code)]
+
+use core::mem::{offset_of, size_of};
+use kernel::transmute::{AsBytes, FromBytes};
+
+// ---- Hypercall codes ------------------------------------------------------
+
+/// `HVCALL_CREATE_PARTITION`.
+pub(crate) const HVCALL_CREATE_PARTITION: u16 = 0x0040;
+/// `HVCALL_INITIALIZE_PARTITION`.
+pub(crate) const HVCALL_INITIALIZE_PARTITION: u16 = 0x0041;
+/// `HVCALL_FINALIZE_PARTITION`.
+pub(crate) const HVCALL_FINALIZE_PARTITION: u16 = 0x0042;
+/// `HVCALL_DELETE_PARTITION`.
+pub(crate) const HVCALL_DELETE_PARTITION: u16 = 0x0043;
+/// `HVCALL_GET_PARTITION_PROPERTY`.
+pub(crate) const HVCALL_GET_PARTITION_PROPERTY: u16 = 0x0044;
+/// `HVCALL_SET_PARTITION_PROPERTY`.
+pub(crate) const HVCALL_SET_PARTITION_PROPERTY: u16 = 0x0045;
+/// `HVCALL_DEPOSIT_MEMORY`.
+pub(crate) const HVCALL_DEPOSIT_MEMORY: u16 = 0x0048;
+/// `HVCALL_WITHDRAW_MEMORY`.
+pub(crate) const HVCALL_WITHDRAW_MEMORY: u16 = 0x0049;
+/// `HVCALL_MAP_GPA_PAGES`.
+pub(crate) const HVCALL_MAP_GPA_PAGES: u16 = 0x004b;
+/// `HVCALL_UNMAP_GPA_PAGES`.
+pub(crate) const HVCALL_UNMAP_GPA_PAGES: u16 = 0x004c;
+/// `HVCALL_INSTALL_INTERCEPT`.
+pub(crate) const HVCALL_INSTALL_INTERCEPT: u16 = 0x004d;
+/// `HVCALL_CREATE_VP`.
+pub(crate) const HVCALL_CREATE_VP: u16 = 0x004e;
+/// `HVCALL_DELETE_VP`.
+pub(crate) const HVCALL_DELETE_VP: u16 = 0x004f;
+/// `HVCALL_GET_VP_REGISTERS`.
+pub(crate) const HVCALL_GET_VP_REGISTERS: u16 = 0x0050;
+/// `HVCALL_SET_VP_REGISTERS`.
+pub(crate) const HVCALL_SET_VP_REGISTERS: u16 = 0x0051;
+/// `HVCALL_TRANSLATE_VIRTUAL_ADDRESS`.
+pub(crate) const HVCALL_TRANSLATE_VIRTUAL_ADDRESS: u16 = 0x0052;
+/// `HVCALL_CLEAR_VIRTUAL_INTERRUPT`.
+pub(crate) const HVCALL_CLEAR_VIRTUAL_INTERRUPT: u16 = 0x0056;
+/// `HVCALL_REGISTER_INTERCEPT_RESULT`.
+pub(crate) const HVCALL_REGISTER_INTERCEPT_RESULT: u16 = 0x0091;
+/// `HVCALL_ASSERT_VIRTUAL_INTERRUPT`.
+pub(crate) const HVCALL_ASSERT_VIRTUAL_INTERRUPT: u16 = 0x0094;
+/// `HVCALL_SIGNAL_EVENT_DIRECT`.
+pub(crate) const HVCALL_SIGNAL_EVENT_DIRECT: u16 = 0x00c0;
+/// `HVCALL_POST_MESSAGE_DIRECT`.
+pub(crate) const HVCALL_POST_MESSAGE_DIRECT: u16 = 0x00c1;
+/// `HVCALL_DISPATCH_VP`.
+pub(crate) const HVCALL_DISPATCH_VP: u16 = 0x00c2;
+/// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`.
+pub(crate) const HVCALL_GET_GPA_PAGES_ACCESS_STATES: u16 = 0x00c9;
+/// `HVCALL_MAP_VP_STATE_PAGE`.
+pub(crate) const HVCALL_MAP_VP_STATE_PAGE: u16 = 0x00e1;
+/// `HVCALL_UNMAP_VP_STATE_PAGE`.
+pub(crate) const HVCALL_UNMAP_VP_STATE_PAGE: u16 = 0x00e2;
+/// `HVCALL_GET_VP_STATE`.
+pub(crate) const HVCALL_GET_VP_STATE: u16 = 0x00e3;
+/// `HVCALL_SET_VP_STATE`.
+pub(crate) const HVCALL_SET_VP_STATE: u16 = 0x00e4;
+/// `HVCALL_GET_VP_CPUID_VALUES`.
+pub(crate) const HVCALL_GET_VP_CPUID_VALUES: u16 = 0x00f4;
+/// `HVCALL_GET_PARTITION_PROPERTY_EX`.
+pub(crate) const HVCALL_GET_PARTITION_PROPERTY_EX: u16 = 0x0101;
+
+// ---- Control and result words (include/asm-generic/mshyperv.h) -------------
+
+/// Fast hypercall: input in registers.
+pub(crate) const HV_HYPERCALL_FAST_BIT: u64 = 1 << 16;
+/// Variable header size (8-byte units) at bits 17..27.
+pub(crate) const HV_HYPERCALL_VARHEAD_OFFSET: u32 = 17;
+/// Rep count at bits 32..44 (control) and reps completed (result).
+pub(crate) const HV_HYPERCALL_REP_COMP_OFFSET: u32 = 32;
+/// Rep start index at bits 48..60.
+pub(crate) const HV_HYPERCALL_REP_START_OFFSET: u32 = 48;
+
+/// Builds a hypercall control word.
+pub(crate) const fn control(code: u16, reps: u16, rep_start: u16, varhead_qwords: u16, fast: bool) -> u64 {
+    (code as u64)
+        | if fast { HV_HYPERCALL_FAST_BIT } else { 0 }
+        | ((varhead_qwords as u64 & 0x3ff) << HV_HYPERCALL_VARHEAD_OFFSET)
+        | ((reps as u64 & 0xfff) << HV_HYPERCALL_REP_COMP_OFFSET)
+        | ((rep_start as u64 & 0xfff) << HV_HYPERCALL_REP_START_OFFSET)
+}
+
+/// The status of a hypercall result word.
+pub(crate) const fn result_status(result: u64) -> u16 {
+    (result & 0xffff) as u16
+}
+
+/// The reps completed of a hypercall result word.
+pub(crate) const fn result_reps(result: u64) -> u16 {
+    ((result >> HV_HYPERCALL_REP_COMP_OFFSET) & 0xfff) as u16
+}
+
+/// A result word from a status and the reps completed.
+pub(crate) const fn result(status: u16, reps: u16) -> u64 {
+    (status as u64) | ((reps as u64 & 0xfff) << HV_HYPERCALL_REP_COMP_OFFSET)
+}
+
+// ---- Partitions ------------------------------------------------------------
+
+/// The calling (root) partition.
+pub(crate) const HV_PARTITION_ID_SELF: u64 = u64::MAX;
+/// `HV_COMPATIBILITY_21_H2`.
+pub(crate) const HV_COMPATIBILITY_21_H2: u32 = 0x0609;
+
+/// `HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS`.
+pub(crate) const HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS: u32 = 0x0001_0000;
+/// `HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES`.
+pub(crate) const HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES: u32 = 0x0001_0001;
+/// `HV_PARTITION_PROPERTY_INTEGRATED_SCHEDULER_ENABLED`.
+pub(crate) const HV_PARTITION_PROPERTY_INTEGRATED_SCHEDULER_ENABLED: u32 = 0x0002_0005;
+/// `HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING`.
+pub(crate) const HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING: u32 = 0x0005_0005;
+/// `HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION`.
+pub(crate) const HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION: u32 = 0x0005_0017;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_XSAVE_FEATURES`.
+pub(crate) const HV_PARTITION_PROPERTY_PROCESSOR_XSAVE_FEATURES: u32 = 0x0006_0002;
+/// `HV_PARTITION_PROPERTY_XSAVE_STATES`.
+pub(crate) const HV_PARTITION_PROPERTY_XSAVE_STATES: u32 = 0x0006_0007;
+/// `HV_PARTITION_PROPERTY_MAX_XSAVE_DATA_SIZE`.
+pub(crate) const HV_PARTITION_PROPERTY_MAX_XSAVE_DATA_SIZE: u32 = 0x0006_0008;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_CLOCK_FREQUENCY`.
+pub(crate) const HV_PARTITION_PROPERTY_PROCESSOR_CLOCK_FREQUENCY: u32 = 0x0006_0009;
+/// `HV_PARTITION_PROPERTY_VMM_CAPABILITIES`.
+pub(crate) const HV_PARTITION_PROPERTY_VMM_CAPABILITIES: u32 = 0x0009_0007;
+
+// ---- GPA map flags (hvhdk_mini.h) --------------------------------------------
+
+/// Readable.
+pub(crate) const HV_MAP_GPA_READABLE: u32 = 0x1;
+/// Writable.
+pub(crate) const HV_MAP_GPA_WRITABLE: u32 = 0x2;
+/// Kernel-mode executable.
+pub(crate) const HV_MAP_GPA_KERNEL_EXECUTABLE: u32 = 0x4;
+/// User-mode executable.
+pub(crate) const HV_MAP_GPA_USER_EXECUTABLE: u32 = 0x8;
+/// Executable in both modes.
+pub(crate) const HV_MAP_GPA_EXECUTABLE: u32 = 0xc;
+/// The permission bits.
+pub(crate) const HV_MAP_GPA_PERMISSIONS_MASK: u32 = 0xf;
+/// The hypervisor may adjust the access (access and dirty tracking).
+pub(crate) const HV_MAP_GPA_ADJUSTABLE: u32 = 0x8000;
+/// Mapped, but every access intercepts (`HVMSG_GPA_INTERCEPT`).
+pub(crate) const HV_MAP_GPA_NO_ACCESS: u32 = 0x1_0000;
+/// Uncached (MMIO).
+pub(crate) const HV_MAP_GPA_NOT_CACHED: u32 = 0x20_0000;
+/// Each rep maps a 2 MiB page.
+pub(crate) const HV_MAP_GPA_LARGE_PAGE: u32 = 0x8000_0000;
+/// Each unmap rep removes a 2 MiB page.
+pub(crate) const HV_UNMAP_GPA_LARGE_PAGE: u32 = 0x2;
+
+// ---- Messages (hvgdk_mini.h, hvhdk.h) ------------------------------------------
+
+/// `HVMSG_NONE`.
+pub(crate) const HVMSG_NONE: u32 = 0x0000_0000;
+/// `HVMSG_UNMAPPED_GPA`.
+pub(crate) const HVMSG_UNMAPPED_GPA: u32 = 0x8000_0000;
+/// `HVMSG_GPA_INTERCEPT`.
+pub(crate) const HVMSG_GPA_INTERCEPT: u32 = 0x8000_0001;
+/// `HVMSG_TIMER_EXPIRED`.
+pub(crate) const HVMSG_TIMER_EXPIRED: u32 = 0x8000_0010;
+/// `HVMSG_INVALID_VP_REGISTER_VALUE`.
+pub(crate) const HVMSG_INVALID_VP_REGISTER_VALUE: u32 = 0x8000_0020;
+/// `HVMSG_UNRECOVERABLE_EXCEPTION`.
+pub(crate) const HVMSG_UNRECOVERABLE_EXCEPTION: u32 = 0x8000_0021;
+/// `HVMSG_UNSUPPORTED_FEATURE`.
+pub(crate) const HVMSG_UNSUPPORTED_FEATURE: u32 = 0x8000_0022;
+/// `HVMSG_OPAQUE_INTERCEPT`.
+pub(crate) const HVMSG_OPAQUE_INTERCEPT: u32 = 0x8000_003f;
+/// `HVMSG_SYNIC_SINT_INTERCEPT`.
+pub(crate) const HVMSG_SYNIC_SINT_INTERCEPT: u32 = 0x8000_0061;
+/// `HVMSG_SYNIC_SINT_DELIVERABLE`.
+pub(crate) const HVMSG_SYNIC_SINT_DELIVERABLE: u32 = 0x8000_0062;
+/// `HVMSG_ASYNC_CALL_COMPLETION`.
+pub(crate) const HVMSG_ASYNC_CALL_COMPLETION: u32 = 0x8000_0070;
+/// `HVMSG_X64_IO_PORT_INTERCEPT`.
+pub(crate) const HVMSG_X64_IO_PORT_INTERCEPT: u32 = 0x8001_0000;
+/// `HVMSG_X64_MSR_INTERCEPT`.
+pub(crate) const HVMSG_X64_MSR_INTERCEPT: u32 = 0x8001_0001;
+/// `HVMSG_X64_CPUID_INTERCEPT`.
+pub(crate) const HVMSG_X64_CPUID_INTERCEPT: u32 = 0x8001_0002;
+/// `HVMSG_X64_EXCEPTION_INTERCEPT`.
+pub(crate) const HVMSG_X64_EXCEPTION_INTERCEPT: u32 = 0x8001_0003;
+/// `HVMSG_X64_APIC_EOI`.
+pub(crate) const HVMSG_X64_APIC_EOI: u32 = 0x8001_0004;
+/// `HVMSG_X64_LEGACY_FP_ERROR`.
+pub(crate) const HVMSG_X64_LEGACY_FP_ERROR: u32 = 0x8001_0005;
+/// `HVMSG_X64_HALT`.
+pub(crate) const HVMSG_X64_HALT: u32 = 0x8001_0007;
+/// `HVMSG_X64_INTERRUPTION_DELIVERABLE`.
+pub(crate) const HVMSG_X64_INTERRUPTION_DELIVERABLE: u32 = 0x8001_0008;
+/// `HVMSG_X64_SIPI_INTERCEPT`.
+pub(crate) const HVMSG_X64_SIPI_INTERCEPT: u32 = 0x8001_0009;
+
+/// `HV_INTERCEPT_ACCESS_READ`.
+pub(crate) const HV_INTERCEPT_ACCESS_READ: u8 = 0;
+/// `HV_INTERCEPT_ACCESS_WRITE`.
+pub(crate) const HV_INTERCEPT_ACCESS_WRITE: u8 = 1;
+/// `HV_INTERCEPT_ACCESS_EXECUTE`.
+pub(crate) const HV_INTERCEPT_ACCESS_EXECUTE: u8 = 2;
+
+/// Bytes of payload in a message.
+pub(crate) const HV_MESSAGE_PAYLOAD_BYTES: usize = 240;
+
+/// `struct hv_message_header`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvMessageHeader {
+    /// `HVMSG_*`.
+    pub(crate) message_type: u32,
+    /// Bytes of payload used.
+    pub(crate) payload_size: u8,
+    /// `hv_message_flags` (bit 0: message pending).
+    pub(crate) message_flags: u8,
+    /// Reserved.
+    pub(crate) reserved: [u8; 2],
+    /// Sender or port id.
+    pub(crate) sender: u64,
+}
+
+/// `struct hv_message`: what a VP's intercept message page starts with.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub(crate) struct HvMessage {
+    /// The header.
+    pub(crate) header: HvMessageHeader,
+    /// The payload (an intercept message).
+    pub(crate) payload: [u8; HV_MESSAGE_PAYLOAD_BYTES],
+}
+
+/// `struct hv_x64_segment_register`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvX64SegmentRegister {
+    /// Base.
+    pub(crate) base: u64,
+    /// Limit.
+    pub(crate) limit: u32,
+    /// Selector.
+    pub(crate) selector: u16,
+    /// Attributes (type 0-3, S 4, DPL 5-6, P 7, AVL 12, L 13, D/B 14, G 15).
+    pub(crate) attributes: u16,
+}
+
+/// `struct hv_x64_table_register`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvX64TableRegister {
+    /// Padding.
+    pub(crate) pad: [u16; 3],
+    /// Limit.
+    pub(crate) limit: u16,
+    /// Base.
+    pub(crate) base: u64,
+}
+
+/// `struct hv_x64_intercept_message_header`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvX64InterceptMessageHeader {
+    /// The VP that exited.
+    pub(crate) vp_index: u32,
+    /// Instruction length in bits 0-3, CR8 in bits 4-7.
+    pub(crate) instruction_length_cr8: u8,
+    /// `HV_INTERCEPT_ACCESS_*`.
+    pub(crate) intercept_access_type: u8,
+    /// `hv_x64_vp_execution_state` (bits 0-1 CPL, 2 CR0.PE, 3 CR0.AM,
+    /// 4 EFER.LMA, ...).
+    pub(crate) execution_state: u16,
+    /// CS at the exit.
+    pub(crate) cs_segment: HvX64SegmentRegister,
+    /// RIP at the exit.
+    pub(crate) rip: u64,
+    /// RFLAGS at the exit.
+    pub(crate) rflags: u64,
+}
+
+/// `struct hv_x64_memory_intercept_message` (GPA intercepts, unmapped GPAs).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvX64MemoryInterceptMessage {
+    /// The common header.
+    pub(crate) header: HvX64InterceptMessageHeader,
+    /// `hv_cache_type`.
+    pub(crate) cache_type: u32,
+    /// Valid bytes in `instruction_bytes`.
+    pub(crate) instruction_byte_count: u8,
+    /// Bit 0: `guest_virtual_address` valid; bit 1: GVA→GPA valid.
+    pub(crate) memory_access_info: u8,
+    /// TPR priority.
+    pub(crate) tpr_priority: u8,
+    /// Reserved.
+    pub(crate) reserved1: u8,
+    /// Faulting guest virtual address.
+    pub(crate) guest_virtual_address: u64,
+    /// Faulting guest physical address.
+    pub(crate) guest_physical_address: u64,
+    /// Bytes of the faulting instruction.
+    pub(crate) instruction_bytes: [u8; 16],
+}
+
+/// `struct hv_x64_io_port_intercept_message`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvX64IoPortInterceptMessage {
+    /// The common header.
+    pub(crate) header: HvX64InterceptMessageHeader,
+    /// The port.
+    pub(crate) port_number: u16,
+    /// Access size in bytes in bits 0-2, string op bit 3, REP bit 4.
+    pub(crate) access_info: u8,
+    /// Valid bytes in `instruction_bytes`.
+    pub(crate) instruction_byte_count: u8,
+    /// Reserved.
+    pub(crate) reserved: u32,
+    /// RAX (the value written by OUT).
+    pub(crate) rax: u64,
+    /// Bytes of the instruction.
+    pub(crate) instruction_bytes: [u8; 16],
+    /// DS.
+    pub(crate) ds_segment: HvX64SegmentRegister,
+    /// ES.
+    pub(crate) es_segment: HvX64SegmentRegister,
+    /// RCX.
+    pub(crate) rcx: u64,
+    /// RSI.
+    pub(crate) rsi: u64,
+    /// RDI.
+    pub(crate) rdi: u64,
+}
+
+/// `struct hv_x64_cpuid_intercept_message`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvX64CpuidInterceptMessage {
+    /// The common header.
+    pub(crate) header: HvX64InterceptMessageHeader,
+    /// RAX (leaf).
+    pub(crate) rax: u64,
+    /// RCX (subleaf).
+    pub(crate) rcx: u64,
+    /// RDX.
+    pub(crate) rdx: u64,
+    /// RBX.
+    pub(crate) rbx: u64,
+    /// The hypervisor's result for RAX.
+    pub(crate) default_result_rax: u64,
+    /// ... for RCX.
+    pub(crate) default_result_rcx: u64,
+    /// ... for RDX.
+    pub(crate) default_result_rdx: u64,
+    /// ... for RBX.
+    pub(crate) default_result_rbx: u64,
+}
+
+/// `struct hv_x64_msr_intercept_message`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvX64MsrInterceptMessage {
+    /// The common header.
+    pub(crate) header: HvX64InterceptMessageHeader,
+    /// The MSR.
+    pub(crate) msr_number: u32,
+    /// Reserved.
+    pub(crate) reserved: u32,
+    /// RDX.
+    pub(crate) rdx: u64,
+    /// RAX.
+    pub(crate) rax: u64,
+}
+
+/// `struct hv_register_assoc` (SET_VP_REGISTERS elements).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvRegisterAssoc {
+    /// `HV_*_REGISTER_*`.
+    pub(crate) name: u32,
+    /// Reserved.
+    pub(crate) reserved1: u32,
+    /// Reserved.
+    pub(crate) reserved2: u64,
+    /// The 128-bit value.
+    pub(crate) value: [u64; 2],
+}
+
+/// Header of `hv_input_get_vp_registers` / `hv_input_set_vp_registers`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvInputVpRegistersHeader {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP.
+    pub(crate) vp_index: u32,
+    /// `hv_input_vtl`.
+    pub(crate) input_vtl: u8,
+    /// Reserved.
+    pub(crate) rsvd_z8: u8,
+    /// Reserved.
+    pub(crate) rsvd_z16: u16,
+}
+
+/// `struct hv_input_map_gpa_pages` without its pfn list.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvInputMapGpaPages {
+    /// Target partition.
+    pub(crate) target_partition_id: u64,
+    /// First gfn.
+    pub(crate) target_gpa_base: u64,
+    /// `HV_MAP_GPA_*`.
+    pub(crate) map_flags: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+}
+
+/// Input of `HVCALL_GET_PARTITION_PROPERTY` / `_EX`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvInputGetPartitionProperty {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// `HV_PARTITION_PROPERTY_*`.
+    pub(crate) property_code: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+    /// Argument (`_EX` only).
+    pub(crate) arg: u64,
+}
+
+/// Input of `HVCALL_SET_PARTITION_PROPERTY`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HvInputSetPartitionProperty {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// `HV_PARTITION_PROPERTY_*`.
+    pub(crate) property_code: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+    /// The value.
+    pub(crate) property_value: u64,
+}
+
+// SAFETY: all these are `repr(C, packed)` structs of integers and integer
+// arrays: no padding, every bit pattern valid.
+unsafe impl FromBytes for HvMessageHeader {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvMessageHeader {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvMessage {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvMessage {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64MemoryInterceptMessage {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvX64MemoryInterceptMessage {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64IoPortInterceptMessage {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64InterceptMessageHeader {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64CpuidInterceptMessage {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64MsrInterceptMessage {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvRegisterAssoc {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvInputVpRegistersHeader {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvInputGetPartitionProperty {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvInputSetPartitionProperty {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvX64SegmentRegister {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64SegmentRegister {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvX64TableRegister {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvX64TableRegister {}
+
+// Layouts, from the C headers (and mshv-bindings 0.7.1's bindgen layout
+// tests for the messages the kernel headers lack).
+const _: () = {
+    assert!(size_of::<HvMessageHeader>() == 16);
+    assert!(size_of::<HvMessage>() == 256);
+    assert!(size_of::<HvX64SegmentRegister>() == 16);
+    assert!(size_of::<HvX64TableRegister>() == 16);
+    assert!(size_of::<HvX64InterceptMessageHeader>() == 40);
+    assert!(offset_of!(HvX64InterceptMessageHeader, cs_segment) == 8);
+    assert!(offset_of!(HvX64InterceptMessageHeader, rip) == 24);
+    assert!(size_of::<HvX64MemoryInterceptMessage>() == 80);
+    assert!(offset_of!(HvX64MemoryInterceptMessage, guest_virtual_address) == 48);
+    assert!(offset_of!(HvX64MemoryInterceptMessage, guest_physical_address) == 56);
+    assert!(offset_of!(HvX64MemoryInterceptMessage, instruction_bytes) == 64);
+    assert!(size_of::<HvX64IoPortInterceptMessage>() == 128);
+    assert!(offset_of!(HvX64IoPortInterceptMessage, rax) == 48);
+    assert!(offset_of!(HvX64IoPortInterceptMessage, ds_segment) == 72);
+    assert!(size_of::<HvX64CpuidInterceptMessage>() == 104);
+    assert!(size_of::<HvX64MsrInterceptMessage>() == 64);
+    assert!(size_of::<HvRegisterAssoc>() == 32);
+    assert!(size_of::<HvInputVpRegistersHeader>() == 16);
+    assert!(size_of::<HvInputMapGpaPages>() == 24);
+    assert!(size_of::<HvInputGetPartitionProperty>() == 24);
+    assert!(size_of::<HvInputSetPartitionProperty>() == 24);
+};
+
+// ---- Register names -----------------------------------------------------------
+
+/// `HV_REGISTER_EXPLICIT_SUSPEND`.
+pub(crate) const HV_REGISTER_EXPLICIT_SUSPEND: u32 = 0x0000_0000;
+/// `HV_REGISTER_INTERCEPT_SUSPEND`.
+pub(crate) const HV_REGISTER_INTERCEPT_SUSPEND: u32 = 0x0000_0001;
+/// `HV_REGISTER_DISPATCH_SUSPEND`.
+pub(crate) const HV_REGISTER_DISPATCH_SUSPEND: u32 = 0x0000_0003;
+/// `HV_REGISTER_PENDING_INTERRUPTION`.
+pub(crate) const HV_REGISTER_PENDING_INTERRUPTION: u32 = 0x0001_0002;
+/// `HV_REGISTER_INTERRUPT_STATE`.
+pub(crate) const HV_REGISTER_INTERRUPT_STATE: u32 = 0x0001_0003;
+/// `HV_REGISTER_PENDING_EVENT0`.
+pub(crate) const HV_REGISTER_PENDING_EVENT0: u32 = 0x0001_0004;
+/// `HV_REGISTER_PENDING_EVENT1`.
+pub(crate) const HV_REGISTER_PENDING_EVENT1: u32 = 0x0001_0005;
+/// `HV_X64_REGISTER_RAX`; RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8..R15 follow.
+pub(crate) const HV_X64_REGISTER_RAX: u32 = 0x0002_0000;
+/// `HV_X64_REGISTER_R15`.
+pub(crate) const HV_X64_REGISTER_R15: u32 = 0x0002_000f;
+/// `HV_X64_REGISTER_RIP`.
+pub(crate) const HV_X64_REGISTER_RIP: u32 = 0x0002_0010;
+/// `HV_X64_REGISTER_RFLAGS`.
+pub(crate) const HV_X64_REGISTER_RFLAGS: u32 = 0x0002_0011;
+/// `HV_X64_REGISTER_XMM0`; XMM1..XMM15 follow.
+pub(crate) const HV_X64_REGISTER_XMM0: u32 = 0x0003_0000;
+/// `HV_X64_REGISTER_FP_MMX0`; FP_MMX1..7 follow.
+pub(crate) const HV_X64_REGISTER_FP_MMX0: u32 = 0x0003_0010;
+/// `HV_X64_REGISTER_FP_CONTROL_STATUS`.
+pub(crate) const HV_X64_REGISTER_FP_CONTROL_STATUS: u32 = 0x0003_0018;
+/// `HV_X64_REGISTER_XMM_CONTROL_STATUS`.
+pub(crate) const HV_X64_REGISTER_XMM_CONTROL_STATUS: u32 = 0x0003_0019;
+/// `HV_X64_REGISTER_CR0`.
+pub(crate) const HV_X64_REGISTER_CR0: u32 = 0x0004_0000;
+/// `HV_X64_REGISTER_CR2`.
+pub(crate) const HV_X64_REGISTER_CR2: u32 = 0x0004_0001;
+/// `HV_X64_REGISTER_CR3`.
+pub(crate) const HV_X64_REGISTER_CR3: u32 = 0x0004_0002;
+/// `HV_X64_REGISTER_CR4`.
+pub(crate) const HV_X64_REGISTER_CR4: u32 = 0x0004_0003;
+/// `HV_X64_REGISTER_CR8`.
+pub(crate) const HV_X64_REGISTER_CR8: u32 = 0x0004_0004;
+/// `HV_X64_REGISTER_XFEM`.
+pub(crate) const HV_X64_REGISTER_XFEM: u32 = 0x0004_0005;
+/// `HV_X64_REGISTER_DR0`; DR1, DR2, DR3, DR6, DR7 follow.
+pub(crate) const HV_X64_REGISTER_DR0: u32 = 0x0005_0000;
+/// `HV_X64_REGISTER_DR7`.
+pub(crate) const HV_X64_REGISTER_DR7: u32 = 0x0005_0005;
+/// `HV_X64_REGISTER_ES`; CS, SS, DS, FS, GS, LDTR, TR follow.
+pub(crate) const HV_X64_REGISTER_ES: u32 = 0x0006_0000;
+/// `HV_X64_REGISTER_CS`.
+pub(crate) const HV_X64_REGISTER_CS: u32 = 0x0006_0001;
+/// `HV_X64_REGISTER_SS`.
+pub(crate) const HV_X64_REGISTER_SS: u32 = 0x0006_0002;
+/// `HV_X64_REGISTER_DS`.
+pub(crate) const HV_X64_REGISTER_DS: u32 = 0x0006_0003;
+/// `HV_X64_REGISTER_FS`.
+pub(crate) const HV_X64_REGISTER_FS: u32 = 0x0006_0004;
+/// `HV_X64_REGISTER_GS`.
+pub(crate) const HV_X64_REGISTER_GS: u32 = 0x0006_0005;
+/// `HV_X64_REGISTER_LDTR`.
+pub(crate) const HV_X64_REGISTER_LDTR: u32 = 0x0006_0006;
+/// `HV_X64_REGISTER_TR`.
+pub(crate) const HV_X64_REGISTER_TR: u32 = 0x0006_0007;
+/// `HV_X64_REGISTER_IDTR`.
+pub(crate) const HV_X64_REGISTER_IDTR: u32 = 0x0007_0000;
+/// `HV_X64_REGISTER_GDTR`.
+pub(crate) const HV_X64_REGISTER_GDTR: u32 = 0x0007_0001;
+/// `HV_X64_REGISTER_TSC`.
+pub(crate) const HV_X64_REGISTER_TSC: u32 = 0x0008_0000;
+/// `HV_X64_REGISTER_EFER`.
+pub(crate) const HV_X64_REGISTER_EFER: u32 = 0x0008_0001;
+/// `HV_X64_REGISTER_KERNEL_GS_BASE`.
+pub(crate) const HV_X64_REGISTER_KERNEL_GS_BASE: u32 = 0x0008_0002;
+/// `HV_X64_REGISTER_APIC_BASE`.
+pub(crate) const HV_X64_REGISTER_APIC_BASE: u32 = 0x0008_0003;
+/// `HV_X64_REGISTER_PAT`.
+pub(crate) const HV_X64_REGISTER_PAT: u32 = 0x0008_0004;
+/// `HV_X64_REGISTER_SYSENTER_CS`; SYSENTER_EIP, SYSENTER_ESP, STAR, LSTAR,
+/// CSTAR, SFMASK follow.
+pub(crate) const HV_X64_REGISTER_SYSENTER_CS: u32 = 0x0008_0005;
+/// `HV_X64_REGISTER_SFMASK`.
+pub(crate) const HV_X64_REGISTER_SFMASK: u32 = 0x0008_000b;
+/// `HV_X64_REGISTER_TSC_AUX`.
+pub(crate) const HV_X64_REGISTER_TSC_AUX: u32 = 0x0008_007b;
+/// `HV_X64_REGISTER_SPEC_CTRL`.
+pub(crate) const HV_X64_REGISTER_SPEC_CTRL: u32 = 0x0008_0084;
+/// `HV_X64_REGISTER_U_XSS`.
+pub(crate) const HV_X64_REGISTER_U_XSS: u32 = 0x0008_008b;
+/// `HV_X64_REGISTER_MSR_MTRR_CAP`; the MTRR registers lie in 0x8000d..0x8007a.
+pub(crate) const HV_X64_REGISTER_MSR_MTRR_CAP: u32 = 0x0008_000d;
+/// `HV_X64_REGISTER_MSR_MTRR_FIX4KF8000`.
+pub(crate) const HV_X64_REGISTER_MSR_MTRR_FIX4KF8000: u32 = 0x0008_007a;
+/// `HV_REGISTER_GUEST_OS_ID`.
+pub(crate) const HV_REGISTER_GUEST_OS_ID: u32 = 0x0009_0002;
+/// `HV_REGISTER_VP_INDEX`.
+pub(crate) const HV_REGISTER_VP_INDEX: u32 = 0x0009_0003;
+/// `HV_REGISTER_TIME_REF_COUNT`.
+pub(crate) const HV_REGISTER_TIME_REF_COUNT: u32 = 0x0009_0004;
+/// `HV_REGISTER_VP_ASSIST_PAGE`.
+pub(crate) const HV_REGISTER_VP_ASSIST_PAGE: u32 = 0x0009_0013;
+/// `HV_REGISTER_VP_ROOT_SIGNAL_COUNT`.
+pub(crate) const HV_REGISTER_VP_ROOT_SIGNAL_COUNT: u32 = 0x0009_0014;
+/// `HV_REGISTER_REFERENCE_TSC`.
+pub(crate) const HV_REGISTER_REFERENCE_TSC: u32 = 0x0009_0017;
+/// `HV_REGISTER_SINT0`; SINT1..SINT15 follow.
+pub(crate) const HV_REGISTER_SINT0: u32 = 0x000a_0000;
+/// `HV_REGISTER_SCONTROL`.
+pub(crate) const HV_REGISTER_SCONTROL: u32 = 0x000a_0010;
+/// `HV_REGISTER_SVERSION`.
+pub(crate) const HV_REGISTER_SVERSION: u32 = 0x000a_0011;
+/// `HV_REGISTER_SIEFP`.
+pub(crate) const HV_REGISTER_SIEFP: u32 = 0x000a_0012;
+/// `HV_REGISTER_SIMP`.
+pub(crate) const HV_REGISTER_SIMP: u32 = 0x000a_0013;
+/// `HV_REGISTER_EOM`.
+pub(crate) const HV_REGISTER_EOM: u32 = 0x000a_0014;
+/// `HV_REGISTER_STIMER0_CONFIG`; COUNT, then STIMER1..3 CONFIG/COUNT follow.
+pub(crate) const HV_REGISTER_STIMER0_CONFIG: u32 = 0x000b_0000;
+/// `HV_REGISTER_STIMER3_COUNT`.
+pub(crate) const HV_REGISTER_STIMER3_COUNT: u32 = 0x000b_0007;

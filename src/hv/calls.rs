@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The caller's side of hypercalls, shared by both backends: batching to one
+//! input page, deposit-and-retry, and withdrawing a partition's pool.
+//!
+//! Locking rule (invariant 5 of ARCHITECTURE.md): [`deposit`] allocates with
+//! `GFP_KERNEL`, so [`retry_with_deposit`] must never run under a lock that an
+//! MMU-notifier invalidation takes. Code under such a lock calls the raw
+//! batch functions and, on `INSUFFICIENT_MEMORY`, drops the lock, deposits and
+//! starts over.
+
+use super::{abi, status, HvError, HvResult, Hypervisor, RepError};
+use crate::{mem::geometry, sys::page::OwnedPage};
+use kernel::prelude::*;
+
+/// Pages deposited into a child partition when a map call runs short
+/// (upstream's `HV_MAP_GPA_DEPOSIT_PAGES`).
+pub(crate) const MAP_DEPOSIT_PAGES: usize = 256;
+/// Upper bound on deposit-and-retry rounds for one operation.
+pub(crate) const MAX_DEPOSIT_ROUNDS: usize = 64;
+/// Map reps per input page: 24-byte header, 8-byte pfns.
+pub(crate) const MAP_BATCH: usize = geometry::reps_per_page(24, 8);
+/// Unmap reps per call (no list; upstream's `HV_UMAP_GPA_PAGES`).
+pub(crate) const UNMAP_BATCH: usize = 512;
+/// Deposit pfns per input page: 8-byte header.
+pub(crate) const DEPOSIT_BATCH: usize = geometry::reps_per_page(8, 8);
+
+/// Allocates `pages` zeroed pages and deposits them into partition `pt`.
+/// Sleeps; never call under a region lock.
+pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
+    let mut left = pages;
+    while left > 0 {
+        let n = left.min(DEPOSIT_BATCH);
+        let mut owned = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut pfns = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            let page = OwnedPage::new()?;
+            pfns.push(page.pfn(), GFP_KERNEL)?;
+            owned.push(page, GFP_KERNEL)?;
+        }
+        hv.deposit(pt, &pfns)?;
+        // The hypervisor owns them now.
+        for page in owned.drain_all() {
+            let _ = page.into_pfn();
+        }
+        left -= n;
+    }
+    Ok(())
+}
+
+/// Withdraws every free page of partition `pt`'s pool and frees it. Returns
+/// how many pages came back.
+pub(crate) fn withdraw_all(hv: &dyn Hypervisor, pt: u64) -> usize {
+    let mut out = [0u64; 512];
+    let mut total = 0;
+    loop {
+        match hv.withdraw(pt, &mut out) {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => {
+                for &pfn in out.iter().take(n) {
+                    // SAFETY: the hypervisor returned a page the driver
+                    // deposited with `OwnedPage::into_pfn`.
+                    drop(unsafe { OwnedPage::from_pfn(pfn) });
+                }
+                total += n;
+            }
+        }
+    }
+}
+
+/// Runs `op` and, while it fails asking for memory, deposits (into `pt`, or
+/// into the root for the `*_ROOT_MEMORY` statuses) and retries, at most
+/// [`MAX_DEPOSIT_ROUNDS`] times. Sleeps; never call under a region lock.
+pub(crate) fn retry_with_deposit<T>(
+    hv: &dyn Hypervisor,
+    pt: u64,
+    mut op: impl FnMut() -> HvResult<T>,
+) -> Result<T> {
+    for _ in 0..MAX_DEPOSIT_ROUNDS {
+        match op() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.needs_memory() => {
+                let target = match e.0 {
+                    status::INSUFFICIENT_ROOT_MEMORY | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => {
+                        abi::HV_PARTITION_ID_SELF
+                    }
+                    _ => pt,
+                };
+                let pages = status::deposit_pages(e.0).unwrap_or(1).max(MAP_DEPOSIT_PAGES);
+                deposit(hv, target, pages)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ENOMEM)
+}
+
+/// Maps `pfns` (one per rep; 2 MiB reps if `flags` has LARGE) at `gfn` in
+/// batches of one input page. On failure, reports how many *reps* completed.
+/// Does not sleep or allocate.
+pub(crate) fn map_batched(hv: &dyn Hypervisor, pt: u64, gfn: u64, flags: u32, pfns: &[u64]) -> Result<(), RepError> {
+    let per_rep = if flags & abi::HV_MAP_GPA_LARGE_PAGE != 0 { geometry::LARGE_PAGES } else { 1 };
+    let mut done = 0usize;
+    for chunk in pfns.chunks(MAP_BATCH) {
+        let base = gfn.wrapping_add(done as u64 * per_rep);
+        hv.map_gpa_pages(pt, base, flags, chunk).map_err(|e| RepError {
+            done: done + e.done,
+            error: e.error,
+        })?;
+        done += chunk.len();
+    }
+    Ok(())
+}
+
+/// A page of zero pfns for NO_ACCESS maps (the list is ignored, but sent).
+static ZERO_PFNS: [u64; 512] = [0; 512];
+
+/// Remaps `reps` reps at `gfn` with no access (2 MiB reps if `large`).
+/// Does not sleep or allocate.
+pub(crate) fn map_no_access(hv: &dyn Hypervisor, pt: u64, gfn: u64, reps: u64, large: bool) -> Result<(), RepError> {
+    let flags = abi::HV_MAP_GPA_NO_ACCESS | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
+    let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
+    let mut done = 0u64;
+    while done < reps {
+        let n = (reps - done).min(MAP_BATCH as u64) as usize;
+        let pfns = ZERO_PFNS.get(..n).unwrap_or(&[]);
+        hv.map_gpa_pages(pt, gfn.wrapping_add(done * per_rep), flags, pfns)
+            .map_err(|e| RepError {
+                done: done as usize + e.done,
+                error: e.error,
+            })?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Unmaps `reps` reps at `gfn` (2 MiB reps if `large`). Does not sleep or
+/// allocate.
+pub(crate) fn unmap_batched(hv: &dyn Hypervisor, pt: u64, gfn: u64, reps: u64, large: bool) -> Result<(), RepError> {
+    let flags = if large { abi::HV_UNMAP_GPA_LARGE_PAGE } else { 0 };
+    let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
+    let mut done = 0u64;
+    while done < reps {
+        let n = (reps - done).min(UNMAP_BATCH as u64) as usize;
+        hv.unmap_gpa_pages(pt, gfn.wrapping_add(done * per_rep), n, flags)
+            .map_err(|e| RepError {
+                done: done as usize + e.done,
+                error: e.error,
+            })?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Converts a [`RepError`] into the status it carries.
+impl From<RepError> for HvError {
+    fn from(e: RepError) -> HvError {
+        e.error
+    }
+}

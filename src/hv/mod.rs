@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The hypervisor boundary: one trait at the hypercall line.
+//!
+//! Everything above it (validation, fds, regions, HMM, the RUN_VP loop) is
+//! shared by both backends, so tests on the simulator exercise the code that
+//! runs on Hyper-V. Methods mirror hypercalls one to one; batching to one
+//! 4 KiB input page and deposit-and-retry are the *caller's* job where the
+//! real hypervisor makes them the caller's job, so the sim must answer the
+//! same way (partial reps, INSUFFICIENT_MEMORY) and the retry code is shared.
+
+pub(crate) mod abi;
+pub(crate) mod calls;
+pub(crate) mod status;
+
+use kernel::prelude::*;
+
+/// A non-success hypercall status (`HV_STATUS_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HvError(pub(crate) u16);
+
+/// Result of a hypercall.
+pub(crate) type HvResult<T = ()> = core::result::Result<T, HvError>;
+
+/// Result of a rep hypercall: on failure, how many reps completed first.
+pub(crate) type RepResult = core::result::Result<(), RepError>;
+
+/// A rep hypercall that stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RepError {
+    /// Reps that completed before the failure.
+    pub(crate) done: usize,
+    /// Why it stopped.
+    pub(crate) error: HvError,
+}
+
+impl HvError {
+    /// The hypervisor wants more deposited memory before it can go on.
+    pub(crate) fn needs_memory(self) -> bool {
+        status::needs_memory(self.0)
+    }
+
+    /// The errno userspace sees for this status.
+    pub(crate) fn to_error(self) -> Error {
+        Error::from_errno(status::to_errno(self.0))
+    }
+}
+
+impl From<HvError> for Error {
+    fn from(e: HvError) -> Error {
+        e.to_error()
+    }
+}
+
+/// A 128-bit Hyper-V register value.
+pub(crate) type RegValue = [u64; 2];
+
+/// Arguments of `HVCALL_CREATE_PARTITION` the driver derives from the ioctl.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CreatePartition {
+    /// `HV_PARTITION_CREATION_FLAG_*`.
+    pub(crate) flags: u64,
+    /// Disabled processor feature banks.
+    pub(crate) disabled_features: [u64; 2],
+    /// Disabled XSAVE features.
+    pub(crate) disabled_xsave: u64,
+}
+
+/// Why `run_vp` returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunExit {
+    /// A message is in the VP's intercept message page.
+    Message,
+    /// A signal is pending: return to userspace with EINTR.
+    Signal,
+}
+
+/// One kind of VP state page (`HV_VP_STATE_PAGE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VpPage {
+    /// `struct hv_vp_register_page`.
+    Registers = 0,
+    /// The intercept message page (`struct hv_message` at offset 0).
+    InterceptMessage = 1,
+}
+
+/// Size of a hypercall input or output page.
+pub(crate) const HV_PAGE: usize = 4096;
+
+/// The hypercall interface both backends implement. Partition ids are the
+/// hypervisor's; `vp` is the VP index.
+///
+/// Contract shared by both backends:
+/// - no method sleeps or allocates memory with reclaim (they run under the
+///   region locks that MMU-notifier invalidations take); memory the
+///   hypervisor needs comes from [`Hypervisor::deposit`], and its absence is
+///   reported as `HV_STATUS_INSUFFICIENT_MEMORY`;
+/// - rep calls take at most one input page of reps and report partial
+///   progress in [`RepError`].
+pub(crate) trait Hypervisor: Send + Sync {
+    /// `HVCALL_CREATE_PARTITION`: returns the new partition id.
+    fn create_partition(&self, args: &CreatePartition) -> HvResult<u64>;
+    /// `HVCALL_INITIALIZE_PARTITION`.
+    fn initialize_partition(&self, pt: u64) -> HvResult;
+    /// `HVCALL_FINALIZE_PARTITION`: drops every VP and every GPA mapping.
+    fn finalize_partition(&self, pt: u64) -> HvResult;
+    /// `HVCALL_DELETE_PARTITION`.
+    fn delete_partition(&self, pt: u64) -> HvResult;
+
+    /// `HVCALL_DEPOSIT_MEMORY`: gives the zeroed host pages `pfns` (at most
+    /// 511) to the partition's pool. On success the hypervisor owns them.
+    fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult;
+    /// `HVCALL_WITHDRAW_MEMORY`: takes back up to `out.len()` (at most 512)
+    /// free pool pages into `out`; returns how many. 0 when the pool is empty.
+    fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize>;
+
+    /// `HVCALL_CREATE_VP`.
+    fn create_vp(&self, pt: u64, vp: u32) -> HvResult;
+    /// `HVCALL_DELETE_VP`.
+    fn delete_vp(&self, pt: u64, vp: u32) -> HvResult;
+    /// `HVCALL_MAP_VP_STATE_PAGE`: the pfn of the page the root can map.
+    fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64>;
+    /// `HVCALL_UNMAP_VP_STATE_PAGE`.
+    fn unmap_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult;
+
+    /// `HVCALL_MAP_GPA_PAGES`: maps `pfns.len()` reps from gfn `base_gfn`
+    /// with `flags` (`HV_MAP_GPA_*`). With `HV_MAP_GPA_LARGE_PAGE` each rep is
+    /// a 2 MiB entry (gfn and pfn 512-aligned). With `HV_MAP_GPA_NO_ACCESS`
+    /// the pfns are ignored. At most 509 reps.
+    fn map_gpa_pages(&self, pt: u64, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult;
+    /// `HVCALL_UNMAP_GPA_PAGES`: removes `count` reps of entries from
+    /// `base_gfn` (2 MiB reps with `HV_UNMAP_GPA_LARGE_PAGE`). At most 512.
+    fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult;
+
+    /// `HVCALL_GET_VP_REGISTERS` (at most 256 names).
+    fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult;
+    /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers).
+    fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
+
+    /// Runs the VP until it leaves with a message in its intercept message
+    /// page, or a signal is pending. May sleep (it is never called under a
+    /// region lock).
+    fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit>;
+
+    /// A raw hypercall for `MSHV_ROOT_HVCALL`, already checked against the
+    /// allow-list: `input`/`output` are zero-filled 4 KiB pages, the first u64
+    /// of `input` is the target partition id. Returns the raw result word
+    /// (status in bits 0-15, reps completed in bits 32-43).
+    fn passthrough(&self, code: u16, reps: u16, rep_start: u16, input: &[u8; HV_PAGE], output: &mut [u8; HV_PAGE]) -> u64;
+}

@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Pure arithmetic of guest memory regions: fault windows, 2 MiB runs,
+//! invalidation clamping and hypercall batching.
+//!
+//! Nothing here has side effects or touches a lock, a page or a hypercall, so
+//! every edge can be tested exactly (see the KUnit suite at the bottom). All
+//! quantities are in 4 KiB pages unless a name says bytes. Callers validate
+//! regions on creation (non-empty, `start_gfn + pages` does not overflow), but
+//! these functions stay total anyway: on any input they return a value, never
+//! panic or wrap.
+
+/// Size of a Hyper-V page (and of a Linux page: the driver requires 4 KiB pages).
+pub(crate) const PAGE_SHIFT: u32 = 12;
+/// Bytes per page.
+pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+/// Pages per 2 MiB large page.
+pub(crate) const LARGE_PAGES: u64 = 512;
+/// Order of a 2 MiB large page.
+pub(crate) const LARGE_ORDER: u32 = 9;
+
+/// A half-open range of guest frame numbers `[first, first + count)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GfnRange {
+    /// First gfn.
+    pub(crate) first: u64,
+    /// Number of pages; never zero for ranges these functions return.
+    pub(crate) count: u64,
+}
+
+impl GfnRange {
+    /// One past the last gfn (saturating; regions are validated not to overflow).
+    pub(crate) fn end(&self) -> u64 {
+        self.first.saturating_add(self.count)
+    }
+}
+
+/// The pages a GPA intercept on `gfn` faults in: the absolute 2 MiB gfn frame
+/// holding `gfn` (`gfn & !511`), clamped to the region
+/// `[start_gfn, start_gfn + pages)`.
+///
+/// Aligning to absolute frames (not relative to `start_gfn`, as upstream does)
+/// is what lets a region with an unaligned `start_gfn` still get 2 MiB entries
+/// in its aligned middle. Returns `None` if `gfn` is outside the region.
+pub(crate) fn fault_window(start_gfn: u64, pages: u64, gfn: u64) -> Option<GfnRange> {
+    let end = start_gfn.checked_add(pages)?;
+    if gfn < start_gfn || gfn >= end {
+        return None;
+    }
+    let frame = gfn & !(LARGE_PAGES - 1);
+    let first = frame.max(start_gfn);
+    // NO-OVERFLOW: `frame <= gfn < end`, so `frame + 512` only overflows for the
+    // top frame; saturate there.
+    let last = frame.saturating_add(LARGE_PAGES).min(end);
+    Some(GfnRange {
+        first,
+        count: last - first,
+    })
+}
+
+/// One host page as the fault path found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostPage {
+    /// Host page frame number.
+    pub(crate) pfn: u64,
+    /// Order of the VMM's mapping of this page (9 for a PMD-mapped THP or a
+    /// 2 MiB hugetlb page, 0 for a PTE).
+    pub(crate) map_order: u32,
+}
+
+/// A run of pages to map with one kind of entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    /// Index into the page array (and offset from the window's first gfn).
+    pub(crate) index: usize,
+    /// Pages in the run: a multiple of 512 if `large`.
+    pub(crate) count: usize,
+    /// Map with 2 MiB entries.
+    pub(crate) large: bool,
+}
+
+/// Whether the 512 pages at `pages[index..]`, to be mapped at `gfn`, can be one
+/// 2 MiB entry: `gfn` and the first pfn are both 2 MiB aligned, the pfns are
+/// contiguous, and every page is mapped by the VMM at order >= 9 (so they are
+/// one folio the VMM maps contiguously).
+fn is_large_chunk(gfn: u64, pages: &[HostPage], index: usize) -> bool {
+    if gfn % LARGE_PAGES != 0 {
+        return false;
+    }
+    let Some(chunk) = index
+        .checked_add(LARGE_PAGES as usize)
+        .and_then(|end| pages.get(index..end))
+    else {
+        return false;
+    };
+    let base = chunk[0].pfn;
+    base % LARGE_PAGES == 0
+        && chunk
+            .iter()
+            .zip(0u64..)
+            .all(|(p, i)| p.map_order >= LARGE_ORDER && p.pfn == base.wrapping_add(i))
+}
+
+/// Splits the pages of a window starting at `first_gfn` into maximal runs of
+/// 2 MiB entries and of 4 KiB entries, in order.
+///
+/// Returns the runs through `f` (no allocation).
+pub(crate) fn plan_runs(first_gfn: u64, pages: &[HostPage], mut f: impl FnMut(Run)) {
+    let mut index = 0usize;
+    let mut small_start: Option<usize> = None;
+    while index < pages.len() {
+        let gfn = first_gfn.wrapping_add(index as u64);
+        if is_large_chunk(gfn, pages, index) {
+            if let Some(start) = small_start.take() {
+                f(Run {
+                    index: start,
+                    count: index - start,
+                    large: false,
+                });
+            }
+            // Merge consecutive large chunks into one run.
+            let start = index;
+            while is_large_chunk(first_gfn.wrapping_add(index as u64), pages, index) {
+                index += LARGE_PAGES as usize;
+            }
+            f(Run {
+                index: start,
+                count: index - start,
+                large: true,
+            });
+        } else {
+            small_start.get_or_insert(index);
+            index += 1;
+        }
+    }
+    if let Some(start) = small_start {
+        f(Run {
+            index: start,
+            count: pages.len() - start,
+            large: false,
+        });
+    }
+}
+
+/// The pages of a region an MMU-notifier invalidation of user addresses
+/// `[start, end)` covers, as page offsets into the region.
+///
+/// The region maps user addresses `[uaddr, uaddr + pages * 4096)`; `uaddr` is
+/// page aligned. `start` is rounded down and `end` rounded up to pages (the
+/// notifier does not promise alignment). Returns `None` for an empty or
+/// inverted range, or one that does not intersect the region.
+pub(crate) fn clamp_invalidation(uaddr: u64, pages: u64, start: u64, end: u64) -> Option<GfnRange> {
+    if end <= start {
+        return None;
+    }
+    let region_end = uaddr.checked_add(pages.checked_mul(PAGE_SIZE)?)?;
+    let start = start & !(PAGE_SIZE - 1);
+    // Round up without wrapping: an `end` in the last page saturates to the top.
+    let end = end.checked_add(PAGE_SIZE - 1).map_or(u64::MAX & !(PAGE_SIZE - 1), |e| {
+        e & !(PAGE_SIZE - 1)
+    });
+    let lo = start.max(uaddr);
+    let hi = end.min(region_end);
+    if lo >= hi {
+        return None;
+    }
+    Some(GfnRange {
+        first: (lo - uaddr) >> PAGE_SHIFT,
+        count: (hi - lo) >> PAGE_SHIFT,
+    })
+}
+
+/// Widens a range of region page offsets so it covers whole 2 MiB gfn frames
+/// wherever `is_large(frame_gfn)` says the frame is mapped by one 2 MiB entry,
+/// so that remapping the result never has to split a large entry (which would
+/// need hypervisor memory inside the invalidate callback). The result stays
+/// inside the region `[0, pages)`; a large frame lies wholly inside the region
+/// by construction.
+pub(crate) fn widen_to_large_frames(
+    start_gfn: u64,
+    pages: u64,
+    range: GfnRange,
+    is_large: impl Fn(u64) -> bool,
+) -> GfnRange {
+    let mut first = range.first;
+    let mut end = range.end().min(pages);
+    let head = start_gfn.wrapping_add(first) & !(LARGE_PAGES - 1);
+    if is_large(head) {
+        first = head.wrapping_sub(start_gfn).min(first);
+    }
+    if end > first {
+        let tail = start_gfn.wrapping_add(end - 1) & !(LARGE_PAGES - 1);
+        if is_large(tail) {
+            end = end.max(tail.wrapping_sub(start_gfn).saturating_add(LARGE_PAGES).min(pages));
+        }
+    }
+    GfnRange {
+        first,
+        count: end.saturating_sub(first),
+    }
+}
+
+/// Splits a range of region page offsets into hypercall reps that never
+/// split a 2 MiB entry: a 2 MiB gfn frame that `is_large(frame_gfn)` and that
+/// the range covers wholly becomes one large rep, everything else 4 KiB reps.
+/// `f(first_gfn, reps, large)` receives maximal runs of one kind, in order.
+pub(crate) fn split_by_frames(
+    start_gfn: u64,
+    range: GfnRange,
+    is_large: impl Fn(u64) -> bool,
+    mut f: impl FnMut(u64, u64, bool),
+) {
+    let mut gfn = start_gfn.wrapping_add(range.first);
+    let end = gfn.saturating_add(range.count);
+    while gfn < end {
+        let whole_frame = gfn % LARGE_PAGES == 0 && end - gfn >= LARGE_PAGES && is_large(gfn);
+        if whole_frame {
+            let first = gfn;
+            while gfn % LARGE_PAGES == 0 && end - gfn >= LARGE_PAGES && is_large(gfn) {
+                gfn += LARGE_PAGES;
+            }
+            f(first, (gfn - first) / LARGE_PAGES, true);
+        } else {
+            let first = gfn;
+            // Up to the next frame that qualifies as large, or the end.
+            loop {
+                gfn += 1;
+                if gfn >= end
+                    || (gfn % LARGE_PAGES == 0 && end - gfn >= LARGE_PAGES && is_large(gfn))
+                {
+                    break;
+                }
+            }
+            f(first, gfn - first, false);
+        }
+    }
+}
+
+/// How many repetitions of `rep_size` bytes fit in one 4 KiB hypercall input
+/// page after a `header` of fixed fields.
+pub(crate) const fn reps_per_page(header: usize, rep_size: usize) -> usize {
+    if rep_size == 0 || header >= PAGE_SIZE as usize {
+        return 0;
+    }
+    (PAGE_SIZE as usize - header) / rep_size
+}
+
+/// Pages (4 KiB units) covered by `reps` completed reps of a map or unmap call
+/// with large (2 MiB) or small entries. Upstream's rollback mixed the units.
+pub(crate) const fn pages_of_reps(reps: u64, large: bool) -> u64 {
+    if large {
+        reps.saturating_mul(LARGE_PAGES)
+    } else {
+        reps
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kunit_tests(mshv_rs_geometry)]
+mod tests {
+    use super::*;
+
+    fn w(first: u64, count: u64) -> Option<GfnRange> {
+        Some(GfnRange { first, count })
+    }
+
+    #[test]
+    fn fault_window_edges() {
+        // Aligned region of 4 MiB: windows are the two frames.
+        assert_eq!(fault_window(0x200, 1024, 0x200), w(0x200, 512));
+        assert_eq!(fault_window(0x200, 1024, 0x3ff), w(0x200, 512));
+        assert_eq!(fault_window(0x200, 1024, 0x400), w(0x400, 512));
+        assert_eq!(fault_window(0x200, 1024, 0x5ff), w(0x400, 512));
+        // Outside the region.
+        assert_eq!(fault_window(0x200, 1024, 0x1ff), None);
+        assert_eq!(fault_window(0x200, 1024, 0x600), None);
+        // Unaligned start: the first window is clamped to the region, the
+        // second is a whole absolute frame (upstream would give 0x210..0x410).
+        assert_eq!(fault_window(0x210, 1024, 0x210), w(0x210, 0x1f0));
+        assert_eq!(fault_window(0x210, 1024, 0x3ff), w(0x210, 0x1f0));
+        assert_eq!(fault_window(0x210, 1024, 0x400), w(0x400, 512));
+        // Tail of the unaligned region: 0x610 - 0x600 = 16 pages.
+        assert_eq!(fault_window(0x210, 1024, 0x605), w(0x600, 0x10));
+        // Region smaller than 2 MiB inside one frame.
+        assert_eq!(fault_window(0x1005, 3, 0x1006), w(0x1005, 3));
+        // One-page region.
+        assert_eq!(fault_window(7, 1, 7), w(7, 1));
+        // Empty region.
+        assert_eq!(fault_window(7, 0, 7), None);
+    }
+
+    #[test]
+    fn fault_window_near_u64_max() {
+        let top = u64::MAX - 10;
+        // Region [top, MAX) has 10 pages; overflow-free.
+        assert_eq!(fault_window(top, 10, u64::MAX - 1), w(top, 10));
+        // start + pages overflows: rejected.
+        assert_eq!(fault_window(top, 11, top), None);
+        // The top frame starts at MAX & !511.
+        let frame = u64::MAX & !511;
+        assert_eq!(fault_window(frame, 511, frame + 3), w(frame, 511));
+    }
+
+    fn pages(base_pfn: u64, n: usize, order: u32) -> KVec<HostPage> {
+        let mut v = KVec::new();
+        for i in 0..n {
+            v.push(
+                HostPage {
+                    pfn: base_pfn + i as u64,
+                    map_order: order,
+                },
+                GFP_KERNEL,
+            )
+            .unwrap();
+        }
+        v
+    }
+
+    fn runs(first_gfn: u64, p: &[HostPage]) -> KVec<Run> {
+        let mut v = KVec::new();
+        plan_runs(first_gfn, p, |r| v.push(r, GFP_KERNEL).unwrap());
+        v
+    }
+
+    fn run(index: usize, count: usize, large: bool) -> Run {
+        Run {
+            index,
+            count,
+            large,
+        }
+    }
+
+    #[test]
+    fn runs_all_large_and_all_small() {
+        let p = pages(0x10000, 1024, 9);
+        assert_eq!(&runs(0x400, &p)[..], &[run(0, 1024, true)]);
+        // Same pages at 4 KiB order: one small run.
+        let p = pages(0x10000, 1024, 0);
+        assert_eq!(&runs(0x400, &p)[..], &[run(0, 1024, false)]);
+        // Large-mapped but gfn unaligned by one: no 2 MiB entry possible.
+        let p = pages(0x10000, 512, 9);
+        assert_eq!(&runs(0x401, &p)[..], &[run(0, 512, false)]);
+        // gfn aligned but pfn not.
+        let p = pages(0x10001, 512, 9);
+        assert_eq!(&runs(0x400, &p)[..], &[run(0, 512, false)]);
+        // Empty input: no runs.
+        assert_eq!(runs(0, &[]).len(), 0);
+    }
+
+    #[test]
+    fn runs_mixed_backing() {
+        // 16 small pages, then one THP, then 3 small pages; the window starts
+        // 16 pages below a 2 MiB gfn frame (an unaligned region start).
+        let mut p = pages(0x5000, 16, 0);
+        p.extend_from_slice(&pages(0x20000, 512, 9), GFP_KERNEL).unwrap();
+        p.extend_from_slice(&pages(0x7000, 3, 0), GFP_KERNEL).unwrap();
+        assert_eq!(
+            &runs(0x3f0, &p)[..],
+            &[run(0, 16, false), run(16, 512, true), run(528, 3, false)]
+        );
+        // A hole in pfn contiguity inside the THP range breaks the large run.
+        p[16 + 100].pfn = 0x99999;
+        assert_eq!(&runs(0x3f0, &p)[..], &[run(0, 531, false)]);
+        // Too few pages left for a whole frame.
+        let p = pages(0x20000, 511, 9);
+        assert_eq!(&runs(0x400, &p)[..], &[run(0, 511, false)]);
+    }
+
+    #[test]
+    fn invalidation_clamping() {
+        let ua = 0x7f00_0000_0000u64;
+        // Region of 16 pages at ua.
+        // Before, after, touching edges: empty.
+        assert_eq!(clamp_invalidation(ua, 16, 0x1000, ua), None);
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x10000, ua + 0x20000), None);
+        // Inside.
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2000, ua + 0x4000), w(2, 2));
+        // Straddling the start and the end.
+        assert_eq!(clamp_invalidation(ua, 16, ua - 0x3000, ua + 0x1000), w(0, 1));
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0xf000, ua + 0x40000), w(15, 1));
+        // Covering all.
+        assert_eq!(clamp_invalidation(ua, 16, 0, u64::MAX), w(0, 16));
+        // Unaligned ends round outward.
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2fff, ua + 0x3001), w(2, 2));
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2001, ua + 0x2002), w(2, 1));
+        // Empty and inverted.
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2000, ua + 0x2000), None);
+        assert_eq!(clamp_invalidation(ua, 16, ua + 0x3000, ua + 0x2000), None);
+        // End near u64::MAX does not wrap.
+        let top = u64::MAX & !0xfff;
+        assert_eq!(clamp_invalidation(top - 0x1000, 1, top - 0x800, u64::MAX), w(0, 1));
+        // A region whose end would overflow is rejected, not wrapped.
+        assert_eq!(clamp_invalidation(top, 2, top, u64::MAX), None);
+    }
+
+    #[test]
+    fn widening_to_large_frames() {
+        // Region at gfn 0x3f0, 1040 pages: frames 0x400 and 0x600 are inside.
+        let large = |f: u64| f == 0x400;
+        // Invalidating 4 pages in the large frame widens to the whole frame.
+        let r = GfnRange { first: 0x20, count: 4 };
+        assert_eq!(widen_to_large_frames(0x3f0, 1040, r, large), GfnRange { first: 0x10, count: 512 });
+        // Straddling the small head and the large frame.
+        let r = GfnRange { first: 0x8, count: 0x10 };
+        assert_eq!(widen_to_large_frames(0x3f0, 1040, r, large), GfnRange { first: 0x8, count: 0x208 });
+        // Nothing large: unchanged.
+        let r = GfnRange { first: 0x20, count: 4 };
+        assert_eq!(widen_to_large_frames(0x3f0, 1040, r, |_| false), r);
+    }
+
+    #[test]
+    fn splitting_by_frames() {
+        let mut v = KVec::new();
+        let mut rec = |g: u64, n: u64, l: bool| v.push((g, n, l), GFP_KERNEL).unwrap();
+        // Region at gfn 0x3f0; offsets 0x8..0x418 = gfns 0x3f8..0x808.
+        // Frame 0x400 large, frame 0x600 small.
+        let r = GfnRange { first: 0x8, count: 0x410 };
+        split_by_frames(0x3f0, r, |f| f == 0x400, &mut rec);
+        assert_eq!(
+            &v[..],
+            &[(0x3f8, 8, false), (0x400, 1, true), (0x600, 0x208, false)]
+        );
+        // Two adjacent large frames merge into one run of 2 reps.
+        let mut v = KVec::new();
+        let r = GfnRange { first: 0, count: 1024 };
+        split_by_frames(0x400, r, |_| true, |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap());
+        assert_eq!(&v[..], &[(0x400, 2, true)]);
+        // A large frame only partly covered is not a large rep.
+        let mut v = KVec::new();
+        let r = GfnRange { first: 0, count: 511 };
+        split_by_frames(0x400, r, |_| true, |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap());
+        assert_eq!(&v[..], &[(0x400, 511, false)]);
+        // Empty range: nothing.
+        let mut n = 0;
+        split_by_frames(0x400, GfnRange { first: 0, count: 0 }, |_| true, |_, _, _| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn batching() {
+        // MAP_GPA_PAGES: 24-byte header, 8-byte pfns.
+        assert_eq!(reps_per_page(24, 8), 509);
+        // UNMAP has no list; GET_VP_REGISTERS output 16-byte values.
+        assert_eq!(reps_per_page(0, 16), 256);
+        // SET_VP_REGISTERS: 16-byte header, 32-byte assocs.
+        assert_eq!(reps_per_page(16, 32), 127);
+        // DEPOSIT: 8-byte header.
+        assert_eq!(reps_per_page(8, 8), 511);
+        assert_eq!(reps_per_page(4096, 8), 0);
+        assert_eq!(reps_per_page(8, 0), 0);
+        assert_eq!(pages_of_reps(3, true), 1536);
+        assert_eq!(pages_of_reps(3, false), 3);
+        assert_eq!(pages_of_reps(u64::MAX, true), u64::MAX);
+    }
+}

@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Movable guest RAM: HMM "address space mirroring".
+//!
+//! Linux in the root partition owns the memory. The partition is the HMM
+//! "device", and the hypervisor's second-level address translation (SLAT) is
+//! the device page table, programmed with map hypercalls. A movable region
+//! starts mapped NO_ACCESS. A guest's first touch of a page comes back as a
+//! GPA intercept during `MSHV_RUN_VP`; the driver faults the pages in with
+//! `hmm_range_fault` and maps them, then re-enters the guest without
+//! returning to the VMM. When Linux wants a page back (reclaim, migration,
+//! compaction, KSM, munmap, fork's COW), the `mmu_interval_notifier`
+//! invalidate callback remaps the range NO_ACCESS before Linux proceeds; the
+//! guest faults again when it next touches it. No page references are held:
+//! correctness rests on the region lock plus the notifier sequence
+//! (read_begin in the fault, set_seq in the invalidation, read_retry under
+//! the lock before mapping).
+//!
+//! NO_ACCESS rather than unmapped matters: the hypervisor reports an
+//! unmapped GPA to the VMM as `HVMSG_UNMAPPED_GPA` (MMIO emulation), a
+//! NO_ACCESS one as `HVMSG_GPA_INTERCEPT`, which this module handles.
+//!
+//! # Locking
+//!
+//! `Movable::state` (a mutex) protects the region's SLAT entries and
+//! `MovableState`. It is taken by the fault path and by the invalidate
+//! callback (try-lock when the invalidation is not blockable). Under it:
+//! hypercalls only — no allocation that can enter reclaim and no deposit
+//! (reclaim could call the invalidate callback, which takes this lock). The
+//! fault path allocates and deposits with the lock dropped, then starts over.
+
+use crate::{
+    hv::{abi, calls, Hypervisor},
+    mem::geometry::{self, GfnRange, HostPage},
+    sys::mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation},
+};
+use core::sync::atomic::{AtomicU64, Ordering};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex, SetOnce}, //
+};
+
+/// Bound on fault attempts (sequence retries and deposit rounds) per intercept.
+const MAX_FAULT_TRIES: usize = 32;
+
+/// Counters shared by a partition's regions (see `Partition::stats`).
+#[derive(Default)]
+pub(crate) struct Stats {
+    /// GPA intercepts handled in the kernel.
+    pub(crate) gpa_intercepts: AtomicU64,
+    /// 4 KiB entries mapped accessible.
+    pub(crate) mapped_4k: AtomicU64,
+    /// 2 MiB entries mapped accessible.
+    pub(crate) mapped_2m: AtomicU64,
+    /// Invalidation callbacks that touched a region.
+    pub(crate) invalidations: AtomicU64,
+    /// Non-blockable invalidations refused because the lock was busy.
+    pub(crate) invalidations_busy: AtomicU64,
+    /// Fault attempts restarted because an invalidation raced.
+    pub(crate) fault_retries: AtomicU64,
+    /// Deposit rounds forced by INSUFFICIENT_MEMORY in the fault path.
+    pub(crate) deposit_retries: AtomicU64,
+    /// Remaps that failed inside an invalidation (then unmapped instead).
+    pub(crate) invalidate_failures: AtomicU64,
+}
+
+impl Stats {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// State under the region lock.
+struct MovableState {
+    /// Set when the region is being removed; faults then give up.
+    removed: bool,
+    /// One bit per 2 MiB gfn frame that the SLAT holds as one large entry
+    /// (accessible or NO_ACCESS), indexed from the first frame the region
+    /// touches. Used to remap and unmap without splitting large entries.
+    large: KVVec<u64>,
+}
+
+/// Outcome of a GPA intercept on a movable region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// The pages are mapped; run the guest again.
+    Mapped,
+    /// Not ours to handle (region going away, or a write to read-only
+    /// memory): forward the message to the VMM.
+    Forward,
+}
+
+/// The movable part of a region. Pinned in a `KBox`: the notifier's owner
+/// pointer points here.
+#[pin_data]
+pub(crate) struct Movable {
+    /// Declared first so that it drops (unregisters, waiting for running
+    /// callbacks) before any field the callback uses. Set once, right after
+    /// construction; empty only until then.
+    notifier: SetOnce<IntervalNotifier<Movable>>,
+    hv: Arc<dyn Hypervisor>,
+    pt: u64,
+    start_gfn: u64,
+    pages: u64,
+    uaddr: u64,
+    writable: bool,
+    exec: bool,
+    stats: Arc<Stats>,
+    #[pin]
+    state: Mutex<MovableState>,
+}
+
+impl Movable {
+    /// Creates the movable state of a region, registers its notifier and maps
+    /// the whole range NO_ACCESS. Sleeps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        hv: Arc<dyn Hypervisor>,
+        pt: u64,
+        start_gfn: u64,
+        pages: u64,
+        uaddr: u64,
+        writable: bool,
+        exec: bool,
+        stats: Arc<Stats>,
+    ) -> Result<Pin<KBox<Self>>> {
+        let frames = (pages / geometry::LARGE_PAGES + 2) as usize;
+        let mut large = KVVec::new();
+        large.resize(frames.div_ceil(64), 0, GFP_KERNEL_ACCOUNT)?;
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                notifier: SetOnce::new(),
+                hv,
+                pt,
+                start_gfn,
+                pages,
+                uaddr,
+                writable,
+                exec,
+                stats,
+                state <- new_mutex!(MovableState { removed: false, large }),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let owner: *const Movable = &*this;
+        // SAFETY: `this` is pinned in its box and outlives the notifier: the
+        // notifier is a field of it, dropped in `PinnedDrop` before the box.
+        let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
+        // Cannot fail: this is the only place that populates it.
+        this.notifier.populate(notifier);
+        this.map_initial()?;
+        Ok(this)
+    }
+
+    fn frame_bit(&self, frame_gfn: u64) -> Option<(usize, u64)> {
+        let first_frame = self.start_gfn / geometry::LARGE_PAGES;
+        let idx = (frame_gfn / geometry::LARGE_PAGES).checked_sub(first_frame)? as usize;
+        Some((idx / 64, 1u64 << (idx % 64)))
+    }
+
+    fn is_large(&self, st: &MovableState, frame_gfn: u64) -> bool {
+        self.frame_bit(frame_gfn)
+            .and_then(|(w, b)| st.large.get(w).map(|v| v & b != 0))
+            .unwrap_or(false)
+    }
+
+    fn set_large(&self, st: &mut MovableState, frame_gfn: u64, on: bool) {
+        if let Some((w, b)) = self.frame_bit(frame_gfn) {
+            if let Some(v) = st.large.get_mut(w) {
+                if on {
+                    *v |= b;
+                } else {
+                    *v &= !b;
+                }
+            }
+        }
+    }
+
+    fn all(&self) -> GfnRange {
+        GfnRange { first: 0, count: self.pages }
+    }
+
+    /// Maps the whole region NO_ACCESS: whole aligned frames as 2 MiB
+    /// entries, the rest as 4 KiB entries. Deposits as needed (no lock the
+    /// notifier takes is held: the state lock is dropped around deposits).
+    fn map_initial(&self) -> Result {
+        for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
+            let mut st = self.state.lock();
+            let mut err = None;
+            geometry::split_by_frames(self.start_gfn, self.all(), |_| true, |gfn, reps, large| {
+                if err.is_none() {
+                    err = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large).err();
+                }
+            });
+            // Record the large NO_ACCESS frames (also after a partial failure:
+            // a retry maps the same layout again).
+            let mut frames = KVec::new();
+            geometry::split_by_frames(self.start_gfn, self.all(), |_| true, |gfn, reps, large| {
+                if large {
+                    let _ = frames.push((gfn, reps), GFP_NOWAIT);
+                }
+            });
+            for (gfn, reps) in frames {
+                for i in 0..reps {
+                    self.set_large(&mut st, gfn + i * geometry::LARGE_PAGES, true);
+                }
+            }
+            drop(st);
+            match err {
+                None => return Ok(()),
+                Some(e) if e.error.needs_memory() => {
+                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                }
+                Some(e) => return Err(e.error.into()),
+            }
+        }
+        Err(ENOMEM)
+    }
+
+    /// Handles a GPA intercept at `gfn` (inside the region) for a `write` or
+    /// read/execute access. Sleeps.
+    pub(crate) fn fault(&self, gfn: u64, write: bool) -> Result<Fault> {
+        if write && !self.writable {
+            return Ok(Fault::Forward);
+        }
+        let Some(window) = geometry::fault_window(self.start_gfn, self.pages, gfn) else {
+            return Ok(Fault::Forward);
+        };
+        let Some(notifier): Option<&IntervalNotifier<Movable>> = self.notifier.as_ref() else {
+            return Ok(Fault::Forward);
+        };
+        Stats::add(&self.stats.gpa_intercepts, 1);
+        let n = window.count as usize;
+        let mut hmm = KVVec::new();
+        hmm.resize(n, HmmPfn::default(), GFP_KERNEL)?;
+        let mut pages = KVVec::new();
+        pages.resize(n, HostPage { pfn: 0, map_order: 0 }, GFP_KERNEL)?;
+        let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
+
+        for _ in 0..MAX_FAULT_TRIES {
+            if crate::sys::page::fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            // Fault in for writing only when the guest writes: a read must not
+            // break COW or allocate (and works on read-only VMAs).
+            let seq = notifier.hmm_fault(uaddr, write, &mut hmm)?;
+            for (p, h) in pages.iter_mut().zip(hmm.iter()) {
+                if !h.valid() {
+                    return Err(EFAULT);
+                }
+                *p = HostPage { pfn: h.pfn(), map_order: h.map_order() };
+            }
+            let mut st = self.state.lock();
+            if st.removed {
+                return Ok(Fault::Forward);
+            }
+            if notifier.read_retry(seq) {
+                drop(st);
+                Stats::add(&self.stats.fault_retries, 1);
+                crate::sys::page::cond_resched();
+                continue;
+            }
+            match self.map_window(&mut st, window, &pages, &hmm) {
+                Ok(()) => return Ok(Fault::Mapped),
+                Err(e) if e.needs_memory() => {
+                    drop(st);
+                    Stats::add(&self.stats.deposit_retries, 1);
+                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EAGAIN)
+    }
+
+    /// Maps a faulted window under the lock: 2 MiB entries where the gfn
+    /// frame, the pfn frame and the VMM's mapping allow, 4 KiB otherwise;
+    /// writable only where the VMM's mapping is.
+    fn map_window(
+        &self,
+        st: &mut MovableState,
+        window: GfnRange,
+        pages: &[HostPage],
+        hmm: &[HmmPfn],
+    ) -> Result<(), crate::hv::HvError> {
+        let base = abi::HV_MAP_GPA_READABLE
+            | abi::HV_MAP_GPA_ADJUSTABLE
+            | if self.exec { abi::HV_MAP_GPA_EXECUTABLE } else { 0 };
+        let mut result = Ok(());
+        let mut pfns = [0u64; 64];
+        geometry::plan_runs(window.first, pages, |run| {
+            if result.is_err() {
+                return;
+            }
+            let mut i = run.index;
+            let end = run.index + run.count;
+            while i < end && result.is_ok() {
+                // A sub-run of equal write permission (uniform within a large chunk).
+                let w = self.writable && hmm.get(i).is_some_and(|h| h.writable());
+                let step = if run.large { geometry::LARGE_PAGES as usize } else { 1 };
+                let mut j = i;
+                let mut k = 0;
+                while j < end && k < pfns.len() && (self.writable && hmm.get(j).is_some_and(|h| h.writable())) == w {
+                    pfns[k] = pages.get(j).map_or(0, |p| p.pfn);
+                    k += 1;
+                    j += step;
+                }
+                let flags = base
+                    | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 }
+                    | if run.large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
+                let gfn = window.first + i as u64;
+                match calls::map_batched(&*self.hv, self.pt, gfn, flags, &pfns[..k]) {
+                    Ok(()) => {
+                        if run.large {
+                            Stats::add(&self.stats.mapped_2m, k as u64);
+                            for f in 0..k as u64 {
+                                self.set_large(st, gfn + f * geometry::LARGE_PAGES, true);
+                            }
+                        } else {
+                            Stats::add(&self.stats.mapped_4k, k as u64);
+                            // 4 KiB entries mean the frame's large entry was split.
+                            self.set_large(st, gfn & !(geometry::LARGE_PAGES - 1), false);
+                            let last = gfn + k as u64 - 1;
+                            self.set_large(st, last & !(geometry::LARGE_PAGES - 1), false);
+                        }
+                    }
+                    Err(e) => result = Err(e.error),
+                }
+                i = j;
+            }
+        });
+        result
+    }
+
+    /// Remaps `range` (page offsets) NO_ACCESS without splitting large
+    /// entries. Under the lock; no allocation.
+    fn remap_no_access(&self, st: &MovableState, range: GfnRange) -> Result<(), crate::hv::RepError> {
+        let range = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(st, f));
+        let mut res = Ok(());
+        geometry::split_by_frames(self.start_gfn, range, |f| self.is_large(st, f), |gfn, reps, large| {
+            if res.is_ok() {
+                res = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large);
+            }
+        });
+        res
+    }
+
+    /// Unmaps the region's whole GPA range and stops faults. Called once on
+    /// removal, before the notifier is unregistered.
+    pub(crate) fn remove(&self) {
+        let mut st = self.state.lock();
+        st.removed = true;
+        let mut failed = false;
+        geometry::split_by_frames(self.start_gfn, self.all(), |f| self.is_large(&st, f), |gfn, reps, large| {
+            failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large).is_err();
+        });
+        if failed {
+            pr_warn!("pt {}: unmapping movable region at gfn {:#x} failed\n", self.pt, self.start_gfn);
+        }
+    }
+}
+
+impl Invalidate for Movable {
+    fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
+        let st = if blockable {
+            self.state.lock()
+        } else {
+            match self.state.try_lock() {
+                Some(g) => g,
+                None => {
+                    Stats::add(&self.stats.invalidations_busy, 1);
+                    return false;
+                }
+            }
+        };
+        inv.set_seq();
+        let Some(range) = geometry::clamp_invalidation(self.uaddr, self.pages, start, end) else {
+            return true;
+        };
+        Stats::add(&self.stats.invalidations, 1);
+        if self.remap_no_access(&st, range).is_err() {
+            // Remapping needs no hypervisor memory by construction, so this
+            // is an injected or hypervisor failure. The page must not stay
+            // reachable: unmap instead (the guest then exits to the VMM).
+            Stats::add(&self.stats.invalidate_failures, 1);
+            let r = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(&st, f));
+            let mut failed = false;
+            geometry::split_by_frames(self.start_gfn, r, |f| self.is_large(&st, f), |gfn, reps, large| {
+                failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large).is_err();
+            });
+            if failed {
+                pr_err!("pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",
+                    self.pt, self.start_gfn + range.first);
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A guest memory region: one enum of the three kinds (the seed review's
+//! point c), each carrying only what it uses.
+//!
+//! The type is chosen by the driver, as upstream does: a `VM_IO | VM_PFNMAP`
+//! VMA (a device BAR) is MMIO; RAM is movable unless the partition is
+//! encrypted, the notifier cannot be registered, or a test forced pinning.
+
+use super::{
+    geometry::{self, GfnRange, HostPage},
+    movable::{Fault, Movable, Stats},
+};
+use crate::{
+    hv::{abi, calls, Hypervisor},
+    sys::mm::{self, PinnedPages},
+};
+use kernel::{prelude::*, sync::Arc};
+
+/// What backs a region.
+pub(crate) enum RegionKind {
+    /// Device memory at host pfn `pfn`, mapped uncached, never faulted.
+    Mmio {
+        /// First host pfn.
+        pfn: u64,
+    },
+    /// RAM pinned for the region's lifetime and mapped up front.
+    Pinned(PinnedPages),
+    /// RAM mirrored with HMM; see [`super::movable`].
+    Movable(Pin<KBox<Movable>>),
+}
+
+/// A region of guest physical memory backed by the VMM's memory.
+///
+/// # Invariants
+///
+/// `pages > 0`, `start_gfn + pages` does not overflow, and `uaddr` is page
+/// aligned (checked by [`Region::new`]'s caller, `SET_GUEST_MEMORY`).
+pub(crate) struct Region {
+    pub(crate) start_gfn: u64,
+    pub(crate) pages: u64,
+    pub(crate) uaddr: u64,
+    writable: bool,
+    exec: bool,
+    hv: Arc<dyn Hypervisor>,
+    pt: u64,
+    pub(crate) kind: RegionKind,
+}
+
+/// How the caller wants RAM backed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RamPolicy {
+    /// Movable where possible (the default).
+    Movable,
+    /// Pinned (encrypted partitions; tests).
+    Pinned,
+}
+
+impl Region {
+    /// Creates a region and maps it in partition `pt`. Sleeps; the caller
+    /// holds no region lock. On error nothing stays mapped or pinned.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        hv: Arc<dyn Hypervisor>,
+        pt: u64,
+        start_gfn: u64,
+        pages: u64,
+        uaddr: u64,
+        writable: bool,
+        exec: bool,
+        policy: RamPolicy,
+        stats: &Arc<Stats>,
+    ) -> Result<Self> {
+        let kind = match mm::vma_kind(uaddr) {
+            mm::VmaKind::None => return Err(EINVAL),
+            mm::VmaKind::Io(pfn) => RegionKind::Mmio { pfn },
+            mm::VmaKind::Ram => {
+                let movable = if policy == RamPolicy::Movable {
+                    Movable::new(hv.clone(), pt, start_gfn, pages, uaddr, writable, exec, stats.clone()).ok()
+                } else {
+                    None
+                };
+                match movable {
+                    Some(m) => RegionKind::Movable(m),
+                    None => RegionKind::Pinned(PinnedPages::pin(uaddr, pages as usize, writable)?),
+                }
+            }
+        };
+        let region = Self { start_gfn, pages, uaddr, writable, exec, hv, pt, kind };
+        match &region.kind {
+            RegionKind::Movable(_) => {}
+            RegionKind::Mmio { pfn } => {
+                let pfn = *pfn;
+                region.map_up_front(|i| (pfn + i as u64, 0))?
+            }
+            RegionKind::Pinned(p) => {
+                region.map_up_front(|i| (p.pfns().get(i).copied().unwrap_or(0), mm::pinned_folio_order(p, i)))?
+            }
+        }
+        Ok(region)
+    }
+
+    fn base_flags(&self) -> u32 {
+        let mut f = abi::HV_MAP_GPA_READABLE;
+        if self.writable {
+            f |= abi::HV_MAP_GPA_WRITABLE;
+        }
+        if self.exec {
+            f |= abi::HV_MAP_GPA_EXECUTABLE;
+        }
+        match self.kind {
+            RegionKind::Mmio { .. } => f | abi::HV_MAP_GPA_NOT_CACHED,
+            _ => f | abi::HV_MAP_GPA_ADJUSTABLE,
+        }
+    }
+
+    /// Pages of the region as `(pfn, folio order)`, for MMIO and pinned.
+    fn host_pages(&self, page: impl Fn(usize) -> (u64, u32)) -> Result<KVVec<HostPage>> {
+        let mut v = KVVec::with_capacity(self.pages as usize, GFP_KERNEL)?;
+        for i in 0..self.pages as usize {
+            let (pfn, order) = page(i);
+            v.push(HostPage { pfn, map_order: order }, GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
+
+    /// Calls `f(gfn, pfns of the run, large)` for the region's map layout.
+    fn for_each_run(&self, pages: &[HostPage], mut f: impl FnMut(u64, &[u64], bool) -> Result) -> Result {
+        let mut res = Ok(());
+        let mut pfns = KVVec::new();
+        geometry::plan_runs(self.start_gfn, pages, |run| {
+            if res.is_err() {
+                return;
+            }
+            pfns.clear();
+            let step = if run.large { geometry::LARGE_PAGES as usize } else { 1 };
+            let mut i = run.index;
+            while i < run.index + run.count {
+                if let Err(e) = pfns.push(pages.get(i).map_or(0, |p| p.pfn), GFP_KERNEL) {
+                    res = Err(e.into());
+                    return;
+                }
+                i += step;
+            }
+            res = f(self.start_gfn + run.index as u64, &pfns, run.large);
+        });
+        res
+    }
+
+    /// Maps an MMIO or pinned region whole, 2 MiB entries where possible.
+    /// Every failure is returned (upstream ignored pinned map failures) after
+    /// unmapping what was mapped.
+    fn map_up_front(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
+        let pages = self.host_pages(page)?;
+        let flags = self.base_flags();
+        let res = self.for_each_run(&pages, |gfn, pfns, large| {
+            let flags = flags | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
+            calls::retry_with_deposit(&*self.hv, self.pt, || {
+                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns).map_err(|e| e.error)
+            })
+        });
+        if res.is_err() {
+            self.unmap_all(&pages);
+        }
+        res
+    }
+
+    /// Unmaps the whole GPA range of an MMIO or pinned region, in the same
+    /// layout it was mapped with (no split of large entries needed).
+    fn unmap_all(&self, pages: &[HostPage]) {
+        let res = self.for_each_run(pages, |gfn, pfns, large| {
+            calls::unmap_batched(&*self.hv, self.pt, gfn, pfns.len() as u64, large).map_err(|e| e.error.into())
+        });
+        if res.is_err() {
+            pr_warn!("pt {}: unmapping region at gfn {:#x} failed\n", self.pt, self.start_gfn);
+        }
+    }
+
+    /// The gfn range of the region.
+    pub(crate) fn gfns(&self) -> GfnRange {
+        GfnRange { first: self.start_gfn, count: self.pages }
+    }
+
+    /// Handles a GPA intercept at `gfn`. Only movable regions resolve them;
+    /// for the others an intercept means the guest did something the
+    /// mapping does not allow, which the VMM must see.
+    pub(crate) fn fault(&self, gfn: u64, write: bool) -> Result<Fault> {
+        match &self.kind {
+            RegionKind::Movable(m) => m.fault(gfn, write),
+            _ => Ok(Fault::Forward),
+        }
+    }
+
+    /// Unmaps the region's whole GPA range (MMIO included: upstream left MMIO
+    /// mapped) and releases what backs it. Called once, by the region set's
+    /// owner, when the region leaves the set; the value is dropped after.
+    pub(crate) fn remove(&self) {
+        match &self.kind {
+            RegionKind::Movable(m) => m.remove(),
+            RegionKind::Mmio { pfn } => {
+                let pfn = *pfn;
+                if let Ok(pages) = self.host_pages(|i| (pfn + i as u64, 0)) {
+                    self.unmap_all(&pages);
+                }
+            }
+            RegionKind::Pinned(p) => {
+                match self.host_pages(|i| (p.pfns().get(i).copied().unwrap_or(0), mm::pinned_folio_order(p, i))) {
+                    Ok(pages) => self.unmap_all(&pages),
+                    Err(_) => {
+                        // Out of memory for the layout: unmap 4 KiB reps (may
+                        // need hypervisor memory to split; best effort).
+                        let _ = calls::unmap_batched(&*self.hv, self.pt, self.start_gfn, self.pages, false);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/mshv` in Rust: the interface through which a VMM (Cloud Hypervisor,
+//! through the `mshv-ioctls` crate) creates guest partitions, maps guest
+//! memory and runs virtual processors on a Microsoft Hyper-V root partition.
+//!
+//! Layers, top to bottom (see README.md and ARCHITECTURE.md):
+//! - [`uapi`]: the ioctl ABI, byte-compatible with Linux 7.3's `mshv.h`;
+//! - [`device`]: the misc device and its ioctls;
+//! - [`mem`]: guest memory regions and their pure [`mem::geometry`];
+//! - [`sys`]: safe wrappers over C APIs the kernel crate lacks.
+
+use kernel::{
+    miscdevice::{
+        MiscDeviceOptions,
+        MiscDeviceRegistration, //
+    },
+    prelude::*,
+    str::CStr,
+    sync::Arc, //
+};
+
+mod debugfs;
+mod device;
+mod hv;
+mod hvcall;
+mod mem;
+mod partition;
+#[path = "/tmp/simstub.rs"]
+mod sim;
+mod sys;
+mod uapi;
+mod vp;
+
+module! {
+    type: MshvModule,
+    name: "mshv_rs",
+    authors: ["The mshv-rs developers"],
+    description: "Microsoft Hyper-V root partition VMM interface /dev/mshv (Rust)",
+    license: "GPL",
+}
+
+/// Which hypervisor the driver talks to, from the `backend=` parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendKind {
+    /// Real hypercalls on a Hyper-V root partition.
+    HyperV,
+    /// The simulated hypervisor inside this module.
+    Sim,
+}
+
+fn backend_kind() -> Result<BackendKind> {
+    // SAFETY: the C helper returns a pointer to a NUL-terminated static buffer
+    // that module_param_string() keeps NUL-terminated; it is read-only (0444)
+    // after load, so it cannot change while we read it.
+    let param = unsafe { CStr::from_char_ptr(sys::ffi::mshv_rs_backend_param()) };
+    match param.to_bytes() {
+        b"sim" => {
+            pr_info!("using the simulated hypervisor (backend=sim)\n");
+            Ok(BackendKind::Sim)
+        }
+        b"hyperv" | b"auto" => {
+            // TODO(issue 3): detect a Hyper-V root with hv_root_partition().
+            pr_err!("not running on a Hyper-V root partition; load with backend=sim to use the simulated hypervisor\n");
+            Err(ENODEV)
+        }
+        _ => {
+            pr_err!("unknown backend {:?} (auto, hyperv or sim)\n", param);
+            Err(EINVAL)
+        }
+    }
+}
+
+/// State every partition shares: the backend and the debugfs tree.
+pub(crate) struct Shared {
+    /// The hypervisor, real or simulated.
+    pub(crate) hv: Arc<dyn hv::Hypervisor>,
+    /// `/sys/kernel/debug/mshv_rs`.
+    pub(crate) debugfs: Pin<KBox<debugfs::Debugfs>>,
+}
+
+#[pin_data]
+pub(crate) struct MshvModule {
+    pub(crate) shared: Arc<Shared>,
+    /// Registered last in `init`: an open may come the moment it exists
+    /// (upstream registered first and could race its own init).
+    #[pin]
+    pub(crate) misc: MiscDeviceRegistration<device::MshvDev>,
+}
+
+fn new_shared() -> Result<Arc<Shared>> {
+    let hv: Arc<dyn hv::Hypervisor> = match backend_kind()? {
+        BackendKind::Sim => sim::Sim::new()?,
+        BackendKind::HyperV => return Err(ENODEV),
+    };
+    let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;
+    Ok(Arc::new(Shared { hv, debugfs }, GFP_KERNEL)?)
+}
+
+impl kernel::InPlaceModule for MshvModule {
+    fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            shared: new_shared()?,
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"mshv" }),
+        })
+    }
+}

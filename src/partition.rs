@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A guest partition: its fd, VPs and memory regions.
+//!
+//! # Locking
+//!
+//! Locks are taken in this order:
+//!
+//! 1. `Partition::inner` — serializes the partition fd's ioctls that change
+//!    state (initialize, create VP, set guest memory), like upstream's
+//!    `pt_mutex`.
+//! 2. `Partition::regions` — the region set; held only to look up, insert or
+//!    remove, never across a fault or a hypercall batch. The RUN_VP fault path
+//!    takes it alone (it does not take `inner`).
+//! 3. A movable region's state lock (`mem::movable`), also taken by the
+//!    MMU-notifier invalidate callback.
+
+use crate::{
+    hv::{self, abi, calls, CreatePartition, Hypervisor},
+    mem::{
+        movable::{Fault, Stats},
+        region::{RamPolicy, Region},
+    },
+    sys,
+    uapi::{self, MshvCreateVp, MshvUserMemRegion},
+    vp::Vp,
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{Arc, Mutex},
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Pages deposited before `HVCALL_INITIALIZE_PARTITION` (upstream's
+/// empirically determined `HV_INIT_PARTITION_DEPOSIT_PAGES`).
+const INIT_DEPOSIT_PAGES: usize = 208;
+/// Pages deposited before `HVCALL_CREATE_VP` (upstream: 90).
+const CREATE_VP_DEPOSIT_PAGES: usize = 90;
+
+/// State changed only by partition-fd ioctls.
+struct Inner {
+    initialized: bool,
+    /// VP indexes created, one bit each.
+    vps: [u64; (uapi::MSHV_MAX_VPS as usize) / 64],
+}
+
+/// A guest partition.
+///
+/// # Invariants
+///
+/// `id` names a partition that exists in the hypervisor until `drop`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Partition {
+    pub(crate) shared: Arc<crate::Shared>,
+    pub(crate) hv: Arc<dyn Hypervisor>,
+    pub(crate) id: u64,
+    pub(crate) stats: Arc<Stats>,
+    _debugfs: Option<crate::debugfs::PartitionFiles>,
+    #[pin]
+    inner: Mutex<Inner>,
+    /// Regions keyed by their *last* gfn, so a lower-bound lookup finds the
+    /// only region that can contain a gfn.
+    #[pin]
+    regions: Mutex<RBTree<u64, Arc<Region>>>,
+}
+
+impl Partition {
+    /// `MSHV_CREATE_PARTITION`: creates the partition in the hypervisor.
+    pub(crate) fn create(shared: Arc<crate::Shared>, args: &CreatePartition) -> Result<Arc<Self>> {
+        let hv = shared.hv.clone();
+        let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || hv.create_partition(args))?;
+        let stats = match Arc::new(Stats::default(), GFP_KERNEL) {
+            Ok(s) => s,
+            Err(e) => {
+                Self::destroy_in_hv(&*hv, id);
+                return Err(e.into());
+            }
+        };
+        let hv2 = hv.clone();
+        // Statistics in debugfs are best effort: a partition works without.
+        let files = shared.debugfs.partition(id, stats.clone()).ok();
+        let p = Arc::pin_init(
+            try_pin_init!(Self {
+                shared,
+                hv,
+                id,
+                stats,
+                _debugfs: files,
+                inner <- new_mutex!(Inner { initialized: false, vps: [0; 4] }),
+                regions <- new_mutex!(RBTree::new()),
+            }),
+            GFP_KERNEL,
+        )
+        .inspect_err(|_| Self::destroy_in_hv(&*hv2, id))?;
+        crate::debugfs::live_add(crate::debugfs::Live::Partitions, 1);
+        Ok(p)
+    }
+
+    fn destroy_in_hv(hv: &dyn Hypervisor, id: u64) {
+        let _ = hv.finalize_partition(id);
+        calls::withdraw_all(hv, id);
+        if hv.delete_partition(id).is_err() {
+            pr_warn!("pt {}: delete failed\n", id);
+        }
+    }
+
+    /// Dispatches a partition-fd ioctl.
+    pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        let user = UserPtr::from_addr(arg);
+        match cmd {
+            uapi::partition::INITIALIZE_PARTITION => self.initialize().map(|_| 0),
+            uapi::partition::CREATE_VP => {
+                let args: MshvCreateVp = UserSlice::new(user, size_of::<MshvCreateVp>()).reader().read()?;
+                self.create_vp(args.vp_index).map(|fd| fd as isize)
+            }
+            uapi::partition::SET_GUEST_MEMORY => {
+                let args: MshvUserMemRegion =
+                    UserSlice::new(user, size_of::<MshvUserMemRegion>()).reader().read()?;
+                self.set_guest_memory(&args).map(|_| 0)
+            }
+            uapi::partition::ROOT_HVCALL => crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user).map(|_| 0),
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn initialize(&self) -> Result {
+        let mut inner = self.inner.lock();
+        if inner.initialized {
+            return Ok(());
+        }
+        let res = calls::deposit(&*self.hv, self.id, INIT_DEPOSIT_PAGES)
+            .and_then(|_| calls::retry_with_deposit(&*self.hv, self.id, || self.hv.initialize_partition(self.id)));
+        if res.is_err() {
+            calls::withdraw_all(&*self.hv, self.id);
+            return res;
+        }
+        inner.initialized = true;
+        Ok(())
+    }
+
+    fn create_vp(self: ArcBorrow<'_, Self>, index: u32) -> Result<i32> {
+        if index >= uapi::MSHV_MAX_VPS {
+            return Err(EINVAL);
+        }
+        let mut inner = self.inner.lock();
+        let (w, b) = ((index / 64) as usize, 1u64 << (index % 64));
+        if inner.vps.get(w).is_some_and(|v| v & b != 0) {
+            return Err(EEXIST);
+        }
+        calls::deposit(&*self.hv, self.id, CREATE_VP_DEPOSIT_PAGES)?;
+        calls::retry_with_deposit(&*self.hv, self.id, || self.hv.create_vp(self.id, index))?;
+        let vp = Vp::new(self.into(), index).inspect_err(|_| {
+            let _ = self.hv.delete_vp(self.id, index);
+        })?;
+        if let Some(v) = inner.vps.get_mut(w) {
+            *v |= b;
+        }
+        // The VP object exists now; from here on partition teardown deletes
+        // it in the hypervisor even if the fd cannot be installed.
+        sys::fd::install_vp(vp)
+    }
+
+    /// `MSHV_SET_GUEST_MEMORY`: validates everything before changing anything.
+    fn set_guest_memory(&self, m: &MshvUserMemRegion) -> Result {
+        if m.flags & !uapi::MSHV_SET_MEM_FLAGS_MASK != 0 || m.rsvd.iter().any(|&b| b != 0) {
+            return Err(EINVAL);
+        }
+        let page = uapi::MSHV_HV_PAGE_SIZE;
+        if m.size == 0 || m.size % page != 0 || m.userspace_addr % page != 0 {
+            return Err(EINVAL);
+        }
+        let pages = m.size / page;
+        if m.guest_pfn.checked_add(pages).is_none() || m.userspace_addr.checked_add(m.size).is_none() {
+            return Err(EINVAL);
+        }
+        if m.flags & (1 << uapi::MSHV_SET_MEM_BIT_UNMAP) != 0 {
+            return self.unmap_region(m.guest_pfn, pages, m.userspace_addr);
+        }
+        let _inner = self.inner.lock();
+        // Check overlap first (and again at insert: the fault path never
+        // inserts, and `inner` serializes inserters).
+        if self.overlapping(m.guest_pfn, pages) {
+            return Err(EEXIST);
+        }
+        let policy = if self.shared.debugfs.force_pinned() { RamPolicy::Pinned } else { RamPolicy::Movable };
+        let writable = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_WRITABLE) != 0;
+        let exec = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_EXECUTABLE) != 0;
+        let region = Region::new(
+            self.hv.clone(),
+            self.id,
+            m.guest_pfn,
+            pages,
+            m.userspace_addr,
+            writable,
+            exec,
+            policy,
+            &self.stats,
+        )?;
+        let region = match Arc::new(region, GFP_KERNEL) {
+            Ok(r) => r,
+            Err(e) => return Err(e.into()),
+        };
+        let last = m.guest_pfn + pages - 1;
+        let node = match kernel::rbtree::RBTreeNode::new(last, region.clone(), GFP_KERNEL) {
+            Ok(n) => n,
+            Err(e) => {
+                region.remove();
+                return Err(e);
+            }
+        };
+        self.regions.lock().insert(node);
+        crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
+        Ok(())
+    }
+
+    /// Whether any region intersects `[gfn, gfn + pages)`.
+    fn overlapping(&self, gfn: u64, pages: u64) -> bool {
+        let regions = self.regions.lock();
+        match regions.cursor_lower_bound(&gfn) {
+            Some(c) => c.current().1.start_gfn < gfn + pages,
+            None => false,
+        }
+    }
+
+    /// The region containing `gfn`, if any.
+    fn region_of(&self, gfn: u64) -> Option<Arc<Region>> {
+        let regions = self.regions.lock();
+        let c = regions.cursor_lower_bound(&gfn)?;
+        let r = c.current().1;
+        (r.start_gfn <= gfn).then(|| r.clone())
+    }
+
+    /// `SET_GUEST_MEMORY` with `UNMAP`: the region must match exactly.
+    fn unmap_region(&self, gfn: u64, pages: u64, uaddr: u64) -> Result {
+        let _inner = self.inner.lock();
+        let region = {
+            let mut regions = self.regions.lock();
+            let Some(c) = regions.cursor_lower_bound(&gfn) else {
+                return Err(ENOENT);
+            };
+            let (&last, r) = c.current();
+            if r.start_gfn > gfn {
+                return Err(ENOENT);
+            }
+            if r.start_gfn != gfn || r.pages != pages || r.uaddr != uaddr {
+                return Err(EINVAL);
+            }
+            regions.remove(&last).ok_or(ENOENT)?
+        };
+        // Faults that already looked the region up see `removed` and give up.
+        region.remove();
+        crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
+        Ok(())
+    }
+
+    /// Resolves a GPA intercept for `gfn` inside RUN_VP.
+    ///
+    /// A gfn outside every region is not an error: the VMM may have unmapped
+    /// the region while this VP was running (the lookup races with
+    /// `SET_GUEST_MEMORY`, which holds no VP lock), or the guest touched a
+    /// hole. Either way the message goes to the VMM, which owns the guest
+    /// physical address space (the seed review's point g).
+    pub(crate) fn handle_gpa_intercept(&self, gfn: u64, write: bool) -> Result<Fault> {
+        match self.region_of(gfn) {
+            Some(r) => r.fault(gfn, write),
+            None => Ok(Fault::Forward),
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Partition {
+    fn drop(self: Pin<&mut Self>) {
+        // Last fd closed: no ioctl, RUN_VP or fault can run any more.
+        let regions = core::mem::replace(&mut *self.regions.lock(), RBTree::new());
+        for (_, r) in regions.iter() {
+            r.remove();
+            crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
+        }
+        drop(regions);
+        let vps = self.inner.lock().vps;
+        for (w, bits) in vps.iter().enumerate() {
+            for b in 0..64u32 {
+                if bits & (1 << b) != 0 {
+                    let index = w as u32 * 64 + b;
+                    let _ = self.hv.unmap_vp_state_page(self.id, index, hv::VpPage::Registers);
+                    let _ = self.hv.unmap_vp_state_page(self.id, index, hv::VpPage::InterceptMessage);
+                    let _ = self.hv.delete_vp(self.id, index);
+                }
+            }
+        }
+        Self::destroy_in_hv(&*self.hv, self.id);
+        crate::debugfs::live_add(crate::debugfs::Live::Partitions, -1);
+    }
+}
+
+use kernel::sync::ArcBorrow;

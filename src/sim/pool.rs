@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The deposit pool of one simulated partition.
+//!
+//! The hypervisor has no memory of its own: every object it creates for a
+//! partition (the partition itself, VPs, their state pages, SLAT tables) is
+//! carved out of host pages the root deposited with `HVCALL_DEPOSIT_MEMORY`.
+//! The pool keeps those pages, hands free ones to the rest of the simulator
+//! and takes them back when the objects go away; `HVCALL_WITHDRAW_MEMORY`
+//! returns free pages to the root.
+//!
+//! Allocation rule: only [`Pool::grow`] allocates (the free list's capacity),
+//! and only the deposit path calls it, outside any lock. Every other method
+//! works within the capacity reserved then, so map, unmap and withdraw never
+//! allocate.
+
+use crate::sys::page::OwnedPage;
+use core::mem::ManuallyDrop;
+use kernel::prelude::*;
+
+/// Number of `u64`s in a page.
+pub(crate) const PAGE_U64S: usize = 512;
+
+/// The direct-map address of a page owned by a pool (or by an object built
+/// from pool pages), seen as 512 `u64`s.
+///
+/// # Safety
+///
+/// `pfn` must be a page deposited into a pool (given up by its depositor with
+/// [`OwnedPage::into_pfn`]) that stays owned by the simulator, and not be
+/// withdrawn or freed, while the returned pointer is used.
+pub(crate) unsafe fn page_u64s(pfn: u64) -> *mut [u64; PAGE_U64S] {
+    // SAFETY: by the function's contract the simulator owns `pfn`; the
+    // temporary `OwnedPage` is never dropped (ManuallyDrop), so ownership is
+    // not duplicated in any way that could free the page.
+    let page = ManuallyDrop::new(unsafe { OwnedPage::from_pfn(pfn) });
+    page.as_u64s()
+}
+
+/// Fills a pool page with zeroes.
+///
+/// # Safety
+///
+/// As for [`page_u64s`], and nothing else may access the page meanwhile.
+pub(crate) unsafe fn zero_page(pfn: u64) {
+    // SAFETY: per the contract the page is ours and not aliased; the pointer
+    // is valid for one `[u64; 512]` (a whole 4 KiB page of the direct map).
+    unsafe { core::ptr::write_bytes(page_u64s(pfn), 0, 1) };
+}
+
+/// The deposited pages of one partition.
+///
+/// # Invariants
+///
+/// - Every pfn in `free` was given up with [`OwnedPage::into_pfn`] by its
+///   depositor and is owned by this pool; it is freed exactly once: by
+///   [`Pool::withdraw`] (ownership goes back to the root) or on drop.
+/// - `total` counts the pages deposited and not withdrawn: those in `free`
+///   plus those lent out with [`Pool::take`] and not yet given back.
+/// - `free.capacity() >= total`, so [`Pool::give_back`] never allocates.
+pub(crate) struct Pool {
+    /// Free pages.
+    free: KVec<u64>,
+    /// Pages owned by the pool, free or lent out.
+    total: usize,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub(crate) const fn new() -> Self {
+        // INVARIANT: no pages, capacity 0 >= total 0.
+        Self {
+            free: KVec::new(),
+            total: 0,
+        }
+    }
+
+    /// Pages owned by the pool (free or in use).
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Free pages.
+    pub(crate) fn free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Pages lent out to simulator objects.
+    pub(crate) fn in_use(&self) -> usize {
+        self.total - self.free.len()
+    }
+
+    /// Whether `n` more pages can be deposited without allocating.
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        self.total
+            .checked_add(n)
+            .is_some_and(|want| want <= self.free.capacity())
+    }
+
+    /// The capacity a deposit of `n` pages needs.
+    pub(crate) fn capacity_for(&self, n: usize) -> usize {
+        self.total.saturating_add(n)
+    }
+
+    /// Moves the free list into `bigger` (an empty vector whose capacity is at
+    /// least [`Pool::capacity_for`] the pending deposit) and returns the old,
+    /// smaller vector for the caller to drop outside its lock. Returns
+    /// `bigger` itself untouched if it is too small for the current pages.
+    pub(crate) fn grow(&mut self, mut bigger: KVec<u64>) -> KVec<u64> {
+        if bigger.capacity() < self.total || !bigger.is_empty() {
+            return bigger;
+        }
+        for &pfn in self.free.iter() {
+            // `bigger.capacity() >= total >= free.len()`: cannot fail.
+            if bigger.push_within_capacity(pfn).is_err() {
+                return bigger;
+            }
+        }
+        // INVARIANT: same pages, capacity still >= total.
+        core::mem::replace(&mut self.free, bigger)
+    }
+
+    /// Takes ownership of the deposited pages `pfns`. Fails with `ENOSPC`,
+    /// taking none, unless [`Pool::has_room`] for them.
+    ///
+    /// # Safety
+    ///
+    /// Each pfn must have been given up with [`OwnedPage::into_pfn`] and be
+    /// owned by nothing else; on success the pool owns them.
+    pub(crate) unsafe fn deposit(&mut self, pfns: &[u64]) -> Result {
+        if !self.has_room(pfns.len()) {
+            return Err(ENOSPC);
+        }
+        for &pfn in pfns {
+            if self.free.push_within_capacity(pfn).is_err() {
+                // Unreachable (`has_room` checked); keep the count exact anyway.
+                return Err(ENOSPC);
+            }
+            // INVARIANT: one more owned page; capacity checked above.
+            self.total += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes up to `out.len()` free pages out of the pool into `out`;
+    /// returns how many. The caller owns them afterwards.
+    pub(crate) fn withdraw(&mut self, out: &mut [u64]) -> usize {
+        let mut n = 0;
+        for slot in out.iter_mut() {
+            match self.free.pop() {
+                Some(pfn) => {
+                    *slot = pfn;
+                    // INVARIANT: the page left the pool.
+                    self.total -= 1;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
+    }
+
+    /// Lends a zeroed free page to a simulator object, or `None` if the pool
+    /// has no free page. The page must come back with [`Pool::give_back`].
+    pub(crate) fn take(&mut self) -> Option<u64> {
+        let pfn = self.free.pop()?;
+        // SAFETY: the pool owns `pfn` (type invariant) and nothing else uses a
+        // free page.
+        unsafe { zero_page(pfn) };
+        Some(pfn)
+    }
+
+    /// Returns a page lent out with [`Pool::take`]. Never allocates.
+    pub(crate) fn give_back(&mut self, pfn: u64) {
+        // Cannot fail: `capacity >= total > free.len()` while a page is lent.
+        if self.free.push_within_capacity(pfn).is_err() {
+            pr_err!("sim pool: no room for a returned page (leaked)\n");
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if self.in_use() != 0 {
+            pr_err!("sim pool: dropped with {} pages in use (leaked)\n", self.in_use());
+        }
+        for &pfn in self.free.iter() {
+            // SAFETY: by the type invariant the pool owns every free page,
+            // which came from `OwnedPage::into_pfn`; it is freed once, here.
+            drop(unsafe { OwnedPage::from_pfn(pfn) });
+        }
+    }
+}

@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Declarations of the C helpers (`include/mshv_rs_helpers.h`). Only `sys`
+//! uses these; see the header for each function's contract.
+
+use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
+
+/// Opaque `struct mm_struct`.
+#[repr(C)]
+pub(crate) struct MmStruct {
+    _opaque: [u8; 0],
+}
+
+/// Opaque `struct mshv_rs_mni`.
+#[repr(C)]
+pub(crate) struct RawMni {
+    _opaque: [u8; 0],
+}
+
+pub(crate) const FD_PARTITION: c_int = 0;
+pub(crate) const FD_VP: c_int = 1;
+
+pub(crate) const PFN_VALID: u64 = 1 << 63;
+pub(crate) const PFN_WRITE: u64 = 1 << 62;
+pub(crate) const PFN_ORDER_SHIFT: u32 = 56;
+pub(crate) const PFN_ORDER_MASK: u64 = 0x1f;
+pub(crate) const PFN_MASK: u64 = (1 << 52) - 1;
+
+pub(crate) const VMA_NONE: c_int = 0;
+pub(crate) const VMA_RAM: c_int = 1;
+pub(crate) const VMA_IO: c_int = 2;
+
+pub(crate) const SIZEOF_TASK_STRUCT: c_int = 0;
+pub(crate) const OFFSETOF_TASK_MM: c_int = 1;
+pub(crate) const SIZEOF_FILE: c_int = 2;
+pub(crate) const SIZEOF_MM_STRUCT: c_int = 3;
+pub(crate) const SIZEOF_VM_AREA: c_int = 4;
+pub(crate) const SIZEOF_MISCDEVICE: c_int = 5;
+pub(crate) const SIZEOF_FOPS: c_int = 6;
+pub(crate) const OFFSETOF_TASK_PID: c_int = 7;
+
+extern "C" {
+    pub(crate) fn mshv_rs_fd_install(kind: c_int, private: *mut c_void) -> c_int;
+
+    pub(crate) fn mshv_rs_current_mm_grab() -> *mut MmStruct;
+    pub(crate) fn mshv_rs_mmdrop(mm: *mut MmStruct);
+    pub(crate) fn mshv_rs_fatal_signal_pending() -> bool;
+
+    pub(crate) fn mshv_rs_mni_create(
+        mm: *mut MmStruct,
+        start: c_ulong,
+        length: c_ulong,
+        owner: *mut c_void,
+        err: *mut c_int,
+    ) -> *mut RawMni;
+    pub(crate) fn mshv_rs_mni_destroy(mni: *mut RawMni);
+    pub(crate) fn mshv_rs_mni_read_retry(mni: *mut RawMni, seq: c_ulong) -> bool;
+    pub(crate) fn mshv_rs_mni_set_seq(mni: *mut RawMni, seq: c_ulong);
+
+    pub(crate) fn mshv_rs_hmm_fault(
+        mni: *mut RawMni,
+        start: c_ulong,
+        npages: c_ulong,
+        write: bool,
+        out: *mut u64,
+        seq: *mut c_ulong,
+    ) -> c_int;
+
+    pub(crate) fn mshv_rs_pin_user_pfns(
+        start: c_ulong,
+        npages: c_ulong,
+        write: bool,
+        pfns: *mut u64,
+    ) -> i64;
+    pub(crate) fn mshv_rs_unpin_pfns(pfns: *const u64, npages: c_ulong, dirty: bool);
+    pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
+
+    pub(crate) fn mshv_rs_vma_kind(addr: c_ulong, pfn: *mut u64) -> c_int;
+
+    pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
+    pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
+    pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
+    pub(crate) fn mshv_rs_free_pfn(pfn: u64);
+
+    pub(crate) fn mshv_rs_signal_pending() -> bool;
+    pub(crate) fn mshv_rs_cond_resched();
+    pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
+
+    pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
+    pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
+}

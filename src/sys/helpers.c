@@ -1,0 +1,405 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C side of src/sys: see include/mshv_rs_helpers.h for the contract of each
+ * function. Everything here is glue: no policy, no state of its own.
+ */
+
+#include <linux/anon_inodes.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/hmm.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/mmu_notifier.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+
+#include "mshv_rs_helpers.h"
+
+/* ---- anon-inode fds ---------------------------------------------------- */
+
+static long mshv_rs_partition_ioctl(struct file *file, unsigned int cmd,
+				    unsigned long arg)
+{
+	return mshv_rs_fd_ioctl(MSHV_RS_FD_PARTITION, file->private_data, cmd, arg);
+}
+
+static int mshv_rs_partition_release(struct inode *inode, struct file *file)
+{
+	mshv_rs_fd_release(MSHV_RS_FD_PARTITION, file->private_data);
+	return 0;
+}
+
+static long mshv_rs_vp_ioctl(struct file *file, unsigned int cmd,
+			     unsigned long arg)
+{
+	return mshv_rs_fd_ioctl(MSHV_RS_FD_VP, file->private_data, cmd, arg);
+}
+
+static int mshv_rs_vp_release(struct inode *inode, struct file *file)
+{
+	mshv_rs_fd_release(MSHV_RS_FD_VP, file->private_data);
+	return 0;
+}
+
+/*
+ * The VP pages (register page, intercept message page) belong to the VP,
+ * which lives at least as long as the file the VMA holds a reference to.
+ * Like upstream, the page is chosen by the VMA's offset (one page per VMA).
+ */
+static vm_fault_t mshv_rs_vp_fault(struct vm_fault *vmf)
+{
+	u64 pfn = mshv_rs_vp_mmap_pfn(vmf->vma->vm_file->private_data,
+				      vmf->vma->vm_pgoff);
+	struct page *page;
+
+	if (!pfn)
+		return VM_FAULT_SIGBUS;
+	page = pfn_to_page(pfn);
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct mshv_rs_vp_vm_ops = {
+	.fault = mshv_rs_vp_fault,
+};
+
+static int mshv_rs_vp_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (vma->vm_end - vma->vm_start != PAGE_SIZE)
+		return -EINVAL;
+	if (!mshv_rs_vp_mmap_pfn(file->private_data, vma->vm_pgoff))
+		return vma->vm_pgoff <= 2 ? -ENODEV : -EINVAL;
+	vm_flags_set(vma, VM_DONTCOPY | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &mshv_rs_vp_vm_ops;
+	return 0;
+}
+
+static const struct file_operations mshv_rs_fops[] = {
+	[MSHV_RS_FD_PARTITION] = {
+		.owner = THIS_MODULE,
+		.unlocked_ioctl = mshv_rs_partition_ioctl,
+		.release = mshv_rs_partition_release,
+		.llseek = noop_llseek,
+	},
+	[MSHV_RS_FD_VP] = {
+		.owner = THIS_MODULE,
+		.unlocked_ioctl = mshv_rs_vp_ioctl,
+		.release = mshv_rs_vp_release,
+		.mmap = mshv_rs_vp_mmap,
+		.llseek = noop_llseek,
+	},
+};
+
+static const char *const mshv_rs_fd_names[] = {
+	[MSHV_RS_FD_PARTITION] = "mshv_partition",
+	[MSHV_RS_FD_VP] = "mshv_vp",
+};
+
+int mshv_rs_fd_install(int kind, void *priv)
+{
+	struct file *file;
+	int fd;
+
+	if (kind < 0 || kind >= ARRAY_SIZE(mshv_rs_fops))
+		return -EINVAL;
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	file = anon_inode_getfile(mshv_rs_fd_names[kind], &mshv_rs_fops[kind],
+				  priv, O_RDWR);
+	if (IS_ERR(file)) {
+		put_unused_fd(fd);
+		return PTR_ERR(file);
+	}
+	fd_install(fd, file);
+	return fd;
+}
+
+/* ---- current task -------------------------------------------------------- */
+
+struct mm_struct *mshv_rs_current_mm_grab(void)
+{
+	struct mm_struct *mm = current->mm;
+
+	if (mm)
+		mmgrab(mm);
+	return mm;
+}
+
+void mshv_rs_mmdrop(struct mm_struct *mm)
+{
+	mmdrop(mm);
+}
+
+bool mshv_rs_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
+/* ---- mmu_interval_notifier --------------------------------------------- */
+
+struct mshv_rs_mni {
+	struct mmu_interval_notifier mni;
+	void *owner;
+};
+
+static bool mshv_rs_mni_invalidate_cb(struct mmu_interval_notifier *mni,
+				      const struct mmu_notifier_range *range,
+				      unsigned long cur_seq)
+{
+	struct mshv_rs_mni *m = container_of(mni, struct mshv_rs_mni, mni);
+
+	return mshv_rs_mni_invalidate(m->owner, m, range->start, range->end,
+				      mmu_notifier_range_blockable(range),
+				      cur_seq);
+}
+
+static const struct mmu_interval_notifier_ops mshv_rs_mni_ops = {
+	.invalidate = mshv_rs_mni_invalidate_cb,
+};
+
+struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
+				       unsigned long length, void *owner, int *err)
+{
+	struct mshv_rs_mni *m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
+	int ret;
+
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	m->owner = owner;
+	ret = mmu_interval_notifier_insert(&m->mni, mm, start, length,
+					   &mshv_rs_mni_ops);
+	if (ret) {
+		kfree(m);
+		*err = ret;
+		return NULL;
+	}
+	*err = 0;
+	return m;
+}
+
+void mshv_rs_mni_destroy(struct mshv_rs_mni *m)
+{
+	mmu_interval_notifier_remove(&m->mni);
+	kfree(m);
+}
+
+unsigned long mshv_rs_mni_read_begin(struct mshv_rs_mni *m)
+{
+	return mmu_interval_read_begin(&m->mni);
+}
+
+bool mshv_rs_mni_read_retry(struct mshv_rs_mni *m, unsigned long seq)
+{
+	return mmu_interval_read_retry(&m->mni, seq);
+}
+
+void mshv_rs_mni_set_seq(struct mshv_rs_mni *m, unsigned long seq)
+{
+	mmu_interval_set_seq(&m->mni, seq);
+}
+
+/* ---- HMM ----------------------------------------------------------------- */
+
+/* Bound on HMM's internal -EBUSY retries per call; the caller retries too. */
+#define MSHV_RS_HMM_TIMEOUT_MS 1000
+
+int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
+		      unsigned long npages, bool write, u64 *out,
+		      unsigned long *seq)
+{
+	/* hmm_pfns are unsigned long; on 64-bit they share the u64 array. */
+	unsigned long *pfns = (unsigned long *)out;
+	struct hmm_range range = {
+		.notifier = &m->mni,
+		.start = start,
+		.end = start + npages * PAGE_SIZE,
+		.hmm_pfns = pfns,
+		.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+	};
+	unsigned long i;
+	int ret;
+
+	BUILD_BUG_ON(sizeof(unsigned long) != sizeof(u64));
+	ret = hmm_range_fault_unlocked_timeout(&range,
+			msecs_to_jiffies(MSHV_RS_HMM_TIMEOUT_MS));
+	if (ret)
+		return ret;
+	*seq = range.notifier_seq;
+	for (i = 0; i < npages; i++) {
+		unsigned long h = pfns[i];
+		u64 e = 0;
+
+		if (h & HMM_PFN_VALID) {
+			e = MSHV_RS_PFN_VALID | ((h & ~HMM_PFN_FLAGS) & MSHV_RS_PFN_MASK);
+			if (h & HMM_PFN_WRITE)
+				e |= MSHV_RS_PFN_WRITE;
+			e |= (u64)hmm_pfn_to_map_order(h) << MSHV_RS_PFN_ORDER_SHIFT;
+		}
+		out[i] = e;
+	}
+	return 0;
+}
+
+/* ---- pinned pages ------------------------------------------------------- */
+
+long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
+			   bool write, u64 *pfns)
+{
+	/* Pin into the tail of the same array, then widen in place. */
+	struct page **pages = (struct page **)pfns;
+	unsigned int flags = FOLL_LONGTERM | (write ? FOLL_WRITE : 0);
+	long done = 0, ret, i;
+
+	BUILD_BUG_ON(sizeof(struct page *) != sizeof(u64));
+	while (done < npages) {
+		int chunk = min_t(unsigned long, npages - done, INT_MAX);
+
+		ret = pin_user_pages_fast(start + done * PAGE_SIZE, chunk, flags,
+					  pages + done);
+		if (ret <= 0) {
+			if (done)
+				unpin_user_pages(pages, done);
+			return ret ? ret : -EFAULT;
+		}
+		done += ret;
+	}
+	for (i = 0; i < npages; i++)
+		pfns[i] = page_to_pfn(pages[i]);
+	return done;
+}
+
+void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty)
+{
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct page *page = pfn_to_page(pfns[i]);
+
+		if (dirty)
+			unpin_user_pages_dirty_lock(&page, 1, true);
+		else
+			unpin_user_page(page);
+	}
+}
+
+unsigned int mshv_rs_pfn_folio_order(u64 pfn)
+{
+	return folio_order(page_folio(pfn_to_page(pfn)));
+}
+
+/* ---- VMA queries ---------------------------------------------------------- */
+
+int mshv_rs_vma_kind(unsigned long addr, u64 *pfn)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	int kind = MSHV_RS_VMA_NONE;
+
+	if (!mm)
+		return MSHV_RS_VMA_NONE;
+	mmap_read_lock(mm);
+	vma = vma_lookup(mm, addr);
+	if (vma) {
+		kind = MSHV_RS_VMA_RAM;
+		if (vma->vm_flags & (VM_IO | VM_PFNMAP)) {
+			kind = MSHV_RS_VMA_IO;
+			/* As upstream: VFIO maps BARs with vm_pgoff = first pfn. */
+			*pfn = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
+		}
+	}
+	mmap_read_unlock(mm);
+	return kind;
+}
+
+/* ---- host pages ------------------------------------------------------------ */
+
+void mshv_rs_pfn_read(u64 pfn, unsigned int off, void *buf, unsigned int len)
+{
+	void *va = kmap_local_pfn(pfn);
+
+	memcpy(buf, va + off, len);
+	kunmap_local(va);
+}
+
+void mshv_rs_pfn_write(u64 pfn, unsigned int off, const void *buf, unsigned int len)
+{
+	void *va = kmap_local_pfn(pfn);
+
+	memcpy(va + off, buf, len);
+	kunmap_local(va);
+}
+
+u64 mshv_rs_alloc_pfn(gfp_t gfp)
+{
+	struct page *page = alloc_page(gfp | __GFP_ZERO);
+
+	return page ? page_to_pfn(page) : 0;
+}
+
+void mshv_rs_free_pfn(u64 pfn)
+{
+	__free_page(pfn_to_page(pfn));
+}
+
+/* ---- layout canaries ------------------------------------------------------- */
+
+size_t mshv_rs_c_sizeof(int which)
+{
+	switch (which) {
+	case MSHV_RS_SIZEOF_TASK_STRUCT:
+		return sizeof(struct task_struct);
+	case MSHV_RS_OFFSETOF_TASK_MM:
+		return offsetof(struct task_struct, mm);
+	case MSHV_RS_SIZEOF_FILE:
+		return sizeof(struct file);
+	case MSHV_RS_SIZEOF_MM_STRUCT:
+		return sizeof(struct mm_struct);
+	case MSHV_RS_SIZEOF_VM_AREA:
+		return sizeof(struct vm_area_struct);
+	case MSHV_RS_SIZEOF_MISCDEVICE:
+		return sizeof(struct miscdevice);
+	case MSHV_RS_SIZEOF_FOPS:
+		return sizeof(struct file_operations);
+	case MSHV_RS_OFFSETOF_TASK_PID:
+		return offsetof(struct task_struct, pid);
+	default:
+		return 0;
+	}
+}
+
+/* ---- module parameter ------------------------------------------------------ */
+
+/* Rust module parameters are integers only; the backend is named. */
+static char mshv_rs_backend[16] = "auto";
+module_param_string(backend, mshv_rs_backend, sizeof(mshv_rs_backend), 0444);
+MODULE_PARM_DESC(backend,
+	"Hypervisor backend: auto (hyperv on a Hyper-V root, else refuse to load), hyperv, or sim");
+
+const char *mshv_rs_backend_param(void)
+{
+	return mshv_rs_backend;
+}
+
+/* ---- scheduling --------------------------------------------------------- */
+
+bool mshv_rs_signal_pending(void)
+{
+	return signal_pending(current);
+}
+
+void mshv_rs_cond_resched(void)
+{
+	cond_resched();
+}
+
+void *mshv_rs_pfn_to_virt(u64 pfn)
+{
+	return page_address(pfn_to_page(pfn));
+}

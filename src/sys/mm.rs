@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VMM's address space: a counted `mm_struct`, an interval notifier over
+//! part of it, HMM faults, long-term pins and VMA classification.
+
+use super::ffi;
+use core::marker::PhantomData;
+use kernel::{
+    ffi::{c_int, c_ulong, c_void},
+    prelude::*,
+};
+
+/// A reference (`mmgrab`) on the current task's `mm_struct`.
+///
+/// # Invariants
+///
+/// `mm` is non-null and holds one `mmgrab` reference, dropped on drop.
+pub(crate) struct MmRef {
+    mm: *mut ffi::MmStruct,
+}
+
+// SAFETY: an mmgrab reference may be held and dropped from any thread.
+unsafe impl Send for MmRef {}
+// SAFETY: `MmRef` exposes no interior mutability.
+unsafe impl Sync for MmRef {}
+
+impl MmRef {
+    /// The calling task's mm; `EINVAL` for a kernel thread.
+    pub(crate) fn current() -> Result<Self> {
+        // SAFETY: reads `current->mm` and takes a reference if non-null.
+        let mm = unsafe { ffi::mshv_rs_current_mm_grab() };
+        if mm.is_null() {
+            return Err(EINVAL);
+        }
+        // INVARIANT: non-null with a reference taken just above.
+        Ok(Self { mm })
+    }
+}
+
+impl Drop for MmRef {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we hold one reference.
+        unsafe { ffi::mshv_rs_mmdrop(self.mm) };
+    }
+}
+
+/// Receives the invalidations of an [`IntervalNotifier`].
+pub(crate) trait Invalidate: Sync {
+    /// Linux is taking back the user pages in `[start, end)` (not necessarily
+    /// page aligned, possibly beyond the registered interval). Must call
+    /// [`Invalidation::set_seq`] under the lock that fault paths check the
+    /// sequence under. If `blockable` is false it must not sleep and may
+    /// return `false` to make the caller retry.
+    fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool;
+}
+
+/// One invalidation in progress, handed to [`Invalidate::invalidate`].
+pub(crate) struct Invalidation<'a> {
+    mni: *mut ffi::RawMni,
+    cur_seq: c_ulong,
+    _p: PhantomData<&'a ()>,
+}
+
+impl Invalidation<'_> {
+    /// `mmu_interval_set_seq`: fault paths that began before now will see
+    /// [`IntervalNotifier::read_retry`] return true.
+    pub(crate) fn set_seq(&self) {
+        // SAFETY: `mni` is live for the duration of the callback.
+        unsafe { ffi::mshv_rs_mni_set_seq(self.mni, self.cur_seq) };
+    }
+}
+
+/// A registered `mmu_interval_notifier` that forwards invalidations to `T`.
+///
+/// # Invariants
+///
+/// `mni` is a live notifier registered with `owner` as its owner; `owner`
+/// points to a `T` that outlives the registration (the caller of [`new`]
+/// promises it). Dropping unregisters, waiting for running callbacks.
+///
+/// [`new`]: IntervalNotifier::new
+pub(crate) struct IntervalNotifier<T: Invalidate> {
+    mni: *mut ffi::RawMni,
+    _mm: MmRef,
+    _owner: PhantomData<*const T>,
+}
+
+// SAFETY: the notifier may be used and unregistered from any thread; `T: Sync`.
+unsafe impl<T: Invalidate> Send for IntervalNotifier<T> {}
+// SAFETY: the C functions called through `&self` are safe to call concurrently.
+unsafe impl<T: Invalidate> Sync for IntervalNotifier<T> {}
+
+impl<T: Invalidate> IntervalNotifier<T> {
+    /// Registers a notifier over `[start, start + length)` of the current
+    /// task's mm.
+    ///
+    /// # Safety
+    ///
+    /// `owner` must stay valid (and not move) until the returned notifier is
+    /// dropped.
+    pub(crate) unsafe fn new(owner: *const T, start: u64, length: u64) -> Result<Self> {
+        let mm = MmRef::current()?;
+        let mut err: c_int = 0;
+        // SAFETY: `mm.mm` is referenced; the callback trampoline below casts
+        // `owner` back to `T`, valid per this function's contract.
+        let mni = unsafe {
+            ffi::mshv_rs_mni_create(mm.mm, start as c_ulong, length as c_ulong, owner as *mut c_void, &mut err)
+        };
+        if mni.is_null() {
+            return Err(Error::from_errno(err));
+        }
+        Ok(Self {
+            mni,
+            _mm: mm,
+            _owner: PhantomData,
+        })
+    }
+
+    /// `mmu_interval_read_retry`: whether an invalidation ran since `seq`.
+    pub(crate) fn read_retry(&self, seq: u64) -> bool {
+        // SAFETY: by the type invariant `mni` is live.
+        unsafe { ffi::mshv_rs_mni_read_retry(self.mni, seq as c_ulong) }
+    }
+
+    /// Faults `out.len()` pages from user address `start` in through HMM
+    /// (for writing if `write`), filling `out` with [`HmmPfn`]s. Returns the
+    /// notifier sequence the result is valid for: check it with
+    /// [`IntervalNotifier::read_retry`] under the lock the invalidate callback
+    /// takes before using the pfns. Must not be called under that lock.
+    pub(crate) fn hmm_fault(&self, start: u64, write: bool, out: &mut [HmmPfn]) -> Result<u64> {
+        let mut seq: c_ulong = 0;
+        // SAFETY: `mni` is live; `out` is `out.len()` u64s (`HmmPfn` is
+        // `repr(transparent)` over u64).
+        let ret = unsafe {
+            ffi::mshv_rs_hmm_fault(
+                self.mni,
+                start as c_ulong,
+                out.len() as c_ulong,
+                write,
+                out.as_mut_ptr().cast::<u64>(),
+                &mut seq,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(seq as u64)
+    }
+}
+
+impl<T: Invalidate> Drop for IntervalNotifier<T> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `mni` is live; this unregisters it once.
+        unsafe { ffi::mshv_rs_mni_destroy(self.mni) };
+    }
+}
+
+/// The C trampoline's target for invalidations.
+///
+/// # Safety
+///
+/// Only called by `src/sys/helpers.c` for a notifier created by
+/// [`IntervalNotifier::new`]; `owner` is that notifier's owner.
+#[no_mangle]
+unsafe extern "C" fn mshv_rs_mni_invalidate(
+    owner: *mut c_void,
+    mni: *mut ffi::RawMni,
+    start: c_ulong,
+    end: c_ulong,
+    blockable: bool,
+    cur_seq: c_ulong,
+) -> bool {
+    // SAFETY: every owner passed to `mshv_rs_mni_create` is a
+    // `crate::mem::movable::Movable` (the only `Invalidate` implementor), valid
+    // while registered per `IntervalNotifier::new`'s contract.
+    let owner = unsafe { &*owner.cast::<crate::mem::movable::Movable>() };
+    let inv = Invalidation {
+        mni,
+        cur_seq,
+        _p: PhantomData,
+    };
+    owner.invalidate(&inv, start as u64, end as u64, blockable)
+}
+
+/// One entry filled in by [`IntervalNotifier::hmm_fault`].
+#[repr(transparent)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct HmmPfn(u64);
+
+impl HmmPfn {
+    /// The page is present (`HMM_PFN_VALID`).
+    pub(crate) fn valid(self) -> bool {
+        self.0 & ffi::PFN_VALID != 0
+    }
+    /// The VMM's mapping allows writes (`HMM_PFN_WRITE`).
+    pub(crate) fn writable(self) -> bool {
+        self.0 & ffi::PFN_WRITE != 0
+    }
+    /// Host page frame number.
+    pub(crate) fn pfn(self) -> u64 {
+        self.0 & ffi::PFN_MASK
+    }
+    /// Order of the VMM's mapping of the page (9 for a PMD).
+    pub(crate) fn map_order(self) -> u32 {
+        ((self.0 >> ffi::PFN_ORDER_SHIFT) & ffi::PFN_ORDER_MASK) as u32
+    }
+}
+
+/// What backs a user address, for choosing a region type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VmaKind {
+    /// No VMA at the address.
+    None,
+    /// Ordinary memory.
+    Ram,
+    /// `VM_IO | VM_PFNMAP` (a device BAR); the pfn mapped at the address.
+    Io(u64),
+}
+
+/// Classifies the VMA of the current task at `addr`.
+pub(crate) fn vma_kind(addr: u64) -> VmaKind {
+    let mut pfn = 0u64;
+    // SAFETY: looks up the current mm under its mmap lock.
+    match unsafe { ffi::mshv_rs_vma_kind(addr as c_ulong, &mut pfn) } {
+        ffi::VMA_RAM => VmaKind::Ram,
+        ffi::VMA_IO => VmaKind::Io(pfn),
+        _ => VmaKind::None,
+    }
+}
+
+/// Long-term pins of user pages, released on drop.
+///
+/// # Invariants
+///
+/// Every element of `pfns` is a page pinned once by this object.
+pub(crate) struct PinnedPages {
+    pfns: KVVec<u64>,
+    dirty: bool,
+}
+
+impl PinnedPages {
+    /// Pins `pages` pages from `start` (for writing if `write`), charging the
+    /// array to the caller's memory cgroup.
+    pub(crate) fn pin(start: u64, pages: usize, write: bool) -> Result<Self> {
+        let mut pfns = KVVec::with_capacity(pages, GFP_KERNEL_ACCOUNT)?;
+        pfns.resize(pages, 0, GFP_KERNEL_ACCOUNT)?;
+        // SAFETY: `pfns` has room for `pages` u64s; on failure the helper
+        // unpins whatever it pinned.
+        let ret = unsafe {
+            ffi::mshv_rs_pin_user_pfns(start as c_ulong, pages as c_ulong, write, pfns.as_mut_ptr())
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret as i32));
+        }
+        // INVARIANT: the helper pinned exactly `pages` pages into `pfns`.
+        Ok(Self { pfns, dirty: write })
+    }
+
+    /// The pinned pages' frame numbers, in address order.
+    pub(crate) fn pfns(&self) -> &[u64] {
+        &self.pfns
+    }
+}
+
+impl Drop for PinnedPages {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant each pfn is pinned once by us.
+        unsafe { ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty) };
+    }
+}
+
+/// Order of the folio holding the pinned page `pfn`.
+pub(crate) fn pinned_folio_order(pinned: &PinnedPages, index: usize) -> u32 {
+    match pinned.pfns.get(index) {
+        // SAFETY: the page is pinned by `pinned`, so its folio is stable.
+        Some(&pfn) => unsafe { ffi::mshv_rs_pfn_folio_order(pfn) },
+        None => 0,
+    }
+}

@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the kernel APIs that the 7.3 kernel crate has no
+//! abstraction for.
+//!
+//! The C half is `src/sys/helpers.c` (contract in `include/mshv_rs_helpers.h`):
+//! it owns every access to the fields of kernel structs, so Rust never depends
+//! on a bindgen layout. This module is the only place that declares or calls
+//! those C functions; the rest of the driver uses the types below.
+
+pub(crate) mod ffi;
+pub(crate) mod layout;
+pub(crate) mod page;
+pub(crate) mod mm;
+pub(crate) mod fd;

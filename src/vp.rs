@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A virtual processor: its fd, the RUN_VP loop and its shared pages.
+
+use crate::{
+    debugfs,
+    hv::{self, abi, RunExit},
+    hvcall,
+    mem::movable::Fault,
+    partition::Partition,
+    sys,
+    uapi::{self, MshvRunVp},
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{Arc, ArcBorrow, Mutex},
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// Offsets in an intercept message page (`struct hv_message`: a 16-byte
+/// header, then the payload), for the GPA intercept the driver handles.
+const MSG_TYPE: usize = 0;
+const PAYLOAD: usize = 16;
+/// `hv_x64_intercept_message_header.intercept_access_type`.
+const ACCESS_TYPE: usize = PAYLOAD + 5;
+/// `hv_x64_memory_intercept_message.guest_physical_address`.
+const GPA: usize = PAYLOAD + 56;
+
+/// A VP of a partition.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Vp {
+    partition: Arc<Partition>,
+    index: u32,
+    /// Register page and intercept message page, as the hypervisor mapped
+    /// them; valid until the partition deletes the VP.
+    regs_pfn: u64,
+    msg_pfn: u64,
+    /// Serializes RUN_VP (and other VP ioctls), like upstream's `vp_mutex`.
+    #[pin]
+    run: Mutex<()>,
+}
+
+impl Vp {
+    /// Maps the VP's shared pages and wraps it in an object.
+    pub(crate) fn new(partition: Arc<Partition>, index: u32) -> Result<Arc<Self>> {
+        let hv = partition.hv.clone();
+        let pt = partition.id;
+        let msg_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::InterceptMessage)?;
+        let regs_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::Registers)?;
+        let vp = Arc::pin_init(
+            pin_init!(Self {
+                partition,
+                index,
+                regs_pfn,
+                msg_pfn,
+                run <- new_mutex!(()),
+            }),
+            GFP_KERNEL,
+        )?;
+        debugfs::live_add(debugfs::Live::Vps, 1);
+        Ok(vp)
+    }
+
+    /// Dispatches a VP-fd ioctl.
+    pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        let user = UserPtr::from_addr(arg);
+        match cmd {
+            uapi::vp::RUN_VP => self.run_vp(user).map(|_| 0),
+            uapi::vp::ROOT_HVCALL => {
+                hvcall::ioctl(&*self.partition.hv, hvcall::Target::Vp(self.partition.id), user).map(|_| 0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn read_msg(&self, off: usize, buf: &mut [u8]) {
+        // SAFETY: the message page stays mapped while the VP exists, and
+        // `off + buf.len()` is within the 256-byte message.
+        unsafe { sys::page::read(self.msg_pfn, off, buf) }
+    }
+
+    fn msg_u32(&self, off: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.read_msg(off, &mut b);
+        u32::from_ne_bytes(b)
+    }
+
+    fn msg_u64(&self, off: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.read_msg(off, &mut b);
+        u64::from_ne_bytes(b)
+    }
+
+    /// `MSHV_RUN_VP`: runs until an exit the VMM must see. GPA intercepts on
+    /// movable memory are resolved here without returning to userspace.
+    fn run_vp(&self, user: UserPtr) -> Result {
+        let _guard = self.run.lock();
+        let p = &self.partition;
+        loop {
+            match p.hv.run_vp(p.id, self.index)? {
+                RunExit::Signal => return Err(EINTR),
+                RunExit::Message => {}
+            }
+            if self.msg_u32(MSG_TYPE) != abi::HVMSG_GPA_INTERCEPT {
+                break;
+            }
+            let gpa = self.msg_u64(GPA);
+            let mut access = [0u8; 1];
+            self.read_msg(ACCESS_TYPE, &mut access);
+            let write = access[0] == abi::HV_INTERCEPT_ACCESS_WRITE;
+            match p.handle_gpa_intercept(gpa >> 12, write)? {
+                Fault::Mapped => continue,
+                Fault::Forward => break,
+            }
+        }
+        let mut msg = MshvRunVp { msg_buf: [0; uapi::MSHV_RUN_VP_BUF_SZ] };
+        self.read_msg(0, &mut msg.msg_buf);
+        UserSlice::new(user, size_of::<MshvRunVp>()).writer().write(&msg)
+    }
+
+    /// The pfn to map at VP-fd mmap page offset `pgoff`.
+    pub(crate) fn mmap_pfn(&self, pgoff: u64) -> Option<u64> {
+        match pgoff as usize {
+            uapi::MSHV_VP_MMAP_OFFSET_REGISTERS => Some(self.regs_pfn),
+            uapi::MSHV_VP_MMAP_OFFSET_INTERCEPT_MESSAGE => Some(self.msg_pfn),
+            _ => None,
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Vp {
+    fn drop(self: Pin<&mut Self>) {
+        // The hypervisor VP lives until the partition is torn down, like
+        // upstream (a VP index cannot be reused).
+        debugfs::live_add(debugfs::Live::Vps, -1);
+    }
+}

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The guest programs of tests/guest/, assembled by build.rs, and the
+// addresses of their global symbols (`guest::monitor32::READ_INSN`, ...).
+
+include!(concat!(env!("OUT_DIR"), "/guest_syms.rs"));
+
+/// hello16.S: the 64 KiB real-mode image for GPA 0xFFFF0000.
+pub static HELLO16: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello16.bin"));
+
+/// monitor32.S: the 32-bit monitor, loaded at `monitor32::LOAD` (0x1000).
+pub static MONITOR32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/monitor32.bin"));

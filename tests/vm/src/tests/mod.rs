@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The test cases, in the order they run. Each is a function returning
+// `TResult`; each releases everything it created (dropping the fds makes the
+// driver tear the partition down).
+
+mod bad;
+mod dev;
+mod exits;
+mod leaks;
+mod memory;
+
+use crate::TestCase;
+
+pub static ALL: &[TestCase] = &[
+    TestCase {
+        name: "dev_node_mode",
+        func: dev::dev_node_mode,
+        timeout: 30,
+    },
+    TestCase {
+        name: "dev_nonroot_refused",
+        func: dev::dev_nonroot_refused,
+        timeout: 30,
+    },
+    TestCase {
+        name: "create_partition_and_vp",
+        func: dev::create_partition_and_vp,
+        timeout: 60,
+    },
+    TestCase {
+        name: "bad_create_partition",
+        func: bad::bad_create_partition,
+        timeout: 60,
+    },
+    TestCase {
+        name: "bad_create_vp",
+        func: bad::bad_create_vp,
+        timeout: 60,
+    },
+    TestCase {
+        name: "bad_set_guest_memory",
+        func: bad::bad_set_guest_memory,
+        timeout: 60,
+    },
+    TestCase {
+        name: "bad_root_hvcall",
+        func: bad::bad_root_hvcall,
+        timeout: 60,
+    },
+    TestCase {
+        name: "guest_io_and_halt",
+        func: exits::guest_io_and_halt,
+        timeout: 60,
+    },
+    TestCase {
+        name: "guest_pattern_movable",
+        func: memory::guest_pattern_movable,
+        timeout: 900,
+    },
+    TestCase {
+        name: "guest_pattern_pinned",
+        func: memory::guest_pattern_pinned,
+        timeout: 900,
+    },
+    TestCase {
+        name: "dontneed_refaults_zero",
+        func: memory::dontneed_refaults_zero,
+        timeout: 300,
+    },
+    TestCase {
+        name: "munmap_behind_driver",
+        func: memory::munmap_behind_driver,
+        timeout: 300,
+    },
+    TestCase {
+        name: "thp_unaligned_gets_2m",
+        func: memory::thp_unaligned_gets_2m,
+        timeout: 300,
+    },
+    TestCase {
+        name: "readonly_region",
+        func: exits::readonly_region,
+        timeout: 120,
+    },
+    TestCase {
+        name: "unmapped_gpa_exit",
+        func: exits::unmapped_gpa_exit,
+        timeout: 120,
+    },
+    TestCase {
+        name: "unsupported_opcode_exit",
+        func: exits::unsupported_opcode_exit,
+        timeout: 60,
+    },
+    TestCase {
+        name: "run_vp_eintr",
+        func: exits::run_vp_eintr,
+        timeout: 60,
+    },
+    TestCase {
+        name: "no_leaks",
+        func: leaks::no_leaks,
+        timeout: 900,
+    },
+];

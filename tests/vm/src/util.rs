@@ -1,0 +1,720 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Test plumbing: outcomes and assertion macros, diagnostics, errno helpers,
+// anonymous memory mappings, and the driver's debugfs files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+/// Why a test case did not pass.
+#[derive(Debug)]
+pub enum Failure {
+    /// An assertion failed; the text says what was expected and what was seen.
+    Fail(String),
+    /// A prerequisite outside the driver is missing (reported `# SKIP`).
+    Skip(String),
+}
+
+pub type TResult<T = ()> = Result<T, Failure>;
+
+/// Fails the current test case with a formatted message.
+#[macro_export]
+macro_rules! fail {
+    ($($t:tt)*) => {
+        return Err($crate::util::Failure::Fail(format!($($t)*)))
+    };
+}
+
+/// Skips the current test case with a formatted reason.
+#[macro_export]
+macro_rules! skip {
+    ($($t:tt)*) => {
+        return Err($crate::util::Failure::Skip(format!($($t)*)))
+    };
+}
+
+/// `ensure!(cond, "what ...")`: fails with the message when `cond` is false.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($t:tt)*) => {
+        if !$cond {
+            $crate::fail!($($t)*);
+        }
+    };
+}
+
+/// `ensure_eq!(actual, expected, "what ...")`: fails with
+/// "what\nexpected: ..\nactual:   .." when they differ.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($actual:expr, $expected:expr, $($t:tt)*) => {{
+        let actual = $actual;
+        let expected = $expected;
+        if actual != expected {
+            $crate::fail!(
+                "{}\nexpected: {:?}\nactual:   {:?}",
+                format!($($t)*),
+                expected,
+                actual
+            );
+        }
+    }};
+}
+
+/// Attaches context to any displayable error: `x.ctx("mmap")?`.
+pub trait Ctx<T> {
+    fn ctx(self, what: &str) -> TResult<T>;
+}
+
+impl<T, E: fmt::Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> TResult<T> {
+        self.map_err(|e| Failure::Fail(format!("{what}: {e}")))
+    }
+}
+
+/// Hex formatting in assertion messages: `Hex(x)` prints `0x...`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex(pub u64);
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Diagnostics: a test case runs in a forked child that reports through a pipe.
+
+static REPORT_FD: AtomicI32 = AtomicI32::new(-1);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_report_fd(fd: i32) {
+    REPORT_FD.store(fd, Ordering::SeqCst);
+}
+
+pub fn set_verbose(v: bool) {
+    VERBOSE.store(v, Ordering::SeqCst);
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::SeqCst)
+}
+
+/// Sends one protocol line per line of `text`, each prefixed with `tag`.
+pub fn report(tag: char, text: &str) {
+    let fd = REPORT_FD.load(Ordering::SeqCst);
+    let mut buf = String::new();
+    for line in text.lines() {
+        buf.push(tag);
+        buf.push(' ');
+        buf.push_str(line);
+        buf.push('\n');
+    }
+    if text.is_empty() {
+        buf.push(tag);
+        buf.push('\n');
+    }
+    if fd < 0 {
+        eprint!("{buf}");
+        return;
+    }
+    let mut rest = buf.as_bytes();
+    while !rest.is_empty() {
+        // SAFETY: writing an initialised buffer to a file descriptor we own.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        rest = &rest[n as usize..];
+    }
+}
+
+/// A diagnostic line: shown for failed and skipped tests, and always with -v.
+pub fn note(text: &str) {
+    report('D', text);
+}
+
+#[macro_export]
+macro_rules! note {
+    ($($t:tt)*) => {
+        $crate::util::note(&format!($($t)*))
+    };
+}
+
+// ---------------------------------------------------------------------------
+// errno
+
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// "EINVAL (22)" for the errnos the tests talk about, else "errno N".
+pub fn errname(e: i32) -> String {
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::ERANGE => "ERANGE",
+        libc::E2BIG => "E2BIG",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EBADFD => "EBADFD",
+        _ => return format!("errno {e}"),
+    };
+    format!("{name} ({e})")
+}
+
+/// The outcome of a raw ioctl: the return value or the errno.
+pub type IoctlResult = Result<i32, i32>;
+
+/// `ioctl(fd, req, arg)`.
+///
+/// # Safety
+/// `arg` must be what the kernel expects for `req` (or deliberately invalid
+/// in a way the kernel must reject without touching our memory wrongly).
+pub unsafe fn ioctl_raw<T>(fd: i32, req: u64, arg: *mut T) -> IoctlResult {
+    let r = libc::ioctl(fd, req as _, arg);
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn show_ioctl(r: IoctlResult) -> String {
+    match r {
+        Ok(v) => format!("success (returned {v})"),
+        Err(e) => format!("failure {}", errname(e)),
+    }
+}
+
+/// Accumulates many small expectations and fails once with all of them, so a
+/// negative test reports every wrong errno at once.
+#[derive(Default)]
+pub struct Checks {
+    failures: Vec<String>,
+    count: usize,
+}
+
+impl Checks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Expects `r` to fail with `expected`. A success that returned a file
+    /// descriptor is closed when `closes_fd` is set.
+    pub fn errno(&mut self, what: &str, r: IoctlResult, expected: i32, closes_fd: bool) {
+        self.count += 1;
+        if let (Ok(fd), true) = (r, closes_fd) {
+            if fd >= 0 {
+                // SAFETY: the ioctl handed us this new descriptor.
+                unsafe { libc::close(fd) };
+            }
+        }
+        if r != Err(expected) {
+            let line = format!(
+                "{what}: expected failure {}, actual {}",
+                errname(expected),
+                show_ioctl(r)
+            );
+            note(&format!("FAILED {line}"));
+            self.failures.push(line);
+        } else if verbose() {
+            note(&format!("ok: {what}: {}", errname(expected)));
+        }
+    }
+
+    /// Expects `r` to succeed; returns the ioctl's return value if it did.
+    pub fn success(&mut self, what: &str, r: IoctlResult) -> Option<i32> {
+        self.count += 1;
+        match r {
+            Ok(v) => {
+                if verbose() {
+                    note(&format!("ok: {what}: success"));
+                }
+                Some(v)
+            }
+            Err(e) => {
+                let line = format!("{what}: expected success, actual failure {}", errname(e));
+                note(&format!("FAILED {line}"));
+                self.failures.push(line);
+                None
+            }
+        }
+    }
+
+    /// Records a free-form failed expectation.
+    pub fn failed(&mut self, line: String) {
+        self.count += 1;
+        note(&format!("FAILED {line}"));
+        self.failures.push(line);
+    }
+
+    pub fn finish(self) -> TResult {
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::Fail(format!(
+            "{} of {} expectations failed:\n{}",
+            self.failures.len(),
+            self.count,
+            self.failures.join("\n")
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Memory
+
+pub const PAGE: usize = 4096;
+pub const MIB: usize = 1 << 20;
+/// MADV_POPULATE_WRITE (Linux 5.14), spelled out for older libc crates.
+pub const MADV_POPULATE_WRITE: i32 = 23;
+
+/// An anonymous private mapping (the VMM's guest RAM), unmapped on drop.
+pub struct Mmap {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mmap {
+    /// `mmap(NULL, len, RW, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`.
+    pub fn anon(len: usize) -> TResult<Mmap> {
+        // SAFETY: a fresh anonymous mapping; we own it until drop.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            fail!("mmap of {len:#x} bytes: {}", errname(errno()));
+        }
+        Ok(Mmap { ptr: p.cast(), len })
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.ptr as u64
+    }
+
+    /// The bytes at `[off, off+len)`. Must not cover a hole punched with
+    /// `punch_hole` that was not refilled.
+    pub fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        assert!(off + len <= self.len);
+        // SAFETY: in bounds of a live mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(off), len) }
+    }
+
+    pub fn bytes_mut(&mut self, off: usize, len: usize) -> &mut [u8] {
+        assert!(off + len <= self.len);
+        // SAFETY: in bounds of a live mapping, exclusively borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
+    }
+
+    pub fn read_u32(&self, off: usize) -> u32 {
+        assert!(off + 4 <= self.len && off.is_multiple_of(4));
+        // SAFETY: aligned and in bounds; volatile as the guest shares it.
+        unsafe { std::ptr::read_volatile(self.ptr.add(off).cast::<u32>()) }
+    }
+
+    pub fn write_u32(&self, off: usize, v: u32) {
+        assert!(off + 4 <= self.len && off.is_multiple_of(4));
+        // SAFETY: aligned and in bounds; volatile as the guest shares it.
+        unsafe { std::ptr::write_volatile(self.ptr.add(off).cast::<u32>(), v) }
+    }
+
+    pub fn madvise(&self, off: usize, len: usize, advice: i32) -> Result<(), i32> {
+        assert!(off + len <= self.len);
+        // SAFETY: a range of our own mapping.
+        let r = unsafe { libc::madvise(self.ptr.add(off).cast(), len, advice) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(errno())
+        }
+    }
+
+    pub fn mprotect(&self, off: usize, len: usize, prot: i32) -> TResult {
+        assert!(off + len <= self.len);
+        // SAFETY: a range of our own mapping.
+        let r = unsafe { libc::mprotect(self.ptr.add(off).cast(), len, prot) };
+        if r != 0 {
+            fail!("mprotect: {}", errname(errno()));
+        }
+        Ok(())
+    }
+
+    /// `munmap` of a part of the mapping, behind the driver's back.
+    pub fn punch_hole(&self, off: usize, len: usize) -> TResult {
+        assert!(off + len <= self.len);
+        // SAFETY: unmaps part of our own mapping; nothing reads it until
+        // `refill_hole` maps it again.
+        let r = unsafe { libc::munmap(self.ptr.add(off).cast(), len) };
+        if r != 0 {
+            fail!("munmap of a part of guest memory: {}", errname(errno()));
+        }
+        Ok(())
+    }
+
+    /// Maps fresh anonymous memory at `[off, off+len)` (MAP_FIXED).
+    pub fn refill_hole(&self, off: usize, len: usize) -> TResult {
+        assert!(off + len <= self.len);
+        // SAFETY: MAP_FIXED over a range of our own reservation.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.add(off).cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED || p.cast::<u8>() != unsafe { self.ptr.add(off) } {
+            fail!("mmap MAP_FIXED to refill the hole: {}", errname(errno()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mmap {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// The dword pattern guests and the VMM write: the dword at guest physical
+/// address `gpa` holds `gpa ^ seed` (see monitor32.S, PATTERN_WRITE).
+pub fn pattern_word(gpa: u64, seed: u32) -> u32 {
+    (gpa as u32) ^ seed
+}
+
+/// Fills `[off, off+len)` of `mem`, which the guest sees at GPA `gpa`.
+pub fn fill_pattern(mem: &mut Mmap, off: usize, len: usize, gpa: u64, seed: u32) {
+    let bytes = mem.bytes_mut(off, len);
+    for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&pattern_word(gpa + (i * 4) as u64, seed).to_le_bytes());
+    }
+}
+
+/// Compares `[off, off+len)`, which the guest sees at GPA `gpa`, with the
+/// pattern, byte for byte; reports the first mismatch and how many dwords
+/// differ.
+pub fn verify_pattern(
+    mem: &Mmap,
+    off: usize,
+    len: usize,
+    gpa: u64,
+    seed: u32,
+    what: &str,
+) -> TResult {
+    verify_words(mem, off, len, what, |i| {
+        pattern_word(gpa + (i * 4) as u64, seed)
+    })
+}
+
+/// Compares `[off, off+len)` with a constant dword.
+pub fn verify_const(mem: &Mmap, off: usize, len: usize, value: u32, what: &str) -> TResult {
+    verify_words(mem, off, len, what, |_| value)
+}
+
+fn verify_words(
+    mem: &Mmap,
+    off: usize,
+    len: usize,
+    what: &str,
+    expect: impl Fn(usize) -> u32,
+) -> TResult {
+    let bytes = mem.bytes(off, len);
+    let mut first: Option<(usize, u32, u32)> = None;
+    let mut bad = 0usize;
+    for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+        let got = u32::from_le_bytes(chunk.try_into().unwrap());
+        let want = expect(i);
+        if got != want {
+            bad += 1;
+            if first.is_none() {
+                first = Some((off + i * 4, want, got));
+            }
+        }
+    }
+    if let Some((o, want, got)) = first {
+        fail!(
+            "{what}: {bad} of {} dwords differ; first at offset {o:#x}\nexpected: {want:#010x}\nactual:   {got:#010x}",
+            len / 4
+        );
+    }
+    Ok(())
+}
+
+/// Splits `[off, off+len)` into dword counts for guest commands.
+pub fn dwords(len: usize) -> u32 {
+    (len / 4) as u32
+}
+
+/// Whether `ptr` is backed by transparent huge pages, from /proc/self/smaps:
+/// the AnonHugePages of the VMA containing it, in kB.
+pub fn anon_huge_kb(addr: u64) -> Option<u64> {
+    let smaps = fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = first.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) {
+                inside = lo <= addr && addr < hi;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(rest) = line.strip_prefix("AnonHugePages:") {
+                return rest.split_whitespace().next()?.parse().ok();
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// debugfs
+
+pub const DEBUGFS: &str = "/sys/kernel/debug";
+/// The driver's debugfs directory; MSHV_VMTESTS_DEBUGFS overrides it (a
+/// debugfs mounted elsewhere).
+pub const MSHV_DEBUGFS_DEFAULT: &str = "/sys/kernel/debug/mshv_rs";
+
+pub fn mshv_debugfs() -> PathBuf {
+    match std::env::var_os("MSHV_VMTESTS_DEBUGFS") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(MSHV_DEBUGFS_DEFAULT),
+    }
+}
+
+/// `<debugfs>/mshv_rs/partitions`: one directory per partition, named by id.
+pub fn partitions_dir() -> PathBuf {
+    mshv_debugfs().join("partitions")
+}
+
+/// `<debugfs>/mshv_rs/live_objects`: `name N` lines.
+pub fn live_objects_path() -> PathBuf {
+    mshv_debugfs().join("live_objects")
+}
+
+/// `<debugfs>/mshv_rs/force_pinned`: 1 = map new regions pinned.
+pub fn force_pinned_path() -> PathBuf {
+    mshv_debugfs().join("force_pinned")
+}
+pub const STAT_NAMES: [&str; 6] = [
+    "gpa_intercepts",
+    "mapped_4k",
+    "mapped_2m",
+    "invalidations",
+    "hypercalls",
+    "deposit_retries",
+];
+pub const LIVE_NAMES: [&str; 5] = [
+    "partitions",
+    "vps",
+    "regions",
+    "pinned_pages",
+    "sim_pool_pages",
+];
+
+/// Mounts debugfs at /sys/kernel/debug if mshv_rs' directory is not visible.
+/// Returns a description of what is wrong if it still is not.
+pub fn ensure_debugfs() -> Result<(), String> {
+    let dir = mshv_debugfs();
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if std::env::var_os("MSHV_VMTESTS_DEBUGFS").is_some() {
+        return Err(format!(
+            "{} (MSHV_VMTESTS_DEBUGFS) does not exist",
+            dir.display()
+        ));
+    }
+    let mounted = fs::read_to_string("/proc/mounts")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(DEBUGFS))
+        })
+        .unwrap_or(false);
+    if !mounted {
+        let _ = fs::create_dir_all(DEBUGFS);
+        // SAFETY: constant NUL-terminated strings.
+        let r = unsafe {
+            libc::mount(
+                c"debugfs".as_ptr(),
+                c"/sys/kernel/debug".as_ptr(),
+                c"debugfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "debugfs is not mounted and `mount -t debugfs` failed: {}",
+                errname(errno())
+            ));
+        }
+    }
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} does not exist (debugfs is mounted)",
+            dir.display()
+        ))
+    }
+}
+
+/// Parses a `name value` per line file into a map.
+pub fn read_kv(path: &Path) -> Result<BTreeMap<String, u64>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    let mut map = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut it = line.split_whitespace();
+        let (Some(name), Some(value), None) = (it.next(), it.next(), it.next()) else {
+            return Err(format!(
+                "{} line {}: expected `name value`, got {line:?}",
+                path.display(),
+                n + 1
+            ));
+        };
+        let value = parse_u64(value).ok_or_else(|| {
+            format!(
+                "{} line {}: value {value:?} is not a number",
+                path.display(),
+                n + 1
+            )
+        })?;
+        map.insert(name.to_string(), value);
+    }
+    Ok(map)
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+pub fn show_kv(map: &BTreeMap<String, u64>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The debugfs directory of the partition created last: the numerically
+/// highest entry of /sys/kernel/debug/mshv_rs/partitions/ (mshv-ioctls does
+/// not expose the partition id; tests run one at a time).
+pub fn latest_partition_dir() -> Result<PathBuf, String> {
+    ensure_debugfs()?;
+    let pdir = partitions_dir();
+    let rd = fs::read_dir(&pdir).map_err(|e| format!("read_dir {}: {e}", pdir.display()))?;
+    let mut best: Option<(u64, PathBuf)> = None;
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(id) = name.to_str().and_then(parse_u64) else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| id > *b) {
+            best = Some((id, ent.path()));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| format!("no partition directory under {}", pdir.display()))
+}
+
+/// The `stats` file of a partition directory, with all six names required.
+pub fn partition_stats(dir: &Path) -> TResult<BTreeMap<String, u64>> {
+    let map = read_kv(&dir.join("stats")).ctx("partition stats")?;
+    for name in STAT_NAMES {
+        ensure!(
+            map.contains_key(name),
+            "{}/stats has no `{name}` line (has: {})",
+            dir.display(),
+            show_kv(&map)
+        );
+    }
+    Ok(map)
+}
+
+/// The driver's object counters, or `None` when the file does not exist.
+pub fn live_objects() -> TResult<Option<BTreeMap<String, u64>>> {
+    let _ = ensure_debugfs();
+    let path = live_objects_path();
+    if !path.exists() {
+        return Ok(None);
+    }
+    let map = read_kv(&path).ctx("live_objects")?;
+    for name in LIVE_NAMES {
+        ensure!(
+            map.contains_key(name),
+            "{} has no `{name}` line (has: {})",
+            path.display(),
+            show_kv(&map)
+        );
+    }
+    Ok(Some(map))
+}
+
+/// `force_pinned` = 1 while alive; written back to 0 on drop.
+pub struct ForcePinned(());
+
+impl ForcePinned {
+    pub fn on() -> TResult<ForcePinned> {
+        ensure_debugfs().ctx("debugfs")?;
+        let path = force_pinned_path();
+        fs::write(&path, "1").ctx(&format!("write 1 to {}", path.display()))?;
+        Ok(ForcePinned(()))
+    }
+}
+
+impl Drop for ForcePinned {
+    fn drop(&mut self) {
+        let path = force_pinned_path();
+        if let Err(e) = fs::write(&path, "0") {
+            note(&format!("warning: writing 0 to {}: {e}", path.display()));
+        }
+    }
+}

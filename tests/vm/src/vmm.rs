@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// A minimal VMM on top of mshv-ioctls: partitions, guest memory, VP register
+// set-up, decoding of the messages RUN_VP returns, and a driver for the
+// monitor32 guest's port protocol.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use mshv_bindings::*;
+use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
+
+use crate::guest;
+use crate::uapi::MEM_RWX;
+use crate::util::*;
+use crate::{ensure, ensure_eq, fail, note};
+
+/// `MshvError` → errno.
+pub fn err_no(e: MshvError) -> i32 {
+    e.errno()
+}
+
+pub fn show_err(e: MshvError) -> String {
+    match e {
+        MshvError::Errno(_) => errname(e.errno()),
+        other => other.to_string(),
+    }
+}
+
+pub fn open_mshv() -> TResult<Mshv> {
+    Mshv::new().map_err(|e| Failure::Fail(format!("open /dev/mshv: {}", show_err(e))))
+}
+
+/// A partition created the way a VMM does it (mshv-ioctls' `create_vm`: host
+/// property hypercalls, CREATE_PARTITION with the v2 argument, early
+/// SYNTHETIC_PROC_FEATURES property) and initialized.
+pub struct Partition {
+    pub vm: VmFd,
+    /// Its debugfs directory, or why there is none.
+    pub debugfs: Result<PathBuf, String>,
+}
+
+impl Partition {
+    pub fn new(mshv: &Mshv) -> TResult<Partition> {
+        let vm = mshv
+            .create_vm()
+            .map_err(|e| Failure::Fail(format!("create_vm: {}", show_err(e))))?;
+        vm.initialize()
+            .map_err(|e| Failure::Fail(format!("MSHV_INITIALIZE_PARTITION: {}", show_err(e))))?;
+        let debugfs = latest_partition_dir();
+        Ok(Partition { vm, debugfs })
+    }
+
+    /// Maps `size` bytes of `mem` starting at `off` at guest page `gfn`.
+    pub fn map(&self, mem: &Mmap, off: usize, size: usize, gfn: u64, flags: u8) -> TResult {
+        self.map_addr(mem.addr() + off as u64, size, gfn, flags)
+    }
+
+    pub fn map_addr(&self, uaddr: u64, size: usize, gfn: u64, flags: u8) -> TResult {
+        let region = mshv_user_mem_region {
+            size: size as u64,
+            guest_pfn: gfn,
+            userspace_addr: uaddr,
+            flags,
+            ..Default::default()
+        };
+        self.vm.map_user_memory(region).map_err(|e| {
+            Failure::Fail(format!(
+                "MSHV_SET_GUEST_MEMORY map gfn {gfn:#x} size {size:#x} uaddr {uaddr:#x} flags {flags:#x}: {}",
+                show_err(e)
+            ))
+        })
+    }
+
+    pub fn vcpu(&self, index: u8) -> TResult<VcpuFd> {
+        self.vm
+            .create_vcpu(index)
+            .map_err(|e| Failure::Fail(format!("create_vcpu({index}): {}", show_err(e))))
+    }
+
+    /// The partition's `stats`, which must exist.
+    pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
+        match &self.debugfs {
+            Ok(dir) => partition_stats(dir),
+            Err(e) => fail!("partition debugfs directory: {e}"),
+        }
+    }
+
+    /// Logs the stats as a diagnostic, if they can be read.
+    pub fn note_stats(&self, when: &str) {
+        match self.stats() {
+            Ok(s) => note!("stats {when}: {}", show_kv(&s)),
+            Err(Failure::Fail(e) | Failure::Skip(e)) => note!("stats {when}: unavailable: {e}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Registers
+
+pub fn reg64(name: hv_register_name, v: u64) -> hv_register_assoc {
+    hv_register_assoc {
+        name,
+        value: hv_register_value { reg64: v },
+        ..Default::default()
+    }
+}
+
+pub fn seg(base: u64, limit: u32, selector: u16, attributes: u16) -> hv_x64_segment_register {
+    hv_x64_segment_register {
+        base,
+        limit,
+        selector,
+        __bindgen_anon_1: hv_x64_segment_register__bindgen_ty_1 { attributes },
+    }
+}
+
+pub fn seg_reg(name: hv_register_name, s: hv_x64_segment_register) -> hv_register_assoc {
+    hv_register_assoc {
+        name,
+        value: hv_register_value { segment: s },
+        ..Default::default()
+    }
+}
+
+pub fn set_regs(vcpu: &VcpuFd, regs: &[hv_register_assoc]) -> TResult {
+    vcpu.set_reg(regs)
+        .map_err(|e| Failure::Fail(format!("HVCALL_SET_VP_REGISTERS: {}", show_err(e))))
+}
+
+pub fn get_reg64(vcpu: &VcpuFd, name: hv_register_name) -> TResult<u64> {
+    let mut regs = [reg64(name, 0)];
+    vcpu.get_reg(&mut regs).map_err(|e| {
+        Failure::Fail(format!(
+            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
+            show_err(e)
+        ))
+    })?;
+    // SAFETY: a plain integer view of the returned value.
+    Ok(unsafe { regs[0].value.reg64 })
+}
+
+pub fn get_seg(vcpu: &VcpuFd, name: hv_register_name) -> TResult<hv_x64_segment_register> {
+    let mut regs = [reg64(name, 0)];
+    vcpu.get_reg(&mut regs).map_err(|e| {
+        Failure::Fail(format!(
+            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
+            show_err(e)
+        ))
+    })?;
+    // SAFETY: segment registers are returned in the segment layout.
+    Ok(unsafe { regs[0].value.segment })
+}
+
+/// Puts the VP in 32-bit flat protected mode at `entry`: CR0.PE = 1 (the
+/// other CR0 bits as they are), CS = base 0 / limit 4 GiB / selector 0x08 /
+/// attributes 0xC09B, DS/ES/SS/FS/GS = base 0 / limit 4 GiB / selector 0x10 /
+/// attributes 0xC093, RFLAGS = 0x2, RSP = `esp`.
+pub fn enter_protected_mode(vcpu: &VcpuFd, entry: u64, esp: u64) -> TResult {
+    let cr0 = get_reg64(vcpu, hv_register_name_HV_X64_REGISTER_CR0)?;
+    let code = seg(0, 0xffff_ffff, 0x08, 0xc09b);
+    let data = seg(0, 0xffff_ffff, 0x10, 0xc093);
+    set_regs(
+        vcpu,
+        &[
+            reg64(hv_register_name_HV_X64_REGISTER_CR0, cr0 | 1),
+            seg_reg(hv_register_name_HV_X64_REGISTER_CS, code),
+            seg_reg(hv_register_name_HV_X64_REGISTER_DS, data),
+            seg_reg(hv_register_name_HV_X64_REGISTER_ES, data),
+            seg_reg(hv_register_name_HV_X64_REGISTER_SS, data),
+            seg_reg(hv_register_name_HV_X64_REGISTER_FS, data),
+            seg_reg(hv_register_name_HV_X64_REGISTER_GS, data),
+            reg64(hv_register_name_HV_X64_REGISTER_RFLAGS, 0x2),
+            reg64(hv_register_name_HV_X64_REGISTER_RSP, esp),
+            reg64(hv_register_name_HV_X64_REGISTER_RIP, entry),
+        ],
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Exits
+
+/// `intercept_access_type` of memory and port intercepts.
+pub const ACCESS_READ: u8 = 0;
+pub const ACCESS_WRITE: u8 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemKind {
+    /// HVMSG_UNMAPPED_GPA
+    Unmapped,
+    /// HVMSG_GPA_INTERCEPT
+    Intercept,
+}
+
+/// A decoded `hv_message` from MSHV_RUN_VP.
+#[derive(Clone, Debug)]
+pub enum Exit {
+    /// HVMSG_X64_IO_PORT_INTERCEPT
+    Io {
+        vp: u32,
+        port: u16,
+        write: bool,
+        size: u8,
+        rax: u64,
+        rip: u64,
+        len: u8,
+    },
+    /// HVMSG_X64_HALT
+    Halt { rip: u64 },
+    /// HVMSG_UNMAPPED_GPA / HVMSG_GPA_INTERCEPT
+    Mem {
+        kind: MemKind,
+        vp: u32,
+        access: u8,
+        gpa: u64,
+        rip: u64,
+        insn: Vec<u8>,
+    },
+    /// HVMSG_UNRECOVERABLE_EXCEPTION
+    Unrecoverable { rip: u64 },
+    /// Anything else.
+    Other { msg_type: u32 },
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Io {
+                vp,
+                port,
+                write,
+                size,
+                rax,
+                rip,
+                len,
+            } => write!(
+                f,
+                "HVMSG_X64_IO_PORT_INTERCEPT {} port {port:#x} size {size} rax {rax:#x} rip {rip:#x} len {len} vp {vp}",
+                if *write { "OUT" } else { "IN" }
+            ),
+            Exit::Halt { rip } => write!(f, "HVMSG_X64_HALT rip {rip:#x}"),
+            Exit::Mem {
+                kind,
+                vp,
+                access,
+                gpa,
+                rip,
+                insn,
+            } => write!(
+                f,
+                "{} access {access} gpa {gpa:#x} rip {rip:#x} vp {vp} insn {insn:02x?}",
+                match kind {
+                    MemKind::Unmapped => "HVMSG_UNMAPPED_GPA",
+                    MemKind::Intercept => "HVMSG_GPA_INTERCEPT",
+                }
+            ),
+            Exit::Unrecoverable { rip } => {
+                write!(f, "HVMSG_UNRECOVERABLE_EXCEPTION rip {rip:#x}")
+            }
+            Exit::Other { msg_type } => write!(f, "message type {msg_type:#x}"),
+        }
+    }
+}
+
+fn intercept_header(msg: &hv_message) -> hv_x64_intercept_message_header {
+    // SAFETY: every x64 intercept payload starts with this header; the
+    // payload is unaligned, so read it unaligned.
+    unsafe { std::ptr::read_unaligned(std::ptr::addr_of!(msg.u.payload).cast()) }
+}
+
+const MSG_IO_PORT: u32 = hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT;
+const MSG_HALT: u32 = hv_message_type_HVMSG_X64_HALT;
+const MSG_UNMAPPED_GPA: u32 = hv_message_type_HVMSG_UNMAPPED_GPA;
+const MSG_GPA_INTERCEPT: u32 = hv_message_type_HVMSG_GPA_INTERCEPT;
+const MSG_UNRECOVERABLE: u32 = hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION;
+
+pub fn decode(msg: &hv_message) -> Exit {
+    let msg_type = msg.header.message_type;
+    match msg_type {
+        MSG_IO_PORT => {
+            let info = msg.to_ioport_info().unwrap();
+            let hdr = info.header;
+            let access = info.access_info;
+            // SAFETY: the bitfield view of the access info byte.
+            let size = unsafe { access.__bindgen_anon_1 }.access_size();
+            Exit::Io {
+                vp: hdr.vp_index,
+                port: info.port_number,
+                write: hdr.intercept_access_type == ACCESS_WRITE,
+                size,
+                rax: info.rax,
+                rip: hdr.rip,
+                len: hdr.instruction_length(),
+            }
+        }
+        MSG_HALT => Exit::Halt {
+            rip: intercept_header(msg).rip,
+        },
+        MSG_UNMAPPED_GPA | MSG_GPA_INTERCEPT => {
+            let info = msg.to_memory_info().unwrap();
+            let hdr = info.header;
+            let count = (info.instruction_byte_count as usize).min(16);
+            let bytes = info.instruction_bytes;
+            Exit::Mem {
+                kind: if msg_type == MSG_UNMAPPED_GPA {
+                    MemKind::Unmapped
+                } else {
+                    MemKind::Intercept
+                },
+                vp: hdr.vp_index,
+                access: hdr.intercept_access_type,
+                gpa: info.guest_physical_address,
+                rip: hdr.rip,
+                insn: bytes[..count].to_vec(),
+            }
+        }
+        MSG_UNRECOVERABLE => Exit::Unrecoverable {
+            rip: intercept_header(msg).rip,
+        },
+        other => Exit::Other { msg_type: other },
+    }
+}
+
+/// One MSHV_RUN_VP; `Err(errno)` when the ioctl fails.
+pub fn run(vcpu: &VcpuFd) -> Result<Exit, i32> {
+    vcpu.run().map(|m| decode(&m)).map_err(err_no)
+}
+
+/// Completes a port access as a VMM does: RIP += instruction length and, for
+/// an IN, RAX = the value (merged into the low `size` bytes).
+pub fn complete_io(vcpu: &VcpuFd, exit: &Exit, in_value: Option<u32>) -> TResult {
+    let Exit::Io {
+        rip,
+        len,
+        rax,
+        size,
+        write,
+        ..
+    } = *exit
+    else {
+        fail!("complete_io on a non-I/O exit: {exit}");
+    };
+    let next = rip + len as u64;
+    if write || in_value.is_none() {
+        return set_regs(vcpu, &[reg64(hv_register_name_HV_X64_REGISTER_RIP, next)]);
+    }
+    let v = in_value.unwrap() as u64;
+    let rax = match size {
+        1 => (rax & !0xff) | (v & 0xff),
+        2 => (rax & !0xffff) | (v & 0xffff),
+        _ => v,
+    };
+    set_regs(
+        vcpu,
+        &[
+            reg64(hv_register_name_HV_X64_REGISTER_RAX, rax),
+            reg64(hv_register_name_HV_X64_REGISTER_RIP, next),
+        ],
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The monitor32 guest
+
+pub const CMD_HALT: u32 = 0;
+pub const CMD_READ: u32 = 1;
+pub const CMD_WRITE: u32 = 2;
+pub const CMD_FILL: u32 = 3;
+pub const CMD_PATTERN_WRITE: u32 = 4;
+pub const CMD_PATTERN_CHECK: u32 = 5;
+pub const CMD_CHECK_CONST: u32 = 6;
+pub const CMD_TOUCH: u32 = 7;
+pub const CMD_UD2: u32 = 8;
+pub const CMD_SPIN: u32 = 9;
+
+pub const PORT_CMD: u16 = 0x20;
+pub const PORT_ARG: u16 = 0x21;
+pub const PORT_RESULT: u16 = 0x22;
+pub const PORT_AUX: u16 = 0x23;
+pub const PORT_BAD_CMD: u16 = 0x2f;
+
+/// Code region of the monitor tests: GPA 0..64 KiB, the monitor at 0x1000.
+pub const CODE_GFN: u64 = 0;
+pub const CODE_SIZE: usize = 64 * 1024;
+pub const MONITOR_STACK: u64 = 0xf000;
+
+/// Allocates and maps the code region, loads monitor32 into it.
+pub fn load_monitor(p: &Partition) -> TResult<Mmap> {
+    let mut code = Mmap::anon(CODE_SIZE)?;
+    let off = (guest::monitor32::LOAD - CODE_GFN * PAGE as u64) as usize;
+    code.bytes_mut(off, guest::MONITOR32.len())
+        .copy_from_slice(guest::MONITOR32);
+    p.map(&code, 0, CODE_SIZE, CODE_GFN, MEM_RWX)?;
+    Ok(code)
+}
+
+/// Drives monitor32 (see tests/guest/monitor32.S for the protocol).
+pub struct Monitor<'a> {
+    pub vcpu: &'a VcpuFd,
+    pub exits: u64,
+}
+
+/// What a CHECK command found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    pub gpa: u32,
+    pub found: u32,
+}
+
+impl<'a> Monitor<'a> {
+    /// Sets the VP up to run monitor32 (already loaded by `load_monitor`).
+    pub fn start(vcpu: &'a VcpuFd) -> TResult<Monitor<'a>> {
+        enter_protected_mode(vcpu, guest::monitor32::START, MONITOR_STACK)?;
+        Ok(Monitor { vcpu, exits: 0 })
+    }
+
+    /// One RUN_VP, errors as errno.
+    pub fn run_raw(&mut self) -> Result<Exit, i32> {
+        let r = run(self.vcpu);
+        if r.is_ok() {
+            self.exits += 1;
+        }
+        r
+    }
+
+    /// One RUN_VP that must succeed.
+    pub fn run(&mut self) -> TResult<Exit> {
+        self.run_raw()
+            .map_err(|e| Failure::Fail(format!("MSHV_RUN_VP failed: {}", errname(e))))
+    }
+
+    /// Checks what every monitor port access must look like.
+    fn check_io(&self, exit: &Exit) -> TResult {
+        if let Exit::Io { vp, size, len, .. } = *exit {
+            ensure_eq!(vp, 0, "vp_index of the intercept ({exit})");
+            ensure_eq!(size, 4, "access size of a 32-bit IN/OUT imm8 ({exit})");
+            ensure_eq!(
+                len,
+                2,
+                "instruction_length of IN/OUT imm8, 2 bytes ({exit})"
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs until the guest reads `port`, answers `value`.
+    fn answer_in(&mut self, port: u16, value: u32, what: &str) -> TResult {
+        let exit = self.run()?;
+        match exit {
+            Exit::Io {
+                port: p,
+                write: false,
+                ..
+            } if p == port => {
+                self.check_io(&exit)?;
+                complete_io(self.vcpu, &exit, Some(value))
+            }
+            other => fail!("{what}: expected the guest to read port {port:#x} (IN), got {other}"),
+        }
+    }
+
+    /// Feeds a command and its arguments; the guest then executes it.
+    pub fn begin(&mut self, cmd: u32, args: &[u32]) -> TResult {
+        self.answer_in(PORT_CMD, cmd, &format!("command {cmd}"))?;
+        for (i, a) in args.iter().enumerate() {
+            self.answer_in(PORT_ARG, *a, &format!("command {cmd} argument {i}"))?;
+        }
+        Ok(())
+    }
+
+    /// Runs until the command's final result; returns (aux, result).
+    pub fn finish(&mut self, what: &str) -> TResult<(Option<u32>, u32)> {
+        let mut aux = None;
+        loop {
+            let exit = self.run()?;
+            match exit {
+                Exit::Io {
+                    port,
+                    write: true,
+                    rax,
+                    ..
+                } if port == PORT_AUX || port == PORT_RESULT => {
+                    self.check_io(&exit)?;
+                    complete_io(self.vcpu, &exit, None)?;
+                    if port == PORT_AUX {
+                        aux = Some(rax as u32);
+                    } else {
+                        return Ok((aux, rax as u32));
+                    }
+                }
+                Exit::Io {
+                    port: PORT_BAD_CMD,
+                    rax,
+                    ..
+                } => fail!("{what}: the guest did not understand command {rax:#x}"),
+                other => {
+                    fail!("{what}: expected the guest's result (OUT {PORT_RESULT:#x}), got {other}")
+                }
+            }
+        }
+    }
+
+    pub fn cmd(&mut self, cmd: u32, args: &[u32], what: &str) -> TResult<u32> {
+        self.begin(cmd, args)?;
+        Ok(self.finish(what)?.1)
+    }
+
+    pub fn read(&mut self, gpa: u32) -> TResult<u32> {
+        self.cmd(CMD_READ, &[gpa], &format!("guest read of {gpa:#x}"))
+    }
+
+    pub fn write(&mut self, gpa: u32, v: u32) -> TResult {
+        let r = self.cmd(CMD_WRITE, &[gpa, v], &format!("guest write of {gpa:#x}"))?;
+        ensure_eq!(Hex(r as u64), Hex(v as u64), "WRITE result");
+        Ok(())
+    }
+
+    pub fn fill(&mut self, gpa: u32, count: u32, v: u32) -> TResult {
+        self.cmd(CMD_FILL, &[gpa, count, v], "guest fill")?;
+        Ok(())
+    }
+
+    pub fn pattern_write(&mut self, gpa: u32, count: u32, seed: u32) -> TResult {
+        let what = format!("guest pattern write of {count:#x} dwords at {gpa:#x}");
+        let r = self.cmd(CMD_PATTERN_WRITE, &[gpa, count, seed], &what)?;
+        ensure_eq!(r, 0, "{what}: result");
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        cmd: u32,
+        gpa: u32,
+        count: u32,
+        v: u32,
+        what: &str,
+    ) -> TResult<Option<Mismatch>> {
+        self.begin(cmd, &[gpa, count, v])?;
+        let (aux, r) = self.finish(what)?;
+        let Some(found) = aux else {
+            fail!("{what}: the guest reported no auxiliary value before its result");
+        };
+        if r == u32::MAX {
+            return Ok(None);
+        }
+        Ok(Some(Mismatch { gpa: r, found }))
+    }
+
+    /// The guest checks `count` dwords at `gpa` against the pattern.
+    pub fn pattern_check(&mut self, gpa: u32, count: u32, seed: u32) -> TResult<Option<Mismatch>> {
+        self.check(
+            CMD_PATTERN_CHECK,
+            gpa,
+            count,
+            seed,
+            &format!("guest pattern check of {count:#x} dwords at {gpa:#x}"),
+        )
+    }
+
+    /// The guest checks `count` dwords at `gpa` against `value`.
+    pub fn check_const(&mut self, gpa: u32, count: u32, value: u32) -> TResult<Option<Mismatch>> {
+        self.check(
+            CMD_CHECK_CONST,
+            gpa,
+            count,
+            value,
+            &format!("guest check of {count:#x} dwords at {gpa:#x}"),
+        )
+    }
+
+    /// Like `pattern_check`, failing with expected vs actual on a mismatch.
+    pub fn expect_pattern(&mut self, gpa: u32, len: usize, seed: u32, what: &str) -> TResult {
+        if let Some(m) = self.pattern_check(gpa, dwords(len), seed)? {
+            fail!(
+                "{what}: the guest sees a wrong dword at GPA {:#x}\nexpected: {:#010x}\nactual:   {:#010x}",
+                m.gpa,
+                pattern_word(m.gpa as u64, seed),
+                m.found
+            );
+        }
+        Ok(())
+    }
+
+    /// Like `check_const`, failing with expected vs actual on a mismatch.
+    pub fn expect_const(&mut self, gpa: u32, len: usize, value: u32, what: &str) -> TResult {
+        if let Some(m) = self.check_const(gpa, dwords(len), value)? {
+            fail!(
+                "{what}: the guest sees a wrong dword at GPA {:#x}\nexpected: {value:#010x}\nactual:   {:#010x}",
+                m.gpa,
+                m.found
+            );
+        }
+        Ok(())
+    }
+
+    pub fn touch(&mut self, gpa: u32, pages: u32) -> TResult {
+        let r = self.cmd(CMD_TOUCH, &[gpa, pages], "guest touch")?;
+        ensure_eq!(r, 0, "TOUCH result");
+        Ok(())
+    }
+
+    /// HALT: the run must end with HVMSG_X64_HALT at hlt_insn.
+    pub fn halt(&mut self) -> TResult {
+        self.answer_in(PORT_CMD, CMD_HALT, "command HALT")?;
+        let exit = self.run()?;
+        match exit {
+            Exit::Halt { rip } => {
+                let h = guest::monitor32::HLT_INSN;
+                ensure!(
+                    rip == h || rip == h + 1,
+                    "HVMSG_X64_HALT rip\nexpected: {:#x} (hlt_insn) or {:#x}\nactual:   {rip:#x}",
+                    h,
+                    h + 1
+                );
+                Ok(())
+            }
+            other => fail!("HALT: expected HVMSG_X64_HALT, got {other}"),
+        }
+    }
+
+    /// Sets RIP (and optionally RAX): used to emulate an intercepted access.
+    pub fn jump(&mut self, rip: u64, rax: Option<u64>) -> TResult {
+        let mut regs = vec![reg64(hv_register_name_HV_X64_REGISTER_RIP, rip)];
+        if let Some(v) = rax {
+            regs.push(reg64(hv_register_name_HV_X64_REGISTER_RAX, v));
+        }
+        set_regs(self.vcpu, &regs)
+    }
+}
+
+/// Checks a memory intercept: kind, access type, GPA, RIP, and the
+/// instruction bytes if the message carries any.
+pub fn expect_mem_exit(
+    exit: &Exit,
+    kind: MemKind,
+    access: u8,
+    gpa: u64,
+    rip: u64,
+    insn: &[u8],
+    what: &str,
+) -> TResult {
+    let Exit::Mem {
+        kind: k,
+        access: a,
+        gpa: g,
+        rip: r,
+        insn: bytes,
+        vp,
+    } = exit
+    else {
+        fail!(
+            "{what}\nexpected: {} for GPA {gpa:#x}\nactual:   {exit}",
+            match kind {
+                MemKind::Unmapped => "HVMSG_UNMAPPED_GPA",
+                MemKind::Intercept => "HVMSG_GPA_INTERCEPT",
+            }
+        );
+    };
+    ensure_eq!(*k, kind, "{what}: message type ({exit})");
+    ensure_eq!(*vp, 0, "{what}: vp_index ({exit})");
+    ensure_eq!(
+        *a,
+        access,
+        "{what}: intercept_access_type (0 read, 1 write) ({exit})"
+    );
+    ensure_eq!(Hex(*g), Hex(gpa), "{what}: guest_physical_address ({exit})");
+    ensure_eq!(
+        Hex(*r),
+        Hex(rip),
+        "{what}: rip of the faulting instruction ({exit})"
+    );
+    if !bytes.is_empty() {
+        let n = bytes.len().min(insn.len());
+        ensure_eq!(
+            &bytes[..n],
+            &insn[..n],
+            "{what}: instruction_bytes ({exit})"
+        );
+    }
+    Ok(())
+}
