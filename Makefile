@@ -54,7 +54,7 @@ module: kernel
 
 clippy: kernel
 	@mkdir -p $(MO)
-	$(MAKE) $(KBUILD_ARGS) CLIPPY=1 KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror modules
+	$(MAKE) $(KBUILD_ARGS) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver KRUSTFLAGS=-Dwarnings KCFLAGS=-Werror modules
 
 fmt:
 	rustfmt --edition 2021 --config-path $(REPO)/.rustfmt.toml $(REPO)/src/mshv_rs.rs

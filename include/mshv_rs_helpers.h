@@ -137,4 +137,16 @@ void *mshv_rs_pfn_to_virt(u64 pfn);
 /* The backend= module parameter as written by the user. */
 const char *mshv_rs_backend_param(void);
 
+/* ---- Hyper-V (src/sys/hyperv.c, CONFIG_HYPERV only) -------------------- */
+
+/* Whether Linux runs as a Hyper-V root partition. */
+bool mshv_rs_hv_is_root(void);
+/*
+ * Issues one hypercall with @in_len bytes of input copied to the per-CPU
+ * input page and @out_len bytes of output copied back; returns the raw
+ * result word (U64_MAX if there is no hypercall page).
+ */
+u64 mshv_rs_hv_hypercall(u64 control, const void *in, size_t in_len,
+			 void *out, size_t out_len);
+
 #endif /* MSHV_RS_HELPERS_H */

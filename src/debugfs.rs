@@ -3,7 +3,8 @@
 //! debugfs: `/sys/kernel/debug/mshv_rs/`
 //!
 //! - `live_objects`: `partitions N`, `vps N`, `regions N` — objects alive
-//!   now (tests compare them before and after to catch leaks);
+//!   now, `pinned_pages` and `deposited_pages` (tests compare them before
+//!   and after to catch leaks);
 //! - `force_pinned`: write 1 to make new RAM regions pinned (tests);
 //! - `partitions/<id>/stats`: one `name value` line per counter of
 //!   [`crate::mem::movable::Stats`].
@@ -29,9 +30,19 @@ pub(crate) enum Live {
     Vps = 1,
     /// Memory regions.
     Regions = 2,
+    /// Pages pinned by pinned regions.
+    PinnedPages = 3,
+    /// Pages deposited into child partitions and not yet withdrawn.
+    DepositedPages = 4,
 }
 
-static LIVE: [AtomicI64; 3] = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
+static LIVE: [AtomicI64; 5] = [
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+    AtomicI64::new(0),
+];
 
 /// Adds `n` to the live count of `kind`.
 pub(crate) fn live_add(kind: Live, n: i64) {
@@ -44,11 +55,14 @@ fn show_live(_: &(), f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let get = |k: Live| LIVE.get(k as usize).map_or(0, |c| c.load(Ordering::Relaxed));
     writeln!(f, "partitions {}", get(Live::Partitions))?;
     writeln!(f, "vps {}", get(Live::Vps))?;
-    writeln!(f, "regions {}", get(Live::Regions))
+    writeln!(f, "regions {}", get(Live::Regions))?;
+    writeln!(f, "pinned_pages {}", get(Live::PinnedPages))?;
+    writeln!(f, "deposited_pages {}", get(Live::DepositedPages))
 }
 
 fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let r = |c: &core::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    writeln!(f, "hypercalls {}", r(&s.hypercalls))?;
     writeln!(f, "gpa_intercepts {}", r(&s.gpa_intercepts))?;
     writeln!(f, "mapped_4k {}", r(&s.mapped_4k))?;
     writeln!(f, "mapped_2m {}", r(&s.mapped_2m))?;

@@ -26,7 +26,6 @@ mod hv;
 mod hvcall;
 mod mem;
 mod partition;
-#[path = "/tmp/simstub.rs"]
 mod sim;
 mod sys;
 mod uapi;
@@ -60,7 +59,10 @@ fn backend_kind() -> Result<BackendKind> {
             Ok(BackendKind::Sim)
         }
         b"hyperv" | b"auto" => {
-            // TODO(issue 3): detect a Hyper-V root with hv_root_partition().
+            #[cfg(CONFIG_HYPERV)]
+            if hv::hyperv::HyperV::is_root() {
+                return Ok(BackendKind::HyperV);
+            }
             pr_err!("not running on a Hyper-V root partition; load with backend=sim to use the simulated hypervisor\n");
             Err(ENODEV)
         }
@@ -91,6 +93,9 @@ pub(crate) struct MshvModule {
 fn new_shared() -> Result<Arc<Shared>> {
     let hv: Arc<dyn hv::Hypervisor> = match backend_kind()? {
         BackendKind::Sim => sim::Sim::new()?,
+        #[cfg(CONFIG_HYPERV)]
+        BackendKind::HyperV => hv::hyperv::HyperV::new()?,
+        #[cfg(not(CONFIG_HYPERV))]
         BackendKind::HyperV => return Err(ENODEV),
     };
     let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;

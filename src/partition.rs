@@ -172,7 +172,12 @@ impl Partition {
             return Err(EINVAL);
         }
         let pages = m.size / page;
-        if m.guest_pfn.checked_add(pages).is_none() || m.userspace_addr.checked_add(m.size).is_none() {
+        // The region's GPAs must fit in 64 bits (gfn < 2^52) and its user
+        // range must not wrap.
+        const GFN_LIMIT: u64 = 1 << (64 - 12);
+        if m.guest_pfn.checked_add(pages).is_none_or(|end| end > GFN_LIMIT)
+            || m.userspace_addr.checked_add(m.size).is_none()
+        {
             return Err(EINVAL);
         }
         if m.flags & (1 << uapi::MSHV_SET_MEM_BIT_UNMAP) != 0 {

@@ -10,7 +10,8 @@
 //! starts over.
 
 use super::{abi, status, HvError, HvResult, Hypervisor, RepError};
-use crate::{mem::geometry, sys::page::OwnedPage};
+use crate::{debugfs, mem::geometry, sys::page::OwnedPage};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// Pages deposited into a child partition when a map call runs short
@@ -39,6 +40,9 @@ pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
             owned.push(page, GFP_KERNEL)?;
         }
         hv.deposit(pt, &pfns)?;
+        if pt != abi::HV_PARTITION_ID_SELF {
+            debugfs::live_add(debugfs::Live::DepositedPages, n as i64);
+        }
         // The hypervisor owns them now.
         for page in owned.drain_all() {
             let _ = page.into_pfn();
@@ -63,6 +67,9 @@ pub(crate) fn withdraw_all(hv: &dyn Hypervisor, pt: u64) -> usize {
                     drop(unsafe { OwnedPage::from_pfn(pfn) });
                 }
                 total += n;
+                if pt != abi::HV_PARTITION_ID_SELF {
+                    debugfs::live_add(debugfs::Live::DepositedPages, -(n as i64));
+                }
             }
         }
     }
@@ -98,11 +105,19 @@ pub(crate) fn retry_with_deposit<T>(
 /// Maps `pfns` (one per rep; 2 MiB reps if `flags` has LARGE) at `gfn` in
 /// batches of one input page. On failure, reports how many *reps* completed.
 /// Does not sleep or allocate.
-pub(crate) fn map_batched(hv: &dyn Hypervisor, pt: u64, gfn: u64, flags: u32, pfns: &[u64]) -> Result<(), RepError> {
-    let per_rep = if flags & abi::HV_MAP_GPA_LARGE_PAGE != 0 { geometry::LARGE_PAGES } else { 1 };
+pub(crate) fn map_batched(
+    hv: &dyn Hypervisor,
+    pt: u64,
+    gfn: u64,
+    flags: u32,
+    pfns: &[u64],
+    calls: &AtomicU64,
+) -> Result<(), RepError> {
+    let large = flags & abi::HV_MAP_GPA_LARGE_PAGE != 0;
     let mut done = 0usize;
     for chunk in pfns.chunks(MAP_BATCH) {
-        let base = gfn.wrapping_add(done as u64 * per_rep);
+        let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
+        calls.fetch_add(1, Ordering::Relaxed);
         hv.map_gpa_pages(pt, base, flags, chunk).map_err(|e| RepError {
             done: done + e.done,
             error: e.error,
@@ -117,13 +132,21 @@ static ZERO_PFNS: [u64; 512] = [0; 512];
 
 /// Remaps `reps` reps at `gfn` with no access (2 MiB reps if `large`).
 /// Does not sleep or allocate.
-pub(crate) fn map_no_access(hv: &dyn Hypervisor, pt: u64, gfn: u64, reps: u64, large: bool) -> Result<(), RepError> {
+pub(crate) fn map_no_access(
+    hv: &dyn Hypervisor,
+    pt: u64,
+    gfn: u64,
+    reps: u64,
+    large: bool,
+    calls: &AtomicU64,
+) -> Result<(), RepError> {
     let flags = abi::HV_MAP_GPA_NO_ACCESS | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
     let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
     let mut done = 0u64;
     while done < reps {
         let n = (reps - done).min(MAP_BATCH as u64) as usize;
         let pfns = ZERO_PFNS.get(..n).unwrap_or(&[]);
+        calls.fetch_add(1, Ordering::Relaxed);
         hv.map_gpa_pages(pt, gfn.wrapping_add(done * per_rep), flags, pfns)
             .map_err(|e| RepError {
                 done: done as usize + e.done,
@@ -136,12 +159,20 @@ pub(crate) fn map_no_access(hv: &dyn Hypervisor, pt: u64, gfn: u64, reps: u64, l
 
 /// Unmaps `reps` reps at `gfn` (2 MiB reps if `large`). Does not sleep or
 /// allocate.
-pub(crate) fn unmap_batched(hv: &dyn Hypervisor, pt: u64, gfn: u64, reps: u64, large: bool) -> Result<(), RepError> {
+pub(crate) fn unmap_batched(
+    hv: &dyn Hypervisor,
+    pt: u64,
+    gfn: u64,
+    reps: u64,
+    large: bool,
+    calls: &AtomicU64,
+) -> Result<(), RepError> {
     let flags = if large { abi::HV_UNMAP_GPA_LARGE_PAGE } else { 0 };
     let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
     let mut done = 0u64;
     while done < reps {
         let n = (reps - done).min(UNMAP_BATCH as u64) as usize;
+        calls.fetch_add(1, Ordering::Relaxed);
         hv.unmap_gpa_pages(pt, gfn.wrapping_add(done * per_rep), n, flags)
             .map_err(|e| RepError {
                 done: done as usize + e.done,

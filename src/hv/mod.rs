@@ -11,6 +11,8 @@
 
 pub(crate) mod abi;
 pub(crate) mod calls;
+#[cfg(CONFIG_HYPERV)]
+pub(crate) mod hyperv;
 pub(crate) mod status;
 
 use kernel::prelude::*;
@@ -91,10 +93,16 @@ pub(crate) const HV_PAGE: usize = 4096;
 /// hypervisor's; `vp` is the VP index.
 ///
 /// Contract shared by both backends:
-/// - no method sleeps or allocates memory with reclaim (they run under the
-///   region locks that MMU-notifier invalidations take); memory the
-///   hypervisor needs comes from [`Hypervisor::deposit`], and its absence is
-///   reported as `HV_STATUS_INSUFFICIENT_MEMORY`;
+/// - `map_gpa_pages`, `unmap_gpa_pages`, `get/set_vp_registers` and
+///   `withdraw` never sleep or allocate: they run under the region locks that
+///   MMU-notifier invalidations take. Memory the hypervisor needs for them
+///   comes from [`Hypervisor::deposit`], and its absence is reported as
+///   `HV_STATUS_INSUFFICIENT_MEMORY`;
+/// - `deposit` may allocate with `GFP_KERNEL`; the partition and VP
+///   lifecycle calls, `map/unmap_vp_state_page`, `run_vp` and `passthrough`
+///   may sleep and allocate: never call them under such a lock;
+/// - `deposit` takes pages given up with `OwnedPage::into_pfn` (only
+///   `hv::calls::deposit` calls it), and `withdraw` hands such pages back;
 /// - rep calls take at most one input page of reps and report partial
 ///   progress in [`RepError`].
 pub(crate) trait Hypervisor: Send + Sync {
@@ -133,8 +141,13 @@ pub(crate) trait Hypervisor: Send + Sync {
     fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult;
 
     /// `HVCALL_GET_VP_REGISTERS` (at most 256 names).
+    ///
+    /// The driver reaches registers through `MSHV_ROOT_HVCALL` today; these
+    /// two are for the Hyper-V run loop (suspend registers), not written yet.
+    #[allow(dead_code)]
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult;
     /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers).
+    #[allow(dead_code)]
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
 
     /// Runs the VP until it leaves with a message in its intercept message

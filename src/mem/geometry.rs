@@ -259,6 +259,7 @@ pub(crate) const fn pages_of_reps(reps: u64, large: bool) -> u64 {
 #[kunit_tests(mshv_rs_geometry)]
 mod tests {
     use super::*;
+    use kernel::prelude::*;
 
     fn w(first: u64, count: u64) -> Option<GfnRange> {
         Some(GfnRange { first, count })

@@ -47,6 +47,8 @@ const MAX_FAULT_TRIES: usize = 32;
 /// Counters shared by a partition's regions (see `Partition::stats`).
 #[derive(Default)]
 pub(crate) struct Stats {
+    /// Map and unmap hypercalls issued for the partition's memory.
+    pub(crate) hypercalls: AtomicU64,
     /// GPA intercepts handled in the kernel.
     pub(crate) gpa_intercepts: AtomicU64,
     /// 4 KiB entries mapped accessible.
@@ -190,7 +192,7 @@ impl Movable {
             let mut err = None;
             geometry::split_by_frames(self.start_gfn, self.all(), |_| true, |gfn, reps, large| {
                 if err.is_none() {
-                    err = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large).err();
+                    err = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).err();
                 }
             });
             // Record the large NO_ACCESS frames (also after a partial failure:
@@ -310,7 +312,7 @@ impl Movable {
                     | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 }
                     | if run.large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
                 let gfn = window.first + i as u64;
-                match calls::map_batched(&*self.hv, self.pt, gfn, flags, &pfns[..k]) {
+                match calls::map_batched(&*self.hv, self.pt, gfn, flags, &pfns[..k], &self.stats.hypercalls) {
                     Ok(()) => {
                         if run.large {
                             Stats::add(&self.stats.mapped_2m, k as u64);
@@ -340,7 +342,7 @@ impl Movable {
         let mut res = Ok(());
         geometry::split_by_frames(self.start_gfn, range, |f| self.is_large(st, f), |gfn, reps, large| {
             if res.is_ok() {
-                res = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large);
+                res = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls);
             }
         });
         res
@@ -353,7 +355,7 @@ impl Movable {
         st.removed = true;
         let mut failed = false;
         geometry::split_by_frames(self.start_gfn, self.all(), |f| self.is_large(&st, f), |gfn, reps, large| {
-            failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large).is_err();
+            failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).is_err();
         });
         if failed {
             pr_warn!("pt {}: unmapping movable region at gfn {:#x} failed\n", self.pt, self.start_gfn);
@@ -387,7 +389,7 @@ impl Invalidate for Movable {
             let r = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(&st, f));
             let mut failed = false;
             geometry::split_by_frames(self.start_gfn, r, |f| self.is_large(&st, f), |gfn, reps, large| {
-                failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large).is_err();
+                failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).is_err();
             });
             if failed {
                 pr_err!("pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",

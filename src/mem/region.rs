@@ -8,7 +8,7 @@
 //! encrypted, the notifier cannot be registered, or a test forced pinning.
 
 use super::{
-    geometry::{self, GfnRange, HostPage},
+    geometry::{self, HostPage},
     movable::{Fault, Movable, Stats},
 };
 use crate::{
@@ -44,6 +44,7 @@ pub(crate) struct Region {
     exec: bool,
     hv: Arc<dyn Hypervisor>,
     pt: u64,
+    stats: Arc<Stats>,
     pub(crate) kind: RegionKind,
 }
 
@@ -86,7 +87,7 @@ impl Region {
                 }
             }
         };
-        let region = Self { start_gfn, pages, uaddr, writable, exec, hv, pt, kind };
+        let region = Self { start_gfn, pages, uaddr, writable, exec, hv, pt, stats: stats.clone(), kind };
         match &region.kind {
             RegionKind::Movable(_) => {}
             RegionKind::Mmio { pfn } => {
@@ -156,7 +157,7 @@ impl Region {
         let res = self.for_each_run(&pages, |gfn, pfns, large| {
             let flags = flags | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
             calls::retry_with_deposit(&*self.hv, self.pt, || {
-                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns).map_err(|e| e.error)
+                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns, &self.stats.hypercalls).map_err(|e| e.error)
             })
         });
         if res.is_err() {
@@ -169,16 +170,12 @@ impl Region {
     /// layout it was mapped with (no split of large entries needed).
     fn unmap_all(&self, pages: &[HostPage]) {
         let res = self.for_each_run(pages, |gfn, pfns, large| {
-            calls::unmap_batched(&*self.hv, self.pt, gfn, pfns.len() as u64, large).map_err(|e| e.error.into())
+            calls::unmap_batched(&*self.hv, self.pt, gfn, pfns.len() as u64, large, &self.stats.hypercalls)
+                .map_err(|e| e.error.into())
         });
         if res.is_err() {
             pr_warn!("pt {}: unmapping region at gfn {:#x} failed\n", self.pt, self.start_gfn);
         }
-    }
-
-    /// The gfn range of the region.
-    pub(crate) fn gfns(&self) -> GfnRange {
-        GfnRange { first: self.start_gfn, count: self.pages }
     }
 
     /// Handles a GPA intercept at `gfn`. Only movable regions resolve them;
@@ -209,7 +206,7 @@ impl Region {
                     Err(_) => {
                         // Out of memory for the layout: unmap 4 KiB reps (may
                         // need hypervisor memory to split; best effort).
-                        let _ = calls::unmap_batched(&*self.hv, self.pt, self.start_gfn, self.pages, false);
+                        let _ = calls::unmap_batched(&*self.hv, self.pt, self.start_gfn, self.pages, false, &self.stats.hypercalls);
                     }
                 }
             }

@@ -406,7 +406,7 @@ pub fn run(regs: &mut Regs, mem: &mut impl GuestMemory, budget: u64) -> (Exit, u
     (Exit::Budget, retired)
 }
 
-// --- Arithmetic helpers ---
+// Arithmetic helpers shared by the instructions.
 
 const fn size_mask(size: u8) -> u64 {
     match size {
@@ -587,7 +587,7 @@ fn shift(op: u8, a: u64, count: u8, size: u8, flags: u64) -> Option<(u64, u64)> 
     }
 }
 
-// --- Paging ---
+// Guest paging.
 
 struct Walk {
     gpa: u64,
@@ -657,7 +657,7 @@ impl Tlb {
     }
 }
 
-// --- The interpreter ---
+// The interpreter proper.
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Seg {
@@ -903,7 +903,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         }
     }
 
-    // --- Instruction fetch and decode ---
+    // Instruction fetch and decode.
 
     /// Fetches more instruction bytes, up to the end of the page or the 15-byte limit.
     fn fetch(&mut self) -> Result<(), Stop> {
@@ -1171,7 +1171,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         }
     }
 
-    // --- Registers ---
+    // Register access.
 
     fn reg(&self, r: u8, size: u8) -> u64 {
         let i = usize::from(r & 15);
@@ -1238,7 +1238,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         r != (cc & 1 != 0)
     }
 
-    // --- Memory ---
+    // Memory access through segmentation and paging.
 
     /// Wraps a linear address to the width of the current mode.
     fn wrap_lin(&self, lin: u64) -> u64 {
@@ -1427,7 +1427,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         }
     }
 
-    // --- Stack ---
+    // Stack access.
 
     fn sp(&self) -> u64 {
         self.reg(4, self.stack)
@@ -1455,7 +1455,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         self.sp().wrapping_add(bytes) & size_mask(self.stack)
     }
 
-    // --- Segments and control registers ---
+    // Segment and control register loads.
 
     /// Loads segment register `seg` with selector `sel`.
     fn load_segment(&mut self, seg: Seg, sel: u16) -> Result<(), Stop> {
@@ -1569,7 +1569,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         Ok(())
     }
 
-    // --- Execution ---
+    // Instruction execution.
 
     fn exec(&mut self, op: u8) -> Step {
         if self.lock && !lockable(op) {
@@ -2067,24 +2067,25 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
                 };
                 let raw = (u128::from(hi) << bits) | u128::from(lo);
                 let (q, r) = if m.sub == 6 {
-                    let d = u128::from(b);
-                    let q = raw / d;
+                    let (q, r) = udiv128(raw, u128::from(b));
                     if q > u128::from(mask) {
                         return Err(Stop::Exc(VEC_DE));
                     }
-                    (q as u64, (raw % d) as u64)
+                    (q as u64, r as u64)
                 } else {
                     let sh = 128 - 2 * bits;
                     let dividend = ((raw << sh) as i128) >> sh;
                     let d = i128::from(sext(b, size) as i64);
-                    let (Some(q), Some(r)) = (dividend.checked_div(d), dividend.checked_rem(d))
-                    else {
-                        return Err(Stop::Exc(VEC_DE));
-                    };
-                    let limit = i128::from(sign_bit(size));
-                    if q < -limit || q >= limit {
+                    let (qm, rm) = udiv128(dividend.unsigned_abs(), d.unsigned_abs());
+                    let negative = (dividend < 0) != (d < 0);
+                    // The quotient must fit the signed destination.
+                    let limit = u128::from(sign_bit(size));
+                    if (negative && qm > limit) || (!negative && qm >= limit) {
                         return Err(Stop::Exc(VEC_DE));
                     }
+                    // NO-OVERFLOW: `qm <= 2^63` and `rm < |d| <= 2^63` here.
+                    let q = if negative { (qm as i128).wrapping_neg() } else { qm as i128 };
+                    let r = if dividend < 0 { (rm as i128).wrapping_neg() } else { rm as i128 };
                     (q as u64 & mask, r as u64 & mask)
                 };
                 if size == 1 {
@@ -2329,7 +2330,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         Ok(())
     }
 
-    // --- String instructions ---
+    // String instructions.
 
     /// Executes MOVS, STOS or LODS with elements of `size` bytes, with or without REP.
     fn string(&mut self, kind: StrOp, size: u8) -> Step {
@@ -2409,14 +2410,16 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
     /// How many elements of `size` bytes starting at `lin` (offset `off`) lie in one page and
     /// in the address space, in the direction given by DF; 0 if the first element crosses.
     fn fit(&self, lin: u64, off: u64, size: u8) -> u64 {
-        let s = u64::from(size);
+        // `size` is 1, 2, 4 or 8; `max(1)` lets the compiler drop the
+        // divide-by-zero panic path.
+        let s = u64::from(size).max(1);
         let pg = lin & PAGE_OFFSET;
         let amask = size_mask(self.addrsize);
         if self.regs.rflags & DF != 0 {
             if pg + s > PAGE_SIZE || amask - off < s - 1 {
                 return 0;
             }
-            min(pg / s + 1, off / s + 1)
+            min(pg / s + 1, (off / s).saturating_add(1))
         } else {
             min((PAGE_SIZE - pg) / s, (amask - off).saturating_add(1) / s)
         }
@@ -2432,11 +2435,14 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
                 .map_err(|e| (0, e))?;
             return Ok(1);
         }
-        let s = u64::from(size);
+        let s = u64::from(size).max(1);
         let bytes = k * s;
         let down = self.regs.rflags & DF != 0;
-        let lo = if down { lin - (k - 1) * s } else { lin };
-        let gpa = self.translate(lo, Access::Write).map_err(|e| (0, e))?;
+        let below = if down { (k - 1) * s } else { 0 };
+        let lo = lin - below;
+        // Translate the first element, so that a page fault reports its address; the whole
+        // chunk lies in the same page.
+        let gpa = self.translate(lin, Access::Write).map_err(|e| (0, e))? - below;
         let mut pattern = [0u8; 16];
         let vb = value.to_le_bytes();
         for (i, b) in pattern.iter_mut().enumerate() {
@@ -2446,10 +2452,10 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         while written < bytes {
             let c = min(16, bytes - written);
             let at = if down { bytes - written - c } else { written };
-            if let Err(fault) = self.mem.write(gpa + at, &pattern[..c as usize]) {
+            if let Err(fault) = self.mem.write(gpa.wrapping_add(at), &pattern[..c as usize]) {
                 let stop = Stop::Mem {
                     fault,
-                    gva: lo + at,
+                    gva: lo.wrapping_add(at),
                     fetch: false,
                 };
                 return Err((written / s, stop));
@@ -2472,16 +2478,13 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
             self.write_mem(Seg::Es, di, size, v).map_err(|e| (0, e))?;
             return Ok(1);
         }
-        let s = u64::from(size);
+        let s = u64::from(size).max(1);
         let bytes = k * s;
         let down = self.regs.rflags & DF != 0;
-        let (slo, dlo) = if down {
-            (slin - (k - 1) * s, dlin - (k - 1) * s)
-        } else {
-            (slin, dlin)
-        };
-        let sg = self.translate(slo, Access::Read).map_err(|e| (0, e))?;
-        let dg = self.translate(dlo, Access::Write).map_err(|e| (0, e))?;
+        let below = if down { (k - 1) * s } else { 0 };
+        let (slo, dlo) = (slin - below, dlin - below);
+        let sg = self.translate(slin, Access::Read).map_err(|e| (0, e))? - below;
+        let dg = self.translate(dlin, Access::Write).map_err(|e| (0, e))? - below;
         // Copying in chunks must not read bytes that an earlier element of the same chunk
         // would have written.
         let dist = if down {
@@ -2500,18 +2503,18 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
             let at = if down { bytes - done - c } else { done };
             let mut tmp = [0u8; 16];
             let tmp = &mut tmp[..c as usize];
-            if let Err(fault) = self.mem.read(sg + at, tmp, Access::Read) {
+            if let Err(fault) = self.mem.read(sg.wrapping_add(at), tmp, Access::Read) {
                 let stop = Stop::Mem {
                     fault,
-                    gva: slo + at,
+                    gva: slo.wrapping_add(at),
                     fetch: false,
                 };
                 return Err((done / s, stop));
             }
-            if let Err(fault) = self.mem.write(dg + at, tmp) {
+            if let Err(fault) = self.mem.write(dg.wrapping_add(at), tmp) {
                 let stop = Stop::Mem {
                     fault,
-                    gva: dlo + at,
+                    gva: dlo.wrapping_add(at),
                     fetch: false,
                 };
                 return Err((done / s, stop));
@@ -2528,4 +2531,23 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         self.set_reg(0, size, v);
         Ok(1)
     }
+}
+
+/// Unsigned 128-bit division by shift and subtract: the kernel links no
+/// 128-bit division routines (`__udivti3`). `d` must be non-zero and below
+/// 2^127 (divisors here are at most 64 bits wide).
+fn udiv128(n: u128, d: u128) -> (u128, u128) {
+    let mut q = 0u128;
+    let mut r = 0u128;
+    if d == 0 {
+        return (0, 0);
+    }
+    for i in (0..128).rev() {
+        r = (r << 1) | ((n >> i) & 1);
+        if r >= d {
+            r -= d;
+            q |= 1 << i;
+        }
+    }
+    (q, r)
 }

@@ -9,10 +9,13 @@
 //! and takes them back when the objects go away; `HVCALL_WITHDRAW_MEMORY`
 //! returns free pages to the root.
 //!
-//! Allocation rule: only [`Pool::grow`] allocates (the free list's capacity),
-//! and only the deposit path calls it, outside any lock. Every other method
-//! works within the capacity reserved then, so map, unmap and withdraw never
-//! allocate.
+//! Allocation rule: the pool itself never allocates. Its free list grows only
+//! on the deposit path, which allocates a bigger vector outside any lock and
+//! hands it to [`Pool::grow`]; every other method works within the capacity
+//! reserved then, so map, unmap and withdraw never allocate. The list is
+//! kmalloc'ed (not kvmalloc'ed) because it may be freed in atomic context: the
+//! last reference to a partition can go away at the end of a map call made
+//! from a non-blockable MMU-notifier invalidation, and `vfree` may sleep.
 
 use crate::sys::page::OwnedPage;
 use core::mem::ManuallyDrop;
@@ -20,6 +23,8 @@ use kernel::prelude::*;
 
 /// Number of `u64`s in a page.
 pub(crate) const PAGE_U64S: usize = 512;
+/// Smallest capacity the free list grows to.
+const MIN_CAPACITY: usize = 64;
 
 /// The direct-map address of a page owned by a pool (or by an object built
 /// from pool pages), seen as 512 `u64`s.
@@ -97,9 +102,15 @@ impl Pool {
             .is_some_and(|want| want <= self.free.capacity())
     }
 
-    /// The capacity a deposit of `n` pages needs.
+    /// The capacity to grow the free list to before depositing `n` pages: at
+    /// least what they need, and at least double the current capacity, so a
+    /// long series of deposits copies the list only a logarithmic number of
+    /// times.
     pub(crate) fn capacity_for(&self, n: usize) -> usize {
-        self.total.saturating_add(n)
+        self.total
+            .saturating_add(n)
+            .max(self.free.capacity().saturating_mul(2))
+            .max(MIN_CAPACITY)
     }
 
     /// Moves the free list into `bigger` (an empty vector whose capacity is at
@@ -182,7 +193,10 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         if self.in_use() != 0 {
-            pr_err!("sim pool: dropped with {} pages in use (leaked)\n", self.in_use());
+            pr_err!(
+                "sim pool: dropped with {} pages in use (leaked)\n",
+                self.in_use()
+            );
         }
         for &pfn in self.free.iter() {
             // SAFETY: by the type invariant the pool owns every free page,

@@ -120,6 +120,8 @@ pub(crate) struct Translation {
     pub(crate) pfn: u64,
     /// Whether a 2 MiB entry maps it.
     pub(crate) large: bool,
+    /// Whether it is mapped uncached (`HV_MAP_GPA_NOT_CACHED`: device memory).
+    pub(crate) uncached: bool,
 }
 
 /// The pfn field of an entry.
@@ -166,7 +168,8 @@ pub(crate) fn leaf_entry(flags: u32, pfn: u64) -> u64 {
     if flags & abi::HV_MAP_GPA_NO_ACCESS != 0 {
         return e | NO_ACCESS;
     }
-    e | ((u64::from(flags & abi::HV_MAP_GPA_PERMISSIONS_MASK)) << 1) | ((pfn << PFN_SHIFT) & PFN_MASK)
+    e | ((u64::from(flags & abi::HV_MAP_GPA_PERMISSIONS_MASK)) << 1)
+        | ((pfn << PFN_SHIFT) & PFN_MASK)
 }
 
 /// One table page of a [`Slat`].
@@ -536,7 +539,13 @@ impl Slat {
     /// `HVCALL_MAP_GPA_PAGES`: maps `pfns.len()` reps from `base_gfn` with
     /// `flags` (`HV_MAP_GPA_*`). Replaces existing entries; see the module
     /// documentation for splits and memory.
-    pub(crate) fn map(&mut self, pool: &mut Pool, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
+    pub(crate) fn map(
+        &mut self,
+        pool: &mut Pool,
+        base_gfn: u64,
+        flags: u32,
+        pfns: &[u64],
+    ) -> RepResult {
         let large = flags & abi::HV_MAP_GPA_LARGE_PAGE != 0;
         let no_access = flags & abi::HV_MAP_GPA_NO_ACCESS != 0;
         for (i, &pfn) in pfns.iter().enumerate() {
@@ -555,7 +564,9 @@ impl Slat {
                     .ok_or(HvError(status::INVALID_PARAMETER));
                 gfn.and_then(|gfn| self.map_large(pool, gfn, leaf_entry(flags, pfn)))
             } else {
-                let gfn = base_gfn.checked_add(i as u64).ok_or(HvError(status::INVALID_PARAMETER));
+                let gfn = base_gfn
+                    .checked_add(i as u64)
+                    .ok_or(HvError(status::INVALID_PARAMETER));
                 gfn.and_then(|gfn| self.map_small(pool, gfn, leaf_entry(flags, pfn)))
             };
             res.map_err(|e| fail(e.0))?;
@@ -634,7 +645,13 @@ impl Slat {
     /// `HVCALL_UNMAP_GPA_PAGES`: removes `count` reps of entries from
     /// `base_gfn` (2 MiB reps with `HV_UNMAP_GPA_LARGE_PAGE` in `flags`).
     /// Gfns without an entry are skipped.
-    pub(crate) fn unmap(&mut self, pool: &mut Pool, base_gfn: u64, count: usize, flags: u32) -> RepResult {
+    pub(crate) fn unmap(
+        &mut self,
+        pool: &mut Pool,
+        base_gfn: u64,
+        count: usize,
+        flags: u32,
+    ) -> RepResult {
         let large = flags & abi::HV_UNMAP_GPA_LARGE_PAGE != 0;
         let mut i = 0;
         while i < count {
@@ -661,6 +678,18 @@ impl Slat {
     /// Translates `gfn` for a guest `access`, setting the entry's accessed
     /// bit (and dirty bit for a write) on success.
     pub(crate) fn translate(&mut self, gfn: u64, access: Access) -> Result<Translation, Fault> {
+        self.lookup(gfn, access, true)
+    }
+
+    /// Translates `gfn` for `access` like [`Slat::translate`], without
+    /// touching the accessed and dirty bits (for hypervisor-internal checks).
+    pub(crate) fn check(&self, gfn: u64, access: Access) -> Result<Translation, Fault> {
+        self.lookup(gfn, access, false)
+    }
+
+    /// Translates `gfn` for `access`; with `mark`, sets the accessed (and
+    /// dirty) bits of the entry.
+    fn lookup(&self, gfn: u64, access: Access, mark: bool) -> Result<Translation, Fault> {
         if gfn >= GFN_LIMIT {
             return Err(Fault::Unmapped);
         }
@@ -690,27 +719,36 @@ impl Slat {
         if e & NO_ACCESS != 0 || e & needed == 0 {
             return Err(Fault::Intercept);
         }
-        let mark = if access == Access::Write {
+        let bits = if access == Access::Write {
             ACCESSED | DIRTY
         } else {
             ACCESSED
         };
-        if e & mark != mark {
-            slot.set(e | mark);
+        if mark && e & bits != bits {
+            slot.set(e | bits);
         }
         let pfn = if large {
             pfn_of(e) + (gfn % LARGE_PAGES)
         } else {
             pfn_of(e)
         };
-        Ok(Translation { pfn, large })
+        Ok(Translation {
+            pfn,
+            large,
+            uncached: e & UNCACHED != 0,
+        })
     }
 
     /// Calls `f(gfn, pfn, flags, large)` for every leaf entry that intersects
     /// `[first, first + count)`, in gfn order. For a 2 MiB entry, `gfn` and
     /// `pfn` are those of its first page; `flags` are the entry's bits (see
     /// the module documentation), `pfn` excluded.
-    pub(crate) fn for_each_entry(&self, first: u64, count: u64, mut f: impl FnMut(u64, u64, u64, bool)) {
+    pub(crate) fn for_each_entry(
+        &self,
+        first: u64,
+        count: u64,
+        mut f: impl FnMut(u64, u64, u64, bool),
+    ) {
         let end = first.saturating_add(count).min(GFN_LIMIT);
         let Some(root) = self.root else {
             return;
@@ -722,7 +760,15 @@ impl Slat {
 
     /// Visits the entries of `table` (at `depth`, covering gfns from `base`)
     /// that intersect `[first, end)`.
-    fn visit(&self, table: Table, depth: usize, base: u64, first: u64, end: u64, f: &mut impl FnMut(u64, u64, u64, bool)) {
+    fn visit(
+        &self,
+        table: Table,
+        depth: usize,
+        base: u64,
+        first: u64,
+        end: u64,
+        f: &mut impl FnMut(u64, u64, u64, bool),
+    ) {
         let span = 1u64 << (9 * (SMALL_DEPTH - depth.min(SMALL_DEPTH)) as u32);
         for i in 0..PAGE_U64S {
             let lo = base + i as u64 * span;
@@ -791,15 +837,22 @@ impl Slat {
             pool.give_back(pfn_of(e1));
         }
         pool.give_back(root);
-        // INVARIANT: no table is held any more.
-        *self = Self::new();
+        // INVARIANT: no table is held any more. (Not `*self = Self::new()`:
+        // that would drop the old value, whose `Drop` checks the counts.)
+        self.root_count = 0;
+        self.tables = 0;
+        self.small = 0;
+        self.large = 0;
     }
 }
 
 impl Drop for Slat {
     fn drop(&mut self) {
         if self.tables != 0 {
-            pr_err!("sim slat: dropped holding {} table pages (leaked)\n", self.tables);
+            pr_err!(
+                "sim slat: dropped holding {} table pages (leaked)\n",
+                self.tables
+            );
         }
     }
 }
@@ -810,7 +863,8 @@ mod tests {
     use super::*;
     use crate::sys::page::OwnedPage;
 
-    const RWX: u32 = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE | abi::HV_MAP_GPA_EXECUTABLE;
+    const RWX: u32 =
+        abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE | abi::HV_MAP_GPA_EXECUTABLE;
     const RO: u32 = abi::HV_MAP_GPA_READABLE;
 
     /// A pool with `n` fresh pages.
@@ -881,8 +935,14 @@ mod tests {
         assert_eq!(pool.in_use(), 4);
         assert_eq!(slat.small_entries(), 2);
         assert_eq!(translate(&mut slat, 0x1000, Access::Read), Ok((p0, false)));
-        assert_eq!(translate(&mut slat, 0x1001, Access::Execute), Ok((p1, false)));
-        assert_eq!(translate(&mut slat, 0x1002, Access::Read), Err(Fault::Unmapped));
+        assert_eq!(
+            translate(&mut slat, 0x1001, Access::Execute),
+            Ok((p1, false))
+        );
+        assert_eq!(
+            translate(&mut slat, 0x1002, Access::Read),
+            Err(Fault::Unmapped)
+        );
         // Remapping an entry replaces it and takes no page.
         assert_eq!(slat.map(&mut pool, 0x1000, RWX, &[p1]), Ok(()));
         assert_eq!(translate(&mut slat, 0x1000, Access::Write), Ok((p1, false)));
@@ -904,13 +964,28 @@ mod tests {
         assert_eq!(slat.tables(), 3);
         assert_eq!(slat.large_entries(), 1);
         assert_eq!(translate(&mut slat, 0x205, Access::Read), Ok((p + 5, true)));
-        assert_eq!(translate(&mut slat, 0x3ff, Access::Write), Ok((p + 0x1ff, true)));
-        assert_eq!(translate(&mut slat, 0x400, Access::Read), Err(Fault::Unmapped));
+        assert_eq!(
+            translate(&mut slat, 0x3ff, Access::Write),
+            Ok((p + 0x1ff, true))
+        );
+        assert_eq!(
+            translate(&mut slat, 0x400, Access::Read),
+            Err(Fault::Unmapped)
+        );
         // Misaligned gfn or pfn.
-        assert_eq!(slat.map(&mut pool, 0x201, flags, &[p]), rep_err(0, status::INVALID_PARAMETER));
-        assert_eq!(slat.map(&mut pool, 0x400, flags, &[p, p + 1]), rep_err(1, status::INVALID_PARAMETER));
+        assert_eq!(
+            slat.map(&mut pool, 0x201, flags, &[p]),
+            rep_err(0, status::INVALID_PARAMETER)
+        );
+        assert_eq!(
+            slat.map(&mut pool, 0x400, flags, &[p, p + 1]),
+            rep_err(1, status::INVALID_PARAMETER)
+        );
         // Out of the 48-bit GPA space.
-        assert_eq!(slat.map(&mut pool, GFN_LIMIT, RWX, &[p]), rep_err(0, status::INVALID_PARAMETER));
+        assert_eq!(
+            slat.map(&mut pool, GFN_LIMIT, RWX, &[p]),
+            rep_err(0, status::INVALID_PARAMETER)
+        );
         slat.clear(&mut pool);
         assert_eq!(pool.in_use(), 0);
         Ok(())
@@ -923,7 +998,10 @@ mod tests {
         let mut slat = Slat::new();
         let p = large_pfn(&g[0]);
         let x = g[1].pfn();
-        assert_eq!(slat.map(&mut pool, 0x400, RO | abi::HV_MAP_GPA_LARGE_PAGE, &[p]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 0x400, RO | abi::HV_MAP_GPA_LARGE_PAGE, &[p]),
+            Ok(())
+        );
         let before = pool.in_use();
         assert_eq!(slat.map(&mut pool, 0x407, RWX, &[x]), Ok(()));
         // One page for the new depth-3 table.
@@ -933,8 +1011,14 @@ mod tests {
         assert_eq!(translate(&mut slat, 0x407, Access::Write), Ok((x, false)));
         // The others inherit pfn + i and the old flags (read-only).
         assert_eq!(translate(&mut slat, 0x400, Access::Read), Ok((p, false)));
-        assert_eq!(translate(&mut slat, 0x5ff, Access::Read), Ok((p + 0x1ff, false)));
-        assert_eq!(translate(&mut slat, 0x408, Access::Write), Err(Fault::Intercept));
+        assert_eq!(
+            translate(&mut slat, 0x5ff, Access::Read),
+            Ok((p + 0x1ff, false))
+        );
+        assert_eq!(
+            translate(&mut slat, 0x408, Access::Write),
+            Err(Fault::Intercept)
+        );
         slat.clear(&mut pool);
         assert_eq!(pool.in_use(), 0);
         Ok(())
@@ -946,12 +1030,21 @@ mod tests {
         let g = guest_pages(1)?;
         let mut slat = Slat::new();
         let p = large_pfn(&g[0]);
-        assert_eq!(slat.map(&mut pool, 0x400, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 0x400, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]),
+            Ok(())
+        );
         assert_eq!(slat.unmap(&mut pool, 0x403, 1, 0), Ok(()));
         assert_eq!(slat.small_entries(), 511);
         assert_eq!(slat.tables(), 4);
-        assert_eq!(translate(&mut slat, 0x403, Access::Read), Err(Fault::Unmapped));
-        assert_eq!(translate(&mut slat, 0x404, Access::Read), Ok((p + 4, false)));
+        assert_eq!(
+            translate(&mut slat, 0x403, Access::Read),
+            Err(Fault::Unmapped)
+        );
+        assert_eq!(
+            translate(&mut slat, 0x404, Access::Read),
+            Ok((p + 4, false))
+        );
         // Unmapping the rest returns every table.
         assert_eq!(slat.unmap(&mut pool, 0x400, 512, 0), Ok(()));
         assert_eq!(slat.small_entries(), 0);
@@ -968,7 +1061,10 @@ mod tests {
         let g = guest_pages(1)?;
         let mut slat = Slat::new();
         let p = large_pfn(&g[0]);
-        assert_eq!(slat.map(&mut pool, 0x600, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 0x600, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]),
+            Ok(())
+        );
         assert_eq!(pool.free(), 0);
         assert_eq!(slat.unmap(&mut pool, 0x600, 512, 0), Ok(()));
         assert_eq!(slat.large_entries(), 0);
@@ -984,22 +1080,43 @@ mod tests {
         let p = large_pfn(&g[0]);
         // gfn 0 takes all four pages; the 2 MiB entry at 512 shares them.
         assert_eq!(slat.map(&mut pool, 0, RWX, &[g[1].pfn()]), Ok(()));
-        assert_eq!(slat.map(&mut pool, 512, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 512, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]),
+            Ok(())
+        );
         assert_eq!(pool.free(), 0);
         let pfns = [g[1].pfn(), g[2].pfn(), g[3].pfn()];
         // 510 and 511 fit in the existing table; 512 needs a split page.
-        assert_eq!(slat.map(&mut pool, 510, RWX, &pfns), rep_err(2, status::INSUFFICIENT_MEMORY));
-        assert_eq!(translate(&mut slat, 510, Access::Read), Ok((g[1].pfn(), false)));
-        assert_eq!(translate(&mut slat, 511, Access::Read), Ok((g[2].pfn(), false)));
+        assert_eq!(
+            slat.map(&mut pool, 510, RWX, &pfns),
+            rep_err(2, status::INSUFFICIENT_MEMORY)
+        );
+        assert_eq!(
+            translate(&mut slat, 510, Access::Read),
+            Ok((g[1].pfn(), false))
+        );
+        assert_eq!(
+            translate(&mut slat, 511, Access::Read),
+            Ok((g[2].pfn(), false))
+        );
         assert_eq!(translate(&mut slat, 512, Access::Read), Ok((p, true)));
         assert_eq!(slat.large_entries(), 1);
         // The same for an unmap inside the 2 MiB entry.
-        assert_eq!(slat.unmap(&mut pool, 511, 2, 0), rep_err(1, status::INSUFFICIENT_MEMORY));
-        assert_eq!(translate(&mut slat, 511, Access::Read), Err(Fault::Unmapped));
+        assert_eq!(
+            slat.unmap(&mut pool, 511, 2, 0),
+            rep_err(1, status::INSUFFICIENT_MEMORY)
+        );
+        assert_eq!(
+            translate(&mut slat, 511, Access::Read),
+            Err(Fault::Unmapped)
+        );
         // Deposit one page and resume at the failed rep.
         add_pages(&mut pool, 1)?;
         assert_eq!(slat.map(&mut pool, 512, RWX, &pfns[2..]), Ok(()));
-        assert_eq!(translate(&mut slat, 512, Access::Read), Ok((g[3].pfn(), false)));
+        assert_eq!(
+            translate(&mut slat, 512, Access::Read),
+            Ok((g[3].pfn(), false))
+        );
         assert_eq!(translate(&mut slat, 513, Access::Read), Ok((p + 1, false)));
         assert_eq!(slat.large_entries(), 0);
         slat.clear(&mut pool);
@@ -1013,21 +1130,39 @@ mod tests {
         let g = guest_pages(3)?;
         let mut slat = Slat::new();
         assert_eq!(translate(&mut slat, 5, Access::Read), Err(Fault::Unmapped));
-        assert_eq!(slat.map(&mut pool, 10, abi::HV_MAP_GPA_NO_ACCESS, &[g[0].pfn()]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 10, abi::HV_MAP_GPA_NO_ACCESS, &[g[0].pfn()]),
+            Ok(())
+        );
         assert_eq!(slat.map(&mut pool, 11, RO, &[g[1].pfn()]), Ok(()));
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
         assert_eq!(slat.map(&mut pool, 12, rw, &[g[2].pfn()]), Ok(()));
         // NO_ACCESS: every access intercepts; the pfn is dropped.
-        assert_eq!(translate(&mut slat, 10, Access::Read), Err(Fault::Intercept));
-        assert_eq!(translate(&mut slat, 10, Access::Execute), Err(Fault::Intercept));
+        assert_eq!(
+            translate(&mut slat, 10, Access::Read),
+            Err(Fault::Intercept)
+        );
+        assert_eq!(
+            translate(&mut slat, 10, Access::Execute),
+            Err(Fault::Intercept)
+        );
         let mut pfn10 = None;
         slat.for_each_entry(10, 1, |_, pfn, _, _| pfn10 = Some(pfn));
         assert_eq!(pfn10, Some(0));
         // Read-only: reads pass, writes intercept.
-        assert_eq!(translate(&mut slat, 11, Access::Read), Ok((g[1].pfn(), false)));
-        assert_eq!(translate(&mut slat, 11, Access::Write), Err(Fault::Intercept));
+        assert_eq!(
+            translate(&mut slat, 11, Access::Read),
+            Ok((g[1].pfn(), false))
+        );
+        assert_eq!(
+            translate(&mut slat, 11, Access::Write),
+            Err(Fault::Intercept)
+        );
         // Not executable.
-        assert_eq!(translate(&mut slat, 12, Access::Execute), Err(Fault::Intercept));
+        assert_eq!(
+            translate(&mut slat, 12, Access::Execute),
+            Err(Fault::Intercept)
+        );
         assert_eq!(translate(&mut slat, 13, Access::Read), Err(Fault::Unmapped));
         assert_eq!(slat.accessible_entries(), 2);
         slat.clear(&mut pool);
@@ -1040,15 +1175,27 @@ mod tests {
         let mut pool = pool_with(4)?;
         let g = guest_pages(2)?;
         let mut slat = Slat::new();
-        assert_eq!(slat.map(&mut pool, 20, RWX, &[g[0].pfn(), g[1].pfn()]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 20, RWX, &[g[0].pfn(), g[1].pfn()]),
+            Ok(())
+        );
         assert_eq!(flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)), Some(0));
         assert!(translate(&mut slat, 20, Access::Read).is_ok());
-        assert_eq!(flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)), Some(ACCESSED));
+        assert_eq!(
+            flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)),
+            Some(ACCESSED)
+        );
         assert!(translate(&mut slat, 21, Access::Write).is_ok());
-        assert_eq!(flags_of(&slat, 21).map(|f| f & (ACCESSED | DIRTY)), Some(ACCESSED | DIRTY));
+        assert_eq!(
+            flags_of(&slat, 21).map(|f| f & (ACCESSED | DIRTY)),
+            Some(ACCESSED | DIRTY)
+        );
         // A failed access marks nothing.
         assert_eq!(slat.map(&mut pool, 20, RO, &[g[0].pfn()]), Ok(()));
-        assert_eq!(translate(&mut slat, 20, Access::Write), Err(Fault::Intercept));
+        assert_eq!(
+            translate(&mut slat, 20, Access::Write),
+            Err(Fault::Intercept)
+        );
         assert_eq!(flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)), Some(0));
         slat.clear(&mut pool);
         Ok(())
@@ -1069,14 +1216,23 @@ mod tests {
         assert_eq!(pool.in_use(), 4);
         // Unmapping what is not mapped is fine.
         assert_eq!(slat.unmap(&mut pool, 2, 100, 0), Ok(()));
-        assert_eq!(slat.unmap(&mut pool, 0, 4, abi::HV_UNMAP_GPA_LARGE_PAGE), Ok(()));
+        assert_eq!(
+            slat.unmap(&mut pool, 0, 4, abi::HV_UNMAP_GPA_LARGE_PAGE),
+            Ok(())
+        );
         assert_eq!(slat.tables(), 0);
         assert_eq!(pool.in_use(), 0);
         // A 2 MiB map over a table of 4 KiB entries frees that table.
-        assert_eq!(slat.map(&mut pool, 1024, RWX, &[g[0].pfn(), g[0].pfn()]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 1024, RWX, &[g[0].pfn(), g[0].pfn()]),
+            Ok(())
+        );
         assert_eq!(slat.tables(), 4);
         let p = large_pfn(&g[0]);
-        assert_eq!(slat.map(&mut pool, 1024, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 1024, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p]),
+            Ok(())
+        );
         assert_eq!(slat.tables(), 3);
         assert_eq!(slat.small_entries(), 0);
         assert_eq!(pool.in_use(), 3);
@@ -1093,8 +1249,19 @@ mod tests {
         let p = large_pfn(&g[0]);
         let pfns = [g[1].pfn(), g[2].pfn(), g[3].pfn()];
         assert_eq!(slat.map(&mut pool, 0, RWX, &pfns), Ok(()));
-        assert_eq!(slat.map(&mut pool, 1 << 20, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[p, p]), Ok(()));
-        assert_eq!(slat.map(&mut pool, (1 << 20) + 3, abi::HV_MAP_GPA_NO_ACCESS, &[0]), Ok(()));
+        assert_eq!(
+            slat.map(
+                &mut pool,
+                1 << 20,
+                RWX | abi::HV_MAP_GPA_LARGE_PAGE,
+                &[p, p]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            slat.map(&mut pool, (1 << 20) + 3, abi::HV_MAP_GPA_NO_ACCESS, &[0]),
+            Ok(())
+        );
         assert_eq!(slat.map(&mut pool, (1 << 30) + 7, RO, &pfns), Ok(()));
         assert!(pool.in_use() > 0);
         let mut seen = 0;

@@ -26,17 +26,24 @@ pub(crate) const PFN_ORDER_SHIFT: u32 = 56;
 pub(crate) const PFN_ORDER_MASK: u64 = 0x1f;
 pub(crate) const PFN_MASK: u64 = (1 << 52) - 1;
 
-pub(crate) const VMA_NONE: c_int = 0;
 pub(crate) const VMA_RAM: c_int = 1;
 pub(crate) const VMA_IO: c_int = 2;
 
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_TASK_STRUCT: c_int = 0;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const OFFSETOF_TASK_MM: c_int = 1;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_FILE: c_int = 2;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_MM_STRUCT: c_int = 3;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_VM_AREA: c_int = 4;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_MISCDEVICE: c_int = 5;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const SIZEOF_FOPS: c_int = 6;
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const OFFSETOF_TASK_PID: c_int = 7;
 
 extern "C" {
@@ -86,6 +93,18 @@ extern "C" {
     pub(crate) fn mshv_rs_cond_resched();
     pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
 
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_is_root() -> bool;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_hypercall(
+        control: u64,
+        input: *const c_void,
+        in_len: usize,
+        output: *mut c_void,
+        out_len: usize,
+    ) -> u64;
+
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
 }

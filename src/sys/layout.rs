@@ -11,6 +11,7 @@
 #[kunit_tests(mshv_rs_layout)]
 mod tests {
     use super::super::ffi;
+    use kernel::prelude::*;
     use core::mem::{offset_of, size_of};
     use kernel::bindings;
 

@@ -252,6 +252,7 @@ impl PinnedPages {
         if ret < 0 {
             return Err(Error::from_errno(ret as i32));
         }
+        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, pages as i64);
         // INVARIANT: the helper pinned exactly `pages` pages into `pfns`.
         Ok(Self { pfns, dirty: write })
     }
@@ -266,6 +267,7 @@ impl Drop for PinnedPages {
     fn drop(&mut self) {
         // SAFETY: by the type invariant each pfn is pinned once by us.
         unsafe { ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty) };
+        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, -(self.pfns.len() as i64));
     }
 }
 

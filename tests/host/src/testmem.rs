@@ -40,6 +40,8 @@ pub struct TestMem {
     pub read_log: Vec<(u64, usize, Access)>,
     /// Whether to record `read_log`.
     pub log_reads: bool,
+    /// When set, every successful write records the GPA and the bytes it replaced.
+    pub undo_log: Option<Vec<(u64, Vec<u8>)>>,
 }
 
 impl TestMem {
@@ -57,9 +59,12 @@ impl TestMem {
 
     fn check(&self, gpa: u64, len: usize, access: Access) -> Result<(), MemFault> {
         assert!((1..=16).contains(&len), "access of {len} bytes");
+        let last = gpa
+            .checked_add(len as u64 - 1)
+            .expect("access wraps around the address space");
         assert_eq!(
             gpa / PAGE,
-            (gpa + len as u64 - 1) / PAGE,
+            last / PAGE,
             "access at {gpa:#x} of {len} bytes crosses a page"
         );
         let page = gpa / PAGE;
@@ -79,8 +84,8 @@ impl TestMem {
         if access == Access::Write && self.read_only.contains(&page) {
             return fault(false);
         }
-        let end = gpa + len as u64;
-        if end <= self.ram.len() as u64 {
+        let end = u128::from(last) + 1;
+        if end <= self.ram.len() as u128 {
             return Ok(());
         }
         if !self.rom.is_empty() && gpa >= self.rom_base() && end <= 0x1_0000_0000 {
@@ -118,6 +123,22 @@ impl TestMem {
         u32::from_le_bytes(self.bytes(gpa, 4).try_into().unwrap())
     }
 
+    /// Whether the writes recorded in `undo_log` left memory as it was before them.
+    pub fn writes_undone(&self) -> bool {
+        let Some(log) = &self.undo_log else {
+            return true;
+        };
+        let mut original = std::collections::BTreeMap::new();
+        for (gpa, old) in log {
+            for (i, b) in old.iter().enumerate() {
+                original.entry(gpa + i as u64).or_insert(*b);
+            }
+        }
+        original
+            .iter()
+            .all(|(&gpa, &b)| self.ram[gpa as usize] == b)
+    }
+
     /// Writes a little-endian u64 to RAM.
     pub fn set_u64(&mut self, gpa: u64, v: u64) {
         self.load(gpa, &v.to_le_bytes());
@@ -145,7 +166,11 @@ impl GuestMemory for TestMem {
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), MemFault> {
         self.writes += 1;
         self.check(gpa, data.len(), Access::Write)?;
-        self.ram[gpa as usize..gpa as usize + data.len()].copy_from_slice(data);
+        let range = gpa as usize..gpa as usize + data.len();
+        if let Some(log) = &mut self.undo_log {
+            log.push((gpa, self.ram[range.clone()].to_vec()));
+        }
+        self.ram[range].copy_from_slice(data);
         Ok(())
     }
 

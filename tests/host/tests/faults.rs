@@ -226,7 +226,10 @@ fn rep_movsd_fault_on_source_is_restartable() {
     let Exit::Memory { fault, gva, .. } = exit else {
         panic!("{exit:?}");
     };
-    assert_eq!((fault.gpa, fault.access, gva), (0x9000, Access::Read, 0x9000));
+    assert_eq!(
+        (fault.gpa, fault.access, gva),
+        (0x9000, Access::Read, 0x9000)
+    );
     assert_eq!(n, 0x400);
     assert_eq!(
         (r.gpr[RCX], r.gpr[RSI], r.gpr[RDI], r.rip),
@@ -248,7 +251,10 @@ fn page_crossing_write_is_all_or_nothing() {
     let Exit::Memory { fault, gva, .. } = exit else {
         panic!("{exit:?}");
     };
-    assert_eq!((fault.gpa, fault.access, gva), (0x5000, Access::Write, 0x5000));
+    assert_eq!(
+        (fault.gpa, fault.access, gva),
+        (0x5000, Access::Write, 0x5000)
+    );
     assert_eq!(mem.bytes(0x4ffe, 2), &[0, 0]);
     assert_eq!(r.rip, CODE);
 
@@ -260,7 +266,10 @@ fn page_crossing_write_is_all_or_nothing() {
     let Exit::Memory { fault, gva, .. } = exit else {
         panic!("{exit:?}");
     };
-    assert_eq!((fault.gpa, fault.access, gva), (0x4ffe, Access::Write, 0x4ffe));
+    assert_eq!(
+        (fault.gpa, fault.access, gva),
+        (0x4ffe, Access::Write, 0x4ffe)
+    );
     assert_eq!(mem.bytes(0x4ffe, 5), &[0, 0, 0xaa, 0xbb, 0xcc]);
 
     // Both writable: the write is split across the pages.
@@ -311,7 +320,10 @@ fn budget_exhaustion_resumes_to_the_same_state() {
     let (exit, n) = run(&mut reference, &mut ref_mem, u64::MAX);
     expected_steps += n;
     assert_eq!(exit, Exit::Halt);
-    assert_eq!(ref_mem.u32_at(0xc000), (1..=100u32).map(|c| (c..=100).sum::<u32>()).sum());
+    assert_eq!(
+        ref_mem.u32_at(0xc000),
+        (1..=100u32).map(|c| (c..=100).sum::<u32>()).sum()
+    );
     assert!(ref_mem.bytes(0x8000, 10000).iter().all(|&b| b == 0x3c));
 
     for budget in [1u64, 2, 3, 7, 100, 4095, 4096, 4097, 9999] {
@@ -363,15 +375,22 @@ fn string_direction_and_overlap_match_element_by_element_semantics() {
         (false, 2, 0x4000, 0x4006, 0x900),
         (false, 4, 0x4ff1, 0x6ff3, 0x500), // misaligned, crossing pages
         (false, 1, 0x4001, 0x4000, 0x2000), // backward overlap, forward copy
-        (true, 1, 0x5fff, 0x6000, 0x1800),  // DF = 1
-        (true, 4, 0x6ffc, 0x6ff8, 0x600),   // DF = 1, overlapping
-        (true, 2, 0x4001, 0x7003, 0x800),   // DF = 1, crossing pages
+        (true, 1, 0x5fff, 0x6000, 0x1800), // DF = 1
+        (true, 4, 0x6ffc, 0x6ff8, 0x600),  // DF = 1, overlapping
+        (true, 2, 0x4001, 0x7003, 0x800),  // DF = 1, crossing pages
     ];
     for &(df, size, src, dst, count) in cases {
         let mut mem = TestMem::new(0x20000);
         for i in 0..0x8000usize {
             mem.ram[0x3000 + i] = (i * 7 + i / 251) as u8;
         }
+        let op = match size {
+            1 => vec![0xf3, 0xa4],
+            2 => vec![0xf3, 0x66, 0xa5],
+            _ => vec![0xf3, 0xa5],
+        };
+        mem.load(CODE, &op);
+        mem.load(CODE + op.len() as u64, &[0xf4]);
         // Element-by-element reference.
         let mut expect = mem.ram.clone();
         for i in 0..count {
@@ -385,13 +404,6 @@ fn string_direction_and_overlap_match_element_by_element_semantics() {
                 expect[(d + b) as usize] = expect[(s + b) as usize];
             }
         }
-        let op = match size {
-            1 => vec![0xf3, 0xa4],
-            2 => vec![0xf3, 0x66, 0xa5],
-            _ => vec![0xf3, 0xa5],
-        };
-        mem.load(CODE, &op);
-        mem.load(CODE + op.len() as u64, &[0xf4]);
         let mut r = prot32(CODE);
         r.gpr[RSI] = src;
         r.gpr[RDI] = dst;
@@ -408,7 +420,10 @@ fn string_direction_and_overlap_match_element_by_element_semantics() {
         };
         assert_eq!((r.gpr[RSI], r.gpr[RDI], r.gpr[RCX]), (es, ed, 0));
         let first = mem.ram.iter().zip(&expect).position(|(a, b)| a != b);
-        assert!(first.is_none(), "case {df} {size} {src:#x} {dst:#x}: {first:x?}");
+        assert!(
+            first.is_none(),
+            "case {df} {size} {src:#x} {dst:#x}: {first:x?}"
+        );
     }
 }
 

@@ -179,8 +179,10 @@ fn alu_encodings() {
             r.gpr[RCX] = *b;
             r.rflags = 0x2 | OF | CF;
         });
-        let logic = matches!(code[0], 0x0c | 0x34 | 0x83 | 0x84 | 0x85 | 0xa8 | 0xa9 | 0xf6 | 0xf7)
-            && !(code[0] == 0x83 && code[1] != 0xe0);
+        let logic = matches!(
+            code[0],
+            0x0c | 0x34 | 0x83 | 0x84 | 0x85 | 0xa8 | 0xa9 | 0xf6 | 0xf7
+        ) && !(code[0] == 0x83 && code[1] != 0xe0);
         let compared = if logic { ARITH & !AF } else { ARITH };
         assert_eq!(r.gpr[RAX], *res, "{code:02x?}");
         assert_eq!(r.rflags & compared, *flags, "{code:02x?}");
@@ -244,14 +246,16 @@ fn neg_and_not() {
     }
 }
 
+/// A shift test: code, value, CL, CF before, result, flags, flags compared.
+type ShiftCase = (&'static [u8], u64, u64, bool, u64, u64, u64);
+
 #[test]
 fn shifts_and_rotates() {
-    // Each line: code, value, CL, CF before, result, flags, flags compared.
     let count1 = ARITH & !AF;
     let multi = ARITH & !AF & !OF;
     let rot = CF | OF;
     #[rustfmt::skip]
-    let cases: &[(&[u8], u64, u64, bool, u64, u64, u64)] = &[
+    let cases: &[ShiftCase] = &[
         (&[0xd0, 0xe0], 0x80, 0, false, 0x00, CF | OF | ZF | PF, count1),  // shl al, 1
         (&[0xd0, 0xe0], 0x40, 0, false, 0x80, OF | SF, count1),            // shl al, 1
         (&[0xd0, 0xe8], 0x81, 0, false, 0x40, CF | OF, count1),            // shr al, 1
@@ -302,7 +306,10 @@ fn multiply() {
         r.gpr[RCX] = 0x10;
         r.rflags = 0x2 | CF | OF;
     });
-    assert_eq!((r.gpr[RAX], r.gpr[RDX], r.rflags & (CF | OF)), (0x10000, 0, 0));
+    assert_eq!(
+        (r.gpr[RAX], r.gpr[RDX], r.rflags & (CF | OF)),
+        (0x10000, 0, 0)
+    );
     // mul rcx: RDX:RAX.
     let r = exec(&[0x48, 0xf7, 0xe1], true, |r| {
         r.gpr[RAX] = 1 << 63;

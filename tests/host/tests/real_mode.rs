@@ -346,7 +346,10 @@ fn in_out_sizes_and_vmm_emulation() {
     assert_eq!(r.gpr[RAX], 0xcafe_1256);
     assert_eq!(
         mem.io_log,
-        vec![(0x100, 2, false, 0xaaaa_1234), (0x100, 1, false, 0xbbbb_bb56)]
+        vec![
+            (0x100, 2, false, 0xaaaa_1234),
+            (0x100, 1, false, 0xbbbb_bb56)
+        ]
     );
 }
 

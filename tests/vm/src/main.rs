@@ -14,7 +14,11 @@
 // case failed (or could not run at all), else 0.
 //
 // Environment: MSHV_VMTESTS_TIMEOUT_SCALE=<float> multiplies every time limit
-// (slow emulation).
+// (slow emulation); MSHV_VMTESTS_DEBUGFS=<dir> replaces the driver's debugfs
+// directory /sys/kernel/debug/mshv_rs (debugfs mounted elsewhere). Without it
+// the harness mounts debugfs on /sys/kernel/debug if needed.
+//
+// Guest programs: tests/guest/*.S, assembled by build.rs and embedded.
 
 mod guest;
 mod tests;
@@ -107,13 +111,12 @@ fn main() {
         let started = Instant::now();
         let (outcome, diags) = run_forked(t, limit);
         let secs = started.elapsed().as_secs_f64();
+        // With -v the diagnostics were already streamed while the test ran.
+        let diags = if util::verbose() { Vec::new() } else { diags };
         match outcome {
             Outcome::Pass => {
                 passed += 1;
                 println!("ok {n} - {}", t.name);
-                if util::verbose() {
-                    print_diags(&diags);
-                }
             }
             Outcome::Skip(why) => {
                 skipped += 1;
@@ -142,15 +145,15 @@ fn print_diags(lines: &[String]) {
 
 /// What must hold before any test can run.
 fn preflight() -> Result<(), String> {
+    if !Path::new("/dev/mshv").exists() {
+        return Err(
+            "/dev/mshv does not exist: run inside the test VM with the driver loaded (insmod mshv_rs.ko backend=sim)"
+                .into(),
+        );
+    }
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err("must run as root (inside the test VM)".into());
-    }
-    if !Path::new("/dev/mshv").exists() {
-        return Err(
-            "/dev/mshv does not exist: load the driver first (insmod mshv_rs.ko backend=sim)"
-                .into(),
-        );
     }
     if let Err(e) = util::ensure_debugfs() {
         // Only some tests need debugfs; they fail with this reason.
@@ -291,13 +294,15 @@ fn parent(t: &TestCase, pid: i32, rd: i32, limit: Duration) -> (Outcome, Vec<Str
     let mut fail_lines = Vec::new();
     let mut outcome = None;
     for l in text.lines() {
-        let (tag, rest) = l.split_at(1);
+        let mut chars = l.chars();
+        let tag = chars.next();
+        let rest = chars.as_str();
         let rest = rest.strip_prefix(' ').unwrap_or(rest);
         match tag {
-            "D" => diags.push(rest.to_string()),
-            "F" => fail_lines.push(rest.to_string()),
-            "S" => outcome = Some(Outcome::Skip(rest.to_string())),
-            "P" => outcome = Some(Outcome::Pass),
+            Some('D') => diags.push(rest.to_string()),
+            Some('F') => fail_lines.push(rest.to_string()),
+            Some('S') => outcome = Some(Outcome::Skip(rest.to_string())),
+            Some('P') => outcome = Some(Outcome::Pass),
             _ => diags.push(l.to_string()),
         }
     }

@@ -550,7 +550,7 @@ pub const LIVE_NAMES: [&str; 5] = [
     "vps",
     "regions",
     "pinned_pages",
-    "sim_pool_pages",
+    "deposited_pages",
 ];
 
 /// Mounts debugfs at /sys/kernel/debug if mshv_rs' directory is not visible.

@@ -334,6 +334,7 @@ pub fn run_vp_eintr() -> TResult {
     install_sigalrm()?;
 
     for round in 1..=2 {
+        note!("run {round}: MSHV_RUN_VP on `jmp .` with SIGALRM due in 200 ms");
         arm_timer(200)?;
         let t0 = Instant::now();
         let r = m.run_raw();

@@ -79,7 +79,7 @@ fn one_round(mshv: &mshv_ioctls::Mshv, round: usize, start: &BTreeMap<String, u6
 
 /// 50 partitions, each with a VP and a mapped, guest-touched 4 MiB region
 /// (every fifth pinned), created and dropped: partitions, vps, regions,
-/// pinned_pages and sim_pool_pages all return to their starting values.
+/// pinned_pages and deposited_pages all return to their starting values.
 pub fn no_leaks() -> TResult {
     let Some(mut start) = live_objects()? else {
         skip!(
@@ -103,6 +103,9 @@ pub fn no_leaks() -> TResult {
     note!("live_objects at the start: {}", show_kv(&start));
     let mshv = open_mshv()?;
     for round in 0..ROUNDS {
+        if round % 10 == 0 {
+            note!("round {round}");
+        }
         one_round(&mshv, round, &start).map_err(|f| match f {
             Failure::Fail(s) => Failure::Fail(format!("round {round}: {s}")),
             other => other,

@@ -64,7 +64,9 @@ fn pattern_test(pinned: bool) -> TResult {
     let mut m = Monitor::start(&vcpu)?;
     // The guest writes 16 MiB (B, never touched by the VMM), then reads the
     // VMM's 16 MiB (A).
+    note!("guest: pattern write of 16 MiB at {PAT_B_GPA:#x}");
     m.pattern_write(PAT_B_GPA, dwords(PAT_HALF), seed_g)?;
+    note!("guest: pattern check of 16 MiB at {PAT_A_GPA:#x}");
     m.expect_pattern(PAT_A_GPA, PAT_HALF, seed_v, "VMM-written half A")?;
     verify_pattern(
         &data,
@@ -86,6 +88,7 @@ fn pattern_test(pinned: bool) -> TResult {
     // The VMM rewrites A while the guest has it mapped; the guest must see
     // the new bytes, and still its own in B.
     fill_pattern(&mut data, 0, PAT_HALF, PAT_A_GPA as u64, seed_v2);
+    note!("guest: checks of both halves after the VMM rewrote A");
     m.expect_pattern(PAT_A_GPA, PAT_HALF, seed_v2, "half A rewritten by the VMM")?;
     m.expect_pattern(
         PAT_B_GPA,
@@ -297,6 +300,7 @@ pub fn munmap_behind_driver() -> TResult {
     let gpa = DATA_GPA + off as u32 + 0x2000;
     let old = pattern_word(gpa as u64, seed);
     data.punch_hole(off, HOLE)?;
+    note!("munmap'ed 64 KiB at offset {off:#x}; guest reads {gpa:#x}");
     m.begin(CMD_READ, &[gpa])?;
     let exit = m.run_raw();
     expect_refused_access(exit, gpa, old, "guest read of munmapped memory")?;
@@ -315,6 +319,7 @@ pub fn munmap_behind_driver() -> TResult {
     let gpa2 = DATA_GPA + off2 as u32 + 0x40;
     let old2 = pattern_word(gpa2 as u64, seed);
     data.punch_hole(off2, HOLE)?;
+    note!("munmap'ed 64 KiB at offset {off2:#x}; guest writes {gpa2:#x}");
     m.begin(CMD_WRITE, &[gpa2, 0x5151_5151])?;
     let exit = m.run_raw();
     expect_refused_access(exit, gpa2, old2, "guest write to munmapped memory")?;

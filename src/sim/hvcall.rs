@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Raw hypercalls (`MSHV_ROOT_HVCALL`) on the simulated hypervisor.
+//!
+//! The driver has already checked the code against its allow-list and put
+//! the target partition id in the first `u64` of the zero-filled input page.
+//! This decodes the input with the Hyper-V layouts, runs the call and encodes
+//! the output, returning the raw result word (status in bits 0..15, reps
+//! completed in bits 32..43). Supported:
+//!
+//! - `GET_VP_REGISTERS` / `SET_VP_REGISTERS` (rep; honour `rep_start`);
+//! - `GET_PARTITION_PROPERTY` and `_EX` (root: host values; child: stored or
+//!   derived values; `_EX` also answers `VMM_CAPABILITIES` with no bits set);
+//! - `SET_PARTITION_PROPERTY` (stored; `SYNTHETIC_PROC_FEATURES` and
+//!   `PRIVILEGE_FLAGS` only before initialization);
+//! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT`,
+//!   `ASSERT_VIRTUAL_INTERRUPT`, `CLEAR_VIRTUAL_INTERRUPT`,
+//!   `SIGNAL_EVENT_DIRECT`, `POST_MESSAGE_DIRECT`: accepted, no effect yet;
+//! - `TRANSLATE_VIRTUAL_ADDRESS`: a walk of the VP's page tables.
+//!
+//! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
+
+use super::{cpu, slat, vp, PartState, Sim};
+use crate::hv::{abi, status, HV_PAGE};
+
+/// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
+const VP_REGS_HEADER: usize = 16;
+/// Bytes per name of `GET_VP_REGISTERS`.
+const NAME_SIZE: usize = 4;
+/// Bytes per value of `GET_VP_REGISTERS`.
+const VALUE_SIZE: usize = 16;
+/// Bytes per `struct hv_register_assoc`.
+const ASSOC_SIZE: usize = 32;
+
+/// `HV_TRANSLATE_GVA_VALIDATE_WRITE`.
+const GVA_VALIDATE_WRITE: u64 = 1 << 1;
+/// `HV_TRANSLATE_GVA_VALIDATE_EXECUTE`.
+const GVA_VALIDATE_EXECUTE: u64 = 1 << 2;
+/// `HV_TRANSLATE_GVA_SUCCESS`.
+const GVA_SUCCESS: u32 = 0;
+/// `HV_TRANSLATE_GVA_PAGE_NOT_PRESENT`.
+const GVA_PAGE_NOT_PRESENT: u32 = 1;
+/// `HV_TRANSLATE_GVA_PRIVILEGE_VIOLATION`.
+const GVA_PRIVILEGE_VIOLATION: u32 = 2;
+/// `HV_TRANSLATE_GVA_GPA_UNMAPPED`.
+const GVA_GPA_UNMAPPED: u32 = 4;
+/// `HV_TRANSLATE_GVA_GPA_NO_READ_ACCESS`.
+const GVA_GPA_NO_READ_ACCESS: u32 = 5;
+/// `HV_TRANSLATE_GVA_GPA_NO_WRITE_ACCESS`.
+const GVA_GPA_NO_WRITE_ACCESS: u32 = 6;
+
+/// Reads a little-endian `u32` at `off`.
+fn rd32(buf: &[u8], off: usize) -> Option<u32> {
+    let b: [u8; 4] = buf.get(off..off.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+/// Reads a little-endian `u64` at `off`.
+fn rd64(buf: &[u8], off: usize) -> Option<u64> {
+    let lo = rd32(buf, off)?;
+    let hi = rd32(buf, off.checked_add(4)?)?;
+    Some(u64::from(lo) | (u64::from(hi) << 32))
+}
+
+/// Writes a little-endian `u64` at `off`; false if it does not fit.
+fn wr64(buf: &mut [u8], off: usize, v: u64) -> bool {
+    match off.checked_add(8).and_then(|end| buf.get_mut(off..end)) {
+        Some(b) => {
+            b.copy_from_slice(&v.to_le_bytes());
+            true
+        }
+        None => false,
+    }
+}
+
+/// A hypercall's outcome: status and reps completed.
+type Outcome = (u16, u16);
+
+/// Success of a simple (non-rep) call.
+const OK: Outcome = (status::SUCCESS, 0);
+
+/// Failure of a simple call.
+fn fail(status: u16) -> Outcome {
+    (status, 0)
+}
+
+impl Sim {
+    /// Executes a passthrough hypercall; see the module documentation.
+    pub(super) fn hvcall(
+        &self,
+        code: u16,
+        reps: u16,
+        rep_start: u16,
+        input: &[u8; HV_PAGE],
+        output: &mut [u8; HV_PAGE],
+    ) -> u64 {
+        let rep = matches!(
+            code,
+            abi::HVCALL_GET_VP_REGISTERS | abi::HVCALL_SET_VP_REGISTERS
+        );
+        let (st, done) = if rep && (reps > 0xfff || rep_start > reps) {
+            (status::INVALID_HYPERCALL_INPUT, rep_start)
+        } else if !rep && (reps != 0 || rep_start != 0) && code_known(code) {
+            fail(status::INVALID_HYPERCALL_INPUT)
+        } else {
+            match code {
+                abi::HVCALL_GET_VP_REGISTERS => {
+                    self.hc_get_vp_registers(reps, rep_start, input, output)
+                }
+                abi::HVCALL_SET_VP_REGISTERS => self.hc_set_vp_registers(reps, rep_start, input),
+                abi::HVCALL_GET_PARTITION_PROPERTY => self.hc_get_property(input, output, false),
+                abi::HVCALL_GET_PARTITION_PROPERTY_EX => self.hc_get_property(input, output, true),
+                abi::HVCALL_SET_PARTITION_PROPERTY => self.hc_set_property(input),
+                abi::HVCALL_INSTALL_INTERCEPT
+                | abi::HVCALL_REGISTER_INTERCEPT_RESULT
+                | abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT
+                | abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
+                | abi::HVCALL_SIGNAL_EVENT_DIRECT
+                | abi::HVCALL_POST_MESSAGE_DIRECT => self.hc_accept(input),
+                abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS => self.hc_translate(input, output),
+                _ => fail(status::INVALID_HYPERCALL_CODE),
+            }
+        };
+        abi::result(st, done)
+    }
+
+    /// `HVCALL_GET_VP_REGISTERS`.
+    fn hc_get_vp_registers(
+        &self,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
+        let (pt, vp) = match (rd64(input, 0), rd32(input, 8)) {
+            (Some(pt), Some(vp)) => (pt, vp),
+            _ => return (status::INVALID_HYPERCALL_INPUT, start),
+        };
+        let vp = match self.vp_of(pt, vp) {
+            Ok((_, vp)) => vp,
+            Err(e) => return (e.0, start),
+        };
+        let regs = vp.regs.lock();
+        for i in start..reps {
+            let at = usize::from(i);
+            let Some(name) = rd32(input, VP_REGS_HEADER + at * NAME_SIZE) else {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            };
+            let value = match regs.get(name) {
+                Ok(v) => v,
+                Err(e) => return (e.0, i),
+            };
+            let off = at * VALUE_SIZE;
+            if !(wr64(output, off, value[0]) && wr64(output, off + 8, value[1])) {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            }
+        }
+        (status::SUCCESS, reps)
+    }
+
+    /// `HVCALL_SET_VP_REGISTERS`.
+    fn hc_set_vp_registers(&self, reps: u16, start: u16, input: &[u8]) -> Outcome {
+        let (pt, vp) = match (rd64(input, 0), rd32(input, 8)) {
+            (Some(pt), Some(vp)) => (pt, vp),
+            _ => return (status::INVALID_HYPERCALL_INPUT, start),
+        };
+        let vp = match self.vp_of(pt, vp) {
+            Ok((_, vp)) => vp,
+            Err(e) => return (e.0, start),
+        };
+        let mut regs = vp.regs.lock();
+        for i in start..reps {
+            let off = VP_REGS_HEADER + usize::from(i) * ASSOC_SIZE;
+            let (Some(name), Some(lo), Some(hi)) = (
+                rd32(input, off),
+                rd64(input, off + 16),
+                rd64(input, off + 24),
+            ) else {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            };
+            if !vp::writable_now(&vp, name) {
+                return (status::INVALID_VP_STATE, i);
+            }
+            if let Err(e) = regs.set(name, [lo, hi]) {
+                return (e.0, i);
+            }
+        }
+        (status::SUCCESS, reps)
+    }
+
+    /// `HVCALL_GET_PARTITION_PROPERTY` (and `_EX` with `ex`).
+    fn hc_get_property(&self, input: &[u8], output: &mut [u8], ex: bool) -> Outcome {
+        let (Some(pt), Some(code)) = (rd64(input, 0), rd32(input, 8)) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        if ex && code == abi::HV_PARTITION_PROPERTY_VMM_CAPABILITIES {
+            // `struct hv_partition_property_vmm_capabilities`: one bank, no
+            // capability (no overlay pages, no assignable synthetic
+            // features, no integrated scheduler).
+            if !(wr64(output, 0, 1) && wr64(output, 8, 0)) {
+                return fail(status::INVALID_HYPERCALL_INPUT);
+            }
+            return OK;
+        }
+        let value = if pt == abi::HV_PARTITION_ID_SELF {
+            match super::props::host(code) {
+                Some(v) => v,
+                None => return fail(status::UNKNOWN_PROPERTY),
+            }
+        } else {
+            match self.partition(pt) {
+                Ok(part) => part.inner.lock().props.get(code, &part.create),
+                Err(e) => return fail(e.0),
+            }
+        };
+        if wr64(output, 0, value) {
+            OK
+        } else {
+            fail(status::INVALID_HYPERCALL_INPUT)
+        }
+    }
+
+    /// `HVCALL_SET_PARTITION_PROPERTY`.
+    fn hc_set_property(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(code), Some(value)) = (rd64(input, 0), rd32(input, 8), rd64(input, 16))
+        else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        if pt == abi::HV_PARTITION_ID_SELF {
+            return fail(status::ACCESS_DENIED);
+        }
+        let part = match self.partition(pt) {
+            Ok(p) => p,
+            Err(e) => return fail(e.0),
+        };
+        let mut inner = part.inner.lock();
+        let early = matches!(
+            code,
+            abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES
+                | abi::HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS
+        );
+        if early && inner.state != PartState::Created {
+            return fail(status::INVALID_PARTITION_STATE);
+        }
+        match inner.props.set(code, value) {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// Calls accepted without effect: only the target partition is checked.
+    fn hc_accept(&self, input: &[u8]) -> Outcome {
+        let Some(pt) = rd64(input, 0) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        match self.partition(pt) {
+            Ok(_) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_TRANSLATE_VIRTUAL_ADDRESS`: input `{partition_id, vp_index,
+    /// padding, control_flags, gva_page}`, output `{result_code u32,
+    /// cache_type u32, gpa_page u64}`.
+    fn hc_translate(&self, input: &[u8], output: &mut [u8]) -> Outcome {
+        let (Some(pt), Some(vp), Some(flags), Some(gva_page)) = (
+            rd64(input, 0),
+            rd32(input, 8),
+            rd64(input, 16),
+            rd64(input, 24),
+        ) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
+            Err(e) => return fail(e.0),
+        };
+        let (access, slat_access) = if flags & GVA_VALIDATE_WRITE != 0 {
+            (cpu::Access::Write, slat::Access::Write)
+        } else if flags & GVA_VALIDATE_EXECUTE != 0 {
+            (cpu::Access::Execute, slat::Access::Execute)
+        } else {
+            (cpu::Access::Read, slat::Access::Read)
+        };
+        let no_access = if access == cpu::Access::Write {
+            GVA_GPA_NO_WRITE_ACCESS
+        } else {
+            GVA_GPA_NO_READ_ACCESS
+        };
+        let regs = vp.regs.lock().cpu.clone();
+        let mut mem = vp::VpMemory { part: &part };
+        let gva = gva_page.wrapping_shl(12);
+        let (result, gpa_page) = match cpu::linear_to_physical(&regs, &mut mem, gva, access) {
+            Ok(gpa) => match part.inner.lock().slat.check(gpa >> 12, slat_access) {
+                Ok(_) => (GVA_SUCCESS, gpa >> 12),
+                Err(slat::Fault::Unmapped) => (GVA_GPA_UNMAPPED, gpa >> 12),
+                Err(slat::Fault::Intercept) => (no_access, gpa >> 12),
+            },
+            Err(cpu::TranslateError::PageNotPresent) | Err(cpu::TranslateError::NonCanonical) => {
+                (GVA_PAGE_NOT_PRESENT, 0)
+            }
+            Err(cpu::TranslateError::PrivilegeViolation) => (GVA_PRIVILEGE_VIOLATION, 0),
+            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, 0),
+            Err(cpu::TranslateError::Memory(_)) => (GVA_GPA_NO_READ_ACCESS, 0),
+            Err(cpu::TranslateError::UnsupportedPagingMode) => {
+                return fail(status::INVALID_PARAMETER)
+            }
+        };
+        if wr64(output, 0, u64::from(result)) && wr64(output, 8, gpa_page) {
+            OK
+        } else {
+            fail(status::INVALID_HYPERCALL_INPUT)
+        }
+    }
+}
+
+/// Whether the simulator implements hypercall `code` (so its rep fields can
+/// be checked).
+fn code_known(code: u16) -> bool {
+    matches!(
+        code,
+        abi::HVCALL_GET_PARTITION_PROPERTY
+            | abi::HVCALL_GET_PARTITION_PROPERTY_EX
+            | abi::HVCALL_SET_PARTITION_PROPERTY
+            | abi::HVCALL_INSTALL_INTERCEPT
+            | abi::HVCALL_REGISTER_INTERCEPT_RESULT
+            | abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT
+            | abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
+            | abi::HVCALL_SIGNAL_EVENT_DIRECT
+            | abi::HVCALL_POST_MESSAGE_DIRECT
+            | abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
+    )
+}

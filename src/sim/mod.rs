@@ -1,0 +1,971 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated hypervisor (`backend=sim`).
+//!
+//! [`Sim`] implements [`Hypervisor`] in software so the whole driver can be
+//! tested on any x86_64 machine: partitions with the Hyper-V lifecycle
+//! (created → initialized → finalized), a deposit pool per partition
+//! ([`pool`]) from which every hypervisor object is carved, a SLAT built from
+//! pool pages ([`slat`]), VPs that run guest code on an x86 interpreter
+//! ([`cpu`], [`vp`]) with Hyper-V register names ([`regs`]), partition
+//! properties ([`props`]), raw hypercalls ([`hvcall`]) and fault injection
+//! ([`inject`]).
+//!
+//! Statuses follow Hyper-V: an unknown partition id is
+//! `HV_STATUS_INVALID_PARTITION_ID`, a call in the wrong lifecycle state
+//! `HV_STATUS_INVALID_PARTITION_STATE`, a missing or duplicate VP
+//! `HV_STATUS_INVALID_VP_INDEX`, and a pool too small
+//! `HV_STATUS_INSUFFICIENT_MEMORY` (before any side effect of the failing
+//! rep, so the caller deposits and resumes).
+//!
+//! # Pool charges
+//!
+//! | operation | pool pages |
+//! |---|---|
+//! | `INITIALIZE_PARTITION` | [`INIT_PAGES`] until finalize |
+//! | `CREATE_VP` | [`vp::VP_PAGES`] (register page, message page, 2 more) until the VP is deleted or the partition finalized |
+//! | a SLAT table | 1 while it has entries (a fresh 4 KiB map needs up to 4, a 2 MiB map up to 3) |
+//! | splitting a 2 MiB entry | 1 (it becomes a table) |
+//!
+//! # Allocation
+//!
+//! `deposit` may allocate with `GFP_KERNEL` (to grow the pool's free list;
+//! the fast path does not), and so may create/initialize/finalize/delete
+//! calls, `run_vp` and `passthrough`, which the driver never issues under a
+//! lock that reclaim can need. `map_gpa_pages`, `unmap_gpa_pages`,
+//! `get/set_vp_registers` and `withdraw` never allocate or sleep.
+//!
+//! # Locking
+//!
+//! - [`Sim`]`::parts` (spinlock): the partition table.
+//! - [`Partition`]`::inner` (spinlock): one partition's state, pool, SLAT,
+//!   VP table and properties. Guest memory accesses take it for the
+//!   translation *and* the copy (see [`vp`]).
+//! - [`vp::Vp`]`::regs` (spinlock): one VP's registers.
+//! - `Sim::root_pool` (spinlock): pages deposited into the root.
+//!
+//! Order: `parts` may be held while taking `inner` (delete only). No other
+//! two of these locks are ever held at the same time; in particular a VP's
+//! registers and its partition's `inner` never nest.
+
+// The interpreter is plain `core` code with a `pub` API (so it can also be
+// unit-tested on the host); inside the module it is crate-private.
+#[allow(unreachable_pub)]
+pub(crate) mod cpu;
+mod hvcall;
+mod inject;
+mod pool;
+mod props;
+mod regs;
+mod slat;
+mod vp;
+
+use crate::hv::{
+    abi, status, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult,
+    RunExit, VpPage, HV_PAGE,
+};
+use kernel::{
+    new_spinlock,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, SpinLock,
+    },
+};
+use pool::Pool;
+use props::Props;
+use slat::Slat;
+use vp::{Vp, MESSAGE_PAGE, REGISTER_PAGE, VP_PAGES};
+
+/// Pool pages `INITIALIZE_PARTITION` takes (the partition's own structures).
+pub(crate) const INIT_PAGES: usize = 16;
+/// VP indices must be below this (`HV_MAXIMUM_PROCESSORS` on x64).
+pub(crate) const MAX_VPS: u32 = 2048;
+/// Most reps one map or unmap call takes (one input page).
+const MAX_REPS: usize = 512;
+
+/// Lifecycle state of a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PartState {
+    /// Created; early properties may be set.
+    Created,
+    /// Initialized: VPs and GPA mappings may exist.
+    Initialized,
+    /// Finalized: every VP and mapping is gone; only withdraw and delete
+    /// remain useful.
+    Finalized,
+}
+
+/// A VP in its partition's table, with the pool pages it holds.
+pub(crate) struct VpEntry {
+    /// The VP.
+    vp: Arc<Vp>,
+    /// Its pool pages ([`REGISTER_PAGE`], [`MESSAGE_PAGE`], two more).
+    pages: [u64; VP_PAGES],
+}
+
+/// The lock-protected state of a partition.
+///
+/// # Invariants
+///
+/// The pool pages held by the SLAT, by the VPs in `vps` and (while
+/// `state == Initialized`) `init_pages` are lent out of `pool` exactly once.
+pub(crate) struct PartInner {
+    /// Lifecycle state.
+    pub(crate) state: PartState,
+    /// The deposit pool.
+    pub(crate) pool: Pool,
+    /// The GPA map.
+    pub(crate) slat: Slat,
+    /// VPs by index.
+    vps: RBTree<u32, VpEntry>,
+    /// Stored properties.
+    pub(crate) props: Props,
+    /// Pages `INITIALIZE_PARTITION` took.
+    init_pages: [u64; INIT_PAGES],
+}
+
+impl PartInner {
+    /// Gives every VP, SLAT table and partition page back to the pool;
+    /// returns the VP table for the caller to drop outside the lock.
+    fn release_objects(&mut self) -> RBTree<u32, VpEntry> {
+        let vps = core::mem::take(&mut self.vps);
+        for entry in vps.values() {
+            for &pfn in entry.pages.iter() {
+                self.pool.give_back(pfn);
+            }
+        }
+        self.slat.clear(&mut self.pool);
+        if self.state == PartState::Initialized {
+            for &pfn in self.init_pages.iter() {
+                self.pool.give_back(pfn);
+            }
+        }
+        // INVARIANT: nothing is lent out any more.
+        self.init_pages = [0; INIT_PAGES];
+        vps
+    }
+}
+
+impl Drop for PartInner {
+    fn drop(&mut self) {
+        // No VP runs: a run holds a reference to the partition. The pool
+        // frees every page when it is dropped right after this.
+        drop(self.release_objects());
+    }
+}
+
+/// One simulated partition.
+#[pin_data]
+pub(crate) struct Partition {
+    /// The partition id.
+    pub(crate) id: u64,
+    /// What it was created with.
+    pub(crate) create: CreatePartition,
+    /// State, pool, SLAT, VPs and properties.
+    #[pin]
+    pub(crate) inner: SpinLock<PartInner>,
+}
+
+impl Partition {
+    /// Allocates partition `id`. May sleep.
+    fn new(id: u64, create: CreatePartition) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Partition {
+                id,
+                create,
+                inner <- new_spinlock!(
+                    PartInner {
+                        state: PartState::Created,
+                        pool: Pool::new(),
+                        slat: Slat::new(),
+                        vps: RBTree::new(),
+                        props: Props::new(),
+                        init_pages: [0; INIT_PAGES],
+                    },
+                    "mshv_rs_sim_partition"
+                ),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// Statistics of one partition, for debugfs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PartitionStats {
+    /// Pages owned by the pool.
+    pub(crate) pool_pages: usize,
+    /// Free pool pages.
+    pub(crate) pool_free: usize,
+    /// SLAT table pages.
+    pub(crate) slat_tables: usize,
+    /// 4 KiB SLAT entries.
+    pub(crate) small_entries: usize,
+    /// 2 MiB SLAT entries.
+    pub(crate) large_entries: usize,
+    /// SLAT entries granting some access.
+    pub(crate) accessible_entries: usize,
+    /// VPs.
+    pub(crate) vps: usize,
+}
+
+/// The simulated hypervisor.
+#[pin_data]
+pub(crate) struct Sim {
+    /// Partitions by id.
+    #[pin]
+    parts: SpinLock<RBTree<u64, Arc<Partition>>>,
+    /// Pages deposited into the root (`HV_PARTITION_ID_SELF`).
+    #[pin]
+    root_pool: SpinLock<Pool>,
+    /// The next partition id (ids are never reused while loaded).
+    next_id: Atomic<u64>,
+    /// Injected failures.
+    inject: inject::Inject,
+}
+
+/// The pool of a partition's inner state.
+fn part_pool(inner: &mut PartInner) -> &mut Pool {
+    &mut inner.pool
+}
+
+/// The root pool itself.
+fn root_pool(pool: &mut Pool) -> &mut Pool {
+    pool
+}
+
+/// Deposits `pfns` into the pool `get` finds in `lock`'s data, growing the
+/// pool's free list (outside the lock) first if needed.
+fn deposit_locked<T: Unpin>(
+    lock: &SpinLock<T>,
+    get: fn(&mut T) -> &mut Pool,
+    pfns: &[u64],
+) -> HvResult {
+    let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+    loop {
+        let need = {
+            let mut guard = lock.lock();
+            let pool = get(&mut guard);
+            if pool.has_room(pfns.len()) {
+                // SAFETY: by the contract of `Hypervisor::deposit`, the
+                // driver gave these pages up with `OwnedPage::into_pfn` and
+                // hands them over to the hypervisor now.
+                return unsafe { pool.deposit(pfns) }.map_err(|_| no_mem);
+            }
+            pool.capacity_for(pfns.len())
+        };
+        let bigger = KVec::with_capacity(need, GFP_KERNEL).map_err(|_| no_mem)?;
+        let old = {
+            let mut guard = lock.lock();
+            get(&mut guard).grow(bigger)
+        };
+        drop(old);
+    }
+}
+
+impl Sim {
+    /// Creates the simulated hypervisor, with no partition.
+    pub(crate) fn new() -> Result<Arc<Sim>> {
+        Arc::pin_init(
+            pin_init!(Sim {
+                parts <- new_spinlock!(RBTree::new(), "mshv_rs_sim_parts"),
+                root_pool <- new_spinlock!(Pool::new(), "mshv_rs_sim_root_pool"),
+                next_id: Atomic::new(1),
+                inject: inject::Inject::new(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Makes the next `count` map/create calls (`map_gpa_pages`, `create_vp`,
+    /// `initialize_partition`) fail with `HV_STATUS_INSUFFICIENT_MEMORY`
+    /// (0 reps done), without side effects.
+    // TODO(lead): called by the driver's debugfs fault-injection files.
+    #[allow(dead_code)]
+    pub(crate) fn inject_insufficient_memory(&self, count: u32) {
+        self.inject.set_no_memory(count);
+    }
+
+    /// Makes the next map or unmap call fail with `status` after `rep` reps
+    /// (the first `rep` reps take effect). A call with at most `rep` reps
+    /// completes normally; either way the request is consumed. Status 0
+    /// cancels a pending request.
+    // TODO(lead): called by the driver's debugfs fault-injection files.
+    #[allow(dead_code)]
+    pub(crate) fn inject_fail_at_rep(&self, rep: u32, status: u16) {
+        self.inject.set_fail_at_rep(rep, status);
+    }
+
+    /// Statistics of partition `pt`.
+    // TODO(lead): called by debugfs and the mirror checker.
+    #[allow(dead_code)]
+    pub(crate) fn partition_stats(&self, pt: u64) -> HvResult<PartitionStats> {
+        let part = self.partition(pt)?;
+        let inner = part.inner.lock();
+        Ok(PartitionStats {
+            pool_pages: inner.pool.total(),
+            pool_free: inner.pool.free(),
+            slat_tables: inner.slat.tables(),
+            small_entries: inner.slat.small_entries(),
+            large_entries: inner.slat.large_entries(),
+            accessible_entries: inner.slat.accessible_entries(),
+            vps: inner.vps.iter().count(),
+        })
+    }
+
+    /// Calls `f(gfn, pfn, flags, large)` for every SLAT entry of partition
+    /// `pt` intersecting `[first, first + count)` (see [`slat`] for `flags`),
+    /// under the partition's spinlock: `f` must not sleep.
+    // TODO(lead): called by the mirror checker (ARCHITECTURE.md invariants 1-5).
+    #[allow(dead_code)]
+    pub(crate) fn for_each_gpa_entry(
+        &self,
+        pt: u64,
+        first: u64,
+        count: u64,
+        f: impl FnMut(u64, u64, u64, bool),
+    ) -> HvResult {
+        let part = self.partition(pt)?;
+        let inner = part.inner.lock();
+        inner.slat.for_each_entry(first, count, f);
+        Ok(())
+    }
+
+    /// Partition `pt`.
+    fn partition(&self, pt: u64) -> HvResult<Arc<Partition>> {
+        self.parts
+            .lock()
+            .get(&pt)
+            .cloned()
+            .ok_or(HvError(status::INVALID_PARTITION_ID))
+    }
+
+    /// Partition `pt` and its VP `vp`.
+    fn vp_of(&self, pt: u64, vp: u32) -> HvResult<(Arc<Partition>, Arc<Vp>)> {
+        let part = self.partition(pt)?;
+        let vp = part
+            .inner
+            .lock()
+            .vps
+            .get(&vp)
+            .map(|e| e.vp.clone())
+            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        Ok((part, vp))
+    }
+}
+
+/// A rep failure before any rep.
+fn at_start(error: HvError) -> RepError {
+    RepError { done: 0, error }
+}
+
+impl Hypervisor for Sim {
+    fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
+        let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        if id == 0 || id == abi::HV_PARTITION_ID_SELF {
+            return Err(HvError(status::INSUFFICIENT_BUFFERS));
+        }
+        let part = Partition::new(id, *args).map_err(|_| no_mem)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| no_mem)?;
+        self.parts.lock().insert(node.into_node(id, part));
+        Ok(id)
+    }
+
+    fn initialize_partition(&self, pt: u64) -> HvResult {
+        let part = self.partition(pt)?;
+        let mut guard = part.inner.lock();
+        let inner = &mut *guard;
+        if inner.state != PartState::Created {
+            return Err(HvError(status::INVALID_PARTITION_STATE));
+        }
+        if self.inject.take_no_memory() || inner.pool.free() < INIT_PAGES {
+            return Err(HvError(status::INSUFFICIENT_MEMORY));
+        }
+        for slot in inner.init_pages.iter_mut() {
+            // Cannot fail: INIT_PAGES pages are free.
+            *slot = inner
+                .pool
+                .take()
+                .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+        }
+        inner.state = PartState::Initialized;
+        Ok(())
+    }
+
+    fn finalize_partition(&self, pt: u64) -> HvResult {
+        let part = self.partition(pt)?;
+        let vps = {
+            let mut inner = part.inner.lock();
+            if inner.state != PartState::Initialized {
+                return Err(HvError(status::INVALID_PARTITION_STATE));
+            }
+            if inner.vps.values().any(|e| e.vp.running.load(Relaxed)) {
+                return Err(HvError(status::INVALID_VP_STATE));
+            }
+            let vps = inner.release_objects();
+            inner.state = PartState::Finalized;
+            vps
+        };
+        drop(vps);
+        Ok(())
+    }
+
+    fn delete_partition(&self, pt: u64) -> HvResult {
+        let node = {
+            let mut parts = self.parts.lock();
+            let Some(part) = parts.get(&pt) else {
+                return Err(HvError(status::INVALID_PARTITION_ID));
+            };
+            {
+                let inner = part.inner.lock();
+                // The root must finalize (Initialized partitions hold pool
+                // pages) and withdraw every page first.
+                if inner.pool.total() != 0 || inner.state == PartState::Initialized {
+                    return Err(HvError(status::INVALID_PARTITION_STATE));
+                }
+            }
+            parts.remove_node(&pt)
+        };
+        drop(node);
+        Ok(())
+    }
+
+    fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
+        if pfns.len() > MAX_REPS {
+            return Err(HvError(status::INVALID_PARAMETER));
+        }
+        if pt == abi::HV_PARTITION_ID_SELF {
+            return deposit_locked(&self.root_pool, root_pool, pfns);
+        }
+        let part = self.partition(pt)?;
+        deposit_locked(&part.inner, part_pool, pfns)
+    }
+
+    fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
+        if pt == abi::HV_PARTITION_ID_SELF {
+            return Ok(self.root_pool.lock().withdraw(out));
+        }
+        let part = self.partition(pt)?;
+        let n = part.inner.lock().pool.withdraw(out);
+        Ok(n)
+    }
+
+    fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
+        let part = self.partition(pt)?;
+        let check = |inner: &PartInner| -> HvResult {
+            if inner.state != PartState::Initialized {
+                return Err(HvError(status::INVALID_PARTITION_STATE));
+            }
+            if vp >= MAX_VPS || inner.vps.get(&vp).is_some() {
+                return Err(HvError(status::INVALID_VP_INDEX));
+            }
+            Ok(())
+        };
+        check(&part.inner.lock())?;
+        let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+        let new_vp = Vp::new(vp).map_err(|_| no_mem)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| no_mem)?;
+        let mut guard = part.inner.lock();
+        let inner = &mut *guard;
+        check(inner)?;
+        if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
+            return Err(HvError(status::INSUFFICIENT_MEMORY));
+        }
+        let mut pages = [0u64; VP_PAGES];
+        for slot in pages.iter_mut() {
+            // Cannot fail: VP_PAGES pages are free.
+            *slot = inner
+                .pool
+                .take()
+                .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+        }
+        inner
+            .vps
+            .insert(node.into_node(vp, VpEntry { vp: new_vp, pages }));
+        Ok(())
+    }
+
+    fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
+        let part = self.partition(pt)?;
+        let entry = {
+            let mut guard = part.inner.lock();
+            let inner = &mut *guard;
+            match inner.vps.get(&vp) {
+                None => return Err(HvError(status::INVALID_VP_INDEX)),
+                Some(e) if e.vp.running.load(Relaxed) => {
+                    return Err(HvError(status::INVALID_VP_STATE))
+                }
+                Some(_) => {}
+            }
+            let entry = inner.vps.remove(&vp);
+            if let Some(e) = &entry {
+                for &pfn in e.pages.iter() {
+                    inner.pool.give_back(pfn);
+                }
+            }
+            entry
+        };
+        // The last reference to the VP may go here, outside the lock.
+        drop(entry);
+        Ok(())
+    }
+
+    fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
+        let part = self.partition(pt)?;
+        let inner = part.inner.lock();
+        let entry = inner
+            .vps
+            .get(&vp)
+            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        let pfn = match page {
+            VpPage::Registers => entry.pages[REGISTER_PAGE],
+            VpPage::InterceptMessage => entry.pages[MESSAGE_PAGE],
+        };
+        if page == VpPage::Registers {
+            vp::init_register_page(pfn);
+        }
+        Ok(pfn)
+    }
+
+    fn unmap_vp_state_page(&self, pt: u64, vp: u32, _page: VpPage) -> HvResult {
+        let part = self.partition(pt)?;
+        let inner = part.inner.lock();
+        inner
+            .vps
+            .get(&vp)
+            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        Ok(())
+    }
+
+    fn map_gpa_pages(&self, pt: u64, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
+        let part = self.partition(pt).map_err(at_start)?;
+        if pfns.len() > MAX_REPS {
+            return Err(at_start(HvError(status::INVALID_PARAMETER)));
+        }
+        let mut guard = part.inner.lock();
+        let inner = &mut *guard;
+        if inner.state != PartState::Initialized {
+            return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
+        }
+        if self.inject.take_no_memory() {
+            return Err(at_start(HvError(status::INSUFFICIENT_MEMORY)));
+        }
+        match self.inject.take_fail_at_rep() {
+            Some((reps, st)) if reps < pfns.len() => {
+                let head = pfns.get(..reps).unwrap_or(&[]);
+                inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;
+                Err(RepError {
+                    done: reps,
+                    error: HvError(st),
+                })
+            }
+            _ => inner.slat.map(&mut inner.pool, base_gfn, flags, pfns),
+        }
+    }
+
+    fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult {
+        let part = self.partition(pt).map_err(at_start)?;
+        if count > MAX_REPS {
+            return Err(at_start(HvError(status::INVALID_PARAMETER)));
+        }
+        let mut guard = part.inner.lock();
+        let inner = &mut *guard;
+        if inner.state != PartState::Initialized {
+            return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
+        }
+        match self.inject.take_fail_at_rep() {
+            Some((reps, st)) if reps < count => {
+                inner.slat.unmap(&mut inner.pool, base_gfn, reps, flags)?;
+                Err(RepError {
+                    done: reps,
+                    error: HvError(st),
+                })
+            }
+            _ => inner.slat.unmap(&mut inner.pool, base_gfn, count, flags),
+        }
+    }
+
+    fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
+        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        let regs = vp.regs.lock();
+        for (i, &name) in names.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            let value = regs.get(name).map_err(fail)?;
+            let slot = out
+                .get_mut(i)
+                .ok_or(HvError(status::INVALID_PARAMETER))
+                .map_err(fail)?;
+            *slot = value;
+        }
+        Ok(())
+    }
+
+    fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
+        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        let mut regs = vp.regs.lock();
+        for (i, &(name, value)) in values.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            if !vp::writable_now(&vp, name) {
+                return Err(fail(HvError(status::INVALID_VP_STATE)));
+            }
+            regs.set(name, value).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {
+        let part = self.partition(pt)?;
+        let (vp, msg_pfn) = {
+            let inner = part.inner.lock();
+            if inner.state != PartState::Initialized {
+                return Err(HvError(status::INVALID_PARTITION_STATE).into());
+            }
+            let entry = inner
+                .vps
+                .get(&vp)
+                .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            if entry.vp.running.load(Relaxed) {
+                return Err(EBUSY);
+            }
+            // Under `inner`: delete and finalize see it and leave the VP's
+            // pages alone until the run ends.
+            entry.vp.running.store(true, Relaxed);
+            (entry.vp.clone(), entry.pages[MESSAGE_PAGE])
+        };
+        let exit = vp::run(&part, &vp, msg_pfn);
+        {
+            let _inner = part.inner.lock();
+            vp.running.store(false, Relaxed);
+        }
+        Ok(exit)
+    }
+
+    fn passthrough(
+        &self,
+        code: u16,
+        reps: u16,
+        rep_start: u16,
+        input: &[u8; HV_PAGE],
+        output: &mut [u8; HV_PAGE],
+    ) -> u64 {
+        self.hvcall(code, reps, rep_start, input, output)
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kunit_tests(mshv_rs_sim)]
+mod tests {
+    use super::*;
+    use crate::sys::page::{self, OwnedPage};
+
+    fn hv(status: u16) -> HvResult {
+        Err(HvError(status))
+    }
+
+    fn rep(e: RepError) -> Error {
+        e.error.into()
+    }
+
+    /// Deposits `n` fresh pages into `pt`, one call each.
+    fn deposit_pages(sim: &Sim, pt: u64, n: usize) -> Result {
+        for _ in 0..n {
+            let pfn = OwnedPage::new()?.into_pfn();
+            if let Err(e) = sim.deposit(pt, &[pfn]) {
+                // SAFETY: the deposit failed, so the page is still ours.
+                drop(unsafe { OwnedPage::from_pfn(pfn) });
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Withdraws and frees every free page of `pt`; returns how many.
+    fn withdraw_all(sim: &Sim, pt: u64) -> usize {
+        let mut out = [0u64; 64];
+        let mut total = 0;
+        loop {
+            match sim.withdraw(pt, &mut out) {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => {
+                    for &pfn in out.iter().take(n) {
+                        // SAFETY: withdrawn pages belong to the caller again.
+                        drop(unsafe { OwnedPage::from_pfn(pfn) });
+                    }
+                    total += n;
+                }
+            }
+        }
+    }
+
+    /// A new partition with `pages` deposited, initialized, with VP 0.
+    fn partition_with_vp(sim: &Sim, pages: usize) -> Result<u64> {
+        let pt = sim.create_partition(&CreatePartition::default())?;
+        deposit_pages(sim, pt, pages)?;
+        sim.initialize_partition(pt)?;
+        sim.create_vp(pt, 0)?;
+        Ok(pt)
+    }
+
+    /// Finalizes, withdraws and deletes `pt`.
+    fn destroy(sim: &Sim, pt: u64) -> Result {
+        sim.finalize_partition(pt)?;
+        withdraw_all(sim, pt);
+        sim.delete_partition(pt)?;
+        Ok(())
+    }
+
+    /// The 256-byte message in VP 0's intercept message page.
+    fn message(sim: &Sim, pt: u64) -> Result<[u8; 256]> {
+        let pfn = sim.map_vp_state_page(pt, 0, VpPage::InterceptMessage)?;
+        let mut buf = [0u8; 256];
+        // SAFETY: the message page stays allocated while the VP exists.
+        unsafe { page::read(pfn, 0, &mut buf) };
+        Ok(buf)
+    }
+
+    fn le(b: &[u8], off: usize, n: usize) -> u64 {
+        (0..n).fold(0, |v, i| {
+            v | (u64::from(b.get(off + i).copied().unwrap_or(0)) << (8 * i))
+        })
+    }
+
+    fn reg(sim: &Sim, pt: u64, name: u32) -> Result<RegValue> {
+        let mut out = [[0u64; 2]; 1];
+        sim.get_vp_registers(pt, 0, &[name], &mut out)
+            .map_err(rep)?;
+        Ok(out[0])
+    }
+
+    #[test]
+    fn lifecycle_and_pool_charges() -> Result {
+        let sim = Sim::new()?;
+        let pt = sim.create_partition(&CreatePartition::default())?;
+        assert_eq!(pt, 1);
+        assert_eq!(sim.create_vp(pt, 0), hv(status::INVALID_PARTITION_STATE));
+        assert_eq!(
+            sim.initialize_partition(pt),
+            hv(status::INSUFFICIENT_MEMORY)
+        );
+        deposit_pages(&sim, pt, INIT_PAGES + VP_PAGES)?;
+        assert_eq!(sim.initialize_partition(pt), Ok(()));
+        assert_eq!(
+            sim.initialize_partition(pt),
+            hv(status::INVALID_PARTITION_STATE)
+        );
+        assert_eq!(sim.create_vp(pt, 0), Ok(()));
+        assert_eq!(sim.create_vp(pt, 0), hv(status::INVALID_VP_INDEX));
+        assert_eq!(sim.create_vp(pt, 1), hv(status::INSUFFICIENT_MEMORY));
+        deposit_pages(&sim, pt, VP_PAGES)?;
+        sim.inject_insufficient_memory(1);
+        assert_eq!(sim.create_vp(pt, 1), hv(status::INSUFFICIENT_MEMORY));
+        assert_eq!(sim.create_vp(pt, 1), Ok(()));
+        assert_eq!(sim.delete_vp(pt, 1), Ok(()));
+        assert_eq!(sim.delete_vp(pt, 1), hv(status::INVALID_VP_INDEX));
+        let stats = sim.partition_stats(pt)?;
+        assert_eq!(stats.pool_pages, INIT_PAGES + 2 * VP_PAGES);
+        assert_eq!(stats.pool_free, VP_PAGES);
+        assert_eq!(stats.vps, 1);
+        // Initialized partitions hold pool pages: finalize and withdraw first.
+        assert_eq!(
+            sim.delete_partition(pt),
+            hv(status::INVALID_PARTITION_STATE)
+        );
+        assert_eq!(sim.finalize_partition(pt), Ok(()));
+        assert_eq!(
+            sim.delete_partition(pt),
+            hv(status::INVALID_PARTITION_STATE)
+        );
+        assert_eq!(withdraw_all(&sim, pt), INIT_PAGES + 2 * VP_PAGES);
+        assert_eq!(sim.delete_partition(pt), Ok(()));
+        assert_eq!(sim.delete_partition(pt), hv(status::INVALID_PARTITION_ID));
+        // Ids are never reused; the Sim frees what is left when dropped.
+        assert_eq!(sim.create_partition(&CreatePartition::default()), Ok(2));
+        Ok(())
+    }
+
+    #[test]
+    fn map_statuses_and_injection() -> Result {
+        let sim = Sim::new()?;
+        let pt = sim.create_partition(&CreatePartition::default())?;
+        let g = OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        let pfns = [g.pfn(); 4];
+        let err = |done, s| {
+            Err(RepError {
+                done,
+                error: HvError(s),
+            })
+        };
+        assert_eq!(
+            sim.map_gpa_pages(pt, 0, rw, &pfns),
+            err(0, status::INVALID_PARTITION_STATE)
+        );
+        assert_eq!(
+            sim.map_gpa_pages(99, 0, rw, &pfns),
+            err(0, status::INVALID_PARTITION_ID)
+        );
+        deposit_pages(&sim, pt, INIT_PAGES)?;
+        sim.initialize_partition(pt)?;
+        assert_eq!(
+            sim.map_gpa_pages(pt, 0, rw, &pfns),
+            err(0, status::INSUFFICIENT_MEMORY)
+        );
+        deposit_pages(&sim, pt, 4)?;
+        sim.inject_insufficient_memory(1);
+        assert_eq!(
+            sim.map_gpa_pages(pt, 0, rw, &pfns),
+            err(0, status::INSUFFICIENT_MEMORY)
+        );
+        sim.inject_fail_at_rep(3, status::INVALID_PARAMETER);
+        assert_eq!(
+            sim.map_gpa_pages(pt, 0, rw, &pfns),
+            err(3, status::INVALID_PARAMETER)
+        );
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 3);
+        assert_eq!(sim.map_gpa_pages(pt, 0, rw, &pfns), Ok(()));
+        sim.inject_fail_at_rep(1, status::OPERATION_FAILED);
+        assert_eq!(
+            sim.unmap_gpa_pages(pt, 0, 4, 0),
+            err(1, status::OPERATION_FAILED)
+        );
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 3);
+        assert_eq!(sim.unmap_gpa_pages(pt, 0, 4, 0), Ok(()));
+        let stats = sim.partition_stats(pt)?;
+        assert_eq!(stats.small_entries, 0);
+        assert_eq!(stats.slat_tables, 0);
+        destroy(&sim, pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn registers() -> Result {
+        let sim = Sim::new()?;
+        let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES)?;
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RIP)?, [0xfff0, 0]);
+        assert_eq!(
+            reg(&sim, pt, abi::HV_X64_REGISTER_CS)?,
+            [0xffff_0000, 0xffff | (0xf000 << 32) | (0x9b << 48)]
+        );
+        assert_eq!(reg(&sim, pt, abi::HV_REGISTER_EXPLICIT_SUSPEND)?, [1, 0]);
+        assert_eq!(
+            reg(&sim, pt, abi::HV_X64_REGISTER_APIC_BASE)?,
+            [0xfee0_0900, 0]
+        );
+        let gdtr = [0x27 << 48, 0x1000];
+        let set = [
+            (abi::HV_X64_REGISTER_RAX, [0x1234, 0]),
+            (abi::HV_X64_REGISTER_CR8, [5, 0]),
+            (abi::HV_X64_REGISTER_GDTR, gdtr),
+            (abi::HV_X64_REGISTER_PAT, [0x0606, 0]),
+        ];
+        sim.set_vp_registers(pt, 0, &set).map_err(rep)?;
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RAX)?, [0x1234, 0]);
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_CR8)?, [5, 0]);
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_GDTR)?, gdtr);
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_PAT)?, [0x0606, 0]);
+        let mut out = [[0u64; 2]; 2];
+        let names = [abi::HV_X64_REGISTER_RAX, 0x0123_4567];
+        assert_eq!(
+            sim.get_vp_registers(pt, 0, &names, &mut out),
+            Err(RepError {
+                done: 1,
+                error: HvError(status::INVALID_PARAMETER)
+            })
+        );
+        assert_eq!(
+            sim.get_vp_registers(pt, 7, &names, &mut out),
+            Err(RepError {
+                done: 0,
+                error: HvError(status::INVALID_VP_INDEX)
+            })
+        );
+
+        // The same through the passthrough, resuming at rep 1.
+        let mut input = KVec::from_elem(0u8, HV_PAGE, GFP_KERNEL)?;
+        let mut output = KVec::from_elem(0u8, HV_PAGE, GFP_KERNEL)?;
+        let inp: &mut [u8; HV_PAGE] = input.as_mut_slice().try_into().map_err(|_| EINVAL)?;
+        let outp: &mut [u8; HV_PAGE] = output.as_mut_slice().try_into().map_err(|_| EINVAL)?;
+        inp[..8].copy_from_slice(&pt.to_le_bytes());
+        inp[16..20].copy_from_slice(&abi::HV_X64_REGISTER_RAX.to_le_bytes());
+        inp[20..24].copy_from_slice(&abi::HV_X64_REGISTER_CR8.to_le_bytes());
+        let res = sim.passthrough(abi::HVCALL_GET_VP_REGISTERS, 2, 1, inp, outp);
+        assert_eq!(res, abi::result(status::SUCCESS, 2));
+        assert_eq!(le(outp, 0, 8), 0);
+        assert_eq!(le(outp, 16, 8), 5);
+        let res = sim.passthrough(0x0002, 0, 0, inp, outp);
+        assert_eq!(res, abi::result(status::INVALID_HYPERCALL_CODE, 0));
+
+        // Properties: host values for the root; early ones only early.
+        inp[..8].copy_from_slice(&abi::HV_PARTITION_ID_SELF.to_le_bytes());
+        inp[8..12].copy_from_slice(&props::PROCESSOR_FEATURES0.to_le_bytes());
+        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        assert_eq!(res, abi::result(status::SUCCESS, 0));
+        assert!(le(outp, 0, 8) != 0);
+        inp[..8].copy_from_slice(&pt.to_le_bytes());
+        inp[8..12]
+            .copy_from_slice(&abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES.to_le_bytes());
+        let res = sim.passthrough(abi::HVCALL_SET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        assert_eq!(res, abi::result(status::INVALID_PARTITION_STATE, 0));
+        destroy(&sim, pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn run_exits() -> Result {
+        let sim = Sim::new()?;
+        let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES + 4)?;
+        // At the reset vector 0xfffffff0: `out 0x42, al; hlt`.
+        let code = OwnedPage::new()?;
+        // SAFETY: our own page; 3 bytes at 0xff0 fit.
+        unsafe { page::write(code.pfn(), 0xff0, &[0xe6, 0x42, 0xf4]) };
+        let gfn = 0xf_ffff;
+        let rx = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_EXECUTABLE;
+        sim.map_gpa_pages(pt, gfn, rx, &[code.pfn()]).map_err(rep)?;
+
+        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        let m = message(&sim, pt)?;
+        assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_X64_IO_PORT_INTERCEPT));
+        assert_eq!(le(&m, 20, 1) & 0xf, 2);
+        assert_eq!(le(&m, 21, 1), u64::from(abi::HV_INTERCEPT_ACCESS_WRITE));
+        assert_eq!(le(&m, 40, 8), 0xfff0);
+        assert_eq!(le(&m, 56, 2), 0x42);
+        assert_eq!(le(&m, 58, 1), 1);
+        assert_eq!(le(&m, 59, 1), 2);
+        assert_eq!(le(&m, 72, 2), 0x42e6);
+        assert_eq!(reg(&sim, pt, abi::HV_REGISTER_EXPLICIT_SUSPEND)?, [0, 0]);
+        // RIP stays at the OUT; the VMM advances it.
+        assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RIP)?, [0xfff0, 0]);
+        sim.set_vp_registers(pt, 0, &[(abi::HV_X64_REGISTER_RIP, [0xfff2, 0])])
+            .map_err(rep)?;
+
+        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        let m = message(&sim, pt)?;
+        assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_X64_HALT));
+        assert_eq!(le(&m, 40, 8), 0xfff2);
+
+        // A NO_ACCESS remap: the fetch intercepts.
+        sim.set_vp_registers(pt, 0, &[(abi::HV_X64_REGISTER_RIP, [0xfff0, 0])])
+            .map_err(rep)?;
+        sim.map_gpa_pages(pt, gfn, abi::HV_MAP_GPA_NO_ACCESS, &[0])
+            .map_err(rep)?;
+        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        let m = message(&sim, pt)?;
+        assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_GPA_INTERCEPT));
+        assert_eq!(le(&m, 21, 1), u64::from(abi::HV_INTERCEPT_ACCESS_EXECUTE));
+        assert_eq!(le(&m, 72, 8), 0xffff_fff0);
+
+        // Unmapped: the VMM sees UNMAPPED_GPA.
+        sim.unmap_gpa_pages(pt, gfn, 1, 0).map_err(rep)?;
+        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        let m = message(&sim, pt)?;
+        assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_UNMAPPED_GPA));
+        assert_eq!(le(&m, 72, 8), 0xffff_fff0);
+
+        destroy(&sim, pt)?;
+        drop(code);
+        Ok(())
+    }
+}

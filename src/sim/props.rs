@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Partition properties of the simulated hypervisor.
+//!
+//! The root partition (`HV_PARTITION_ID_SELF`) reports a fixed, plausible
+//! x86 host: an Intel processor with the common SSE/AVX-era features,
+//! XSAVE with x87, SSE and AVX state (832-byte compacted area), 46-bit
+//! physical addresses. A child partition reports the host's compatibility
+//! properties minus what its creation disabled, and stores whatever else is
+//! set (reading 0 until then).
+
+use crate::hv::{abi, status, CreatePartition, HvError, HvResult};
+
+/// Properties a partition can store.
+pub(crate) const PROP_SLOTS: usize = 32;
+
+/// `HV_PARTITION_PROPERTY_PROCESSOR_VENDOR`.
+pub(crate) const PROCESSOR_VENDOR: u32 = 0x0006_0000;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_CL_FLUSH_SIZE`.
+pub(crate) const PROCESSOR_CL_FLUSH_SIZE: u32 = 0x0006_0003;
+/// `HV_PARTITION_PROPERTY_COMPATIBILITY_VERSION`.
+pub(crate) const COMPATIBILITY_VERSION: u32 = 0x0006_0005;
+/// `HV_PARTITION_PROPERTY_PHYSICAL_ADDRESS_WIDTH`.
+pub(crate) const PHYSICAL_ADDRESS_WIDTH: u32 = 0x0006_0006;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0`.
+pub(crate) const PROCESSOR_FEATURES0: u32 = 0x0006_000a;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_FEATURES1`.
+pub(crate) const PROCESSOR_FEATURES1: u32 = 0x0006_000b;
+
+/// `HV_PROCESSOR_VENDOR_INTEL`.
+const VENDOR_INTEL: u64 = 1;
+
+/// Bits of `union hv_partition_processor_features` bank 0 the host has:
+/// SSE3, LAHF/SAHF, SSSE3, SSE4.1, SSE4.2, POPCNT, CMPXCHG16B, LZCNT,
+/// 1 GiB pages, AES, PCLMULQDQ, PCID, F16C, RDRAND, RD/WR FS/GS base, SMEP,
+/// enhanced fast strings, BMI1, BMI2, MOVBE, RDSEED, ADX, SMAP, RDTSCP,
+/// CLFLUSHOPT, CLWB, x87 pointers saved, INVPCID, IBRS, STIBP, IBPB,
+/// unrestricted guest, MDD, fast short REP MOV (bit numbers as in
+/// `hvhdk.h`).
+const HOST_FEATURES0: u64 = bits(&[
+    0, 1, 2, 3, 4, 7, 8, 10, 15, 16, 17, 18, 20, 21, 22, 23, 24, 25, 26, 29, 32, 33, 35, 38, 39,
+    40, 42, 43, 44, 45, 46, 47, 48, 49,
+]);
+/// Bank 1: invariant TSC, TSC deadline timer, TSC_ADJUST.
+const HOST_FEATURES1: u64 = bits(&[1, 17, 18]);
+/// `union hv_partition_processor_xsave_features`: XSAVE, XSAVEOPT, AVX.
+const HOST_XSAVE_FEATURES: u64 = 0x7;
+/// XCR0 states: x87, SSE, AVX.
+const HOST_XSAVE_STATES: u64 = 0x7;
+/// Compacted XSAVE area for x87 + SSE + AVX: 512 + 64 + 256 bytes.
+const HOST_MAX_XSAVE_DATA_SIZE: u64 = 832;
+/// 2.4 GHz.
+const HOST_CLOCK_FREQUENCY: u64 = 2_400_000_000;
+/// Physical address bits (the SLAT covers 48).
+const HOST_PHYSICAL_ADDRESS_WIDTH: u64 = 46;
+/// CLFLUSH line size in 8-byte units (64 bytes).
+const HOST_CL_FLUSH_SIZE: u64 = 8;
+
+/// A mask with the given bits set.
+const fn bits(list: &[u32]) -> u64 {
+    let mut v = 0;
+    let mut i = 0;
+    while i < list.len() {
+        v |= 1 << list[i];
+        i += 1;
+    }
+    v
+}
+
+/// The root partition's (host's) value of property `code`, or `None` if the
+/// simulator does not know the property for the root.
+pub(crate) fn host(code: u32) -> Option<u64> {
+    Some(match code {
+        PROCESSOR_VENDOR => VENDOR_INTEL,
+        PROCESSOR_FEATURES0 => HOST_FEATURES0,
+        PROCESSOR_FEATURES1 => HOST_FEATURES1,
+        abi::HV_PARTITION_PROPERTY_PROCESSOR_XSAVE_FEATURES => HOST_XSAVE_FEATURES,
+        abi::HV_PARTITION_PROPERTY_XSAVE_STATES => HOST_XSAVE_STATES,
+        abi::HV_PARTITION_PROPERTY_MAX_XSAVE_DATA_SIZE => HOST_MAX_XSAVE_DATA_SIZE,
+        abi::HV_PARTITION_PROPERTY_PROCESSOR_CLOCK_FREQUENCY => HOST_CLOCK_FREQUENCY,
+        PHYSICAL_ADDRESS_WIDTH => HOST_PHYSICAL_ADDRESS_WIDTH,
+        PROCESSOR_CL_FLUSH_SIZE => HOST_CL_FLUSH_SIZE,
+        COMPATIBILITY_VERSION => u64::from(abi::HV_COMPATIBILITY_21_H2),
+        // Deprecated feature bank, enlightenment modifications, guest OS id,
+        // nested virtualization features: none.
+        0x0006_0001 | 0x0006_0004 | 0x0007_0000 | 0x0008_0000 => 0,
+        _ => return None,
+    })
+}
+
+/// A child partition's value of a compatibility property it did not set:
+/// the host's, minus the features its creation disabled.
+fn child_default(code: u32, create: &CreatePartition) -> u64 {
+    let host = host(code).unwrap_or(0);
+    match code {
+        PROCESSOR_FEATURES0 => host & !create.disabled_features[0],
+        PROCESSOR_FEATURES1 => host & !create.disabled_features[1],
+        abi::HV_PARTITION_PROPERTY_PROCESSOR_XSAVE_FEATURES => host & !create.disabled_xsave,
+        _ => host,
+    }
+}
+
+/// The properties a child partition stores.
+pub(crate) struct Props {
+    /// `(code, value)` pairs; the first `len` are in use.
+    slots: [(u32, u64); PROP_SLOTS],
+    /// Used slots.
+    len: usize,
+}
+
+impl Props {
+    /// No property set.
+    pub(crate) const fn new() -> Self {
+        Self {
+            slots: [(0, 0); PROP_SLOTS],
+            len: 0,
+        }
+    }
+
+    /// Property `code` of a partition created with `create`.
+    pub(crate) fn get(&self, code: u32, create: &CreatePartition) -> u64 {
+        self.slots
+            .iter()
+            .take(self.len)
+            .find(|(c, _)| *c == code)
+            .map_or_else(|| child_default(code, create), |&(_, v)| v)
+    }
+
+    /// Stores property `code`. Fails with `HV_STATUS_INSUFFICIENT_BUFFERS`
+    /// when [`PROP_SLOTS`] distinct properties are already stored.
+    pub(crate) fn set(&mut self, code: u32, value: u64) -> HvResult {
+        let len = self.len;
+        if let Some(slot) = self.slots.iter_mut().take(len).find(|(c, _)| *c == code) {
+            slot.1 = value;
+            return Ok(());
+        }
+        match self.slots.get_mut(len) {
+            Some(slot) => {
+                *slot = (code, value);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(HvError(status::INSUFFICIENT_BUFFERS)),
+        }
+    }
+}

@@ -1,0 +1,576 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Simulated virtual processors: their registers, the run loop on the
+//! interpreter, the guest-memory path through the SLAT, and the intercept
+//! messages a VP leaves in its message page.
+//!
+//! # Guest memory and the SLAT lock
+//!
+//! Every guest-physical access of the interpreter (instruction fetches and
+//! page-table reads included) goes through [`VpMemory`], which takes the
+//! partition's spinlock, translates the gfn through the SLAT *and copies the
+//! bytes* before releasing it. Map and unmap take the same lock, so when an
+//! unmap or a NO_ACCESS remap returns, no guest access can still be using a
+//! page it removed: the driver may let Linux free the page right away.
+//!
+//! # Exits
+//!
+//! The interpreter runs in chunks of [`CHUNK`] instructions with no lock held
+//! between them; after each chunk the loop checks for a pending signal
+//! (returning [`RunExit::Signal`]) and calls `cond_resched()`. Any other exit
+//! writes a `struct hv_message` into the VP's intercept message page and
+//! returns [`RunExit::Message`]:
+//!
+//! | interpreter exit | message | RIP |
+//! |---|---|---|
+//! | HLT | `HVMSG_X64_HALT` | after the HLT (the message reports the HLT's address) |
+//! | IN/OUT | `HVMSG_X64_IO_PORT_INTERCEPT` | at the instruction |
+//! | memory, nothing mapped | `HVMSG_UNMAPPED_GPA` | at the instruction |
+//! | memory, no permission | `HVMSG_GPA_INTERCEPT` | at the instruction |
+//! | CPUID | `HVMSG_X64_CPUID_INTERCEPT` | at the instruction |
+//! | RDMSR/WRMSR of an MSR with no register | `HVMSG_X64_MSR_INTERCEPT` | at the instruction |
+//! | exception, unsupported instruction | `HVMSG_UNRECOVERABLE_EXCEPTION` | at the instruction |
+//!
+//! Entries mapped `HV_MAP_GPA_NOT_CACHED` (device memory) are never
+//! accessed: the interpreter gets a GPA intercept for them.
+//!
+//! RDMSR/WRMSR of MSRs that are VP registers (EFER, FS/GS base, the
+//! `HV_X64_REGISTER_*` MSRs such as PAT, APIC base, SYSENTER, STAR..SFMASK)
+//! complete inside the hypervisor, as on Hyper-V.
+
+use super::{cpu, regs, regs::RegFile, slat, Partition};
+use crate::hv::{abi, RunExit};
+use crate::sys::page;
+use kernel::{
+    new_spinlock,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, SpinLock,
+    },
+    transmute::AsBytes,
+};
+
+/// Pool pages a VP costs: its register page, its intercept message page and
+/// two pages standing for the hypervisor's own VP structures.
+pub(crate) const VP_PAGES: usize = 4;
+/// Index in a VP's pages of the register page (`HV_VP_STATE_PAGE_REGISTERS`).
+pub(crate) const REGISTER_PAGE: usize = 0;
+/// Index in a VP's pages of the intercept message page.
+pub(crate) const MESSAGE_PAGE: usize = 1;
+/// Instructions per interpreter run between signal checks.
+const CHUNK: u64 = 1 << 16;
+/// `HV_VP_REGISTER_PAGE_VERSION_1`.
+const REGISTER_PAGE_VERSION: u16 = 1;
+/// `HV_CACHE_TYPE_WRITE_BACK`.
+const CACHE_TYPE_WRITE_BACK: u32 = 6;
+/// `hv_x64_memory_access_info.gva_valid`.
+const ACCESS_INFO_GVA_VALID: u8 = 1 << 0;
+/// `hv_x64_memory_access_info.gva_gpa_valid`.
+const ACCESS_INFO_GVA_GPA_VALID: u8 = 1 << 1;
+
+/// One simulated VP.
+///
+/// Its pool pages are recorded by the partition (`VpEntry`), not here: they
+/// belong to the partition's pool accounting.
+#[pin_data]
+pub(crate) struct Vp {
+    /// The VP index.
+    pub(crate) index: u32,
+    /// Set while a thread runs the VP in [`run`]. Written only under the
+    /// partition's lock, so delete and finalize (which check it under that
+    /// lock) never free the pages of a running VP; read without it by
+    /// register writes.
+    pub(crate) running: Atomic<bool>,
+    /// The registers. Never held together with the partition's lock.
+    #[pin]
+    pub(crate) regs: SpinLock<RegFile>,
+}
+
+impl Vp {
+    /// Allocates VP `index` in the x86 reset state. May sleep.
+    pub(crate) fn new(index: u32) -> Result<Arc<Vp>> {
+        let regs = RegFile::new(index)?;
+        Arc::pin_init(
+            pin_init!(Vp {
+                index,
+                running: Atomic::new(false),
+                regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// Writes the header of a register page nobody has exported registers to
+/// yet: version 1, `isvalid = 0`, so a VMM uses register hypercalls.
+pub(crate) fn init_register_page(pfn: u64) {
+    let mut head = [0u8; 8];
+    head[..2].copy_from_slice(&REGISTER_PAGE_VERSION.to_le_bytes());
+    // SAFETY: `pfn` is a pool page lent to a VP that the caller's partition
+    // lock keeps alive; 8 bytes at offset 0 are within the page.
+    unsafe { page::write(pfn, 0, &head) };
+}
+
+/// Guest physical memory of one partition as the interpreter sees it: every
+/// access is translated through the SLAT and performed under the partition's
+/// lock (see the module documentation).
+pub(crate) struct VpMemory<'a> {
+    /// The partition whose SLAT translates.
+    pub(crate) part: &'a Partition,
+}
+
+impl VpMemory<'_> {
+    /// Translates `gpa` for `access` and, under the SLAT lock, lets `copy` move
+    /// `len` bytes at offset `off` of the backing page.
+    fn access(
+        &self,
+        gpa: u64,
+        len: usize,
+        access: cpu::Access,
+        copy: impl FnOnce(u64, usize),
+    ) -> Result<(), cpu::MemFault> {
+        let fault = |unmapped| cpu::MemFault {
+            gpa,
+            access,
+            unmapped,
+        };
+        let off = (gpa & 0xfff) as usize;
+        if off + len > 4096 {
+            // The interpreter never crosses a page; refuse rather than overrun.
+            return Err(fault(true));
+        }
+        let slat_access = match access {
+            cpu::Access::Read => slat::Access::Read,
+            cpu::Access::Write => slat::Access::Write,
+            cpu::Access::Execute => slat::Access::Execute,
+        };
+        let mut inner = self.part.inner.lock();
+        match inner.slat.translate(gpa >> 12, slat_access) {
+            // Device memory (an MMIO region: the pfn may have no struct page
+            // and no direct mapping) is never touched by the interpreter: the
+            // access goes to the VMM as a GPA intercept.
+            Ok(t) if t.uncached => Err(fault(false)),
+            Ok(t) => {
+                copy(t.pfn, off);
+                Ok(())
+            }
+            Err(f) => Err(fault(f == slat::Fault::Unmapped)),
+        }
+    }
+}
+
+impl cpu::GuestMemory for VpMemory<'_> {
+    fn read(&mut self, gpa: u64, buf: &mut [u8], access: cpu::Access) -> Result<(), cpu::MemFault> {
+        let len = buf.len();
+        self.access(gpa, len, access, |pfn, off| {
+            // SAFETY: the SLAT maps `pfn` and we hold its lock: the driver
+            // keeps a mapped page allocated until an unmap or remap of it
+            // returns, and those take this lock. `off + len <= 4096`.
+            unsafe { page::read(pfn, off, buf) }
+        })
+    }
+
+    fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), cpu::MemFault> {
+        self.access(gpa, data.len(), cpu::Access::Write, |pfn, off| {
+            // SAFETY: as in `read`.
+            unsafe { page::write(pfn, off, data) }
+        })
+    }
+}
+
+/// The VP execution state bits of an intercept header
+/// (`hv_x64_vp_execution_state`).
+fn execution_state(r: &cpu::Regs) -> u16 {
+    let pe = r.cr0 & 1 != 0;
+    let cpl = if pe { r.cs.selector & 3 } else { 0 };
+    let am = ((r.cr0 >> 18) & 1) as u16;
+    let lma = u16::from(r.efer & cpu::EFER_LMA != 0);
+    cpl | (u16::from(pe) << 2) | (am << 3) | (lma << 4)
+}
+
+/// A segment in the message layout.
+fn hv_seg(s: &cpu::Segment) -> abi::HvX64SegmentRegister {
+    abi::HvX64SegmentRegister {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        attributes: s.attributes,
+    }
+}
+
+/// The common intercept header.
+fn header(
+    vp: u32,
+    r: &cpu::Regs,
+    cr8: u64,
+    rip: u64,
+    len: u8,
+    access: u8,
+) -> abi::HvX64InterceptMessageHeader {
+    abi::HvX64InterceptMessageHeader {
+        vp_index: vp,
+        instruction_length_cr8: (len & 0xf) | (((cr8 & 0xf) as u8) << 4),
+        intercept_access_type: access,
+        execution_state: execution_state(r),
+        cs_segment: hv_seg(&r.cs),
+        rip,
+        rflags: r.rflags,
+    }
+}
+
+/// The intercept access type of an interpreter access.
+fn access_type(a: cpu::Access) -> u8 {
+    match a {
+        cpu::Access::Read => abi::HV_INTERCEPT_ACCESS_READ,
+        cpu::Access::Write => abi::HV_INTERCEPT_ACCESS_WRITE,
+        cpu::Access::Execute => abi::HV_INTERCEPT_ACCESS_EXECUTE,
+    }
+}
+
+/// Writes a message of type `message_type` with `payload` into the
+/// intercept message page `pfn`.
+fn post(pfn: u64, message_type: u32, payload: &[u8]) {
+    let n = payload.len().min(abi::HV_MESSAGE_PAYLOAD_BYTES);
+    let mut msg = abi::HvMessage {
+        header: abi::HvMessageHeader {
+            message_type,
+            payload_size: n as u8,
+            ..Default::default()
+        },
+        payload: [0; abi::HV_MESSAGE_PAYLOAD_BYTES],
+    };
+    if let (Some(dst), Some(src)) = (msg.payload.get_mut(..n), payload.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    // SAFETY: `pfn` is the message page of a VP that is running, so it cannot
+    // be deleted (its pages stay lent to it); a message fits in the page.
+    unsafe { page::write(pfn, 0, msg.as_bytes()) };
+}
+
+/// The linear address of the instruction at RIP.
+fn code_address(r: &cpu::Regs) -> u64 {
+    let long64 = r.efer & cpu::EFER_LMA != 0 && r.cs.attributes & (1 << 13) != 0;
+    if long64 {
+        r.rip
+    } else {
+        r.cs.base.wrapping_add(r.rip) & 0xffff_ffff
+    }
+}
+
+/// Reads up to `len` bytes of the instruction at RIP (for messages the
+/// interpreter gives no bytes for). Returns the bytes and how many it read.
+fn fetch(r: &cpu::Regs, mem: &mut VpMemory<'_>, len: u8) -> ([u8; 16], u8) {
+    use cpu::GuestMemory;
+    let mut bytes = [0u8; 16];
+    let want = usize::from(len).min(bytes.len());
+    let mut done = 0;
+    while done < want {
+        let lin = code_address(r).wrapping_add(done as u64);
+        let Ok(gpa) = cpu::linear_to_physical(r, mem, lin, cpu::Access::Execute) else {
+            break;
+        };
+        let chunk = (want - done).min(4096 - (gpa & 0xfff) as usize);
+        let Some(buf) = bytes.get_mut(done..done + chunk) else {
+            break;
+        };
+        if mem.read(gpa, buf, cpu::Access::Execute).is_err() {
+            break;
+        }
+        done += chunk;
+    }
+    (bytes, done as u8)
+}
+
+/// CPUID results of the simulated processor for `leaf`/`subleaf`:
+/// `[eax, ebx, ecx, edx]`. A small Intel-like table with the hypervisor
+/// leaves of Hyper-V; everything else is zero.
+pub(crate) fn cpuid(leaf: u32, subleaf: u32, vp: u32) -> [u32; 4] {
+    let _ = subleaf;
+    match leaf {
+        // "GenuineIntel", leaves up to 0xd.
+        0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
+        1 => {
+            // Family 6 model 0x3a; APIC id; SSE3, SSSE3, CX16, SSE4.1/4.2,
+            // POPCNT, XSAVE, AVX, hypervisor present.
+            let ecx = (1 << 0)
+                | (1 << 9)
+                | (1 << 13)
+                | (1 << 19)
+                | (1 << 20)
+                | (1 << 23)
+                | (1 << 26)
+                | (1 << 28)
+                | (1 << 31);
+            // FPU, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT,
+            // CLFLUSH, MMX, FXSR, SSE, SSE2.
+            let edx = [0, 4, 5, 6, 8, 9, 11, 12, 13, 15, 16, 19, 23, 24, 25, 26]
+                .iter()
+                .fold(0u32, |acc, bit| acc | (1 << bit));
+            [0x0003_06a9, ((vp & 0xff) << 24) | (8 << 8), ecx, edx]
+        }
+        // Hyper-V: "Microsoft Hv", interface "Hv#1".
+        0x4000_0000 => [0x4000_0006, 0x7263_694d, 0x666f_736f, 0x7648_2074],
+        0x4000_0001 => [0x3123_7648, 0, 0, 0],
+        // Extended leaves up to 0x80000008; LAHF; SYSCALL, NX, LM;
+        // 46 physical and 48 linear address bits.
+        0x8000_0000 => [0x8000_0008, 0, 0, 0],
+        0x8000_0001 => [0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)],
+        0x8000_0008 => [0x302e, 0, 0, 0],
+        _ => [0; 4],
+    }
+}
+
+/// The VP register behind an MSR, for MSRs the hypervisor itself handles.
+fn msr_register(msr: u32) -> Option<u32> {
+    Some(match msr {
+        0x10 => abi::HV_X64_REGISTER_TSC,
+        0x1b => abi::HV_X64_REGISTER_APIC_BASE,
+        0x174 => abi::HV_X64_REGISTER_SYSENTER_CS,
+        0x175 => abi::HV_X64_REGISTER_SYSENTER_CS + 2,
+        0x176 => abi::HV_X64_REGISTER_SYSENTER_CS + 1,
+        0x277 => abi::HV_X64_REGISTER_PAT,
+        0xc000_0081..=0xc000_0084 => abi::HV_X64_REGISTER_SYSENTER_CS + 3 + (msr - 0xc000_0081),
+        0xc000_0102 => abi::HV_X64_REGISTER_KERNEL_GS_BASE,
+        0xc000_0103 => abi::HV_X64_REGISTER_TSC_AUX,
+        _ => return None,
+    })
+}
+
+/// Completes RDMSR/WRMSR inside the hypervisor if `msr` is VP state.
+/// Returns whether it did (RIP then points after the instruction).
+fn handle_msr(rf: &mut RegFile, write: bool, msr: u32, value: u64, len: u8) -> bool {
+    let r = &mut rf.cpu;
+    let read_value = match msr {
+        cpu::MSR_EFER => {
+            if write {
+                cpu::set_efer(r, value);
+            }
+            r.efer
+        }
+        0xc000_0100 => {
+            if write {
+                r.fs.base = value;
+            }
+            r.fs.base
+        }
+        0xc000_0101 => {
+            if write {
+                r.gs.base = value;
+            }
+            r.gs.base
+        }
+        _ => {
+            let Some(name) = msr_register(msr) else {
+                return false;
+            };
+            if write {
+                if rf.set(name, [value, 0]).is_err() {
+                    return false;
+                }
+                value
+            } else {
+                match rf.get(name) {
+                    Ok(v) => v[0],
+                    Err(_) => return false,
+                }
+            }
+        }
+    };
+    let r = &mut rf.cpu;
+    if !write {
+        if let Some(rax) = r.gpr.get_mut(0) {
+            *rax = read_value & 0xffff_ffff;
+        }
+        if let Some(rdx) = r.gpr.get_mut(2) {
+            *rdx = read_value >> 32;
+        }
+    }
+    r.rip = r.rip.wrapping_add(u64::from(len));
+    true
+}
+
+/// General-purpose register `i` (0 = RAX, 1 = RCX, 2 = RDX, 3 = RBX, ...).
+fn gpr(r: &cpu::Regs, i: usize) -> u64 {
+    r.gpr.get(i).copied().unwrap_or(0)
+}
+
+/// Builds the message for `exit` and writes it into `msg_pfn`. `r` is the
+/// state after the exit.
+fn post_exit(
+    exit: cpu::Exit,
+    r: &cpu::Regs,
+    vp: u32,
+    cr8: u64,
+    mem: &mut VpMemory<'_>,
+    msg_pfn: u64,
+) {
+    match exit {
+        cpu::Exit::Halt => {
+            // The interpreter moved RIP past the one-byte HLT; the message
+            // reports the HLT itself.
+            let h = header(vp, r, cr8, r.rip.wrapping_sub(1), 1, 0);
+            post(msg_pfn, abi::HVMSG_X64_HALT, h.as_bytes());
+        }
+        cpu::Exit::Io {
+            port,
+            size,
+            write,
+            instruction_length,
+            ..
+        } => {
+            let (instruction_bytes, count) = fetch(r, mem, instruction_length);
+            let access = if write {
+                abi::HV_INTERCEPT_ACCESS_WRITE
+            } else {
+                abi::HV_INTERCEPT_ACCESS_READ
+            };
+            let m = abi::HvX64IoPortInterceptMessage {
+                header: header(vp, r, cr8, r.rip, instruction_length, access),
+                port_number: port,
+                access_info: size & 0x7,
+                instruction_byte_count: count,
+                reserved: 0,
+                rax: gpr(r, 0),
+                instruction_bytes,
+                ds_segment: hv_seg(&r.ds),
+                es_segment: hv_seg(&r.es),
+                rcx: gpr(r, 1),
+                rsi: gpr(r, 6),
+                rdi: gpr(r, 7),
+            };
+            post(msg_pfn, abi::HVMSG_X64_IO_PORT_INTERCEPT, m.as_bytes());
+        }
+        cpu::Exit::Memory {
+            fault,
+            gva,
+            instruction_bytes,
+            instruction_length,
+        } => {
+            // The GVA translates to the faulting GPA unless the fault was on
+            // a guest page-table read during that translation.
+            let direct = match cpu::linear_to_physical(r, mem, gva, fault.access) {
+                Ok(gpa) => gpa == fault.gpa,
+                Err(_) => false,
+            };
+            let info = ACCESS_INFO_GVA_VALID | if direct { ACCESS_INFO_GVA_GPA_VALID } else { 0 };
+            let m = abi::HvX64MemoryInterceptMessage {
+                header: header(
+                    vp,
+                    r,
+                    cr8,
+                    r.rip,
+                    instruction_length,
+                    access_type(fault.access),
+                ),
+                cache_type: CACHE_TYPE_WRITE_BACK,
+                instruction_byte_count: instruction_length.min(16),
+                memory_access_info: info,
+                tpr_priority: 0,
+                reserved1: 0,
+                guest_virtual_address: gva,
+                guest_physical_address: fault.gpa,
+                instruction_bytes,
+            };
+            let ty = if fault.unmapped {
+                abi::HVMSG_UNMAPPED_GPA
+            } else {
+                abi::HVMSG_GPA_INTERCEPT
+            };
+            post(msg_pfn, ty, m.as_bytes());
+        }
+        cpu::Exit::Cpuid => {
+            let (rax, rcx) = (gpr(r, 0), gpr(r, 1));
+            let [a, b, c, d] = cpuid(rax as u32, rcx as u32, vp);
+            let m = abi::HvX64CpuidInterceptMessage {
+                header: header(vp, r, cr8, r.rip, 2, 0),
+                rax,
+                rcx,
+                rdx: gpr(r, 2),
+                rbx: gpr(r, 3),
+                default_result_rax: u64::from(a),
+                default_result_rcx: u64::from(c),
+                default_result_rdx: u64::from(d),
+                default_result_rbx: u64::from(b),
+            };
+            post(msg_pfn, abi::HVMSG_X64_CPUID_INTERCEPT, m.as_bytes());
+        }
+        cpu::Exit::Msr {
+            write,
+            msr,
+            instruction_length,
+            ..
+        } => {
+            let access = if write {
+                abi::HV_INTERCEPT_ACCESS_WRITE
+            } else {
+                abi::HV_INTERCEPT_ACCESS_READ
+            };
+            let m = abi::HvX64MsrInterceptMessage {
+                header: header(vp, r, cr8, r.rip, instruction_length, access),
+                msr_number: msr,
+                reserved: 0,
+                rdx: gpr(r, 2),
+                rax: gpr(r, 0),
+            };
+            post(msg_pfn, abi::HVMSG_X64_MSR_INTERCEPT, m.as_bytes());
+        }
+        cpu::Exit::Exception { rip, .. } => {
+            let h = header(vp, r, cr8, rip, 0, 0);
+            post(msg_pfn, abi::HVMSG_UNRECOVERABLE_EXCEPTION, h.as_bytes());
+        }
+        cpu::Exit::Budget => {}
+    }
+}
+
+/// Runs `vp` of `part` until it exits with a message (written into
+/// `msg_pfn`, its intercept message page) or a signal is pending.
+///
+/// The caller marked the VP running under the partition lock (so its pages
+/// stay lent to it) and clears the mark afterwards. May sleep; call with no
+/// lock held.
+pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
+    {
+        let mut rf = vp.regs.lock();
+        rf.explicit_suspend = false;
+        rf.intercept_suspend = false;
+    }
+    loop {
+        if page::signal_pending() {
+            return RunExit::Signal;
+        }
+        page::cond_resched();
+        let mut r = vp.regs.lock().cpu.clone();
+        let mut mem = VpMemory { part };
+        let (exit, _) = cpu::run(&mut r, &mut mem, CHUNK);
+        let cr8 = {
+            let mut rf = vp.regs.lock();
+            rf.cpu.clone_from(&r);
+            if let cpu::Exit::Msr {
+                write,
+                msr,
+                value,
+                instruction_length,
+            } = exit
+            {
+                if handle_msr(&mut rf, write, msr, value, instruction_length) {
+                    continue;
+                }
+            }
+            rf.cr8
+        };
+        if exit == cpu::Exit::Budget {
+            continue;
+        }
+        post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);
+        vp.regs.lock().intercept_suspend = true;
+        return RunExit::Message;
+    }
+}
+
+/// Whether register `name` may be written now: the suspend registers always,
+/// the others only while the VP is not running (a running VP's state is
+/// owned by the run loop).
+pub(crate) fn writable_now(vp: &Vp, name: u32) -> bool {
+    regs::is_suspend(name) || !vp.running.load(Relaxed)
+}
