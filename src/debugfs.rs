@@ -52,7 +52,10 @@ pub(crate) fn live_add(kind: Live, n: i64) {
 }
 
 fn show_live(_: &(), f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let get = |k: Live| LIVE.get(k as usize).map_or(0, |c| c.load(Ordering::Relaxed));
+    let get = |k: Live| {
+        LIVE.get(k as usize)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    };
     writeln!(f, "partitions {}", get(Live::Partitions))?;
     writeln!(f, "vps {}", get(Live::Vps))?;
     writeln!(f, "regions {}", get(Live::Regions))?;
@@ -107,8 +110,14 @@ impl Debugfs {
     pub(crate) fn partition(&self, id: u64, stats: Arc<Stats>) -> Result<PartitionFiles> {
         let name = CString::try_from_fmt(fmt!("{id}"))?;
         let dir = self.partitions.subdir(&name);
-        let stats = KBox::pin_init(dir.read_callback_file(c"stats", stats, &show_stats), GFP_KERNEL)?;
-        Ok(PartitionFiles { _stats: stats, _dir: dir })
+        let stats = KBox::pin_init(
+            dir.read_callback_file(c"stats", stats, &show_stats),
+            GFP_KERNEL,
+        )?;
+        Ok(PartitionFiles {
+            _stats: stats,
+            _dir: dir,
+        })
     }
 }
 

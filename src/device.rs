@@ -61,7 +61,9 @@ impl MiscDevice for MshvDev {
         let user = UserPtr::from_addr(arg);
         match cmd {
             uapi::dev::CREATE_PARTITION => me.create_partition(user).map(|fd| fd as isize),
-            uapi::dev::ROOT_HVCALL => hvcall::ioctl(&*me.shared.hv, hvcall::Target::SelfPartition, user).map(|_| 0),
+            uapi::dev::ROOT_HVCALL => {
+                hvcall::ioctl(&*me.shared.hv, hvcall::Target::SelfPartition, user).map(|()| 0)
+            }
             _ => Err(ENOTTY),
         }
     }
@@ -71,8 +73,12 @@ impl MshvDev {
     /// `MSHV_CREATE_PARTITION`, v1 (16 bytes) or, when the flags ask for CPU
     /// and XSAVE features, v2 (64 bytes) argument forms.
     fn create_partition(&self, user: UserPtr) -> Result<i32> {
-        let v1: MshvCreatePartition = UserSlice::new(user, size_of::<MshvCreatePartition>()).reader().read()?;
-        if v1.pt_flags & !uapi::MSHV_PT_FLAGS_MASK != 0 || v1.pt_isolation >= uapi::MSHV_PT_ISOLATION_COUNT {
+        let v1: MshvCreatePartition = UserSlice::new(user, size_of::<MshvCreatePartition>())
+            .reader()
+            .read()?;
+        if v1.pt_flags & !uapi::MSHV_PT_FLAGS_MASK != 0
+            || v1.pt_isolation >= uapi::MSHV_PT_ISOLATION_COUNT
+        {
             return Err(EINVAL);
         }
         let mut args = CreatePartition {
@@ -87,7 +93,9 @@ impl MshvDev {
         }
         if v1.pt_flags & (1 << uapi::MSHV_PT_BIT_CPU_AND_XSAVE_FEATURES) != 0 {
             let v2: MshvCreatePartitionV2 =
-                UserSlice::new(user, size_of::<MshvCreatePartitionV2>()).reader().read()?;
+                UserSlice::new(user, size_of::<MshvCreatePartitionV2>())
+                    .reader()
+                    .read()?;
             // Re-validate: the first 16 bytes are read again.
             let (flags, iso, banks) = (v2.pt_flags, v2.pt_isolation, v2.pt_num_cpu_fbanks);
             let (rsvd, rsvd1) = (v2.pt_rsvd, v2.pt_rsvd1);

@@ -48,7 +48,10 @@ const CHILD_ALLOWED: [u16; 14] = [
 ];
 
 /// Codes allowed on `/dev/mshv`.
-const SELF_ALLOWED: [u16; 2] = [abi::HVCALL_GET_PARTITION_PROPERTY, abi::HVCALL_GET_PARTITION_PROPERTY_EX];
+const SELF_ALLOWED: [u16; 2] = [
+    abi::HVCALL_GET_PARTITION_PROPERTY,
+    abi::HVCALL_GET_PARTITION_PROPERTY_EX,
+];
 
 /// Whether `code` may be issued through `target`.
 pub(crate) fn allowed(target: Target, code: u16) -> bool {
@@ -57,7 +60,9 @@ pub(crate) fn allowed(target: Target, code: u16) -> bool {
         Target::Partition(_) => CHILD_ALLOWED.contains(&code),
         // Asynchronous calls complete through the partition; upstream
         // allows them on the partition fd only.
-        Target::Vp(_) => code != abi::HVCALL_SET_PARTITION_PROPERTY && CHILD_ALLOWED.contains(&code),
+        Target::Vp(_) => {
+            code != abi::HVCALL_SET_PARTITION_PROPERTY && CHILD_ALLOWED.contains(&code)
+        }
     }
 }
 
@@ -66,14 +71,14 @@ const MAX_REPS: u16 = 0xfff;
 
 /// Handles `MSHV_ROOT_HVCALL` with its argument at `user`.
 pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Result {
-    let (mut reader, mut writer) = UserSlice::new(user, size_of::<MshvRootHvcall>()).reader_writer();
+    let (mut reader, mut writer) =
+        UserSlice::new(user, size_of::<MshvRootHvcall>()).reader_writer();
     let mut args: MshvRootHvcall = reader.read()?;
     let in_sz = args.in_sz as usize;
     let out_sz = args.out_sz as usize;
     if args.status != 0
         || args.in_ptr == 0
-        || in_sz < 8
-        || in_sz > HV_PAGE
+        || !(8..=HV_PAGE).contains(&in_sz)
         || args.rsvd.iter().any(|&b| b != 0)
         || args.reps > MAX_REPS
         || (args.out_ptr != 0 && (out_sz == 0 || out_sz > HV_PAGE))
@@ -108,9 +113,8 @@ pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Resul
         match status::deposit_pages(st) {
             Some(n) if round < calls::MAX_DEPOSIT_ROUNDS => {
                 let into = match st {
-                    status::INSUFFICIENT_ROOT_MEMORY | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => {
-                        abi::HV_PARTITION_ID_SELF
-                    }
+                    status::INSUFFICIENT_ROOT_MEMORY
+                    | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => abi::HV_PARTITION_ID_SELF,
                     _ => pt,
                 };
                 if let Err(e) = calls::deposit(hv, into, n) {

@@ -70,7 +70,9 @@ impl Partition {
     /// `MSHV_CREATE_PARTITION`: creates the partition in the hypervisor.
     pub(crate) fn create(shared: Arc<crate::Shared>, args: &CreatePartition) -> Result<Arc<Self>> {
         let hv = shared.hv.clone();
-        let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || hv.create_partition(args))?;
+        let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
+            hv.create_partition(args)
+        })?;
         let stats = match Arc::new(Stats::default(), GFP_KERNEL) {
             Ok(s) => s,
             Err(e) => {
@@ -110,17 +112,23 @@ impl Partition {
     pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
         let user = UserPtr::from_addr(arg);
         match cmd {
-            uapi::partition::INITIALIZE_PARTITION => self.initialize().map(|_| 0),
+            uapi::partition::INITIALIZE_PARTITION => self.initialize().map(|()| 0),
             uapi::partition::CREATE_VP => {
-                let args: MshvCreateVp = UserSlice::new(user, size_of::<MshvCreateVp>()).reader().read()?;
+                let args: MshvCreateVp = UserSlice::new(user, size_of::<MshvCreateVp>())
+                    .reader()
+                    .read()?;
                 self.create_vp(args.vp_index).map(|fd| fd as isize)
             }
             uapi::partition::SET_GUEST_MEMORY => {
-                let args: MshvUserMemRegion =
-                    UserSlice::new(user, size_of::<MshvUserMemRegion>()).reader().read()?;
-                self.set_guest_memory(&args).map(|_| 0)
+                let args: MshvUserMemRegion = UserSlice::new(user, size_of::<MshvUserMemRegion>())
+                    .reader()
+                    .read()?;
+                self.set_guest_memory(&args).map(|()| 0)
             }
-            uapi::partition::ROOT_HVCALL => crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user).map(|_| 0),
+            uapi::partition::ROOT_HVCALL => {
+                crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user)
+                    .map(|()| 0)
+            }
             _ => Err(ENOTTY),
         }
     }
@@ -130,8 +138,9 @@ impl Partition {
         if inner.initialized {
             return Ok(());
         }
-        let res = calls::deposit(&*self.hv, self.id, INIT_DEPOSIT_PAGES)
-            .and_then(|_| calls::retry_with_deposit(&*self.hv, self.id, || self.hv.initialize_partition(self.id)));
+        let res = calls::deposit(&*self.hv, self.id, INIT_DEPOSIT_PAGES).and_then(|()| {
+            calls::retry_with_deposit(&*self.hv, self.id, || self.hv.initialize_partition(self.id))
+        });
         if res.is_err() {
             calls::withdraw_all(&*self.hv, self.id);
             return res;
@@ -175,7 +184,9 @@ impl Partition {
         // The region's GPAs must fit in 64 bits (gfn < 2^52) and its user
         // range must not wrap.
         const GFN_LIMIT: u64 = 1 << (64 - 12);
-        if m.guest_pfn.checked_add(pages).is_none_or(|end| end > GFN_LIMIT)
+        if m.guest_pfn
+            .checked_add(pages)
+            .is_none_or(|end| end > GFN_LIMIT)
             || m.userspace_addr.checked_add(m.size).is_none()
         {
             return Err(EINVAL);
@@ -189,7 +200,11 @@ impl Partition {
         if self.overlapping(m.guest_pfn, pages) {
             return Err(EEXIST);
         }
-        let policy = if self.shared.debugfs.force_pinned() { RamPolicy::Pinned } else { RamPolicy::Movable };
+        let policy = if self.shared.debugfs.force_pinned() {
+            RamPolicy::Pinned
+        } else {
+            RamPolicy::Movable
+        };
         let writable = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_WRITABLE) != 0;
         let exec = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_EXECUTABLE) != 0;
         let region = Region::new(
@@ -203,10 +218,7 @@ impl Partition {
             policy,
             &self.stats,
         )?;
-        let region = match Arc::new(region, GFP_KERNEL) {
-            Ok(r) => r,
-            Err(e) => return Err(e.into()),
-        };
+        let region = Arc::new(region, GFP_KERNEL)?;
         let last = m.guest_pfn + pages - 1;
         let node = match kernel::rbtree::RBTreeNode::new(last, region.clone(), GFP_KERNEL) {
             Ok(n) => n,
@@ -279,7 +291,7 @@ impl Partition {
 impl PinnedDrop for Partition {
     fn drop(self: Pin<&mut Self>) {
         // Last fd closed: no ioctl, RUN_VP or fault can run any more.
-        let regions = core::mem::replace(&mut *self.regions.lock(), RBTree::new());
+        let regions = core::mem::take(&mut *self.regions.lock());
         for (_, r) in regions.iter() {
             r.remove();
             crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
@@ -290,8 +302,12 @@ impl PinnedDrop for Partition {
             for b in 0..64u32 {
                 if bits & (1 << b) != 0 {
                     let index = w as u32 * 64 + b;
-                    let _ = self.hv.unmap_vp_state_page(self.id, index, hv::VpPage::Registers);
-                    let _ = self.hv.unmap_vp_state_page(self.id, index, hv::VpPage::InterceptMessage);
+                    let _ = self
+                        .hv
+                        .unmap_vp_state_page(self.id, index, hv::VpPage::Registers);
+                    let _ =
+                        self.hv
+                            .unmap_vp_state_page(self.id, index, hv::VpPage::InterceptMessage);
                     let _ = self.hv.delete_vp(self.id, index);
                 }
             }

@@ -23,9 +23,6 @@
 
 // This is an ABI catalogue: not every definition is used by the driver, and the items are `pub`
 // so that they read like the C header even where the module itself is private.
-// An ABI table: it lists the whole interface, not only what the driver uses today.
-#![allow(dead_code)]
-
 #![allow(dead_code, unreachable_pub)]
 
 use core::mem::{offset_of, size_of};

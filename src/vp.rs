@@ -66,10 +66,13 @@ impl Vp {
     pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
         let user = UserPtr::from_addr(arg);
         match cmd {
-            uapi::vp::RUN_VP => self.run_vp(user).map(|_| 0),
-            uapi::vp::ROOT_HVCALL => {
-                hvcall::ioctl(&*self.partition.hv, hvcall::Target::Vp(self.partition.id), user).map(|_| 0)
-            }
+            uapi::vp::RUN_VP => self.run_vp(user).map(|()| 0),
+            uapi::vp::ROOT_HVCALL => hvcall::ioctl(
+                &*self.partition.hv,
+                hvcall::Target::Vp(self.partition.id),
+                user,
+            )
+            .map(|()| 0),
             _ => Err(ENOTTY),
         }
     }
@@ -114,9 +117,13 @@ impl Vp {
                 Fault::Forward => break,
             }
         }
-        let mut msg = MshvRunVp { msg_buf: [0; uapi::MSHV_RUN_VP_BUF_SZ] };
+        let mut msg = MshvRunVp {
+            msg_buf: [0; uapi::MSHV_RUN_VP_BUF_SZ],
+        };
         self.read_msg(0, &mut msg.msg_buf);
-        UserSlice::new(user, size_of::<MshvRunVp>()).writer().write(&msg)
+        UserSlice::new(user, size_of::<MshvRunVp>())
+            .writer()
+            .write(&msg)
     }
 
     /// The pfn to map at VP-fd mmap page offset `pgoff`.

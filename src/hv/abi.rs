@@ -89,7 +89,13 @@ pub(crate) const HV_HYPERCALL_REP_COMP_OFFSET: u32 = 32;
 pub(crate) const HV_HYPERCALL_REP_START_OFFSET: u32 = 48;
 
 /// Builds a hypercall control word.
-pub(crate) const fn control(code: u16, reps: u16, rep_start: u16, varhead_qwords: u16, fast: bool) -> u64 {
+pub(crate) const fn control(
+    code: u16,
+    reps: u16,
+    rep_start: u16,
+    varhead_qwords: u16,
+    fast: bool,
+) -> u64 {
     (code as u64)
         | if fast { HV_HYPERCALL_FAST_BIT } else { 0 }
         | ((varhead_qwords as u64 & 0x3ff) << HV_HYPERCALL_VARHEAD_OFFSET)

@@ -88,12 +88,13 @@ pub(crate) fn retry_with_deposit<T>(
             Ok(v) => return Ok(v),
             Err(e) if e.needs_memory() => {
                 let target = match e.0 {
-                    status::INSUFFICIENT_ROOT_MEMORY | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => {
-                        abi::HV_PARTITION_ID_SELF
-                    }
+                    status::INSUFFICIENT_ROOT_MEMORY
+                    | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => abi::HV_PARTITION_ID_SELF,
                     _ => pt,
                 };
-                let pages = status::deposit_pages(e.0).unwrap_or(1).max(MAP_DEPOSIT_PAGES);
+                let pages = status::deposit_pages(e.0)
+                    .unwrap_or(1)
+                    .max(MAP_DEPOSIT_PAGES);
                 deposit(hv, target, pages)?;
             }
             Err(e) => return Err(e.into()),
@@ -118,10 +119,11 @@ pub(crate) fn map_batched(
     for chunk in pfns.chunks(MAP_BATCH) {
         let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
         calls.fetch_add(1, Ordering::Relaxed);
-        hv.map_gpa_pages(pt, base, flags, chunk).map_err(|e| RepError {
-            done: done + e.done,
-            error: e.error,
-        })?;
+        hv.map_gpa_pages(pt, base, flags, chunk)
+            .map_err(|e| RepError {
+                done: done + e.done,
+                error: e.error,
+            })?;
         done += chunk.len();
     }
     Ok(())
@@ -167,7 +169,11 @@ pub(crate) fn unmap_batched(
     large: bool,
     calls: &AtomicU64,
 ) -> Result<(), RepError> {
-    let flags = if large { abi::HV_UNMAP_GPA_LARGE_PAGE } else { 0 };
+    let flags = if large {
+        abi::HV_UNMAP_GPA_LARGE_PAGE
+    } else {
+        0
+    };
     let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
     let mut done = 0u64;
     while done < reps {

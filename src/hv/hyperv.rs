@@ -11,7 +11,10 @@
 //! `run_vp` returns `EOPNOTSUPP` until then, so on a real root this backend
 //! can create partitions and map memory but not run guests.
 
-use super::{abi, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult, RunExit, VpPage, HV_PAGE};
+use super::{
+    abi, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult, RunExit,
+    VpPage, HV_PAGE,
+};
 use crate::sys::ffi;
 use kernel::{
     ffi::c_void,
@@ -105,7 +108,13 @@ fn encode_create_vp(buf: &mut [u8], pt: u64, vp: u32) -> Option<usize> {
 }
 
 /// `hv_input_map_vp_state_page` (24 bytes) / unmap (16 bytes).
-fn encode_vp_state_page(buf: &mut [u8], pt: u64, vp: u32, page: VpPage, map: bool) -> Option<usize> {
+fn encode_vp_state_page(
+    buf: &mut [u8],
+    pt: u64,
+    vp: u32,
+    page: VpPage,
+    map: bool,
+) -> Option<usize> {
     let mut e = Enc::new(buf);
     e.u64(pt).u32(vp).u16(page as u16).u8(0).u8(0);
     if map {
@@ -165,7 +174,10 @@ impl HyperV {
             },
             GFP_KERNEL,
         )?;
-        Arc::pin_init(pin_init!(Self { scratch <- new_spinlock!(scratch) }), GFP_KERNEL)
+        Arc::pin_init(
+            pin_init!(Self { scratch <- new_spinlock!(scratch) }),
+            GFP_KERNEL,
+        )
     }
 
     /// Whether this kernel runs as a Hyper-V root partition.
@@ -202,7 +214,13 @@ impl HyperV {
         r
     }
 
-    fn simple(&self, code: u16, out_len: usize, enc: impl FnOnce(&mut [u8]) -> Option<usize>, out: impl FnOnce(&[u8])) -> HvResult {
+    fn simple(
+        &self,
+        code: u16,
+        out_len: usize,
+        enc: impl FnOnce(&mut [u8]) -> Option<usize>,
+        out: impl FnOnce(&[u8]),
+    ) -> HvResult {
         status_of(self.call(abi::control(code, 0, 0, 0, false), out_len, enc, out))
     }
 
@@ -218,14 +236,25 @@ impl HyperV {
         let mut done: u16 = 0;
         let reps = reps as u16;
         while done < reps {
-            let r = self.call(abi::control(code, reps, done, 0, false), out_len, &enc, &mut out);
+            let r = self.call(
+                abi::control(code, reps, done, 0, false),
+                out_len,
+                &enc,
+                &mut out,
+            );
             let st = abi::result_status(r);
             let completed = abi::result_reps(r);
             if st != 0 {
-                return Err(RepError { done: completed as usize, error: HvError(st) });
+                return Err(RepError {
+                    done: completed as usize,
+                    error: HvError(st),
+                });
             }
             if completed <= done {
-                return Err(RepError { done: done as usize, error: HvError(crate::hv::status::OPERATION_FAILED) });
+                return Err(RepError {
+                    done: done as usize,
+                    error: HvError(crate::hv::status::OPERATION_FAILED),
+                });
             }
             done = completed;
         }
@@ -251,21 +280,47 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 impl Hypervisor for HyperV {
     fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
         let mut id = 0;
-        self.simple(abi::HVCALL_CREATE_PARTITION, 8, |b| encode_create_partition(b, args), |o| id = u64_at(o, 0))?;
+        self.simple(
+            abi::HVCALL_CREATE_PARTITION,
+            8,
+            |b| encode_create_partition(b, args),
+            |o| id = u64_at(o, 0),
+        )?;
         Ok(id)
     }
     fn initialize_partition(&self, pt: u64) -> HvResult {
-        self.simple(abi::HVCALL_INITIALIZE_PARTITION, 0, |b| Enc::new(b).u64(pt).done(), |_| {})
+        self.simple(
+            abi::HVCALL_INITIALIZE_PARTITION,
+            0,
+            |b| Enc::new(b).u64(pt).done(),
+            |_| {},
+        )
     }
     fn finalize_partition(&self, pt: u64) -> HvResult {
-        self.simple(abi::HVCALL_FINALIZE_PARTITION, 0, |b| Enc::new(b).u64(pt).done(), |_| {})
+        self.simple(
+            abi::HVCALL_FINALIZE_PARTITION,
+            0,
+            |b| Enc::new(b).u64(pt).done(),
+            |_| {},
+        )
     }
     fn delete_partition(&self, pt: u64) -> HvResult {
-        self.simple(abi::HVCALL_DELETE_PARTITION, 0, |b| Enc::new(b).u64(pt).done(), |_| {})
+        self.simple(
+            abi::HVCALL_DELETE_PARTITION,
+            0,
+            |b| Enc::new(b).u64(pt).done(),
+            |_| {},
+        )
     }
     fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
-        self.rep(abi::HVCALL_DEPOSIT_MEMORY, pfns.len(), 0, |b| encode_deposit(b, pt, pfns), |_| {})
-            .map_err(|e| e.error)
+        self.rep(
+            abi::HVCALL_DEPOSIT_MEMORY,
+            pfns.len(),
+            0,
+            |b| encode_deposit(b, pt, pfns),
+            |_| {},
+        )
+        .map_err(|e| e.error)
     }
     fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
         let n = out.len().min(512);
@@ -286,42 +341,91 @@ impl Hypervisor for HyperV {
         }
     }
     fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
-        self.simple(abi::HVCALL_CREATE_VP, 0, |b| encode_create_vp(b, pt, vp), |_| {})
+        self.simple(
+            abi::HVCALL_CREATE_VP,
+            0,
+            |b| encode_create_vp(b, pt, vp),
+            |_| {},
+        )
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
-        self.simple(abi::HVCALL_DELETE_VP, 0, |b| Enc::new(b).u64(pt).u32(vp).u32(0).done(), |_| {})
+        self.simple(
+            abi::HVCALL_DELETE_VP,
+            0,
+            |b| Enc::new(b).u64(pt).u32(vp).u32(0).done(),
+            |_| {},
+        )
     }
     fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
         let mut pfn = 0;
-        self.simple(abi::HVCALL_MAP_VP_STATE_PAGE, 8, |b| encode_vp_state_page(b, pt, vp, page, true), |o| {
-            pfn = u64_at(o, 0)
-        })?;
+        self.simple(
+            abi::HVCALL_MAP_VP_STATE_PAGE,
+            8,
+            |b| encode_vp_state_page(b, pt, vp, page, true),
+            |o| pfn = u64_at(o, 0),
+        )?;
         Ok(pfn)
     }
     fn unmap_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult {
-        self.simple(abi::HVCALL_UNMAP_VP_STATE_PAGE, 0, |b| encode_vp_state_page(b, pt, vp, page, false), |_| {})
+        self.simple(
+            abi::HVCALL_UNMAP_VP_STATE_PAGE,
+            0,
+            |b| encode_vp_state_page(b, pt, vp, page, false),
+            |_| {},
+        )
     }
     fn map_gpa_pages(&self, pt: u64, gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
-        self.rep(abi::HVCALL_MAP_GPA_PAGES, pfns.len(), 0, |b| encode_map_gpa(b, pt, gfn, flags, pfns), |_| {})
+        self.rep(
+            abi::HVCALL_MAP_GPA_PAGES,
+            pfns.len(),
+            0,
+            |b| encode_map_gpa(b, pt, gfn, flags, pfns),
+            |_| {},
+        )
     }
     fn unmap_gpa_pages(&self, pt: u64, gfn: u64, count: usize, flags: u32) -> RepResult {
-        self.rep(abi::HVCALL_UNMAP_GPA_PAGES, count, 0, |b| encode_unmap_gpa(b, pt, gfn, flags), |_| {})
+        self.rep(
+            abi::HVCALL_UNMAP_GPA_PAGES,
+            count,
+            0,
+            |b| encode_unmap_gpa(b, pt, gfn, flags),
+            |_| {},
+        )
     }
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
-        self.rep(abi::HVCALL_GET_VP_REGISTERS, names.len(), names.len() * 16, |b| encode_get_regs(b, pt, vp, names), |o| {
-            for (i, v) in out.iter_mut().enumerate() {
-                *v = [u64_at(o, i * 16), u64_at(o, i * 16 + 8)];
-            }
-        })
+        self.rep(
+            abi::HVCALL_GET_VP_REGISTERS,
+            names.len(),
+            names.len() * 16,
+            |b| encode_get_regs(b, pt, vp, names),
+            |o| {
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = [u64_at(o, i * 16), u64_at(o, i * 16 + 8)];
+                }
+            },
+        )
     }
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult {
-        self.rep(abi::HVCALL_SET_VP_REGISTERS, regs.len(), 0, |b| encode_set_regs(b, pt, vp, regs), |_| {})
+        self.rep(
+            abi::HVCALL_SET_VP_REGISTERS,
+            regs.len(),
+            0,
+            |b| encode_set_regs(b, pt, vp, regs),
+            |_| {},
+        )
     }
     fn run_vp(&self, _pt: u64, _vp: u32) -> Result<RunExit> {
         kernel::pr_warn_once!("RUN_VP on Hyper-V is not implemented yet (SynIC intercept path)\n");
         Err(EOPNOTSUPP)
     }
-    fn passthrough(&self, code: u16, reps: u16, rep_start: u16, input: &[u8; HV_PAGE], output: &mut [u8; HV_PAGE]) -> u64 {
+    fn passthrough(
+        &self,
+        code: u16,
+        reps: u16,
+        rep_start: u16,
+        input: &[u8; HV_PAGE],
+        output: &mut [u8; HV_PAGE],
+    ) -> u64 {
         self.call(
             abi::control(code, reps, rep_start, 0, false),
             HV_PAGE,
@@ -335,7 +439,7 @@ impl Hypervisor for HyperV {
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_hyperv_encoding)]
+#[kernel::prelude::kunit_tests(mshv_rs_hyperv_encoding)]
 mod tests {
     use super::*;
 
@@ -348,9 +452,15 @@ mod tests {
         // MAP_GPA_PAGES, 509 reps from rep 0.
         assert_eq!(abi::control(0x4b, 509, 0, 0, false), 0x4b | (509u64 << 32));
         // Resuming at rep 100.
-        assert_eq!(abi::control(0x4b, 509, 100, 0, false), 0x4b | (509u64 << 32) | (100u64 << 48));
+        assert_eq!(
+            abi::control(0x4b, 509, 100, 0, false),
+            0x4b | (509u64 << 32) | (100u64 << 48)
+        );
         // Fast bit and variable header.
-        assert_eq!(abi::control(0x41, 0, 0, 2, true), 0x41 | (1 << 16) | (2 << 17));
+        assert_eq!(
+            abi::control(0x41, 0, 0, 2, true),
+            0x41 | (1 << 16) | (2 << 17)
+        );
         // Fields are masked to their widths.
         assert_eq!(abi::control(0x4b, 0x1fff, 0, 0, false) >> 32, 0xfff);
         let r = abi::result(0xb, 37);
@@ -362,12 +472,21 @@ mod tests {
     fn map_and_unmap_encoding() {
         let mut page = [0xffu8; HV_PAGE];
         let pfns = [0x1000, 0x1001, 0x1200];
-        let len = encode_map_gpa(&mut page, 7, 0x400, abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_LARGE_PAGE, &pfns);
+        let len = encode_map_gpa(
+            &mut page,
+            7,
+            0x400,
+            abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_LARGE_PAGE,
+            &pfns,
+        );
         assert_eq!(len, Some(24 + 3 * 8));
         assert_eq!(q(&page, 0), 7);
         assert_eq!(q(&page, 1), 0x400);
         assert_eq!(q(&page, 2), 0x8000_0001);
-        assert_eq!((q(&page, 3), q(&page, 4), q(&page, 5)), (0x1000, 0x1001, 0x1200));
+        assert_eq!(
+            (q(&page, 3), q(&page, 4), q(&page, 5)),
+            (0x1000, 0x1001, 0x1200)
+        );
         // The rest of the page is zeroed, not stale.
         assert!(page[48..].iter().all(|&b| b == 0));
         // A full batch fits exactly; one more does not.
@@ -375,38 +494,71 @@ mod tests {
         assert_eq!(encode_map_gpa(&mut page, 1, 0, 0, &many), Some(4096));
         let too_many = [0u64; 510];
         assert_eq!(encode_map_gpa(&mut page, 1, 0, 0, &too_many), None);
-        assert_eq!(encode_unmap_gpa(&mut page, 9, 0x200, abi::HV_UNMAP_GPA_LARGE_PAGE), Some(24));
+        assert_eq!(
+            encode_unmap_gpa(&mut page, 9, 0x200, abi::HV_UNMAP_GPA_LARGE_PAGE),
+            Some(24)
+        );
         assert_eq!((q(&page, 0), q(&page, 1), q(&page, 2)), (9, 0x200, 2));
     }
 
     #[test]
     fn partition_and_vp_encoding() {
         let mut page = [0u8; HV_PAGE];
-        let a = CreatePartition { flags: 0x8_2100, disabled_features: [1, 2], disabled_xsave: 3 };
+        let a = CreatePartition {
+            flags: 0x8_2100,
+            disabled_features: [1, 2],
+            disabled_xsave: 3,
+        };
         assert_eq!(encode_create_partition(&mut page, &a), Some(56));
         assert_eq!(q(&page, 0), 0x8_2100);
-        assert_eq!(u32::from_le_bytes([page[16], page[17], page[18], page[19]]), 0x0609);
-        assert_eq!((q(&page, 3), q(&page, 4), q(&page, 5), q(&page, 6)), (1, 2, 3, 0));
+        assert_eq!(
+            u32::from_le_bytes([page[16], page[17], page[18], page[19]]),
+            0x0609
+        );
+        assert_eq!(
+            (q(&page, 3), q(&page, 4), q(&page, 5), q(&page, 6)),
+            (1, 2, 3, 0)
+        );
         assert_eq!(encode_create_vp(&mut page, 5, 3), Some(40));
         assert_eq!((q(&page, 0), page[8]), (5, 3));
-        assert_eq!(encode_vp_state_page(&mut page, 5, 2, VpPage::InterceptMessage, true), Some(24));
+        assert_eq!(
+            encode_vp_state_page(&mut page, 5, 2, VpPage::InterceptMessage, true),
+            Some(24)
+        );
         assert_eq!((page[8], page[12]), (2, 1));
-        assert_eq!(encode_vp_state_page(&mut page, 5, 2, VpPage::Registers, false), Some(16));
+        assert_eq!(
+            encode_vp_state_page(&mut page, 5, 2, VpPage::Registers, false),
+            Some(16)
+        );
         assert_eq!(encode_deposit(&mut page, 5, &[0u64; 511]), Some(4096));
     }
 
     #[test]
     fn register_encoding() {
         let mut page = [0u8; HV_PAGE];
-        assert_eq!(encode_get_regs(&mut page, 4, 1, &[abi::HV_X64_REGISTER_RIP, abi::HV_X64_REGISTER_RAX]), Some(24));
-        assert_eq!(u32::from_le_bytes([page[16], page[17], page[18], page[19]]), 0x20010);
+        assert_eq!(
+            encode_get_regs(
+                &mut page,
+                4,
+                1,
+                &[abi::HV_X64_REGISTER_RIP, abi::HV_X64_REGISTER_RAX]
+            ),
+            Some(24)
+        );
+        assert_eq!(
+            u32::from_le_bytes([page[16], page[17], page[18], page[19]]),
+            0x20010
+        );
         let regs = [(abi::HV_X64_REGISTER_RIP, [0xfff0, 0])];
         assert_eq!(encode_set_regs(&mut page, 4, 1, &regs), Some(16 + 32));
         assert_eq!(q(&page, 2) & 0xffff_ffff, 0x20010);
         assert_eq!((q(&page, 4), q(&page, 5)), (0xfff0, 0));
         // 127 assocs fit after the header; 128 do not.
         let regs = [(0u32, [0u64; 2]); 128];
-        assert_eq!(encode_set_regs(&mut page, 4, 1, &regs[..127]), Some(16 + 127 * 32));
+        assert_eq!(
+            encode_set_regs(&mut page, 4, 1, &regs[..127]),
+            Some(16 + 127 * 32)
+        );
         assert_eq!(encode_set_regs(&mut page, 4, 1, &regs), None);
     }
 }

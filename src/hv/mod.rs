@@ -159,5 +159,12 @@ pub(crate) trait Hypervisor: Send + Sync {
     /// allow-list: `input`/`output` are zero-filled 4 KiB pages, the first u64
     /// of `input` is the target partition id. Returns the raw result word
     /// (status in bits 0-15, reps completed in bits 32-43).
-    fn passthrough(&self, code: u16, reps: u16, rep_start: u16, input: &[u8; HV_PAGE], output: &mut [u8; HV_PAGE]) -> u64;
+    fn passthrough(
+        &self,
+        code: u16,
+        reps: u16,
+        rep_start: u16,
+        input: &[u8; HV_PAGE],
+        output: &mut [u8; HV_PAGE],
+    ) -> u64;
 }

@@ -111,10 +111,9 @@ pub(crate) fn to_errno(status: u16) -> i32 {
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_hv_status)]
+#[kernel::prelude::kunit_tests(mshv_rs_hv_status)]
 mod tests {
     use super::*;
-    use kernel::prelude::*;
 
     #[test]
     fn errno_table() {

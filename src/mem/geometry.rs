@@ -156,9 +156,9 @@ pub(crate) fn clamp_invalidation(uaddr: u64, pages: u64, start: u64, end: u64) -
     let region_end = uaddr.checked_add(pages.checked_mul(PAGE_SIZE)?)?;
     let start = start & !(PAGE_SIZE - 1);
     // Round up without wrapping: an `end` in the last page saturates to the top.
-    let end = end.checked_add(PAGE_SIZE - 1).map_or(u64::MAX & !(PAGE_SIZE - 1), |e| {
-        e & !(PAGE_SIZE - 1)
-    });
+    let end = end
+        .checked_add(PAGE_SIZE - 1)
+        .map_or(!(PAGE_SIZE - 1), |e| e & !(PAGE_SIZE - 1));
     let lo = start.max(uaddr);
     let hi = end.min(region_end);
     if lo >= hi {
@@ -191,7 +191,11 @@ pub(crate) fn widen_to_large_frames(
     if end > first {
         let tail = start_gfn.wrapping_add(end - 1) & !(LARGE_PAGES - 1);
         if is_large(tail) {
-            end = end.max(tail.wrapping_sub(start_gfn).saturating_add(LARGE_PAGES).min(pages));
+            end = end.max(
+                tail.wrapping_sub(start_gfn)
+                    .saturating_add(LARGE_PAGES)
+                    .min(pages),
+            );
         }
     }
     GfnRange {
@@ -256,7 +260,7 @@ pub(crate) const fn pages_of_reps(reps: u64, large: bool) -> u64 {
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_geometry)]
+#[kernel::prelude::kunit_tests(mshv_rs_geometry)]
 mod tests {
     use super::*;
     use kernel::prelude::*;
@@ -353,8 +357,10 @@ mod tests {
         // 16 small pages, then one THP, then 3 small pages; the window starts
         // 16 pages below a 2 MiB gfn frame (an unaligned region start).
         let mut p = pages(0x5000, 16, 0);
-        p.extend_from_slice(&pages(0x20000, 512, 9), GFP_KERNEL).unwrap();
-        p.extend_from_slice(&pages(0x7000, 3, 0), GFP_KERNEL).unwrap();
+        p.extend_from_slice(&pages(0x20000, 512, 9), GFP_KERNEL)
+            .unwrap();
+        p.extend_from_slice(&pages(0x7000, 3, 0), GFP_KERNEL)
+            .unwrap();
         assert_eq!(
             &runs(0x3f0, &p)[..],
             &[run(0, 16, false), run(16, 512, true), run(528, 3, false)]
@@ -375,21 +381,39 @@ mod tests {
         assert_eq!(clamp_invalidation(ua, 16, 0x1000, ua), None);
         assert_eq!(clamp_invalidation(ua, 16, ua + 0x10000, ua + 0x20000), None);
         // Inside.
-        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2000, ua + 0x4000), w(2, 2));
+        assert_eq!(
+            clamp_invalidation(ua, 16, ua + 0x2000, ua + 0x4000),
+            w(2, 2)
+        );
         // Straddling the start and the end.
-        assert_eq!(clamp_invalidation(ua, 16, ua - 0x3000, ua + 0x1000), w(0, 1));
-        assert_eq!(clamp_invalidation(ua, 16, ua + 0xf000, ua + 0x40000), w(15, 1));
+        assert_eq!(
+            clamp_invalidation(ua, 16, ua - 0x3000, ua + 0x1000),
+            w(0, 1)
+        );
+        assert_eq!(
+            clamp_invalidation(ua, 16, ua + 0xf000, ua + 0x40000),
+            w(15, 1)
+        );
         // Covering all.
         assert_eq!(clamp_invalidation(ua, 16, 0, u64::MAX), w(0, 16));
         // Unaligned ends round outward.
-        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2fff, ua + 0x3001), w(2, 2));
-        assert_eq!(clamp_invalidation(ua, 16, ua + 0x2001, ua + 0x2002), w(2, 1));
+        assert_eq!(
+            clamp_invalidation(ua, 16, ua + 0x2fff, ua + 0x3001),
+            w(2, 2)
+        );
+        assert_eq!(
+            clamp_invalidation(ua, 16, ua + 0x2001, ua + 0x2002),
+            w(2, 1)
+        );
         // Empty and inverted.
         assert_eq!(clamp_invalidation(ua, 16, ua + 0x2000, ua + 0x2000), None);
         assert_eq!(clamp_invalidation(ua, 16, ua + 0x3000, ua + 0x2000), None);
         // End near u64::MAX does not wrap.
         let top = u64::MAX & !0xfff;
-        assert_eq!(clamp_invalidation(top - 0x1000, 1, top - 0x800, u64::MAX), w(0, 1));
+        assert_eq!(
+            clamp_invalidation(top - 0x1000, 1, top - 0x800, u64::MAX),
+            w(0, 1)
+        );
         // A region whose end would overflow is rejected, not wrapped.
         assert_eq!(clamp_invalidation(top, 2, top, u64::MAX), None);
     }
@@ -399,13 +423,34 @@ mod tests {
         // Region at gfn 0x3f0, 1040 pages: frames 0x400 and 0x600 are inside.
         let large = |f: u64| f == 0x400;
         // Invalidating 4 pages in the large frame widens to the whole frame.
-        let r = GfnRange { first: 0x20, count: 4 };
-        assert_eq!(widen_to_large_frames(0x3f0, 1040, r, large), GfnRange { first: 0x10, count: 512 });
+        let r = GfnRange {
+            first: 0x20,
+            count: 4,
+        };
+        assert_eq!(
+            widen_to_large_frames(0x3f0, 1040, r, large),
+            GfnRange {
+                first: 0x10,
+                count: 512
+            }
+        );
         // Straddling the small head and the large frame.
-        let r = GfnRange { first: 0x8, count: 0x10 };
-        assert_eq!(widen_to_large_frames(0x3f0, 1040, r, large), GfnRange { first: 0x8, count: 0x208 });
+        let r = GfnRange {
+            first: 0x8,
+            count: 0x10,
+        };
+        assert_eq!(
+            widen_to_large_frames(0x3f0, 1040, r, large),
+            GfnRange {
+                first: 0x8,
+                count: 0x208
+            }
+        );
         // Nothing large: unchanged.
-        let r = GfnRange { first: 0x20, count: 4 };
+        let r = GfnRange {
+            first: 0x20,
+            count: 4,
+        };
         assert_eq!(widen_to_large_frames(0x3f0, 1040, r, |_| false), r);
     }
 
@@ -415,7 +460,10 @@ mod tests {
         let mut rec = |g: u64, n: u64, l: bool| v.push((g, n, l), GFP_KERNEL).unwrap();
         // Region at gfn 0x3f0; offsets 0x8..0x418 = gfns 0x3f8..0x808.
         // Frame 0x400 large, frame 0x600 small.
-        let r = GfnRange { first: 0x8, count: 0x410 };
+        let r = GfnRange {
+            first: 0x8,
+            count: 0x410,
+        };
         split_by_frames(0x3f0, r, |f| f == 0x400, &mut rec);
         assert_eq!(
             &v[..],
@@ -423,17 +471,38 @@ mod tests {
         );
         // Two adjacent large frames merge into one run of 2 reps.
         let mut v = KVec::new();
-        let r = GfnRange { first: 0, count: 1024 };
-        split_by_frames(0x400, r, |_| true, |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap());
+        let r = GfnRange {
+            first: 0,
+            count: 1024,
+        };
+        split_by_frames(
+            0x400,
+            r,
+            |_| true,
+            |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap(),
+        );
         assert_eq!(&v[..], &[(0x400, 2, true)]);
         // A large frame only partly covered is not a large rep.
         let mut v = KVec::new();
-        let r = GfnRange { first: 0, count: 511 };
-        split_by_frames(0x400, r, |_| true, |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap());
+        let r = GfnRange {
+            first: 0,
+            count: 511,
+        };
+        split_by_frames(
+            0x400,
+            r,
+            |_| true,
+            |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap(),
+        );
         assert_eq!(&v[..], &[(0x400, 511, false)]);
         // Empty range: nothing.
         let mut n = 0;
-        split_by_frames(0x400, GfnRange { first: 0, count: 0 }, |_| true, |_, _, _| n += 1);
+        split_by_frames(
+            0x400,
+            GfnRange { first: 0, count: 0 },
+            |_| true,
+            |_, _, _| n += 1,
+        );
         assert_eq!(n, 0);
     }
 

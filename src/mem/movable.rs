@@ -114,8 +114,8 @@ pub(crate) struct Movable {
 }
 
 impl Movable {
-    /// Creates the movable state of a region, registers its notifier and maps
-    /// the whole range NO_ACCESS. Sleeps.
+    /// Creates the movable state of a region and registers its notifier.
+    /// The caller then maps it with [`Movable::map_initial`]. Sleeps.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         hv: Arc<dyn Hypervisor>,
@@ -151,7 +151,6 @@ impl Movable {
         let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
-        this.map_initial()?;
         Ok(this)
     }
 
@@ -180,29 +179,51 @@ impl Movable {
     }
 
     fn all(&self) -> GfnRange {
-        GfnRange { first: 0, count: self.pages }
+        GfnRange {
+            first: 0,
+            count: self.pages,
+        }
     }
 
     /// Maps the whole region NO_ACCESS: whole aligned frames as 2 MiB
     /// entries, the rest as 4 KiB entries. Deposits as needed (no lock the
     /// notifier takes is held: the state lock is dropped around deposits).
-    fn map_initial(&self) -> Result {
+    /// On error the caller removes the region ([`Movable::remove`]).
+    pub(crate) fn map_initial(&self) -> Result {
         for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
             let mut st = self.state.lock();
             let mut err = None;
-            geometry::split_by_frames(self.start_gfn, self.all(), |_| true, |gfn, reps, large| {
-                if err.is_none() {
-                    err = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).err();
-                }
-            });
+            geometry::split_by_frames(
+                self.start_gfn,
+                self.all(),
+                |_| true,
+                |gfn, reps, large| {
+                    if err.is_none() {
+                        err = calls::map_no_access(
+                            &*self.hv,
+                            self.pt,
+                            gfn,
+                            reps,
+                            large,
+                            &self.stats.hypercalls,
+                        )
+                        .err();
+                    }
+                },
+            );
             // Record the large NO_ACCESS frames (also after a partial failure:
             // a retry maps the same layout again).
             let mut frames = KVec::new();
-            geometry::split_by_frames(self.start_gfn, self.all(), |_| true, |gfn, reps, large| {
-                if large {
-                    let _ = frames.push((gfn, reps), GFP_NOWAIT);
-                }
-            });
+            geometry::split_by_frames(
+                self.start_gfn,
+                self.all(),
+                |_| true,
+                |gfn, reps, large| {
+                    if large {
+                        let _ = frames.push((gfn, reps), GFP_NOWAIT);
+                    }
+                },
+            );
             for (gfn, reps) in frames {
                 for i in 0..reps {
                     self.set_large(&mut st, gfn + i * geometry::LARGE_PAGES, true);
@@ -237,7 +258,14 @@ impl Movable {
         let mut hmm = KVVec::new();
         hmm.resize(n, HmmPfn::default(), GFP_KERNEL)?;
         let mut pages = KVVec::new();
-        pages.resize(n, HostPage { pfn: 0, map_order: 0 }, GFP_KERNEL)?;
+        pages.resize(
+            n,
+            HostPage {
+                pfn: 0,
+                map_order: 0,
+            },
+            GFP_KERNEL,
+        )?;
         let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
 
         for _ in 0..MAX_FAULT_TRIES {
@@ -251,7 +279,10 @@ impl Movable {
                 if !h.valid() {
                     return Err(EFAULT);
                 }
-                *p = HostPage { pfn: h.pfn(), map_order: h.map_order() };
+                *p = HostPage {
+                    pfn: h.pfn(),
+                    map_order: h.map_order(),
+                };
             }
             let mut st = self.state.lock();
             if st.removed {
@@ -288,7 +319,11 @@ impl Movable {
     ) -> Result<(), crate::hv::HvError> {
         let base = abi::HV_MAP_GPA_READABLE
             | abi::HV_MAP_GPA_ADJUSTABLE
-            | if self.exec { abi::HV_MAP_GPA_EXECUTABLE } else { 0 };
+            | if self.exec {
+                abi::HV_MAP_GPA_EXECUTABLE
+            } else {
+                0
+            };
         let mut result = Ok(());
         let mut pfns = [0u64; 64];
         geometry::plan_runs(window.first, pages, |run| {
@@ -300,19 +335,37 @@ impl Movable {
             while i < end && result.is_ok() {
                 // A sub-run of equal write permission (uniform within a large chunk).
                 let w = self.writable && hmm.get(i).is_some_and(|h| h.writable());
-                let step = if run.large { geometry::LARGE_PAGES as usize } else { 1 };
+                let step = if run.large {
+                    geometry::LARGE_PAGES as usize
+                } else {
+                    1
+                };
                 let mut j = i;
                 let mut k = 0;
-                while j < end && k < pfns.len() && (self.writable && hmm.get(j).is_some_and(|h| h.writable())) == w {
+                while j < end
+                    && k < pfns.len()
+                    && (self.writable && hmm.get(j).is_some_and(|h| h.writable())) == w
+                {
                     pfns[k] = pages.get(j).map_or(0, |p| p.pfn);
                     k += 1;
                     j += step;
                 }
                 let flags = base
                     | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 }
-                    | if run.large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
+                    | if run.large {
+                        abi::HV_MAP_GPA_LARGE_PAGE
+                    } else {
+                        0
+                    };
                 let gfn = window.first + i as u64;
-                match calls::map_batched(&*self.hv, self.pt, gfn, flags, &pfns[..k], &self.stats.hypercalls) {
+                match calls::map_batched(
+                    &*self.hv,
+                    self.pt,
+                    gfn,
+                    flags,
+                    &pfns[..k],
+                    &self.stats.hypercalls,
+                ) {
                     Ok(()) => {
                         if run.large {
                             Stats::add(&self.stats.mapped_2m, k as u64);
@@ -337,14 +390,32 @@ impl Movable {
 
     /// Remaps `range` (page offsets) NO_ACCESS without splitting large
     /// entries. Under the lock; no allocation.
-    fn remap_no_access(&self, st: &MovableState, range: GfnRange) -> Result<(), crate::hv::RepError> {
-        let range = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(st, f));
-        let mut res = Ok(());
-        geometry::split_by_frames(self.start_gfn, range, |f| self.is_large(st, f), |gfn, reps, large| {
-            if res.is_ok() {
-                res = calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls);
-            }
+    fn remap_no_access(
+        &self,
+        st: &MovableState,
+        range: GfnRange,
+    ) -> Result<(), crate::hv::RepError> {
+        let range = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| {
+            self.is_large(st, f)
         });
+        let mut res = Ok(());
+        geometry::split_by_frames(
+            self.start_gfn,
+            range,
+            |f| self.is_large(st, f),
+            |gfn, reps, large| {
+                if res.is_ok() {
+                    res = calls::map_no_access(
+                        &*self.hv,
+                        self.pt,
+                        gfn,
+                        reps,
+                        large,
+                        &self.stats.hypercalls,
+                    );
+                }
+            },
+        );
         res
     }
 
@@ -354,11 +425,28 @@ impl Movable {
         let mut st = self.state.lock();
         st.removed = true;
         let mut failed = false;
-        geometry::split_by_frames(self.start_gfn, self.all(), |f| self.is_large(&st, f), |gfn, reps, large| {
-            failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).is_err();
-        });
+        geometry::split_by_frames(
+            self.start_gfn,
+            self.all(),
+            |f| self.is_large(&st, f),
+            |gfn, reps, large| {
+                failed |= calls::unmap_batched(
+                    &*self.hv,
+                    self.pt,
+                    gfn,
+                    reps,
+                    large,
+                    &self.stats.hypercalls,
+                )
+                .is_err();
+            },
+        );
         if failed {
-            pr_warn!("pt {}: unmapping movable region at gfn {:#x} failed\n", self.pt, self.start_gfn);
+            pr_warn!(
+                "pt {}: unmapping movable region at gfn {:#x} failed\n",
+                self.pt,
+                self.start_gfn
+            );
         }
     }
 }
@@ -377,6 +465,10 @@ impl Invalidate for Movable {
             }
         };
         inv.set_seq();
+        // A removed region's GPA range may already belong to a new region.
+        if st.removed {
+            return true;
+        }
         let Some(range) = geometry::clamp_invalidation(self.uaddr, self.pages, start, end) else {
             return true;
         };
@@ -386,14 +478,32 @@ impl Invalidate for Movable {
             // is an injected or hypervisor failure. The page must not stay
             // reachable: unmap instead (the guest then exits to the VMM).
             Stats::add(&self.stats.invalidate_failures, 1);
-            let r = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(&st, f));
-            let mut failed = false;
-            geometry::split_by_frames(self.start_gfn, r, |f| self.is_large(&st, f), |gfn, reps, large| {
-                failed |= calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls).is_err();
+            let r = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| {
+                self.is_large(&st, f)
             });
+            let mut failed = false;
+            geometry::split_by_frames(
+                self.start_gfn,
+                r,
+                |f| self.is_large(&st, f),
+                |gfn, reps, large| {
+                    failed |= calls::unmap_batched(
+                        &*self.hv,
+                        self.pt,
+                        gfn,
+                        reps,
+                        large,
+                        &self.stats.hypercalls,
+                    )
+                    .is_err();
+                },
+            );
             if failed {
-                pr_err!("pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",
-                    self.pt, self.start_gfn + range.first);
+                pr_err!(
+                    "pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",
+                    self.pt,
+                    self.start_gfn + range.first
+                );
             }
         }
         true

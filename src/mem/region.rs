@@ -76,8 +76,23 @@ impl Region {
             mm::VmaKind::None => return Err(EINVAL),
             mm::VmaKind::Io(pfn) => RegionKind::Mmio { pfn },
             mm::VmaKind::Ram => {
+                // As upstream: pinned is the fallback when the notifier cannot
+                // be registered (and the choice of encrypted partitions/tests).
                 let movable = if policy == RamPolicy::Movable {
-                    Movable::new(hv.clone(), pt, start_gfn, pages, uaddr, writable, exec, stats.clone()).ok()
+                    Movable::new(
+                        hv.clone(),
+                        pt,
+                        start_gfn,
+                        pages,
+                        uaddr,
+                        writable,
+                        exec,
+                        stats.clone(),
+                    )
+                    .inspect_err(|e| {
+                        pr_info!("pt {}: movable region refused ({:?}); pinning\n", pt, e)
+                    })
+                    .ok()
                 } else {
                     None
                 };
@@ -87,16 +102,34 @@ impl Region {
                 }
             }
         };
-        let region = Self { start_gfn, pages, uaddr, writable, exec, hv, pt, stats: stats.clone(), kind };
+        let region = Self {
+            start_gfn,
+            pages,
+            uaddr,
+            writable,
+            exec,
+            hv,
+            pt,
+            stats: stats.clone(),
+            kind,
+        };
         match &region.kind {
-            RegionKind::Movable(_) => {}
+            RegionKind::Movable(m) => {
+                if let Err(e) = m.map_initial() {
+                    m.remove();
+                    return Err(e);
+                }
+            }
             RegionKind::Mmio { pfn } => {
                 let pfn = *pfn;
                 region.map_up_front(|i| (pfn + i as u64, 0))?
             }
-            RegionKind::Pinned(p) => {
-                region.map_up_front(|i| (p.pfns().get(i).copied().unwrap_or(0), mm::pinned_folio_order(p, i)))?
-            }
+            RegionKind::Pinned(p) => region.map_up_front(|i| {
+                (
+                    p.pfns().get(i).copied().unwrap_or(0),
+                    mm::pinned_folio_order(p, i),
+                )
+            })?,
         }
         Ok(region)
     }
@@ -120,13 +153,23 @@ impl Region {
         let mut v = KVVec::with_capacity(self.pages as usize, GFP_KERNEL)?;
         for i in 0..self.pages as usize {
             let (pfn, order) = page(i);
-            v.push(HostPage { pfn, map_order: order }, GFP_KERNEL)?;
+            v.push(
+                HostPage {
+                    pfn,
+                    map_order: order,
+                },
+                GFP_KERNEL,
+            )?;
         }
         Ok(v)
     }
 
     /// Calls `f(gfn, pfns of the run, large)` for the region's map layout.
-    fn for_each_run(&self, pages: &[HostPage], mut f: impl FnMut(u64, &[u64], bool) -> Result) -> Result {
+    fn for_each_run(
+        &self,
+        pages: &[HostPage],
+        mut f: impl FnMut(u64, &[u64], bool) -> Result,
+    ) -> Result {
         let mut res = Ok(());
         let mut pfns = KVVec::new();
         geometry::plan_runs(self.start_gfn, pages, |run| {
@@ -134,7 +177,11 @@ impl Region {
                 return;
             }
             pfns.clear();
-            let step = if run.large { geometry::LARGE_PAGES as usize } else { 1 };
+            let step = if run.large {
+                geometry::LARGE_PAGES as usize
+            } else {
+                1
+            };
             let mut i = run.index;
             while i < run.index + run.count {
                 if let Err(e) = pfns.push(pages.get(i).map_or(0, |p| p.pfn), GFP_KERNEL) {
@@ -157,7 +204,8 @@ impl Region {
         let res = self.for_each_run(&pages, |gfn, pfns, large| {
             let flags = flags | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
             calls::retry_with_deposit(&*self.hv, self.pt, || {
-                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns, &self.stats.hypercalls).map_err(|e| e.error)
+                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns, &self.stats.hypercalls)
+                    .map_err(|e| e.error)
             })
         });
         if res.is_err() {
@@ -170,11 +218,22 @@ impl Region {
     /// layout it was mapped with (no split of large entries needed).
     fn unmap_all(&self, pages: &[HostPage]) {
         let res = self.for_each_run(pages, |gfn, pfns, large| {
-            calls::unmap_batched(&*self.hv, self.pt, gfn, pfns.len() as u64, large, &self.stats.hypercalls)
-                .map_err(|e| e.error.into())
+            calls::unmap_batched(
+                &*self.hv,
+                self.pt,
+                gfn,
+                pfns.len() as u64,
+                large,
+                &self.stats.hypercalls,
+            )
+            .map_err(|e| e.error.into())
         });
         if res.is_err() {
-            pr_warn!("pt {}: unmapping region at gfn {:#x} failed\n", self.pt, self.start_gfn);
+            pr_warn!(
+                "pt {}: unmapping region at gfn {:#x} failed\n",
+                self.pt,
+                self.start_gfn
+            );
         }
     }
 
@@ -201,12 +260,24 @@ impl Region {
                 }
             }
             RegionKind::Pinned(p) => {
-                match self.host_pages(|i| (p.pfns().get(i).copied().unwrap_or(0), mm::pinned_folio_order(p, i))) {
+                match self.host_pages(|i| {
+                    (
+                        p.pfns().get(i).copied().unwrap_or(0),
+                        mm::pinned_folio_order(p, i),
+                    )
+                }) {
                     Ok(pages) => self.unmap_all(&pages),
                     Err(_) => {
                         // Out of memory for the layout: unmap 4 KiB reps (may
                         // need hypervisor memory to split; best effort).
-                        let _ = calls::unmap_batched(&*self.hv, self.pt, self.start_gfn, self.pages, false, &self.stats.hypercalls);
+                        let _ = calls::unmap_batched(
+                            &*self.hv,
+                            self.pt,
+                            self.start_gfn,
+                            self.pages,
+                            false,
+                            &self.stats.hypercalls,
+                        );
                     }
                 }
             }

@@ -2084,8 +2084,16 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
                         return Err(Stop::Exc(VEC_DE));
                     }
                     // NO-OVERFLOW: `qm <= 2^63` and `rm < |d| <= 2^63` here.
-                    let q = if negative { (qm as i128).wrapping_neg() } else { qm as i128 };
-                    let r = if dividend < 0 { (rm as i128).wrapping_neg() } else { rm as i128 };
+                    let q = if negative {
+                        (qm as i128).wrapping_neg()
+                    } else {
+                        qm as i128
+                    };
+                    let r = if dividend < 0 {
+                        (rm as i128).wrapping_neg()
+                    } else {
+                        rm as i128
+                    };
                     (q as u64 & mask, r as u64 & mask)
                 };
                 if size == 1 {

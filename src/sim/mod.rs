@@ -656,7 +656,7 @@ impl Hypervisor for Sim {
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_sim)]
+#[kernel::prelude::kunit_tests(mshv_rs_sim)]
 mod tests {
     use super::*;
     use crate::sys::page::{self, OwnedPage};

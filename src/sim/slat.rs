@@ -858,7 +858,7 @@ impl Drop for Slat {
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_sim_slat)]
+#[kernel::prelude::kunit_tests(mshv_rs_sim_slat)]
 mod tests {
     use super::*;
     use crate::sys::page::OwnedPage;

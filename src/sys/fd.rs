@@ -40,17 +40,22 @@ fn install<T: Send + Sync + 'static>(kind: c_int, obj: Arc<T>) -> Result<i32> {
 ///
 /// Called by `helpers.c` with the private data of a live fd of `kind`.
 #[no_mangle]
-unsafe extern "C" fn mshv_rs_fd_ioctl(kind: c_int, private: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+unsafe extern "C" fn mshv_rs_fd_ioctl(
+    kind: c_int,
+    private: *mut c_void,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
     let res = match kind {
         ffi::FD_PARTITION => {
             // SAFETY: the fd owns an `Arc<Partition>` for as long as it is open.
             let p = unsafe { Arc::<Partition>::borrow(private.cast()) };
-            p.ioctl(cmd, arg as usize)
+            p.ioctl(cmd, arg)
         }
         ffi::FD_VP => {
             // SAFETY: the fd owns an `Arc<Vp>` for as long as it is open.
             let vp = unsafe { Arc::<Vp>::borrow(private.cast()) };
-            vp.ioctl(cmd, arg as usize)
+            vp.ioctl(cmd, arg)
         }
         _ => Err(EINVAL),
     };

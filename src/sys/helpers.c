@@ -14,6 +14,7 @@
 #include <linux/mmu_notifier.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 
 #include "mshv_rs_helpers.h"
@@ -249,6 +250,9 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
 
 /* ---- pinned pages ------------------------------------------------------- */
 
+/* Pin in batches of 256 MiB (upstream's MSHV_PIN_PAGES_BATCH_SIZE). */
+#define MSHV_RS_PIN_BATCH_PAGES (SZ_256M / PAGE_SIZE)
+
 long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
 			   bool write, u64 *pfns)
 {
@@ -259,16 +263,22 @@ long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
 
 	BUILD_BUG_ON(sizeof(struct page *) != sizeof(u64));
 	while (done < npages) {
-		int chunk = min_t(unsigned long, npages - done, INT_MAX);
+		int chunk = min_t(unsigned long, npages - done,
+				  MSHV_RS_PIN_BATCH_PAGES);
 
 		ret = pin_user_pages_fast(start + done * PAGE_SIZE, chunk, flags,
 					  pages + done);
+		if (ret > 0 && fatal_signal_pending(current)) {
+			done += ret;
+			ret = -EINTR;
+		}
 		if (ret <= 0) {
 			if (done)
 				unpin_user_pages(pages, done);
 			return ret ? ret : -EFAULT;
 		}
 		done += ret;
+		cond_resched();
 	}
 	for (i = 0; i < npages; i++)
 		pfns[i] = page_to_pfn(pages[i]);

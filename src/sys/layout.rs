@@ -8,10 +8,9 @@
 //! configuration that breaks the bindings fails `make kunit` loudly.
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-#[kunit_tests(mshv_rs_layout)]
+#[kernel::prelude::kunit_tests(mshv_rs_layout)]
 mod tests {
     use super::super::ffi;
-    use kernel::prelude::*;
     use core::mem::{offset_of, size_of};
     use kernel::bindings;
 
@@ -22,16 +21,28 @@ mod tests {
 
     #[test]
     fn task_struct_matches_c() {
-        assert_eq!(size_of::<bindings::task_struct>(), c(ffi::SIZEOF_TASK_STRUCT));
-        assert_eq!(offset_of!(bindings::task_struct, mm), c(ffi::OFFSETOF_TASK_MM));
-        assert_eq!(offset_of!(bindings::task_struct, pid), c(ffi::OFFSETOF_TASK_PID));
+        assert_eq!(
+            size_of::<bindings::task_struct>(),
+            c(ffi::SIZEOF_TASK_STRUCT)
+        );
+        assert_eq!(
+            offset_of!(bindings::task_struct, mm),
+            c(ffi::OFFSETOF_TASK_MM)
+        );
+        assert_eq!(
+            offset_of!(bindings::task_struct, pid),
+            c(ffi::OFFSETOF_TASK_PID)
+        );
     }
 
     #[test]
     fn fs_and_mm_structs_match_c() {
         assert_eq!(size_of::<bindings::file>(), c(ffi::SIZEOF_FILE));
         assert_eq!(size_of::<bindings::mm_struct>(), c(ffi::SIZEOF_MM_STRUCT));
-        assert_eq!(size_of::<bindings::vm_area_struct>(), c(ffi::SIZEOF_VM_AREA));
+        assert_eq!(
+            size_of::<bindings::vm_area_struct>(),
+            c(ffi::SIZEOF_VM_AREA)
+        );
         assert_eq!(size_of::<bindings::miscdevice>(), c(ffi::SIZEOF_MISCDEVICE));
         assert_eq!(size_of::<bindings::file_operations>(), c(ffi::SIZEOF_FOPS));
     }

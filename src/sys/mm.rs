@@ -104,7 +104,13 @@ impl<T: Invalidate> IntervalNotifier<T> {
         // SAFETY: `mm.mm` is referenced; the callback trampoline below casts
         // `owner` back to `T`, valid per this function's contract.
         let mni = unsafe {
-            ffi::mshv_rs_mni_create(mm.mm, start as c_ulong, length as c_ulong, owner as *mut c_void, &mut err)
+            ffi::mshv_rs_mni_create(
+                mm.mm,
+                start as c_ulong,
+                length as c_ulong,
+                owner as *mut c_void,
+                &mut err,
+            )
         };
         if mni.is_null() {
             return Err(Error::from_errno(err));
@@ -266,7 +272,9 @@ impl PinnedPages {
 impl Drop for PinnedPages {
     fn drop(&mut self) {
         // SAFETY: by the type invariant each pfn is pinned once by us.
-        unsafe { ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty) };
+        unsafe {
+            ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty)
+        };
         crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, -(self.pfns.len() as i64));
     }
 }

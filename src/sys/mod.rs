@@ -8,8 +8,8 @@
 //! on a bindgen layout. This module is the only place that declares or calls
 //! those C functions; the rest of the driver uses the types below.
 
+pub(crate) mod fd;
 pub(crate) mod ffi;
 pub(crate) mod layout;
-pub(crate) mod page;
 pub(crate) mod mm;
-pub(crate) mod fd;
+pub(crate) mod page;

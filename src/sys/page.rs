@@ -76,7 +76,12 @@ impl Drop for OwnedPage {
 pub(crate) unsafe fn read(pfn: u64, off: usize, buf: &mut [u8]) {
     // SAFETY: per the function's contract; `buf` is valid for writes of its length.
     unsafe {
-        ffi::mshv_rs_pfn_read(pfn, off as u32, buf.as_mut_ptr().cast::<c_void>(), buf.len() as u32)
+        ffi::mshv_rs_pfn_read(
+            pfn,
+            off as u32,
+            buf.as_mut_ptr().cast::<c_void>(),
+            buf.len() as u32,
+        )
     }
 }
 
@@ -88,7 +93,12 @@ pub(crate) unsafe fn read(pfn: u64, off: usize, buf: &mut [u8]) {
 pub(crate) unsafe fn write(pfn: u64, off: usize, data: &[u8]) {
     // SAFETY: per the function's contract; `data` is valid for reads of its length.
     unsafe {
-        ffi::mshv_rs_pfn_write(pfn, off as u32, data.as_ptr().cast::<c_void>(), data.len() as u32)
+        ffi::mshv_rs_pfn_write(
+            pfn,
+            off as u32,
+            data.as_ptr().cast::<c_void>(),
+            data.len() as u32,
+        )
     }
 }
 
