@@ -7,18 +7,25 @@
 //!   and after to catch leaks);
 //! - `force_pinned`: write 1 to make new RAM regions pinned (tests);
 //! - `partitions/<id>/stats`: one `name value` line per counter of
-//!   [`crate::mem::movable::Stats`].
+//!   [`crate::mem::movable::Stats`];
+//! - with `backend=sim`: `partitions/<id>/sim_slat` (the simulated
+//!   hypervisor's view: pool pages, SLAT tables, 4 KiB, 2 MiB and accessible
+//!   entries), `sim/inject_insufficient_memory` (write N: the next N map or
+//!   create hypercalls fail with INSUFFICIENT_MEMORY) and
+//!   `sim/inject_fail_at_rep` (write `REP STATUS`: the next map or unmap call
+//!   fails with STATUS after REP reps).
 
-use crate::mem::movable::Stats;
+use crate::{mem::movable::Stats, sim::Sim};
 use core::{
     fmt,
     sync::atomic::{AtomicI64, Ordering},
 };
 use kernel::{
-    debugfs::{Dir, File},
+    debugfs::{Dir, File, Reader},
     prelude::*,
     str::CString,
     sync::{atomic::Atomic, Arc},
+    uaccess::UserSliceReader,
 };
 
 /// A kind of object counted in `live_objects`.
@@ -76,6 +83,72 @@ fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "invalidate_failures {}", r(&s.invalidate_failures))
 }
 
+/// Reads up to 32 bytes of whitespace-separated decimal numbers.
+fn read_numbers<const N: usize>(r: &mut UserSliceReader) -> Result<[u64; N]> {
+    let mut buf = [0u8; 32];
+    let n = r.len();
+    let dst = buf.get_mut(..n).ok_or(EINVAL)?;
+    r.read_slice(dst)?;
+    let s = core::str::from_utf8(dst).map_err(|_| EINVAL)?;
+    let mut out = [0u64; N];
+    let mut words = s.split_whitespace();
+    for v in out.iter_mut() {
+        *v = words.next().ok_or(EINVAL)?.parse().map_err(|_| EINVAL)?;
+    }
+    if words.next().is_some() {
+        return Err(EINVAL);
+    }
+    Ok(out)
+}
+
+/// `sim/inject_insufficient_memory`.
+struct InjectNoMemory(Arc<Sim>);
+
+impl Reader for InjectNoMemory {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .inject_insufficient_memory(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
+/// `sim/inject_fail_at_rep`.
+struct InjectFailAtRep(Arc<Sim>);
+
+impl Reader for InjectFailAtRep {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [rep, status] = read_numbers::<2>(r)?;
+        let rep = u32::try_from(rep).map_err(|_| EINVAL)?;
+        let status = u16::try_from(status).map_err(|_| EINVAL)?;
+        self.0.inject_fail_at_rep(rep, status);
+        Ok(())
+    }
+}
+
+fn show_sim(d: &(Arc<Sim>, u64), f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let Ok(s) = d.0.partition_stats(d.1) else {
+        return writeln!(f, "gone");
+    };
+    writeln!(f, "pool_pages {}", s.pool_pages)?;
+    writeln!(f, "pool_free {}", s.pool_free)?;
+    writeln!(f, "slat_tables {}", s.slat_tables)?;
+    writeln!(f, "small_entries {}", s.small_entries)?;
+    writeln!(f, "large_entries {}", s.large_entries)?;
+    writeln!(f, "accessible_entries {}", s.accessible_entries)?;
+    writeln!(f, "vps {}", s.vps)
+}
+
+/// Fault-injection files of the simulated hypervisor.
+#[pin_data]
+struct SimFiles {
+    #[pin]
+    no_memory: File<InjectNoMemory>,
+    #[pin]
+    fail_at_rep: File<InjectFailAtRep>,
+    _dir: Dir,
+}
+
 /// The module's debugfs tree.
 #[pin_data]
 pub(crate) struct Debugfs {
@@ -85,18 +158,35 @@ pub(crate) struct Debugfs {
     #[pin]
     live: File<()>,
     partitions: Dir,
+    sim: Option<(Arc<Sim>, Pin<KBox<SimFiles>>)>,
     root: Dir,
 }
 
 impl Debugfs {
     /// Creates the tree.
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
+    pub(crate) fn new(sim: Option<Arc<Sim>>) -> impl PinInit<Self, Error> {
         let root = Dir::new(c"mshv_rs");
         let partitions = root.subdir(c"partitions");
+        let sim = sim.and_then(|sim| {
+            let dir = root.subdir(c"sim");
+            let (no_memory, fail_at_rep) =
+                (InjectNoMemory(sim.clone()), InjectFailAtRep(sim.clone()));
+            let files = KBox::pin_init(
+                try_pin_init!(SimFiles {
+                    no_memory <- dir.write_only_file(c"inject_insufficient_memory", no_memory),
+                    fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
+                    _dir: dir,
+                }? Error),
+                GFP_KERNEL,
+            )
+            .ok()?;
+            Some((sim, files))
+        });
         try_pin_init!(Self {
             force_pinned <- root.read_write_file(c"force_pinned", Atomic::new(0u32)),
             live <- root.read_callback_file(c"live_objects", (), &show_live),
             partitions,
+            sim,
             root,
         }? Error)
     }
@@ -114,8 +204,16 @@ impl Debugfs {
             dir.read_callback_file(c"stats", stats, &show_stats),
             GFP_KERNEL,
         )?;
+        let sim = match &self.sim {
+            Some((sim, _)) => Some(KBox::pin_init(
+                dir.read_callback_file(c"sim_slat", (sim.clone(), id), &show_sim),
+                GFP_KERNEL,
+            )?),
+            None => None,
+        };
         Ok(PartitionFiles {
             _stats: stats,
+            _sim: sim,
             _dir: dir,
         })
     }
@@ -124,5 +222,6 @@ impl Debugfs {
 /// A partition's debugfs files.
 pub(crate) struct PartitionFiles {
     _stats: Pin<KBox<File<Arc<Stats>>>>,
+    _sim: Option<Pin<KBox<File<(Arc<Sim>, u64)>>>>,
     _dir: Dir,
 }

@@ -91,14 +91,19 @@ pub(crate) struct MshvModule {
 }
 
 fn new_shared() -> Result<Arc<Shared>> {
+    let mut simulator = None;
     let hv: Arc<dyn hv::Hypervisor> = match backend_kind()? {
-        BackendKind::Sim => sim::Sim::new()?,
+        BackendKind::Sim => {
+            let s = sim::Sim::new()?;
+            simulator = Some(s.clone());
+            s
+        }
         #[cfg(CONFIG_HYPERV)]
         BackendKind::HyperV => hv::hyperv::HyperV::new()?,
         #[cfg(not(CONFIG_HYPERV))]
         BackendKind::HyperV => return Err(ENODEV),
     };
-    let debugfs = KBox::pin_init(debugfs::Debugfs::new(), GFP_KERNEL)?;
+    let debugfs = KBox::pin_init(debugfs::Debugfs::new(simulator), GFP_KERNEL)?;
     Ok(Arc::new(Shared { hv, debugfs }, GFP_KERNEL)?)
 }
 

@@ -132,6 +132,29 @@ pub(crate) fn map_batched(
 /// A page of zero pfns for NO_ACCESS maps (the list is ignored, but sent).
 static ZERO_PFNS: [u64; 512] = [0; 512];
 
+/// Issues `reps` reps at `gfn` in calls of at most `batch` reps; `call(gfn, n)`
+/// issues one. Reps are 2 MiB if `large`. Counts the calls in `calls`.
+fn batched(
+    gfn: u64,
+    reps: u64,
+    large: bool,
+    batch: usize,
+    calls: &AtomicU64,
+    mut call: impl FnMut(u64, usize) -> Result<(), RepError>,
+) -> Result<(), RepError> {
+    let mut done = 0u64;
+    while done < reps {
+        let n = (reps - done).min(batch as u64) as usize;
+        calls.fetch_add(1, Ordering::Relaxed);
+        call(gfn.wrapping_add(geometry::pages_of_reps(done, large)), n).map_err(|e| RepError {
+            done: done as usize + e.done,
+            error: e.error,
+        })?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
 /// Remaps `reps` reps at `gfn` with no access (2 MiB reps if `large`).
 /// Does not sleep or allocate.
 pub(crate) fn map_no_access(
@@ -143,20 +166,9 @@ pub(crate) fn map_no_access(
     calls: &AtomicU64,
 ) -> Result<(), RepError> {
     let flags = abi::HV_MAP_GPA_NO_ACCESS | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
-    let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
-    let mut done = 0u64;
-    while done < reps {
-        let n = (reps - done).min(MAP_BATCH as u64) as usize;
-        let pfns = ZERO_PFNS.get(..n).unwrap_or(&[]);
-        calls.fetch_add(1, Ordering::Relaxed);
-        hv.map_gpa_pages(pt, gfn.wrapping_add(done * per_rep), flags, pfns)
-            .map_err(|e| RepError {
-                done: done as usize + e.done,
-                error: e.error,
-            })?;
-        done += n as u64;
-    }
-    Ok(())
+    batched(gfn, reps, large, MAP_BATCH, calls, |gfn, n| {
+        hv.map_gpa_pages(pt, gfn, flags, ZERO_PFNS.get(..n).unwrap_or(&[]))
+    })
 }
 
 /// Unmaps `reps` reps at `gfn` (2 MiB reps if `large`). Does not sleep or
@@ -174,19 +186,9 @@ pub(crate) fn unmap_batched(
     } else {
         0
     };
-    let per_rep = if large { geometry::LARGE_PAGES } else { 1 };
-    let mut done = 0u64;
-    while done < reps {
-        let n = (reps - done).min(UNMAP_BATCH as u64) as usize;
-        calls.fetch_add(1, Ordering::Relaxed);
-        hv.unmap_gpa_pages(pt, gfn.wrapping_add(done * per_rep), n, flags)
-            .map_err(|e| RepError {
-                done: done as usize + e.done,
-                error: e.error,
-            })?;
-        done += n as u64;
-    }
-    Ok(())
+    batched(gfn, reps, large, UNMAP_BATCH, calls, |gfn, n| {
+        hv.unmap_gpa_pages(pt, gfn, n, flags)
+    })
 }
 
 /// Converts a [`RepError`] into the status it carries.

@@ -198,6 +198,13 @@ impl Movable {
                 self.all(),
                 |_| true,
                 |gfn, reps, large| {
+                    // Record the large frames whatever happens: a retry maps
+                    // the same layout again.
+                    if large {
+                        for i in 0..reps {
+                            self.set_large(&mut st, gfn + i * geometry::LARGE_PAGES, true);
+                        }
+                    }
                     if err.is_none() {
                         err = calls::map_no_access(
                             &*self.hv,
@@ -211,24 +218,6 @@ impl Movable {
                     }
                 },
             );
-            // Record the large NO_ACCESS frames (also after a partial failure:
-            // a retry maps the same layout again).
-            let mut frames = KVec::new();
-            geometry::split_by_frames(
-                self.start_gfn,
-                self.all(),
-                |_| true,
-                |gfn, reps, large| {
-                    if large {
-                        let _ = frames.push((gfn, reps), GFP_NOWAIT);
-                    }
-                },
-            );
-            for (gfn, reps) in frames {
-                for i in 0..reps {
-                    self.set_large(&mut st, gfn + i * geometry::LARGE_PAGES, true);
-                }
-            }
             drop(st);
             match err {
                 None => return Ok(()),
@@ -388,35 +377,53 @@ impl Movable {
         result
     }
 
-    /// Remaps `range` (page offsets) NO_ACCESS without splitting large
-    /// entries. Under the lock; no allocation.
-    fn remap_no_access(
+    /// Applies `op(gfn, reps, large)` to `range` (page offsets) in reps that
+    /// never split a large entry. Goes on after a failure (unmapping as much
+    /// as possible matters more than stopping) and returns the first one.
+    fn for_each_rep(
         &self,
         st: &MovableState,
         range: GfnRange,
+        mut op: impl FnMut(u64, u64, bool) -> Result<(), crate::hv::RepError>,
     ) -> Result<(), crate::hv::RepError> {
-        let range = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| {
-            self.is_large(st, f)
-        });
         let mut res = Ok(());
         geometry::split_by_frames(
             self.start_gfn,
             range,
             |f| self.is_large(st, f),
             |gfn, reps, large| {
+                let r = op(gfn, reps, large);
                 if res.is_ok() {
-                    res = calls::map_no_access(
-                        &*self.hv,
-                        self.pt,
-                        gfn,
-                        reps,
-                        large,
-                        &self.stats.hypercalls,
-                    );
+                    res = r;
                 }
             },
         );
         res
+    }
+
+    /// Remaps `range` NO_ACCESS, widened to whole large frames so that no
+    /// large entry is split. Under the lock; no allocation.
+    fn remap_no_access(
+        &self,
+        st: &MovableState,
+        range: GfnRange,
+    ) -> Result<(), crate::hv::RepError> {
+        let range = self.widen(st, range);
+        self.for_each_rep(st, range, |gfn, reps, large| {
+            calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
+        })
+    }
+
+    /// Unmaps `range`, widened like [`Movable::remap_no_access`].
+    fn unmap(&self, st: &MovableState, range: GfnRange) -> Result<(), crate::hv::RepError> {
+        let range = self.widen(st, range);
+        self.for_each_rep(st, range, |gfn, reps, large| {
+            calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
+        })
+    }
+
+    fn widen(&self, st: &MovableState, range: GfnRange) -> GfnRange {
+        geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(st, f))
     }
 
     /// Unmaps the region's whole GPA range and stops faults. Called once on
@@ -424,24 +431,7 @@ impl Movable {
     pub(crate) fn remove(&self) {
         let mut st = self.state.lock();
         st.removed = true;
-        let mut failed = false;
-        geometry::split_by_frames(
-            self.start_gfn,
-            self.all(),
-            |f| self.is_large(&st, f),
-            |gfn, reps, large| {
-                failed |= calls::unmap_batched(
-                    &*self.hv,
-                    self.pt,
-                    gfn,
-                    reps,
-                    large,
-                    &self.stats.hypercalls,
-                )
-                .is_err();
-            },
-        );
-        if failed {
+        if self.unmap(&st, self.all()).is_err() {
             pr_warn!(
                 "pt {}: unmapping movable region at gfn {:#x} failed\n",
                 self.pt,
@@ -478,27 +468,7 @@ impl Invalidate for Movable {
             // is an injected or hypervisor failure. The page must not stay
             // reachable: unmap instead (the guest then exits to the VMM).
             Stats::add(&self.stats.invalidate_failures, 1);
-            let r = geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| {
-                self.is_large(&st, f)
-            });
-            let mut failed = false;
-            geometry::split_by_frames(
-                self.start_gfn,
-                r,
-                |f| self.is_large(&st, f),
-                |gfn, reps, large| {
-                    failed |= calls::unmap_batched(
-                        &*self.hv,
-                        self.pt,
-                        gfn,
-                        reps,
-                        large,
-                        &self.stats.hypercalls,
-                    )
-                    .is_err();
-                },
-            );
-            if failed {
+            if self.unmap(&st, range).is_err() {
                 pr_err!(
                     "pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",
                     self.pt,

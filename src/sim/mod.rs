@@ -282,8 +282,6 @@ impl Sim {
     /// Makes the next `count` map/create calls (`map_gpa_pages`, `create_vp`,
     /// `initialize_partition`) fail with `HV_STATUS_INSUFFICIENT_MEMORY`
     /// (0 reps done), without side effects.
-    // TODO(lead): called by the driver's debugfs fault-injection files.
-    #[allow(dead_code)]
     pub(crate) fn inject_insufficient_memory(&self, count: u32) {
         self.inject.set_no_memory(count);
     }
@@ -292,15 +290,11 @@ impl Sim {
     /// (the first `rep` reps take effect). A call with at most `rep` reps
     /// completes normally; either way the request is consumed. Status 0
     /// cancels a pending request.
-    // TODO(lead): called by the driver's debugfs fault-injection files.
-    #[allow(dead_code)]
     pub(crate) fn inject_fail_at_rep(&self, rep: u32, status: u16) {
         self.inject.set_fail_at_rep(rep, status);
     }
 
     /// Statistics of partition `pt`.
-    // TODO(lead): called by debugfs and the mirror checker.
-    #[allow(dead_code)]
     pub(crate) fn partition_stats(&self, pt: u64) -> HvResult<PartitionStats> {
         let part = self.partition(pt)?;
         let inner = part.inner.lock();

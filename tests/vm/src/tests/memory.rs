@@ -65,9 +65,15 @@ fn pattern_test(pinned: bool) -> TResult {
     let mut m = Monitor::start(&vcpu)?;
     // The guest writes 4 MiB (B, never touched by the VMM), then reads the
     // VMM's 4 MiB (A).
-    note!("guest: pattern write of {} MiB at {PAT_B_GPA:#x}", PAT_HALF / MIB);
+    note!(
+        "guest: pattern write of {} MiB at {PAT_B_GPA:#x}",
+        PAT_HALF / MIB
+    );
     m.pattern_write(PAT_B_GPA, dwords(PAT_HALF), seed_g)?;
-    note!("guest: pattern check of {} MiB at {PAT_A_GPA:#x}", PAT_HALF / MIB);
+    note!(
+        "guest: pattern check of {} MiB at {PAT_A_GPA:#x}",
+        PAT_HALF / MIB
+    );
     m.expect_pattern(PAT_A_GPA, PAT_HALF, seed_v, "VMM-written half A")?;
     verify_pattern(
         &data,

@@ -9,6 +9,7 @@ mod dev;
 mod exits;
 mod leaks;
 mod memory;
+mod sim;
 
 use crate::TestCase;
 
@@ -102,5 +103,20 @@ pub static ALL: &[TestCase] = &[
         name: "no_leaks",
         func: leaks::no_leaks,
         timeout: 900,
+    },
+    TestCase {
+        name: "removal_clears_slat",
+        func: sim::removal_clears_slat,
+        timeout: 300,
+    },
+    TestCase {
+        name: "injected_no_memory_is_retried",
+        func: sim::injected_no_memory_is_retried,
+        timeout: 300,
+    },
+    TestCase {
+        name: "injected_map_failure_is_clean",
+        func: sim::injected_map_failure_is_clean,
+        timeout: 300,
     },
 ];

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Checks that need the simulated hypervisor's own view (debugfs
+// `partitions/<id>/sim_slat` and `sim/inject_*`): region removal leaves no
+// SLAT entry behind, and injected hypercall failures surface as retries or
+// clean errors.
+
+use std::fs;
+
+use mshv_bindings::*;
+
+use crate::uapi::*;
+use crate::util::*;
+use crate::vmm::*;
+use crate::{ensure, ensure_eq, fail, note, skip};
+
+const DATA_GFN: u64 = 0x400;
+const DATA_GPA: u32 = 0x40_0000;
+const DATA_SIZE: usize = 4 * MIB;
+
+/// The simulator's counters for partition `p`; skips on another backend.
+fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
+    let dir = match &p.debugfs {
+        Ok(d) => d.clone(),
+        Err(e) => fail!("partition debugfs directory: {e}"),
+    };
+    let path = dir.join("sim_slat");
+    if !path.exists() {
+        skip!("{} missing: not the sim backend", path.display());
+    }
+    read_kv(&path).ctx("sim_slat")
+}
+
+fn inject(file: &str, value: &str) -> TResult {
+    let path = mshv_debugfs().join("sim").join(file);
+    if !path.exists() {
+        skip!("{} missing: not the sim backend", path.display());
+    }
+    fs::write(&path, value)
+        .map_err(|e| Failure::Fail(format!("write {value:?} to {}: {e}", path.display())))
+}
+
+fn region(gfn: u64, mem: &Mmap, size: usize, flags: u8) -> mshv_user_mem_region {
+    mshv_user_mem_region {
+        size: size as u64,
+        guest_pfn: gfn,
+        userspace_addr: mem.addr(),
+        flags,
+        ..Default::default()
+    }
+}
+
+/// ARCHITECTURE.md invariant 4: after its regions are removed, no SLAT entry
+/// (accessible or NO_ACCESS) remains and every SLAT table went back to the pool.
+pub fn removal_clears_slat() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    m.touch(DATA_GPA, (DATA_SIZE / PAGE) as u32)?;
+    m.halt()?;
+    let during = sim_slat(&p)?;
+    note!("sim_slat with both regions mapped: {}", show_kv(&during));
+    ensure!(
+        during["accessible_entries"] >= (DATA_SIZE / PAGE) as u64,
+        "accessible SLAT entries after touching {} pages: {}",
+        DATA_SIZE / PAGE,
+        during["accessible_entries"]
+    );
+    for (what, mem, gfn, size) in [
+        ("data", &data, DATA_GFN, DATA_SIZE),
+        ("code", &code, CODE_GFN, CODE_SIZE),
+    ] {
+        p.vm.unmap_user_memory(region(gfn, mem, size, MEM_RWX))
+            .map_err(|e| Failure::Fail(format!("unmap the {what} region: {}", show_err(e))))?;
+    }
+    let after = sim_slat(&p)?;
+    note!("sim_slat after removing both regions: {}", show_kv(&after));
+    for name in [
+        "small_entries",
+        "large_entries",
+        "accessible_entries",
+        "slat_tables",
+    ] {
+        ensure_eq!(after[name], 0, "{name} after removing every region");
+    }
+    Ok(())
+}
+
+/// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
+/// deposit (outside the region lock) and a retry: the guest never notices.
+pub fn injected_no_memory_is_retried() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    // Fault the monitor's own pages in first, so the injection hits data faults.
+    m.write(DATA_GPA, 1)?;
+    let before = p.stats()?;
+    inject("inject_insufficient_memory", "3")?;
+    // 1 MiB in the second 2 MiB frame, which no fault has mapped yet.
+    let gpa = DATA_GPA + 2 * MIB as u32;
+    m.pattern_write(gpa, (MIB / 4) as u32, 0x1234_5678)?;
+    m.expect_pattern(
+        gpa,
+        MIB,
+        0x1234_5678,
+        "guest pattern after injected INSUFFICIENT_MEMORY",
+    )?;
+    let after = p.stats()?;
+    note!("stats: {}", show_kv(&after));
+    ensure!(
+        after["deposit_retries"] >= before["deposit_retries"] + 3,
+        "deposit_retries after 3 injected INSUFFICIENT_MEMORY failures\nexpected: >= {}\nactual:   {}",
+        before["deposit_retries"] + 3,
+        after["deposit_retries"]
+    );
+    m.halt()
+}
+
+/// A map hypercall that fails with another status during a GPA intercept
+/// ends RUN_VP with that status's errno (INVALID_PARAMETER → EINVAL); the
+/// next RUN_VP restarts the instruction and succeeds.
+pub fn injected_map_failure_is_clean() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    m.write(DATA_GPA, 1)?;
+    // HV_STATUS_INVALID_PARAMETER (5) on the first rep of the next map.
+    inject("inject_fail_at_rep", "0 5")?;
+    // A page in the second 2 MiB frame, which no fault has mapped yet.
+    m.begin(CMD_WRITE, &[DATA_GPA + 0x20_1000, 0xfeed])?;
+    match m.run_raw() {
+        Err(e) => ensure_eq!(
+            errname(e),
+            errname(libc::EINVAL),
+            "RUN_VP errno after an injected map failure"
+        ),
+        Ok(exit) => {
+            fail!("RUN_VP after an injected map failure\nexpected: EINVAL\nactual:   {exit}")
+        }
+    }
+    let (_, v) = m.finish("guest write after the injected failure")?;
+    ensure_eq!(Hex(v as u64), Hex(0xfeed), "WRITE result after retrying");
+    ensure_eq!(
+        data.read_u32(0x20_1000),
+        0xfeed,
+        "VMM's view of the guest write"
+    );
+    m.halt()
+}
