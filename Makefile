@@ -75,6 +75,7 @@ check:
 	$(REPO)/scripts/check
 
 run: module
+	cd $(REPO)/tests/vm && cargo build --release --locked --quiet
 	$(REPO)/scripts/vm-run -- $(REPO)/scripts/demo
 
 install:
