@@ -18,7 +18,7 @@
 use crate::{
     hv::{self, abi, calls, CreatePartition, Hypervisor},
     mem::{
-        movable::{Fault, Stats},
+        movable::{Access, Fault, Stats},
         region::{RamPolicy, Region},
     },
     sys,
@@ -279,9 +279,9 @@ impl Partition {
     /// `SET_GUEST_MEMORY`, which holds no VP lock), or the guest touched a
     /// hole. Either way the message goes to the VMM, which owns the guest
     /// physical address space (the seed review's point g).
-    pub(crate) fn handle_gpa_intercept(&self, gfn: u64, write: bool) -> Result<Fault> {
+    pub(crate) fn handle_gpa_intercept(&self, gfn: u64, access: Access) -> Result<Fault> {
         match self.region_of(gfn) {
-            Some(r) => r.fault(gfn, write),
+            Some(r) => r.fault(gfn, access),
             None => Ok(Fault::Forward),
         }
     }

@@ -6,7 +6,7 @@ use crate::{
     debugfs,
     hv::{self, abi, RunExit},
     hvcall,
-    mem::movable::Fault,
+    mem::movable::{Access, Fault},
     partition::Partition,
     sys,
     uapi::{self, MshvRunVp},
@@ -100,6 +100,13 @@ impl Vp {
     fn run_vp(&self, user: UserPtr) -> Result {
         let _guard = self.run.lock();
         let p = &self.partition;
+        // The same intercept right after it was resolved means the mapping
+        // does not satisfy the access (an invalidation storm, or a hypervisor
+        // that wants more than the driver maps): after this many rounds the
+        // VMM gets the message instead of the kernel spinning.
+        const SAME_INTERCEPT_LIMIT: u32 = 16;
+        let mut last = (u64::MAX, 0u8);
+        let mut same = 0;
         loop {
             match p.hv.run_vp(p.id, self.index)? {
                 RunExit::Signal => return Err(EINTR),
@@ -111,8 +118,15 @@ impl Vp {
             let gpa = self.msg_u64(GPA);
             let mut access = [0u8; 1];
             self.read_msg(ACCESS_TYPE, &mut access);
-            let write = access[0] == abi::HV_INTERCEPT_ACCESS_WRITE;
-            match p.handle_gpa_intercept(gpa >> 12, write)? {
+            if last == (gpa >> 12, access[0]) {
+                same += 1;
+                if same >= SAME_INTERCEPT_LIMIT {
+                    break;
+                }
+            } else {
+                (last, same) = ((gpa >> 12, access[0]), 0);
+            }
+            match p.handle_gpa_intercept(gpa >> 12, Access::from_hv(access[0]))? {
                 Fault::Mapped => continue,
                 Fault::Forward => break,
             }

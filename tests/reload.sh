@@ -41,8 +41,9 @@ slab1=$(kb Slab) free1=$(kb MemFree)
 ds=$((slab1 - slab0)) df=$((free0 - free1))
 echo "# slab: ${slab0} kB -> ${slab1} kB (${ds} kB); MemFree: ${free0} kB -> ${free1} kB ($((free1 - free0)) kB)"
 # Bounds, not exact: the kernel's own caches move a little between cycles.
-# A leak of one partition per cycle (pool pages, SLAT tables) is far above these.
+# A leak of one partition per cycle (hundreds of deposited pages, SLAT
+# tables) is far above these; run-to-run noise of MemFree is a few MiB.
 [ "$ds" -lt 1024 ] && ok "slab grew less than 1 MiB over $cycles cycles (${ds} kB)" || nok "slab grew ${ds} kB over $cycles cycles"
-[ "$df" -lt 4096 ] && ok "free memory fell less than 4 MiB over $cycles cycles (${df} kB)" || nok "free memory fell ${df} kB over $cycles cycles"
+[ "$df" -lt 16384 ] && ok "free memory fell less than 16 MiB over $cycles cycles (${df} kB)" || nok "free memory fell ${df} kB over $cycles cycles"
 echo "# reload: $((n - failed)) passed, $failed failed"
 [ $failed = 0 ]

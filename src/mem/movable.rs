@@ -83,6 +83,28 @@ struct MovableState {
     large: KVVec<u64>,
 }
 
+/// The access a GPA intercept reports (`HV_INTERCEPT_ACCESS_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A data read.
+    Read,
+    /// A data write.
+    Write,
+    /// An instruction fetch.
+    Execute,
+}
+
+impl Access {
+    /// Decodes `intercept_access_type`; unknown values count as reads.
+    pub(crate) fn from_hv(v: u8) -> Self {
+        match v {
+            abi::HV_INTERCEPT_ACCESS_WRITE => Access::Write,
+            abi::HV_INTERCEPT_ACCESS_EXECUTE => Access::Execute,
+            _ => Access::Read,
+        }
+    }
+}
+
 /// Outcome of a GPA intercept on a movable region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -230,10 +252,14 @@ impl Movable {
         Err(ENOMEM)
     }
 
-    /// Handles a GPA intercept at `gfn` (inside the region) for a `write` or
-    /// read/execute access. Sleeps.
-    pub(crate) fn fault(&self, gfn: u64, write: bool) -> Result<Fault> {
-        if write && !self.writable {
+    /// Handles a GPA intercept at `gfn` (inside the region). Sleeps.
+    ///
+    /// An access the region's flags do not allow (a write to read-only
+    /// memory, a fetch from non-executable memory) is the VMM's business:
+    /// mapping again would only make the guest intercept again.
+    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
+        let write = access == Access::Write;
+        if (write && !self.writable) || (access == Access::Execute && !self.exec) {
             return Ok(Fault::Forward);
         }
         let Some(window) = geometry::fault_window(self.start_gfn, self.pages, gfn) else {

@@ -9,7 +9,7 @@
 
 use super::{
     geometry::{self, HostPage},
-    movable::{Fault, Movable, Stats},
+    movable::{Access, Fault, Movable, Stats},
 };
 use crate::{
     hv::{abi, calls, Hypervisor},
@@ -240,9 +240,9 @@ impl Region {
     /// Handles a GPA intercept at `gfn`. Only movable regions resolve them;
     /// for the others an intercept means the guest did something the
     /// mapping does not allow, which the VMM must see.
-    pub(crate) fn fault(&self, gfn: u64, write: bool) -> Result<Fault> {
+    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
         match &self.kind {
-            RegionKind::Movable(m) => m.fault(gfn, write),
+            RegionKind::Movable(m) => m.fault(gfn, access),
             _ => Ok(Fault::Forward),
         }
     }
