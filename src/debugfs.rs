@@ -219,9 +219,12 @@ impl Debugfs {
     }
 }
 
+/// `partitions/<id>/sim_slat`: the simulator and the partition id.
+type SimSlatFile = File<(Arc<Sim>, u64)>;
+
 /// A partition's debugfs files.
 pub(crate) struct PartitionFiles {
     _stats: Pin<KBox<File<Arc<Stats>>>>,
-    _sim: Option<Pin<KBox<File<(Arc<Sim>, u64)>>>>,
+    _sim: Option<Pin<KBox<SimSlatFile>>>,
     _dir: Dir,
 }
