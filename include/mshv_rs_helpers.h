@@ -93,6 +93,15 @@ void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty);
 /* Order of the folio holding @pfn (0 for a small page). */
 unsigned int mshv_rs_pfn_folio_order(u64 pfn);
 
+/* ---- non-faulting lookups (mirror checker) ------------------------------- */
+
+/* mmget_not_zero + mmap_read_lock; false if the address space is gone. */
+bool mshv_rs_mm_read_lock(struct mm_struct *mm);
+/* mmap_read_unlock + mmput. */
+void mshv_rs_mm_read_unlock(struct mm_struct *mm);
+/* With @mm read-locked: the pfn mapped at @addr now, without faulting; 0 if none. */
+u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr);
+
 /* ---- VMA queries ---------------------------------------------------------- */
 
 #define MSHV_RS_VMA_NONE	0	/* no VMA covers the address */

@@ -13,9 +13,12 @@
 //!   entries), `sim/inject_insufficient_memory` (write N: the next N map or
 //!   create hypercalls fail with INSUFFICIENT_MEMORY) and
 //!   `sim/inject_fail_at_rep` (write `REP STATUS`: the next map or unmap call
-//!   fails with STATUS after REP reps).
+//!   fails with STATUS after REP reps), `partitions/<id>/mirror_check`
+//!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
+//!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point
+//!   that accessible SLAT entry at a wrong page, to test the checker).
 
-use crate::{mem::movable::Stats, sim::Sim};
+use crate::{mem::movable::Stats, partition::RegionSet, sim::Sim};
 use core::{
     fmt,
     sync::atomic::{AtomicI64, Ordering},
@@ -126,6 +129,33 @@ impl Reader for InjectFailAtRep {
     }
 }
 
+/// `sim/inject_corrupt_entry`.
+struct InjectCorruptEntry(Arc<Sim>);
+
+impl Reader for InjectCorruptEntry {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [pt, gfn] = read_numbers::<2>(r)?;
+        Ok(self.0.corrupt_entry(pt, gfn)?)
+    }
+}
+
+/// Data of `partitions/<id>/mirror_check`.
+struct MirrorCheck {
+    sim: Arc<Sim>,
+    pt: u64,
+    regions: Arc<RegionSet>,
+}
+
+fn show_mirror_check(d: &MirrorCheck, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match crate::mem::check::check_partition(&d.sim, d.pt, &d.regions) {
+        Ok(r) => {
+            writeln!(f, "checked {}", r.checked)?;
+            writeln!(f, "violations {}", r.violations)
+        }
+        Err(e) => writeln!(f, "error {}", e.to_errno()),
+    }
+}
+
 fn show_sim(d: &(Arc<Sim>, u64), f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Ok(s) = d.0.partition_stats(d.1) else {
         return writeln!(f, "gone");
@@ -146,6 +176,8 @@ struct SimFiles {
     no_memory: File<InjectNoMemory>,
     #[pin]
     fail_at_rep: File<InjectFailAtRep>,
+    #[pin]
+    corrupt: File<InjectCorruptEntry>,
     _dir: Dir,
 }
 
@@ -171,10 +203,12 @@ impl Debugfs {
             let dir = root.subdir(c"sim");
             let (no_memory, fail_at_rep) =
                 (InjectNoMemory(sim.clone()), InjectFailAtRep(sim.clone()));
+            let corrupt = InjectCorruptEntry(sim.clone());
             let files = KBox::pin_init(
                 try_pin_init!(SimFiles {
                     no_memory <- dir.write_only_file(c"inject_insufficient_memory", no_memory),
                     fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
+                    corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
                     _dir: dir,
                 }? Error),
                 GFP_KERNEL,
@@ -197,23 +231,41 @@ impl Debugfs {
     }
 
     /// Creates `partitions/<id>/stats`; removed when the result is dropped.
-    pub(crate) fn partition(&self, id: u64, stats: Arc<Stats>) -> Result<PartitionFiles> {
+    pub(crate) fn partition(
+        &self,
+        id: u64,
+        stats: Arc<Stats>,
+        regions: Arc<RegionSet>,
+    ) -> Result<PartitionFiles> {
         let name = CString::try_from_fmt(fmt!("{id}"))?;
         let dir = self.partitions.subdir(&name);
         let stats = KBox::pin_init(
             dir.read_callback_file(c"stats", stats, &show_stats),
             GFP_KERNEL,
         )?;
-        let sim = match &self.sim {
-            Some((sim, _)) => Some(KBox::pin_init(
-                dir.read_callback_file(c"sim_slat", (sim.clone(), id), &show_sim),
-                GFP_KERNEL,
-            )?),
-            None => None,
+        let (sim, check) = match &self.sim {
+            Some((sim, _)) => {
+                let slat = KBox::pin_init(
+                    dir.read_callback_file(c"sim_slat", (sim.clone(), id), &show_sim),
+                    GFP_KERNEL,
+                )?;
+                let data = MirrorCheck {
+                    sim: sim.clone(),
+                    pt: id,
+                    regions,
+                };
+                let check = KBox::pin_init(
+                    dir.read_callback_file(c"mirror_check", data, &show_mirror_check),
+                    GFP_KERNEL,
+                )?;
+                (Some(slat), Some(check))
+            }
+            None => (None, None),
         };
         Ok(PartitionFiles {
             _stats: stats,
             _sim: sim,
+            _check: check,
             _dir: dir,
         })
     }
@@ -226,5 +278,6 @@ type SimSlatFile = File<(Arc<Sim>, u64)>;
 pub(crate) struct PartitionFiles {
     _stats: Pin<KBox<File<Arc<Stats>>>>,
     _sim: Option<Pin<KBox<SimSlatFile>>>,
+    _check: Option<Pin<KBox<File<MirrorCheck>>>>,
     _dir: Dir,
 }

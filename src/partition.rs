@@ -60,10 +60,29 @@ pub(crate) struct Partition {
     _debugfs: Option<crate::debugfs::PartitionFiles>,
     #[pin]
     inner: Mutex<Inner>,
+    /// The memory regions (shared with the debugfs mirror checker).
+    pub(crate) regions: Arc<RegionSet>,
+}
+
+/// A partition's regions.
+#[pin_data]
+pub(crate) struct RegionSet {
     /// Regions keyed by their *last* gfn, so a lower-bound lookup finds the
     /// only region that can contain a gfn.
     #[pin]
-    regions: Mutex<RBTree<u64, Arc<Region>>>,
+    tree: Mutex<RBTree<u64, Arc<Region>>>,
+}
+
+impl RegionSet {
+    /// References to every region, for a walk that must not hold the lock.
+    pub(crate) fn snapshot(&self) -> Result<KVec<Arc<Region>>> {
+        let tree = self.tree.lock();
+        let mut v = KVec::new();
+        for (_, r) in tree.iter() {
+            v.push(r.clone(), GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
 }
 
 impl Partition {
@@ -81,8 +100,21 @@ impl Partition {
             }
         };
         let hv2 = hv.clone();
+        let regions = match Arc::pin_init(
+            pin_init!(RegionSet { tree <- new_mutex!(RBTree::new()) }),
+            GFP_KERNEL,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                Self::destroy_in_hv(&*hv, id);
+                return Err(e);
+            }
+        };
         // Statistics in debugfs are best effort: a partition works without.
-        let files = shared.debugfs.partition(id, stats.clone()).ok();
+        let files = shared
+            .debugfs
+            .partition(id, stats.clone(), regions.clone())
+            .ok();
         let p = Arc::pin_init(
             try_pin_init!(Self {
                 shared,
@@ -91,7 +123,7 @@ impl Partition {
                 stats,
                 _debugfs: files,
                 inner <- new_mutex!(Inner { initialized: false, vps: [0; 4] }),
-                regions <- new_mutex!(RBTree::new()),
+                regions,
             }),
             GFP_KERNEL,
         )
@@ -227,14 +259,14 @@ impl Partition {
                 return Err(e);
             }
         };
-        self.regions.lock().insert(node);
+        self.regions.tree.lock().insert(node);
         crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
         Ok(())
     }
 
     /// Whether any region intersects `[gfn, gfn + pages)`.
     fn overlapping(&self, gfn: u64, pages: u64) -> bool {
-        let regions = self.regions.lock();
+        let regions = self.regions.tree.lock();
         match regions.cursor_lower_bound(&gfn) {
             Some(c) => c.current().1.start_gfn < gfn + pages,
             None => false,
@@ -243,7 +275,7 @@ impl Partition {
 
     /// The region containing `gfn`, if any.
     fn region_of(&self, gfn: u64) -> Option<Arc<Region>> {
-        let regions = self.regions.lock();
+        let regions = self.regions.tree.lock();
         let c = regions.cursor_lower_bound(&gfn)?;
         let r = c.current().1;
         (r.start_gfn <= gfn).then(|| r.clone())
@@ -253,7 +285,7 @@ impl Partition {
     fn unmap_region(&self, gfn: u64, pages: u64, uaddr: u64) -> Result {
         let _inner = self.inner.lock();
         let region = {
-            let mut regions = self.regions.lock();
+            let mut regions = self.regions.tree.lock();
             let Some(c) = regions.cursor_lower_bound(&gfn) else {
                 return Err(ENOENT);
             };
@@ -291,7 +323,7 @@ impl Partition {
 impl PinnedDrop for Partition {
     fn drop(self: Pin<&mut Self>) {
         // Last fd closed: no ioctl, RUN_VP or fault can run any more.
-        let regions = core::mem::take(&mut *self.regions.lock());
+        let regions = core::mem::take(&mut *self.regions.tree.lock());
         for (_, r) in regions.iter() {
             r.remove();
             crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);

@@ -176,6 +176,18 @@ impl Movable {
         Ok(this)
     }
 
+    /// The VMM's address space (for the mirror checker).
+    pub(crate) fn mm(&self) -> Option<&crate::sys::mm::MmRef> {
+        self.notifier.as_ref().map(|n| n.mm())
+    }
+
+    /// Holds the region lock while the region is live (for the mirror
+    /// checker, which must take the VMM's mmap lock first).
+    pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
+        let st = self.state.lock();
+        (!st.removed).then_some(st)
+    }
+
     fn frame_bit(&self, frame_gfn: u64) -> Option<(usize, u64)> {
         let first_frame = self.start_gfn / geometry::LARGE_PAGES;
         let idx = (frame_gfn / geometry::LARGE_PAGES).checked_sub(first_frame)? as usize;

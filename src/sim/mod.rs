@@ -309,21 +309,37 @@ impl Sim {
         })
     }
 
-    /// Calls `f(gfn, pfn, flags, large)` for every SLAT entry of partition
-    /// `pt` intersecting `[first, first + count)` (see [`slat`] for `flags`),
-    /// under the partition's spinlock: `f` must not sleep.
-    // TODO(lead): called by the mirror checker (ARCHITECTURE.md invariants 1-5).
-    #[allow(dead_code)]
+    /// Corrupts the accessible SLAT entry at `gfn` of partition `pt` (see
+    /// [`slat::Slat::corrupt`]): `INVALID_PARAMETER` if there is none.
+    pub(crate) fn corrupt_entry(&self, pt: u64, gfn: u64) -> HvResult {
+        let part = self.partition(pt)?;
+        let mut inner = part.inner.lock();
+        if inner.slat.corrupt(gfn) {
+            Ok(())
+        } else {
+            Err(HvError(status::INVALID_PARAMETER))
+        }
+    }
+
+    /// Calls `f(gfn, pfn, accessible, large)` for every SLAT entry of
+    /// partition `pt` intersecting `[first, first + count)`, under the
+    /// partition's spinlock: `f` must not sleep.
     pub(crate) fn for_each_gpa_entry(
         &self,
         pt: u64,
         first: u64,
         count: u64,
-        f: impl FnMut(u64, u64, u64, bool),
+        mut f: impl FnMut(u64, u64, bool, bool),
     ) -> HvResult {
         let part = self.partition(pt)?;
         let inner = part.inner.lock();
-        inner.slat.for_each_entry(first, count, f);
+        inner
+            .slat
+            .for_each_entry(first, count, |gfn, pfn, flags, large| {
+                let accessible = flags & slat::NO_ACCESS == 0
+                    && flags & (slat::READ | slat::WRITE | slat::KEXEC | slat::UEXEC) != 0;
+                f(gfn, pfn, accessible, large)
+            });
         Ok(())
     }
 

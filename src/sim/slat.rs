@@ -794,6 +794,35 @@ impl Slat {
         }
     }
 
+    /// Fault injection for the mirror checker: points the accessible leaf
+    /// entry covering `gfn` at a wrong page (its pfn XOR 512, which keeps a
+    /// 2 MiB entry aligned). Returns whether there was such an entry. The
+    /// entry is never used to access memory: tests read it back through the
+    /// checker only, then remove the region.
+    pub(crate) fn corrupt(&mut self, gfn: u64) -> bool {
+        if gfn >= GFN_LIMIT {
+            return false;
+        }
+        let path = self.walk(gfn, SMALL_DEPTH);
+        for d in 0..=SMALL_DEPTH {
+            let Some(slot) = path.at(d) else {
+                return false;
+            };
+            let e = slot.get();
+            if e & PRESENT == 0 {
+                return false;
+            }
+            if is_leaf(e, d) {
+                if e & NO_ACCESS != 0 || e & PERMS == 0 {
+                    return false;
+                }
+                slot.set(e ^ (LARGE_PAGES << PFN_SHIFT));
+                return true;
+            }
+        }
+        false
+    }
+
     /// Leaf entries (4 KiB or 2 MiB) that grant some access.
     pub(crate) fn accessible_entries(&self) -> usize {
         let mut n = 0;

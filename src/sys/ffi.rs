@@ -82,6 +82,10 @@ extern "C" {
     pub(crate) fn mshv_rs_unpin_pfns(pfns: *const u64, npages: c_ulong, dirty: bool);
     pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
 
+    pub(crate) fn mshv_rs_mm_read_lock(mm: *mut MmStruct) -> bool;
+    pub(crate) fn mshv_rs_mm_read_unlock(mm: *mut MmStruct);
+    pub(crate) fn mshv_rs_user_pfn_locked(mm: *mut MmStruct, addr: c_ulong) -> u64;
+
     pub(crate) fn mshv_rs_vma_kind(addr: c_ulong, pfn: *mut u64) -> c_int;
 
     pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);

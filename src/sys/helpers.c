@@ -304,6 +304,35 @@ unsigned int mshv_rs_pfn_folio_order(u64 pfn)
 	return folio_order(page_folio(pfn_to_page(pfn)));
 }
 
+/* ---- non-faulting lookups (mirror checker) ------------------------------- */
+
+bool mshv_rs_mm_read_lock(struct mm_struct *mm)
+{
+	if (!mmget_not_zero(mm))
+		return false;
+	mmap_read_lock(mm);
+	return true;
+}
+
+void mshv_rs_mm_read_unlock(struct mm_struct *mm)
+{
+	mmap_read_unlock(mm);
+	mmput(mm);
+}
+
+u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr)
+{
+	struct page *page;
+	u64 pfn;
+
+	mmap_assert_locked(mm);
+	if (get_user_pages_remote(mm, addr, 1, FOLL_NOFAULT, &page, NULL) != 1)
+		return 0;
+	pfn = page_to_pfn(page);
+	put_page(page);
+	return pfn;
+}
+
 /* ---- VMA queries ---------------------------------------------------------- */
 
 int mshv_rs_vma_kind(unsigned long addr, u64 *pfn)

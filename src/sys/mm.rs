@@ -37,6 +37,36 @@ impl MmRef {
     }
 }
 
+impl MmRef {
+    /// Read-locks the address space (`mmap_read_lock`) if it still has
+    /// users; `None` once the process is gone.
+    pub(crate) fn read_lock(&self) -> Option<MmReadGuard<'_>> {
+        // SAFETY: `self.mm` is referenced (type invariant).
+        unsafe { ffi::mshv_rs_mm_read_lock(self.mm) }.then_some(MmReadGuard { mm: self })
+    }
+}
+
+/// The mmap lock of an [`MmRef`], held for reading (plus an `mmget`).
+pub(crate) struct MmReadGuard<'a> {
+    mm: &'a MmRef,
+}
+
+impl MmReadGuard<'_> {
+    /// The pfn the VMM's page tables map at `addr` now, without faulting.
+    pub(crate) fn user_pfn(&self, addr: u64) -> Option<u64> {
+        // SAFETY: the mm is referenced and read-locked by this guard.
+        let pfn = unsafe { ffi::mshv_rs_user_pfn_locked(self.mm.mm, addr as c_ulong) };
+        (pfn != 0).then_some(pfn)
+    }
+}
+
+impl Drop for MmReadGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: taken by `MmRef::read_lock`.
+        unsafe { ffi::mshv_rs_mm_read_unlock(self.mm.mm) };
+    }
+}
+
 impl Drop for MmRef {
     fn drop(&mut self) {
         // SAFETY: by the type invariant we hold one reference.
@@ -81,7 +111,7 @@ impl Invalidation<'_> {
 /// [`new`]: IntervalNotifier::new
 pub(crate) struct IntervalNotifier<T: Invalidate> {
     mni: *mut ffi::RawMni,
-    _mm: MmRef,
+    mm: MmRef,
     _owner: PhantomData<*const T>,
 }
 
@@ -117,9 +147,14 @@ impl<T: Invalidate> IntervalNotifier<T> {
         }
         Ok(Self {
             mni,
-            _mm: mm,
+            mm,
             _owner: PhantomData,
         })
+    }
+
+    /// The address space the notifier watches.
+    pub(crate) fn mm(&self) -> &MmRef {
+        &self.mm
     }
 
     /// `mmu_interval_read_retry`: whether an invalidation ran since `seq`.

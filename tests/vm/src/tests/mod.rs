@@ -119,4 +119,14 @@ pub static ALL: &[TestCase] = &[
         func: sim::injected_map_failure_is_clean,
         timeout: 300,
     },
+    TestCase {
+        name: "mirror_check_after_movable_events",
+        func: sim::mirror_check_after_movable_events,
+        timeout: 300,
+    },
+    TestCase {
+        name: "mirror_checker_catches_corruption",
+        func: sim::mirror_checker_catches_corruption,
+        timeout: 300,
+    },
 ];

@@ -159,3 +159,105 @@ pub fn injected_map_failure_is_clean() -> TResult {
     );
     m.halt()
 }
+
+/// Runs the mirror checker of partition `p`: (pages checked, violations).
+fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
+    let dir = match &p.debugfs {
+        Ok(d) => d.clone(),
+        Err(e) => fail!("partition debugfs directory: {e}"),
+    };
+    let path = dir.join("mirror_check");
+    if !path.exists() {
+        skip!("{} missing: not the sim backend", path.display());
+    }
+    let kv = read_kv(&path).ctx("mirror_check")?;
+    match (kv.get("checked"), kv.get("violations")) {
+        (Some(&c), Some(&v)) => Ok((c, v)),
+        _ => fail!("{}: {}", path.display(), show_kv(&kv)),
+    }
+}
+
+/// ARCHITECTURE.md invariant 1, checked by the sim's mirror checker after
+/// each event that moves or drops the VMM's pages while the guest uses them.
+pub fn mirror_check_after_movable_events() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    let pages = (DATA_SIZE / PAGE) as u32;
+    m.touch(DATA_GPA, pages)?;
+    let (checked, v) = mirror_check(&p)?;
+    note!("after touching every page: checked {checked}, violations {v}");
+    ensure!(
+        checked >= pages as u64,
+        "pages checked after touching {pages} pages: {checked}"
+    );
+    ensure_eq!(v, 0, "mirror violations after the first touch");
+
+    data.madvise(0, DATA_SIZE / 2, libc::MADV_DONTNEED)
+        .map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
+    let (checked, v) = mirror_check(&p)?;
+    note!("after MADV_DONTNEED of half: checked {checked}, violations {v}");
+    ensure_eq!(v, 0, "mirror violations after MADV_DONTNEED");
+    ensure!(
+        checked <= (pages / 2) as u64 + 16,
+        "accessible pages after dropping half of {pages}: {checked}"
+    );
+
+    m.touch(DATA_GPA, pages)?;
+    let (checked, v) = mirror_check(&p)?;
+    note!("after touching again: checked {checked}, violations {v}");
+    ensure_eq!(v, 0, "mirror violations after refaulting");
+    ensure!(
+        checked >= pages as u64,
+        "pages checked after refaulting: {checked}"
+    );
+    m.halt()
+}
+
+/// The checker itself catches a wrong entry (injected by the simulator).
+pub fn mirror_checker_catches_corruption() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    m.touch(DATA_GPA, 4)?;
+    m.halt()?;
+    ensure_eq!(
+        mirror_check(&p)?.1,
+        0,
+        "mirror violations before the injection"
+    );
+    let id = match &p.debugfs {
+        Ok(d) => d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse::<u64>().ok()),
+        Err(_) => None,
+    };
+    let Some(id) = id else {
+        fail!("cannot tell the partition id from {:?}", p.debugfs);
+    };
+    inject("inject_corrupt_entry", &format!("{id} {}", DATA_GFN + 1))?;
+    let (checked, v) = mirror_check(&p)?;
+    note!(
+        "after corrupting gfn {:#x}: checked {checked}, violations {v}",
+        DATA_GFN + 1
+    );
+    ensure_eq!(v, 1, "mirror violations after corrupting one 4 KiB entry");
+    // Remove the region so that the bad entry is gone before anything runs.
+    p.vm.unmap_user_memory(region(DATA_GFN, &data, DATA_SIZE, MEM_RWX))
+        .map_err(|e| Failure::Fail(format!("unmap the data region: {}", show_err(e))))?;
+    ensure_eq!(
+        mirror_check(&p)?.1,
+        0,
+        "mirror violations after removing the region"
+    );
+    Ok(())
+}
