@@ -306,25 +306,41 @@ mod tests {
         assert_eq!(fault_window(frame, 511, frame + 3), w(frame, 511));
     }
 
-    fn pages(base_pfn: u64, n: usize, order: u32) -> KVec<HostPage> {
-        let mut v = KVec::new();
+    fn pages(base_pfn: u64, n: usize, order: u32) -> Result<KVec<HostPage>> {
+        let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
         for i in 0..n {
-            v.push(
-                HostPage {
-                    pfn: base_pfn + i as u64,
-                    map_order: order,
-                },
-                GFP_KERNEL,
-            )
-            .unwrap();
+            let page = HostPage {
+                pfn: base_pfn + i as u64,
+                map_order: order,
+            };
+            v.push(page, GFP_KERNEL)?;
         }
-        v
+        Ok(v)
     }
 
-    fn runs(first_gfn: u64, p: &[HostPage]) -> KVec<Run> {
-        let mut v = KVec::new();
-        plan_runs(first_gfn, p, |r| v.push(r, GFP_KERNEL).unwrap());
-        v
+    /// Collects what `f(record)` records, into room for `max` items.
+    fn collect<T>(max: usize, f: impl FnOnce(&mut dyn FnMut(T))) -> Result<KVec<T>> {
+        let mut v = KVec::with_capacity(max, GFP_KERNEL)?;
+        let mut overflow = false;
+        f(&mut |x| overflow |= v.push_within_capacity(x).is_err());
+        if overflow {
+            return Err(EOVERFLOW);
+        }
+        Ok(v)
+    }
+
+    fn runs(first_gfn: u64, p: &[HostPage]) -> Result<KVec<Run>> {
+        collect(p.len(), |rec| plan_runs(first_gfn, p, rec))
+    }
+
+    fn frames(
+        start: u64,
+        r: GfnRange,
+        large: impl Fn(u64) -> bool,
+    ) -> Result<KVec<(u64, u64, bool)>> {
+        collect(r.count as usize, |rec| {
+            split_by_frames(start, r, large, |g, n, l| rec((g, n, l)))
+        })
     }
 
     fn run(index: usize, count: usize, large: bool) -> Run {
@@ -336,41 +352,41 @@ mod tests {
     }
 
     #[test]
-    fn runs_all_large_and_all_small() {
-        let p = pages(0x10000, 1024, 9);
-        assert_eq!(&runs(0x400, &p)[..], &[run(0, 1024, true)]);
+    fn runs_all_large_and_all_small() -> Result {
+        let p = pages(0x10000, 1024, 9)?;
+        assert_eq!(&runs(0x400, &p)?[..], &[run(0, 1024, true)]);
         // Same pages at 4 KiB order: one small run.
-        let p = pages(0x10000, 1024, 0);
-        assert_eq!(&runs(0x400, &p)[..], &[run(0, 1024, false)]);
+        let p = pages(0x10000, 1024, 0)?;
+        assert_eq!(&runs(0x400, &p)?[..], &[run(0, 1024, false)]);
         // Large-mapped but gfn unaligned by one: no 2 MiB entry possible.
-        let p = pages(0x10000, 512, 9);
-        assert_eq!(&runs(0x401, &p)[..], &[run(0, 512, false)]);
+        let p = pages(0x10000, 512, 9)?;
+        assert_eq!(&runs(0x401, &p)?[..], &[run(0, 512, false)]);
         // gfn aligned but pfn not.
-        let p = pages(0x10001, 512, 9);
-        assert_eq!(&runs(0x400, &p)[..], &[run(0, 512, false)]);
+        let p = pages(0x10001, 512, 9)?;
+        assert_eq!(&runs(0x400, &p)?[..], &[run(0, 512, false)]);
         // Empty input: no runs.
-        assert_eq!(runs(0, &[]).len(), 0);
+        assert_eq!(runs(0, &[])?.len(), 0);
+        Ok(())
     }
 
     #[test]
-    fn runs_mixed_backing() {
+    fn runs_mixed_backing() -> Result {
         // 16 small pages, then one THP, then 3 small pages; the window starts
         // 16 pages below a 2 MiB gfn frame (an unaligned region start).
-        let mut p = pages(0x5000, 16, 0);
-        p.extend_from_slice(&pages(0x20000, 512, 9), GFP_KERNEL)
-            .unwrap();
-        p.extend_from_slice(&pages(0x7000, 3, 0), GFP_KERNEL)
-            .unwrap();
+        let mut p = pages(0x5000, 16, 0)?;
+        p.extend_from_slice(&pages(0x20000, 512, 9)?, GFP_KERNEL)?;
+        p.extend_from_slice(&pages(0x7000, 3, 0)?, GFP_KERNEL)?;
         assert_eq!(
-            &runs(0x3f0, &p)[..],
+            &runs(0x3f0, &p)?[..],
             &[run(0, 16, false), run(16, 512, true), run(528, 3, false)]
         );
         // A hole in pfn contiguity inside the THP range breaks the large run.
         p[16 + 100].pfn = 0x99999;
-        assert_eq!(&runs(0x3f0, &p)[..], &[run(0, 531, false)]);
+        assert_eq!(&runs(0x3f0, &p)?[..], &[run(0, 531, false)]);
         // Too few pages left for a whole frame.
-        let p = pages(0x20000, 511, 9);
-        assert_eq!(&runs(0x400, &p)[..], &[run(0, 511, false)]);
+        let p = pages(0x20000, 511, 9)?;
+        assert_eq!(&runs(0x400, &p)?[..], &[run(0, 511, false)]);
+        Ok(())
     }
 
     #[test]
@@ -455,55 +471,33 @@ mod tests {
     }
 
     #[test]
-    fn splitting_by_frames() {
-        let mut v = KVec::new();
-        let mut rec = |g: u64, n: u64, l: bool| v.push((g, n, l), GFP_KERNEL).unwrap();
+    fn splitting_by_frames() -> Result {
         // Region at gfn 0x3f0; offsets 0x8..0x418 = gfns 0x3f8..0x808.
         // Frame 0x400 large, frame 0x600 small.
         let r = GfnRange {
             first: 0x8,
             count: 0x410,
         };
-        split_by_frames(0x3f0, r, |f| f == 0x400, &mut rec);
         assert_eq!(
-            &v[..],
+            &frames(0x3f0, r, |f| f == 0x400)?[..],
             &[(0x3f8, 8, false), (0x400, 1, true), (0x600, 0x208, false)]
         );
         // Two adjacent large frames merge into one run of 2 reps.
-        let mut v = KVec::new();
         let r = GfnRange {
             first: 0,
             count: 1024,
         };
-        split_by_frames(
-            0x400,
-            r,
-            |_| true,
-            |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap(),
-        );
-        assert_eq!(&v[..], &[(0x400, 2, true)]);
+        assert_eq!(&frames(0x400, r, |_| true)?[..], &[(0x400, 2, true)]);
         // A large frame only partly covered is not a large rep.
-        let mut v = KVec::new();
         let r = GfnRange {
             first: 0,
             count: 511,
         };
-        split_by_frames(
-            0x400,
-            r,
-            |_| true,
-            |g, n, l| v.push((g, n, l), GFP_KERNEL).unwrap(),
-        );
-        assert_eq!(&v[..], &[(0x400, 511, false)]);
+        assert_eq!(&frames(0x400, r, |_| true)?[..], &[(0x400, 511, false)]);
         // Empty range: nothing.
-        let mut n = 0;
-        split_by_frames(
-            0x400,
-            GfnRange { first: 0, count: 0 },
-            |_| true,
-            |_, _, _| n += 1,
-        );
-        assert_eq!(n, 0);
+        let r = GfnRange { first: 0, count: 0 };
+        assert_eq!(frames(0x400, r, |_| true)?.len(), 0);
+        Ok(())
     }
 
     #[test]
