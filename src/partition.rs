@@ -252,13 +252,8 @@ impl Partition {
         )?;
         let region = Arc::new(region, GFP_KERNEL)?;
         let last = m.guest_pfn + pages - 1;
-        let node = match kernel::rbtree::RBTreeNode::new(last, region.clone(), GFP_KERNEL) {
-            Ok(n) => n,
-            Err(e) => {
-                region.remove();
-                return Err(e);
-            }
-        };
+        // On failure the region is dropped, which removes it.
+        let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL)?;
         self.regions.tree.lock().insert(node);
         crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
         Ok(())

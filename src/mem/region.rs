@@ -15,6 +15,7 @@ use crate::{
     hv::{abi, calls, Hypervisor},
     sys::mm::{self, PinnedPages},
 };
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{prelude::*, sync::Arc};
 
 /// What backs a region.
@@ -45,6 +46,8 @@ pub(crate) struct Region {
     hv: Arc<dyn Hypervisor>,
     pt: u64,
     stats: Arc<Stats>,
+    /// Set by the first [`Region::remove`]; later calls do nothing.
+    removed: AtomicBool,
     pub(crate) kind: RegionKind,
 }
 
@@ -111,14 +114,13 @@ impl Region {
             hv,
             pt,
             stats: stats.clone(),
+            removed: AtomicBool::new(false),
             kind,
         };
         match &region.kind {
             RegionKind::Movable(m) => {
-                if let Err(e) = m.map_initial() {
-                    m.remove();
-                    return Err(e);
-                }
+                // On error, dropping `region` removes it.
+                m.map_initial()?;
             }
             RegionKind::Mmio { pfn } => {
                 let pfn = *pfn;
@@ -196,22 +198,18 @@ impl Region {
     }
 
     /// Maps an MMIO or pinned region whole, 2 MiB entries where possible.
-    /// Every failure is returned (upstream ignored pinned map failures) after
-    /// unmapping what was mapped.
+    /// Every failure is returned (upstream ignored pinned map failures); the
+    /// caller drops the region, which unmaps what was mapped.
     fn map_up_front(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
         let pages = self.host_pages(page)?;
         let flags = self.base_flags();
-        let res = self.for_each_run(&pages, |gfn, pfns, large| {
+        self.for_each_run(&pages, |gfn, pfns, large| {
             let flags = flags | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
             calls::retry_with_deposit(&*self.hv, self.pt, || {
                 calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns, &self.stats.hypercalls)
                     .map_err(|e| e.error)
             })
-        });
-        if res.is_err() {
-            self.unmap_all(&pages);
-        }
-        res
+        })
     }
 
     /// Unmaps the whole GPA range of an MMIO or pinned region, in the same
@@ -248,9 +246,14 @@ impl Region {
     }
 
     /// Unmaps the region's whole GPA range (MMIO included: upstream left MMIO
-    /// mapped) and releases what backs it. Called once, by the region set's
-    /// owner, when the region leaves the set; the value is dropped after.
+    /// mapped) and stops faults; what backs it is released when the value is
+    /// dropped. Called by the region set's owner when the region leaves the
+    /// set; dropping an unremoved region (an error path) removes it first,
+    /// so no SLAT entry outlives the pages behind it.
     pub(crate) fn remove(&self) {
+        if self.removed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         match &self.kind {
             RegionKind::Movable(m) => m.remove(),
             RegionKind::Mmio { pfn } => {
@@ -282,5 +285,11 @@ impl Region {
                 }
             }
         }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
