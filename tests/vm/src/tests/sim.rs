@@ -18,6 +18,30 @@ const DATA_GFN: u64 = 0x400;
 const DATA_GPA: u32 = 0x40_0000;
 const DATA_SIZE: usize = 4 * MIB;
 
+/// A partition running monitor32 (code region at gfn 0) with a 4 MiB
+/// movable data region at `DATA_GFN`, and its VP 0.
+struct Setup {
+    p: Partition,
+    code: Mmap,
+    data: Mmap,
+    vcpu: mshv_ioctls::VcpuFd,
+}
+
+fn setup() -> TResult<Setup> {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let code = load_monitor(&p)?;
+    let data = Mmap::anon(DATA_SIZE)?;
+    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    Ok(Setup {
+        p,
+        code,
+        data,
+        vcpu,
+    })
+}
+
 /// The simulator's counters for partition `p`; skips on another backend.
 fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
     let dir = match &p.debugfs {
@@ -53,12 +77,12 @@ fn region(gfn: u64, mem: &Mmap, size: usize, flags: u8) -> mshv_user_mem_region 
 /// ARCHITECTURE.md invariant 4: after its regions are removed, no SLAT entry
 /// (accessible or NO_ACCESS) remains and every SLAT table went back to the pool.
 pub fn removal_clears_slat() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let code = load_monitor(&p)?;
-    let data = Mmap::anon(DATA_SIZE)?;
-    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
-    let vcpu = p.vcpu(0)?;
+    let Setup {
+        p,
+        code,
+        data,
+        vcpu,
+    } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     m.touch(DATA_GPA, (DATA_SIZE / PAGE) as u32)?;
     m.halt()?;
@@ -93,12 +117,12 @@ pub fn removal_clears_slat() -> TResult {
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let data = Mmap::anon(DATA_SIZE)?;
-    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
-    let vcpu = p.vcpu(0)?;
+    let Setup {
+        p,
+        code: _code,
+        data: _data,
+        vcpu,
+    } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     // Fault the monitor's own pages in first, so the injection hits data faults.
     m.write(DATA_GPA, 1)?;
@@ -128,12 +152,12 @@ pub fn injected_no_memory_is_retried() -> TResult {
 /// ends RUN_VP with that status's errno (INVALID_PARAMETER → EINVAL); the
 /// next RUN_VP restarts the instruction and succeeds.
 pub fn injected_map_failure_is_clean() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let data = Mmap::anon(DATA_SIZE)?;
-    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
-    let vcpu = p.vcpu(0)?;
+    let Setup {
+        p: _p,
+        code: _code,
+        data,
+        vcpu,
+    } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     m.write(DATA_GPA, 1)?;
     // HV_STATUS_INVALID_PARAMETER (5) on the first rep of the next map.
@@ -180,12 +204,12 @@ fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
 /// ARCHITECTURE.md invariant 1, checked by the sim's mirror checker after
 /// each event that moves or drops the VMM's pages while the guest uses them.
 pub fn mirror_check_after_movable_events() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let data = Mmap::anon(DATA_SIZE)?;
-    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
-    let vcpu = p.vcpu(0)?;
+    let Setup {
+        p,
+        code: _code,
+        data,
+        vcpu,
+    } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     let pages = (DATA_SIZE / PAGE) as u32;
     m.touch(DATA_GPA, pages)?;
@@ -220,12 +244,12 @@ pub fn mirror_check_after_movable_events() -> TResult {
 
 /// The checker itself catches a wrong entry (injected by the simulator).
 pub fn mirror_checker_catches_corruption() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let data = Mmap::anon(DATA_SIZE)?;
-    p.map(&data, 0, DATA_SIZE, DATA_GFN, MEM_RWX)?;
-    let vcpu = p.vcpu(0)?;
+    let Setup {
+        p,
+        code: _code,
+        data,
+        vcpu,
+    } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     m.touch(DATA_GPA, 4)?;
     m.halt()?;
