@@ -18,7 +18,6 @@
 //! from a non-blockable MMU-notifier invalidation, and `vfree` may sleep.
 
 use crate::sys::page::OwnedPage;
-use core::mem::ManuallyDrop;
 use kernel::prelude::*;
 
 /// Number of `u64`s in a page.
@@ -35,11 +34,9 @@ const MIN_CAPACITY: usize = 64;
 /// [`OwnedPage::into_pfn`]) that stays owned by the simulator, and not be
 /// withdrawn or freed, while the returned pointer is used.
 pub(crate) unsafe fn page_u64s(pfn: u64) -> *mut [u64; PAGE_U64S] {
-    // SAFETY: by the function's contract the simulator owns `pfn`; the
-    // temporary `OwnedPage` is never dropped (ManuallyDrop), so ownership is
-    // not duplicated in any way that could free the page.
-    let page = ManuallyDrop::new(unsafe { OwnedPage::from_pfn(pfn) });
-    page.as_u64s()
+    // SAFETY: by the function's contract `pfn` is a pool page that stays
+    // allocated while the pointer is used.
+    unsafe { crate::sys::page::direct_map_u64s(pfn) }
 }
 
 /// Fills a pool page with zeroes.

@@ -51,12 +51,18 @@ impl OwnedPage {
         // INVARIANT: by the safety contract, ownership comes back to us.
         Self { pfn }
     }
+}
 
-    /// The page as 512 `u64`s in the direct map.
-    pub(crate) fn as_u64s(&self) -> *mut [u64; 512] {
-        // SAFETY: by the type invariant the page is ours and lowmem (x86_64).
-        unsafe { ffi::mshv_rs_pfn_to_virt(self.pfn) }.cast()
-    }
+/// Host page `pfn` as 512 `u64`s in the direct map (x86_64: every page).
+///
+/// # Safety
+///
+/// `pfn` must be a valid page frame; the caller is responsible for the
+/// page staying allocated while it uses the pointer.
+pub(crate) unsafe fn direct_map_u64s(pfn: u64) -> *mut [u64; 512] {
+    // SAFETY: `pfn` is a valid page frame (contract); `page_address` only
+    // computes its direct-map address.
+    unsafe { ffi::mshv_rs_pfn_to_virt(pfn) }.cast()
 }
 
 impl Drop for OwnedPage {
