@@ -23,7 +23,9 @@ KDIR_DEFAULT := 1
 KDIR = $(shell $(REPO)/scripts/kernel builddir)
 endif
 # Module objects go outside the repository (Kbuild's MO=), one dir per kernel.
-MO = $(MSHV_CACHE)/module/$(notdir $(KDIR))
+# MSHV_MO=<dir> overrides it (scripts/vm-run honours the same variable), so two
+# work trees can build and test side by side.
+MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
 KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
 .PHONY: all module setup kernel kernel-debug kunit check check-debug run bench \
