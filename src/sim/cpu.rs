@@ -1665,7 +1665,13 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
             let (old_ss, old_rsp) = (u64::from(self.regs.ss.selector), self.sp());
             // The stack is aligned to 16 bytes before the frame is pushed.
             self.set_sp(old_rsp & !0xf);
-            for item in [old_ss, old_rsp, flags, u64::from(self.regs.cs.selector), self.regs.rip] {
+            for item in [
+                old_ss,
+                old_rsp,
+                flags,
+                u64::from(self.regs.cs.selector),
+                self.regs.rip,
+            ] {
                 if let Err(e) = self.push(8, item) {
                     self.set_sp(old_rsp);
                     return Err(e);
@@ -1701,7 +1707,10 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
             return Err(Stop::Exc(VEC_GP));
         }
         let stack = if self.long64 {
-            Some((self.read_stack(3 * step, size)?, self.read_stack(4 * step, size)? as u16))
+            Some((
+                self.read_stack(3 * step, size)?,
+                self.read_stack(4 * step, size)? as u16,
+            ))
         } else {
             None
         };

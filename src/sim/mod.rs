@@ -54,6 +54,9 @@
 pub(crate) mod cpu;
 mod hvcall;
 mod inject;
+mod irq;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod lapic;
 mod pool;
 mod props;
 mod regs;
@@ -61,16 +64,16 @@ mod slat;
 mod vp;
 
 use crate::hv::{
-    abi, status, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult,
-    RunExit, VpPage, HV_PAGE,
+    abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
+    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, HV_PAGE,
 };
 use kernel::{
-    new_spinlock,
+    new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, SpinLock,
+        Arc, Mutex, SpinLock,
     },
 };
 use pool::Pool;
@@ -166,6 +169,9 @@ pub(crate) struct Partition {
     /// State, pool, SLAT, VPs and properties.
     #[pin]
     pub(crate) inner: SpinLock<PartInner>,
+    /// Notification receiver and doorbells ([`irq`]).
+    #[pin]
+    pub(crate) irq: Mutex<irq::SimIrq>,
 }
 
 impl Partition {
@@ -186,6 +192,7 @@ impl Partition {
                     },
                     "mshv_rs_sim_partition"
                 ),
+                irq <- new_mutex!(irq::SimIrq::new(), "mshv_rs_sim_irq"),
             }),
             GFP_KERNEL,
         )
@@ -624,6 +631,22 @@ impl Hypervisor for Sim {
             regs.set(name, value).map_err(fail)?;
         }
         Ok(())
+    }
+
+    fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
+        self.assert_interrupt(pt, irq)
+    }
+
+    fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
+        self.set_partition_notify(pt, notify)
+    }
+
+    fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
+        self.connect(pt, port, db)
+    }
+
+    fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult {
+        self.disconnect(pt, port)
     }
 
     fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {
