@@ -128,6 +128,8 @@ impl Sim {
     /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT` (`hv_input_assert_virtual_interrupt`:
     /// partition id, control with the type in bits 0-31, level bit 32 and
     /// logical bit 33, destination, vector, target VTL which must be 0).
+    /// Other control bits are ignored (mshv-ioctls sets bit 62 for a
+    /// "long mode" request).
     fn hc_assert_interrupt(&self, input: &[u8]) -> Outcome {
         let (Some(pt), Some(control), Some(dest), Some(vector), Some(vtl)) = (
             rd64(input, 0),
@@ -138,7 +140,7 @@ impl Sim {
         ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
-        if control >> 34 != 0 || vtl != 0 {
+        if vtl & 0xff != 0 {
             return fail(status::INVALID_PARAMETER);
         }
         let irq = crate::hv::VirtualInterrupt {
