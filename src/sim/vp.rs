@@ -62,7 +62,7 @@ pub(crate) const MESSAGE_PAGE: usize = 1;
 const CHUNK: u64 = 1 << 16;
 /// Instructions per interpreter run while an interrupt is pending but masked,
 /// so that it is taken soon after the guest unmasks it.
-const PENDING_CHUNK: u64 = 64;
+const PENDING_CHUNK: u64 = 1024;
 /// `HV_VP_REGISTER_PAGE_VERSION_1`.
 const REGISTER_PAGE_VERSION: u16 = 1;
 /// `HV_CACHE_TYPE_WRITE_BACK`.

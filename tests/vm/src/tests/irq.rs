@@ -504,6 +504,49 @@ pub fn irqfd_wakes_halted_vp() -> TResult {
     Ok(())
 }
 
+/// A level-triggered route with a resamplefd: the guest's EOI of the
+/// irqfd's vector signals the resamplefd (upstream: HVMSG_X64_APIC_EOI).
+pub fn irqfd_resample_on_eoi() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let (_code, vcpu) = load_irq32(&p)?;
+    let vm = &p.vm;
+    // Level-triggered (data bit 15), vector 0x41; an edge route for 0x40.
+    set_routes(vm, &[msi(3, 0, 0x8000 | 0x41), msi(4, 0, 0x40)])?;
+    let efd = eventfd()?;
+    let rs = eventfd()?;
+    let edge = eventfd()?;
+    let edge_rs_unused = eventfd()?;
+    expect_ok(
+        vm.register_irqfd_with_resample(&efd, &rs, 3),
+        "register_irqfd_with_resample gsi 3",
+    )?;
+    expect_ok(vm.register_irqfd(&edge, 4), "register_irqfd gsi 4")?;
+    let count = |e: &EventFd| match e.read() {
+        Ok(n) => n,
+        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(_) => u64::MAX,
+    };
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    wake_with(&vcpu, 0x41, "level-triggered irqfd", || {
+        efd.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    })?;
+    ensure_eq!(
+        count(&rs),
+        1,
+        "resamplefd after the guest's EOI of vector 0x41"
+    );
+    expect_out(&vcpu, 0x22, 2, "back after the first HLT")?;
+    wake_with(&vcpu, 0x40, "edge-triggered irqfd", || {
+        edge.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    })?;
+    ensure_eq!(count(&rs), 0, "no resample for an edge-triggered EOI");
+    ensure_eq!(count(&edge_rs_unused), 0, "unrelated eventfd");
+    Ok(())
+}
+
 /// `request_virtual_interrupt` arguments the sim's LAPIC refuses.
 pub fn assert_interrupt_errors() -> TResult {
     let mshv = open_mshv()?;

@@ -151,6 +151,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "irqfd_resample_on_eoi",
+        func: irq::irqfd_resample_on_eoi,
+        timeout: 120,
+    },
+    TestCase {
         name: "assert_interrupt_errors",
         func: irq::assert_interrupt_errors,
         timeout: 60,
