@@ -42,11 +42,15 @@
 //!   VP table and properties. Guest memory accesses take it for the
 //!   translation *and* the copy (see [`vp`]).
 //! - [`vp::Vp`]`::regs` (spinlock): one VP's registers.
+//! - [`vp::Vp`]`::lapic` (spinlock): one VP's local APIC and HLT state; a
+//!   VP waiting in HLT sleeps on `Vp::wake` with it released.
+//! - [`Partition`]`::irq` (mutex): notification receiver and doorbells
+//!   ([`irq`]); notifications are called with no sim lock held.
 //! - `Sim::root_pool` (spinlock): pages deposited into the root.
 //!
 //! Order: `parts` may be held while taking `inner` (delete only). No other
 //! two of these locks are ever held at the same time; in particular a VP's
-//! registers and its partition's `inner` never nest.
+//! registers, its LAPIC and its partition's `inner` never nest.
 
 // The interpreter is plain `core` code with a `pub` API (so it can also be
 // unit-tested on the host); inside the module it is crate-private.

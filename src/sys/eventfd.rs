@@ -62,8 +62,8 @@ impl Drop for EventFd {
 /// # Invariants
 ///
 /// `raw` came from `mshv_rs_irqfd_create` with `owner` as its owner and
-/// `eventfd`'s context, and is destroyed exactly once, on drop, before
-/// `owner` and `eventfd` are released (field order).
+/// `eventfd`'s context, and is destroyed exactly once, in `Drop::drop`,
+/// which runs before `owner` and `eventfd` are released.
 pub(crate) struct EventHook {
     raw: NonNull<ffi::RawIrqfd>,
     owner: Arc<Irqfd>,
