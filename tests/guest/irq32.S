@@ -24,10 +24,11 @@
 #               (HVMSG_X64_HALT). The VMM does not resume after it.
 #     OUT 0x24  in a handler: its vector;
 #     OUT 0x25  in a handler: the xAPIC ISR register holding vectors 64..95
-#               (GPA 0xFEE00120) before, then after, the handler's EOI (a
-#               write of 0 to 0xFEE000B0).
-#   Instructions used: LGDT, LIDT, MOV (imm, moffs, m32 imm), OUT imm8, PUSH,
-#   POP, JMP, STI, CLI, HLT, IRET.
+#               (GPA 0xFEE00120) before, then after, the handler's EOI:
+#               handler40 writes 0 to the xAPIC EOI register (0xFEE000B0),
+#               handler41 writes 0 to the x2APIC EOI MSR (WRMSR 0x80B).
+#   Instructions used: LGDT, LIDT, MOV (imm, moffs, m32 imm), XOR, OUT imm8,
+#   PUSH, POP, WRMSR, STI, CLI, HLT, IRET.
 
 	.code32
 	.text
@@ -72,18 +73,32 @@ done_hlt:
 handler40:
 	push	%eax
 	mov	$0x40, %eax
-	jmp	handler
-	.globl handler41
-handler41:
-	push	%eax
-	mov	$0x41, %eax
-handler:
 	out	%eax, $0x24
 	mov	0xfee00120, %eax
 	out	%eax, $0x25
 	movl	$0, 0xfee000b0
 	mov	0xfee00120, %eax
 	out	%eax, $0x25
+	pop	%eax
+	iret
+
+	.globl handler41
+handler41:
+	push	%eax
+	push	%ecx
+	push	%edx
+	mov	$0x41, %eax
+	out	%eax, $0x24
+	mov	0xfee00120, %eax
+	out	%eax, $0x25
+	mov	$0x80b, %ecx
+	xor	%eax, %eax
+	xor	%edx, %edx
+	wrmsr
+	mov	0xfee00120, %eax
+	out	%eax, $0x25
+	pop	%edx
+	pop	%ecx
 	pop	%eax
 	iret
 

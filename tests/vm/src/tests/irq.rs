@@ -451,9 +451,10 @@ fn wake_with(
 }
 
 /// irqfd → MSI route → ASSERT_VIRTUAL_INTERRUPT → a halted VP wakes, takes
-/// the interrupt through its IDT, EOIs through the xAPIC page and resumes
-/// after its HLT. Then the same after the routing table was replaced
-/// (another vector), then through `request_virtual_interrupt`.
+/// the interrupt through its IDT, EOIs (vector 0x40 through the xAPIC page,
+/// 0x41 through the x2APIC EOI MSR) and resumes after its HLT. Then the
+/// same after the routing table was replaced (another vector), then through
+/// `request_virtual_interrupt`.
 pub fn irqfd_wakes_halted_vp() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
