@@ -46,7 +46,10 @@ fn real_mode_ivt_delivery_and_iret() {
     assert_eq!(r.rflags & IF, 0);
     assert_eq!(r.gpr[RSP], 0x7000 - 6);
     // IP, CS, FLAGS from the top of the stack.
-    assert_eq!(mem.bytes(0x7000 - 6, 6), &[0x00, 0x10, 0x00, 0x00, 0x03, 0x02]);
+    assert_eq!(
+        mem.bytes(0x7000 - 6, 6),
+        &[0x00, 0x10, 0x00, 0x00, 0x03, 0x02]
+    );
     let (exit, n) = run(&mut r, &mut mem, 1);
     assert_eq!((exit, n), (Exit::Budget, 1));
     assert_eq!((r.cs.selector, r.cs.base, r.rip), (0, 0, 0x1000));

@@ -82,7 +82,10 @@ fn nmi_and_extint() {
 #[test]
 fn refusals_and_identity() {
     let mut a = Lapic::new(5);
-    assert_eq!(a.assert(TYPE_FIXED, 15, false), Err(AssertError::IllegalVector));
+    assert_eq!(
+        a.assert(TYPE_FIXED, 15, false),
+        Err(AssertError::IllegalVector)
+    );
     assert_eq!(a.assert(5, 0x30, false), Err(AssertError::UnsupportedType));
     assert!(!a.any_pending());
     assert_eq!(a.read(0x20), 5 << 24);
