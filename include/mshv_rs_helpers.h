@@ -120,6 +120,48 @@ void mshv_rs_pfn_write(u64 pfn, unsigned int off, const void *buf, unsigned int 
 u64 mshv_rs_alloc_pfn(gfp_t gfp);
 void mshv_rs_free_pfn(u64 pfn);
 
+/* ---- eventfd ------------------------------------------------------------- */
+
+struct eventfd_ctx;
+struct mshv_rs_irqfd;
+
+/*
+ * eventfd_ctx_fdget(@fd): a counted reference to the eventfd context of fd
+ * @fd, or NULL with *@err = -EBADF (not an open fd) or -EINVAL (not an
+ * eventfd). Release with mshv_rs_eventfd_put().
+ */
+struct eventfd_ctx *mshv_rs_eventfd_get(int fd, int *err);
+void mshv_rs_eventfd_put(struct eventfd_ctx *ctx);
+/* eventfd_signal(): adds 1 to the counter and wakes waiters. Any context. */
+void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx);
+
+/*
+ * Hooks a waiter on the wait queue of @ctx, the eventfd context of fd @fd
+ * (through vfs_poll; -EBADF if @fd no longer refers to @ctx), KVM/mshv irqfd
+ * style. Every time the
+ * eventfd is signalled, the wakeup callback (atomic context, wait-queue lock
+ * held) consumes the counter and queues a work item on the system workqueue;
+ * the work item calls the Rust callback mshv_rs_irqfd_fire(@owner) in
+ * process context, once per batch of signals. If the eventfd is already
+ * readable when the hook is installed, the work item is queued at once.
+ * EPOLLHUP (the eventfd file closed) is ignored: the hook holds no reference
+ * on the file, only the caller's on @ctx, and stays until destroyed.
+ * Returns NULL with *@err = -ENOMEM on failure. @ctx and @owner must stay
+ * valid until mshv_rs_irqfd_destroy() returns.
+ */
+struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
+					   void *owner, int *err);
+/*
+ * Unhooks from the wait queue, waits for a queued or running work item
+ * (cancel_work_sync) and frees. After it returns mshv_rs_irqfd_fire() is not
+ * running and will not be called for @w. May sleep; the caller must not hold
+ * a lock that mshv_rs_irqfd_fire() takes.
+ */
+void mshv_rs_irqfd_destroy(struct mshv_rs_irqfd *w);
+
+/* Implemented in Rust (src/irq/irqfd.rs). */
+void mshv_rs_irqfd_fire(void *owner);
+
 /* ---- layout canaries ------------------------------------------------------- */
 
 /* sizeof / offsetof as C sees them, for the KUnit canaries. */

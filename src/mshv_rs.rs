@@ -24,6 +24,7 @@ mod debugfs;
 mod device;
 mod hv;
 mod hvcall;
+mod irq;
 mod mem;
 mod partition;
 mod sim;

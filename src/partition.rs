@@ -16,7 +16,8 @@
 //!    MMU-notifier invalidate callback.
 
 use crate::{
-    hv::{self, abi, calls, CreatePartition, Hypervisor},
+    hv::{self, abi, calls, CreatePartition, Hypervisor, Notify},
+    irq::IrqState,
     mem::{
         movable::{Access, Fault, Stats},
         region::{RamPolicy, Region},
@@ -62,6 +63,9 @@ pub(crate) struct Partition {
     inner: Mutex<Inner>,
     /// The memory regions (shared with the debugfs mirror checker).
     pub(crate) regions: Arc<RegionSet>,
+    /// MSI routing, irqfds and ioeventfds; also the hypervisor's
+    /// notification receiver for this partition.
+    irq: Arc<IrqState>,
 }
 
 /// A partition's regions.
@@ -110,6 +114,17 @@ impl Partition {
                 return Err(e);
             }
         };
+        let irq = match IrqState::new(hv.clone(), id).and_then(|irq| {
+            let n: Arc<dyn Notify> = irq.clone();
+            hv.set_notify(id, Some(n))?;
+            Ok(irq)
+        }) {
+            Ok(irq) => irq,
+            Err(e) => {
+                Self::destroy_in_hv(&*hv, id);
+                return Err(e);
+            }
+        };
         // Statistics in debugfs are best effort: a partition works without.
         let files = shared
             .debugfs
@@ -124,6 +139,7 @@ impl Partition {
                 _debugfs: files,
                 inner <- new_mutex!(Inner { initialized: false, vps: [0; 4] }),
                 regions,
+                irq,
             }),
             GFP_KERNEL,
         )
@@ -133,6 +149,8 @@ impl Partition {
     }
 
     fn destroy_in_hv(hv: &dyn Hypervisor, id: u64) {
+        // The receiver references the partition's IrqState: drop it first.
+        let _ = hv.set_notify(id, None);
         let _ = hv.finalize_partition(id);
         calls::withdraw_all(hv, id);
         if hv.delete_partition(id).is_err() {
@@ -157,6 +175,9 @@ impl Partition {
                     .read()?;
                 self.set_guest_memory(&args).map(|()| 0)
             }
+            uapi::partition::IRQFD => self.irq.irqfd_ioctl(user).map(|()| 0),
+            uapi::partition::IOEVENTFD => self.irq.ioeventfd_ioctl(user).map(|()| 0),
+            uapi::partition::SET_MSI_ROUTING => self.irq.set_msi_routing(user).map(|()| 0),
             uapi::partition::ROOT_HVCALL => {
                 crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user)
                     .map(|()| 0)
@@ -318,6 +339,7 @@ impl Partition {
 impl PinnedDrop for Partition {
     fn drop(self: Pin<&mut Self>) {
         // Last fd closed: no ioctl, RUN_VP or fault can run any more.
+        self.irq.release();
         let regions = core::mem::take(&mut *self.regions.tree.lock());
         for (_, r) in regions.iter() {
             r.remove();

@@ -9,11 +9,16 @@
 //! Not implemented yet: running VPs. That needs the SynIC intercept-message
 //! path (SINT0 ISR, `HVCALL_DISPATCH_VP` or the suspend-register dance);
 //! `run_vp` returns `EOPNOTSUPP` until then, so on a real root this backend
-//! can create partitions and map memory but not run guests.
+//! can create partitions and map memory but not run guests. Doorbells
+//! (ioeventfd) are not implemented either: they need `HVCALL_CREATE_PORT`,
+//! `HVCALL_CONNECT_PORT` and the SINT5 event-ring handler that would call
+//! [`Notify::doorbell`]; `connect_doorbell` fails with
+//! `HV_STATUS_OPERATION_DENIED` (EACCES) until then, and `set_notify` only
+//! records nothing.
 
 use super::{
-    abi, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult, RunExit,
-    VpPage, HV_PAGE,
+    abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
+    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, HV_PAGE,
 };
 use crate::sys::ffi;
 use kernel::{
@@ -120,6 +125,23 @@ fn encode_vp_state_page(
     if map {
         e.u64(0);
     }
+    e.done()
+}
+
+/// `hv_input_assert_virtual_interrupt` (32 bytes): partition id, control
+/// (`interrupt_type` in bits 0-31, `level_triggered` bit 32,
+/// `logical_dest_mode` bit 33), destination, vector, target VTL 0.
+fn encode_assert_interrupt(buf: &mut [u8], pt: u64, irq: &VirtualInterrupt) -> Option<usize> {
+    let control =
+        u64::from(irq.kind) | (u64::from(irq.level) << 32) | (u64::from(irq.logical) << 33);
+    let mut e = Enc::new(buf);
+    e.u64(pt)
+        .u64(control)
+        .u64(irq.dest)
+        .u32(irq.vector)
+        .u8(0)
+        .u8(0)
+        .u16(0);
     e.done()
 }
 
@@ -414,6 +436,25 @@ impl Hypervisor for HyperV {
             |_| {},
         )
     }
+    fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
+        self.simple(
+            abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT,
+            0,
+            |b| encode_assert_interrupt(b, pt, irq),
+            |_| {},
+        )
+    }
+    fn set_notify(&self, _pt: u64, _notify: Option<Arc<dyn Notify>>) -> HvResult {
+        // Nothing delivers notifications yet (no SynIC handler).
+        Ok(())
+    }
+    fn connect_doorbell(&self, _pt: u64, _port: u32, _db: &Doorbell) -> HvResult {
+        kernel::pr_warn_once!("ioeventfd on Hyper-V is not implemented yet (doorbell ports)\n");
+        Err(HvError(status::OPERATION_DENIED))
+    }
+    fn disconnect_doorbell(&self, _pt: u64, _port: u32) -> HvResult {
+        Err(HvError(status::OPERATION_DENIED))
+    }
     fn run_vp(&self, _pt: u64, _vp: u32) -> Result<RunExit> {
         kernel::pr_warn_once!("RUN_VP on Hyper-V is not implemented yet (SynIC intercept path)\n");
         Err(EOPNOTSUPP)
@@ -499,6 +540,36 @@ mod tests {
             Some(24)
         );
         assert_eq!((q(&page, 0), q(&page, 1), q(&page, 2)), (9, 0x200, 2));
+    }
+
+    #[test]
+    fn assert_interrupt_encoding() {
+        let mut page = [0xffu8; HV_PAGE];
+        let irq = VirtualInterrupt {
+            kind: 4,
+            vector: 0x31,
+            dest: 3,
+            level: true,
+            logical: false,
+        };
+        assert_eq!(encode_assert_interrupt(&mut page, 9, &irq), Some(32));
+        assert_eq!(q(&page, 0), 9);
+        assert_eq!(q(&page, 1), 4 | (1 << 32));
+        assert_eq!(q(&page, 2), 3);
+        // Vector, then target VTL and reserved bytes, all zero.
+        assert_eq!(q(&page, 3), 0x31);
+        let logical = VirtualInterrupt {
+            kind: 0,
+            vector: 0xec,
+            dest: 0x80,
+            level: false,
+            logical: true,
+        };
+        assert_eq!(encode_assert_interrupt(&mut page, 9, &logical), Some(32));
+        assert_eq!(
+            (q(&page, 1), q(&page, 2), q(&page, 3)),
+            (1 << 33, 0x80, 0xec)
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub(crate) mod calls;
 pub(crate) mod hyperv;
 pub(crate) mod status;
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 /// A non-success hypercall status (`HV_STATUS_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,65 @@ pub(crate) enum VpPage {
     InterceptMessage = 1,
 }
 
+/// Arguments of `HVCALL_ASSERT_VIRTUAL_INTERRUPT`
+/// (`hv_input_assert_virtual_interrupt` without the partition id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VirtualInterrupt {
+    /// `HV_X64_INTERRUPT_TYPE_*` (fixed 0, lowest priority 1, NMI 4, ExtINT 7).
+    pub(crate) kind: u32,
+    /// The vector.
+    pub(crate) vector: u32,
+    /// The destination: an APIC id, or a logical destination with `logical`.
+    pub(crate) dest: u64,
+    /// Level-triggered (the guest's EOI is reported back).
+    pub(crate) level: bool,
+    /// `dest` is a logical destination.
+    pub(crate) logical: bool,
+}
+
+/// A doorbell: a guest write that the hypervisor completes itself and
+/// reports to the root as a notification on a port, instead of an intercept
+/// (`HVCALL_CREATE_PORT` with `HV_PORT_TYPE_DOORBELL` and
+/// `HVCALL_CONNECT_PORT` in upstream's ioeventfd).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Doorbell {
+    /// The guest physical address written.
+    pub(crate) gpa: u64,
+    /// The write size that triggers: 1, 2, 4 or 8; 0 for any.
+    pub(crate) len: u32,
+    /// The value that triggers (zero-extended little-endian); `None` for any.
+    pub(crate) datamatch: Option<u64>,
+}
+
+impl Doorbell {
+    /// Whether a guest write of `data` at `gpa` rings this doorbell.
+    pub(crate) fn matches(&self, gpa: u64, data: &[u8]) -> bool {
+        if gpa != self.gpa || data.is_empty() || data.len() > 8 {
+            return false;
+        }
+        if self.len != 0 && data.len() != self.len as usize {
+            return false;
+        }
+        let mut v = [0u8; 8];
+        if let Some(dst) = v.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.datamatch
+            .is_none_or(|want| want == u64::from_le_bytes(v))
+    }
+}
+
+/// Notifications the hypervisor sends the root about one partition (on
+/// Hyper-V: SynIC messages and events the root's ISR receives).
+pub(crate) trait Notify: Send + Sync {
+    /// The doorbell connected as `port` was rung (Hyper-V: the port id in the
+    /// SINT5 event ring). May be called from atomic context.
+    fn doorbell(&self, port: u32);
+    /// The guest ended a level-triggered interrupt with `vector`
+    /// (`HVMSG_X64_APIC_EOI`). May be called from atomic context.
+    fn eoi(&self, vp: u32, vector: u32);
+}
+
 /// Size of a hypercall input or output page.
 pub(crate) const HV_PAGE: usize = 4096;
 
@@ -150,6 +209,21 @@ pub(crate) trait Hypervisor: Send + Sync {
     #[allow(dead_code)]
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
 
+    /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT`. Never sleeps: it may be called
+    /// from a work item with other work pending, and is atomic-safe on both
+    /// backends (the sim takes only spinlocks).
+    fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult;
+
+    /// Installs (or with `None` removes) the receiver of partition `pt`'s
+    /// notifications. The driver removes it before deleting the partition.
+    fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult;
+    /// Connects doorbell `port` (driver-chosen, non-zero, unique within `pt`)
+    /// for `db`. May sleep.
+    fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult;
+    /// Disconnects and deletes doorbell `port`. When it returns, the doorbell
+    /// no longer rings. May sleep.
+    fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult;
+
     /// Runs the VP until it leaves with a message in its intercept message
     /// page, or a signal is pending. May sleep (it is never called under a
     /// region lock).
@@ -167,4 +241,48 @@ pub(crate) trait Hypervisor: Send + Sync {
         input: &[u8; HV_PAGE],
         output: &mut [u8; HV_PAGE],
     ) -> u64;
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_hv_doorbell)]
+mod tests {
+    use super::Doorbell;
+
+    #[test]
+    fn doorbell_matching() {
+        let any = Doorbell {
+            gpa: 0x1000,
+            len: 0,
+            datamatch: None,
+        };
+        assert!(any.matches(0x1000, &[1]));
+        assert!(any.matches(0x1000, &[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!any.matches(0x1001, &[1]));
+        assert!(!any.matches(0xfff, &[1, 2]));
+        assert!(!any.matches(0x1000, &[]));
+        let word = Doorbell {
+            gpa: 0x1000,
+            len: 2,
+            datamatch: Some(0xbeef),
+        };
+        assert!(word.matches(0x1000, &[0xef, 0xbe]));
+        assert!(!word.matches(0x1000, &[0xef, 0xbf]));
+        assert!(!word.matches(0x1000, &[0xef, 0xbe, 0, 0]));
+        assert!(!word.matches(0x1000, &[0xef]));
+        let any_size_value = Doorbell {
+            gpa: 0x2000,
+            len: 0,
+            datamatch: Some(7),
+        };
+        assert!(any_size_value.matches(0x2000, &[7]));
+        assert!(any_size_value.matches(0x2000, &[7, 0, 0, 0]));
+        assert!(!any_size_value.matches(0x2000, &[7, 1]));
+        let qword = Doorbell {
+            gpa: 0x3000,
+            len: 8,
+            datamatch: Some(u64::MAX),
+        };
+        assert!(qword.matches(0x3000, &[0xff; 8]));
+        assert!(!qword.matches(0x3000, &[0xff; 4]));
+    }
 }

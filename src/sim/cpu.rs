@@ -33,9 +33,13 @@ const PF: u64 = 1 << 2;
 const AF: u64 = 1 << 4;
 const ZF: u64 = 1 << 6;
 const SF: u64 = 1 << 7;
+const TF: u64 = 1 << 8;
 const IF: u64 = 1 << 9;
 const DF: u64 = 1 << 10;
 const OF: u64 = 1 << 11;
+const NT: u64 = 1 << 14;
+const RF: u64 = 1 << 16;
+const AC: u64 = 1 << 18;
 const ARITH_FLAGS: u64 = CF | PF | AF | ZF | SF | OF;
 /// The RFLAGS bits that POPF may change at CPL 0 (VM, VIF, VIP and RF are kept).
 const POPF_MASK: u64 = 0x0024_7fd5;
@@ -188,6 +192,10 @@ pub struct Regs {
     pub gdtr: Table,
     /// The interrupt descriptor table register.
     pub idtr: Table,
+    /// Set by an STI that enabled interrupts, for the one instruction after it: external
+    /// interrupts are not accepted until that instruction has retired (the STI shadow that
+    /// makes `sti; hlt` race-free).
+    pub interrupt_shadow: bool,
 }
 
 impl Regs {
@@ -244,7 +252,14 @@ impl Regs {
                 base: 0,
                 limit: 0xffff,
             },
+            interrupt_shadow: false,
         }
+    }
+
+    /// Whether a maskable external interrupt can be accepted now: `RFLAGS.IF` is set and no STI
+    /// shadow is in effect.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.rflags & IF != 0 && !self.interrupt_shadow
     }
 }
 
@@ -394,16 +409,57 @@ pub fn run(regs: &mut Regs, mem: &mut impl GuestMemory, budget: u64) -> (Exit, u
     let mut retired: u64 = 0;
     while retired < budget {
         cpu.budget = budget - retired;
+        // The shadow of an STI covers exactly the next instruction.
+        let shadow = core::mem::take(&mut cpu.regs.interrupt_shadow);
         match cpu.step() {
             Ok(None) => retired = retired.saturating_add(cpu.cost),
             Ok(Some(exit)) => return (exit, retired.saturating_add(cpu.cost)),
             Err(stop) => {
+                // The instruction did not retire: its shadow is still pending.
+                cpu.regs.interrupt_shadow = shadow;
                 let partial = cpu.partial;
                 return (cpu.finish(stop), retired.saturating_add(partial));
             }
         }
     }
     (Exit::Budget, retired)
+}
+
+/// Delivers external interrupt (or NMI) `vector` through the guest's interrupt table, as the
+/// processor does between two instructions: in real mode through the IVT (FLAGS, CS and IP are
+/// pushed), in 32-bit protected mode through a 32-bit interrupt or trap gate of the IDT (EFLAGS,
+/// CS and EIP are pushed) and in 64-bit mode through a 64-bit gate (SS, RSP, RFLAGS, CS and RIP
+/// are pushed on the 16-byte aligned stack). An interrupt gate clears `RFLAGS.IF`; every form
+/// clears TF, NT, RF and (real mode) AC.
+///
+/// Only deliveries that stay at the current privilege level are modelled (the handler's code
+/// segment must have the current CPL; no TSS stack switch, no IST); anything else, a missing or
+/// malformed gate, or a gate outside the table limit is reported as [`Exit::Exception`] with
+/// #GP (or #NP for a gate that is not present). A guest-physical access that fails (the stack or
+/// the table in unmapped memory) is reported as [`Exit::Memory`] with an instruction length of
+/// 0. On any error `regs` is unchanged, so the delivery can be retried.
+///
+/// The caller checks [`Regs::interrupts_enabled`] for maskable interrupts; this function does
+/// not.
+pub fn deliver_interrupt(
+    regs: &mut Regs,
+    mem: &mut impl GuestMemory,
+    vector: u8,
+) -> Result<(), Exit> {
+    let saved = regs.clone();
+    let mut cpu = Cpu::new(regs, mem);
+    cpu.begin();
+    match cpu.deliver(vector) {
+        Ok(()) => {
+            cpu.regs.interrupt_shadow = false;
+            Ok(())
+        }
+        Err(stop) => {
+            let exit = cpu.finish(stop);
+            *cpu.regs = saved;
+            Err(exit)
+        }
+    }
 }
 
 // Arithmetic helpers shared by the instructions.
@@ -1524,6 +1580,155 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
         })
     }
 
+    /// The CPL: the RPL of CS in protected mode, 0 in real mode.
+    fn cpl(&self) -> u16 {
+        if self.regs.cr0 & CR0_PE == 0 {
+            0
+        } else {
+            self.regs.cs.selector & 3
+        }
+    }
+
+    /// Reads the `size`-byte entry `index` of the IDT (or IVT), checking the table limit.
+    fn idt_entry(&mut self, index: u64, size: u64) -> Result<[u8; 16], Stop> {
+        let off = index * size;
+        if off + size - 1 > u64::from(self.regs.idtr.limit) {
+            return Err(Stop::Exc(VEC_GP));
+        }
+        let lin = self.wrap_lin(self.regs.idtr.base.wrapping_add(off));
+        let mut b = [0u8; 16];
+        let n = min(size, 16) as usize;
+        self.read_lin(lin, &mut b[..n], Access::Read)?;
+        Ok(b)
+    }
+
+    /// Loads CS for an interrupt gate's selector: a code segment at the current privilege.
+    fn gate_cs(&mut self, sel: u16) -> Result<Segment, Stop> {
+        if sel & !3 == 0 {
+            return Err(Stop::Exc(VEC_GP));
+        }
+        let cs = self.descriptor(Seg::Cs, sel)?;
+        let dpl = (cs.attributes >> 5) & 3;
+        if dpl != self.cpl() {
+            // A privilege change needs a TSS stack switch, which is not modelled.
+            return Err(Stop::Exc(VEC_GP));
+        }
+        Ok(Segment {
+            selector: (sel & !3) | dpl,
+            ..cs
+        })
+    }
+
+    /// Delivers `vector`; see [`deliver_interrupt`].
+    fn deliver(&mut self, vector: u8) -> Result<(), Stop> {
+        let v = u64::from(vector);
+        let flags = self.regs.rflags;
+        if self.regs.cr0 & CR0_PE == 0 {
+            let e = self.idt_entry(v, 4)?;
+            let ip = u64::from(u16::from_le_bytes([e[0], e[1]]));
+            let sel = u16::from_le_bytes([e[2], e[3]]);
+            self.push(2, flags & 0xffff)?;
+            self.push(2, u64::from(self.regs.cs.selector))?;
+            self.push(2, self.regs.rip & 0xffff)?;
+            self.regs.rflags &= !(IF | TF | AC | RF);
+            self.load_segment(Seg::Cs, sel)?;
+            self.regs.rip = ip;
+            return Ok(());
+        }
+        let long = self.regs.efer & EFER_LMA != 0;
+        if long && !self.long64 {
+            // Compatibility-mode code would need a stack-size switch: not modelled.
+            return Err(Stop::Exc(VEC_GP));
+        }
+        let e = self.idt_entry(v, if long { 16 } else { 8 })?;
+        let lo = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+        let sel = ((lo >> 16) & 0xffff) as u16;
+        let kind = (lo >> 40) & 0xf;
+        let present = lo & (1 << 47) != 0;
+        // 0xE: 32-bit (64-bit in long mode) interrupt gate, 0xF: trap gate.
+        if kind != 0xe && kind != 0xf {
+            return Err(Stop::Exc(VEC_GP));
+        }
+        if !present {
+            return Err(Stop::Exc(VEC_NP));
+        }
+        let mut target = (lo & 0xffff) | ((lo >> 32) & 0xffff_0000);
+        if long {
+            let hi = u64::from_le_bytes([e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15]]);
+            target |= (hi & 0xffff_ffff) << 32;
+        }
+        let cs = self.gate_cs(sel)?;
+        if long {
+            if cs.attributes & ATTR_L == 0 {
+                return Err(Stop::Exc(VEC_GP));
+            }
+            let (old_ss, old_rsp) = (u64::from(self.regs.ss.selector), self.sp());
+            // The stack is aligned to 16 bytes before the frame is pushed.
+            self.set_sp(old_rsp & !0xf);
+            for item in [
+                old_ss,
+                old_rsp,
+                flags,
+                u64::from(self.regs.cs.selector),
+                self.regs.rip,
+            ] {
+                if let Err(e) = self.push(8, item) {
+                    self.set_sp(old_rsp);
+                    return Err(e);
+                }
+            }
+        } else {
+            self.push(4, flags & 0xffff_ffff)?;
+            self.push(4, u64::from(self.regs.cs.selector))?;
+            self.push(4, self.regs.rip & 0xffff_ffff)?;
+        }
+        if kind == 0xe {
+            self.regs.rflags &= !IF;
+        }
+        self.regs.rflags &= !(TF | NT | RF);
+        self.regs.cs = cs;
+        self.regs.rip = target;
+        Ok(())
+    }
+
+    /// IRET at the current privilege level (no task return, no privilege change).
+    fn iret(&mut self) -> Result<(), Stop> {
+        if self.regs.cr0 & CR0_PE != 0 && self.regs.rflags & NT != 0 {
+            // A nested-task return is not modelled.
+            return Err(Stop::Exc(VEC_GP));
+        }
+        let size = self.opsize;
+        let step = u64::from(size);
+        let ip = self.read_stack(0, size)?;
+        let sel = self.read_stack(step, size)? as u16;
+        let fl = self.read_stack(2 * step, size)?;
+        let pe = self.regs.cr0 & CR0_PE != 0;
+        if pe && sel & 3 != self.cpl() {
+            return Err(Stop::Exc(VEC_GP));
+        }
+        let stack = if self.long64 {
+            Some((
+                self.read_stack(3 * step, size)?,
+                self.read_stack(4 * step, size)? as u16,
+            ))
+        } else {
+            None
+        };
+        // The flags IRET may change: as POPF at CPL 0, within the operand size.
+        let mask = POPF_MASK & size_mask(size);
+        let new_flags = (self.regs.rflags & !mask) | (fl & mask) | RFLAGS_FIXED;
+        let sp = self.sp_plus(3 * step);
+        self.far_jump(sel, ip & size_mask(size))?;
+        if let Some((rsp, ss)) = stack {
+            self.load_segment(Seg::Ss, ss)?;
+            self.set_reg(4, 8, rsp);
+        } else {
+            self.set_sp(sp);
+        }
+        self.regs.rflags = new_flags;
+        Ok(())
+    }
+
     fn far_jump(&mut self, sel: u16, off: u64) -> Result<(), Stop> {
         self.load_segment(Seg::Cs, sel)?;
         self.jump = Some(off);
@@ -1845,6 +2050,7 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
                 self.set_sp(sp);
             }
             0xcc => return Err(Stop::Exc(3)),
+            0xcf => self.iret()?,
             0xcd => {
                 let v = self.imm(1)?;
                 return Err(Stop::Exc(v as u8));
@@ -1929,7 +2135,12 @@ impl<'a, M: GuestMemory> Cpu<'a, M> {
             0xf8 => self.regs.rflags &= !CF,
             0xf9 => self.regs.rflags |= CF,
             0xfa => self.regs.rflags &= !IF,
-            0xfb => self.regs.rflags |= IF,
+            0xfb => {
+                if self.regs.rflags & IF == 0 {
+                    self.regs.interrupt_shadow = true;
+                }
+                self.regs.rflags |= IF;
+            }
             0xfc => self.regs.rflags &= !DF,
             0xfd => self.regs.rflags |= DF,
             0xfe | 0xff => self.group45(op, wide)?,

@@ -13,8 +13,9 @@
 //!   derived values; `_EX` also answers `VMM_CAPABILITIES` with no bits set);
 //! - `SET_PARTITION_PROPERTY` (stored; `SYNTHETIC_PROC_FEATURES` and
 //!   `PRIVILEGE_FLAGS` only before initialization);
+//! - `ASSERT_VIRTUAL_INTERRUPT`: the sim's LAPIC model (see `super::irq`);
 //! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT`,
-//!   `ASSERT_VIRTUAL_INTERRUPT`, `CLEAR_VIRTUAL_INTERRUPT`,
+//!   `CLEAR_VIRTUAL_INTERRUPT`,
 //!   `SIGNAL_EVENT_DIRECT`, `POST_MESSAGE_DIRECT`: accepted, no effect yet;
 //! - `TRANSLATE_VIRTUAL_ADDRESS`: a walk of the VP's page tables.
 //!
@@ -111,9 +112,9 @@ impl Sim {
                 abi::HVCALL_GET_PARTITION_PROPERTY => self.hc_get_property(input, output, false),
                 abi::HVCALL_GET_PARTITION_PROPERTY_EX => self.hc_get_property(input, output, true),
                 abi::HVCALL_SET_PARTITION_PROPERTY => self.hc_set_property(input),
+                abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT => self.hc_assert_interrupt(input),
                 abi::HVCALL_INSTALL_INTERCEPT
                 | abi::HVCALL_REGISTER_INTERCEPT_RESULT
-                | abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT
                 | abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
                 | abi::HVCALL_SIGNAL_EVENT_DIRECT
                 | abi::HVCALL_POST_MESSAGE_DIRECT => self.hc_accept(input),
@@ -122,6 +123,37 @@ impl Sim {
             }
         };
         abi::result(st, done)
+    }
+
+    /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT` (`hv_input_assert_virtual_interrupt`:
+    /// partition id, control with the type in bits 0-31, level bit 32 and
+    /// logical bit 33, destination, vector, target VTL which must be 0).
+    /// Other control bits are ignored (mshv-ioctls sets bit 62 for a
+    /// "long mode" request).
+    fn hc_assert_interrupt(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(control), Some(dest), Some(vector), Some(vtl)) = (
+            rd64(input, 0),
+            rd64(input, 8),
+            rd64(input, 16),
+            rd32(input, 24),
+            rd32(input, 28),
+        ) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        if vtl & 0xff != 0 {
+            return fail(status::INVALID_PARAMETER);
+        }
+        let irq = crate::hv::VirtualInterrupt {
+            kind: control as u32,
+            vector,
+            dest,
+            level: control & (1 << 32) != 0,
+            logical: control & (1 << 33) != 0,
+        };
+        match self.assert_interrupt(pt, &irq) {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
     }
 
     /// `HVCALL_GET_VP_REGISTERS`.
@@ -288,7 +320,10 @@ impl Sim {
             GVA_GPA_NO_READ_ACCESS
         };
         let regs = vp.regs.lock().cpu.clone();
-        let mut mem = vp::VpMemory { part: &part };
+        let mut mem = vp::VpMemory {
+            part: &part,
+            vp: None,
+        };
         let gva = gva_page.wrapping_shl(12);
         let (result, gpa_page) = match cpu::linear_to_physical(&regs, &mut mem, gva, access) {
             Ok(gpa) => match part.inner.lock().slat.check(gpa >> 12, slat_access) {

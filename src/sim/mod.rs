@@ -42,11 +42,15 @@
 //!   VP table and properties. Guest memory accesses take it for the
 //!   translation *and* the copy (see [`vp`]).
 //! - [`vp::Vp`]`::regs` (spinlock): one VP's registers.
+//! - [`vp::Vp`]`::lapic` (spinlock): one VP's local APIC and HLT state; a
+//!   VP waiting in HLT sleeps on `Vp::wake` with it released.
+//! - [`Partition`]`::irq` (mutex): notification receiver and doorbells
+//!   ([`irq`]); notifications are called with no sim lock held.
 //! - `Sim::root_pool` (spinlock): pages deposited into the root.
 //!
 //! Order: `parts` may be held while taking `inner` (delete only). No other
 //! two of these locks are ever held at the same time; in particular a VP's
-//! registers and its partition's `inner` never nest.
+//! registers, its LAPIC and its partition's `inner` never nest.
 
 // The interpreter is plain `core` code with a `pub` API (so it can also be
 // unit-tested on the host); inside the module it is crate-private.
@@ -54,6 +58,9 @@
 pub(crate) mod cpu;
 mod hvcall;
 mod inject;
+mod irq;
+#[allow(unreachable_pub, dead_code)]
+pub(crate) mod lapic;
 mod pool;
 mod props;
 mod regs;
@@ -61,16 +68,16 @@ mod slat;
 mod vp;
 
 use crate::hv::{
-    abi, status, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult,
-    RunExit, VpPage, HV_PAGE,
+    abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
+    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, HV_PAGE,
 };
 use kernel::{
-    new_spinlock,
+    new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, SpinLock,
+        Arc, Mutex, SpinLock,
     },
 };
 use pool::Pool;
@@ -166,6 +173,9 @@ pub(crate) struct Partition {
     /// State, pool, SLAT, VPs and properties.
     #[pin]
     pub(crate) inner: SpinLock<PartInner>,
+    /// Notification receiver and doorbells ([`irq`]).
+    #[pin]
+    pub(crate) irq: Mutex<irq::SimIrq>,
 }
 
 impl Partition {
@@ -186,6 +196,7 @@ impl Partition {
                     },
                     "mshv_rs_sim_partition"
                 ),
+                irq <- new_mutex!(irq::SimIrq::new(), "mshv_rs_sim_irq"),
             }),
             GFP_KERNEL,
         )
@@ -624,6 +635,22 @@ impl Hypervisor for Sim {
             regs.set(name, value).map_err(fail)?;
         }
         Ok(())
+    }
+
+    fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
+        self.assert_interrupt(pt, irq)
+    }
+
+    fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
+        self.set_partition_notify(pt, notify)
+    }
+
+    fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
+        self.connect(pt, port, db)
+    }
+
+    fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult {
+        self.disconnect(pt, port)
     }
 
     fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {

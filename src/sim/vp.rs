@@ -38,15 +38,15 @@
 //! `HV_X64_REGISTER_*` MSRs such as PAT, APIC base, SYSENTER, STAR..SFMASK)
 //! complete inside the hypervisor, as on Hyper-V.
 
-use super::{cpu, regs, regs::RegFile, slat, Partition};
+use super::{cpu, irq, lapic, regs, regs::RegFile, slat, Partition};
 use crate::hv::{abi, RunExit};
 use crate::sys::page;
 use kernel::{
-    new_spinlock,
+    new_condvar, new_spinlock,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, SpinLock,
+        Arc, CondVar, SpinLock,
     },
     transmute::AsBytes,
 };
@@ -60,6 +60,9 @@ pub(crate) const REGISTER_PAGE: usize = 0;
 pub(crate) const MESSAGE_PAGE: usize = 1;
 /// Instructions per interpreter run between signal checks.
 const CHUNK: u64 = 1 << 16;
+/// Instructions per interpreter run while an interrupt is pending but masked,
+/// so that it is taken soon after the guest unmasks it.
+const PENDING_CHUNK: u64 = 1024;
 /// `HV_VP_REGISTER_PAGE_VERSION_1`.
 const REGISTER_PAGE_VERSION: u16 = 1;
 /// `HV_CACHE_TYPE_WRITE_BACK`.
@@ -85,17 +88,27 @@ pub(crate) struct Vp {
     /// The registers. Never held together with the partition's lock.
     #[pin]
     pub(crate) regs: SpinLock<RegFile>,
+    /// The local APIC and the HLT state. Never held together with `regs`
+    /// or the partition's lock.
+    #[pin]
+    pub(crate) lapic: SpinLock<lapic::Lapic>,
+    /// Signalled when an interrupt is asserted, for a VP waiting in HLT.
+    #[pin]
+    pub(crate) wake: CondVar,
 }
 
 impl Vp {
     /// Allocates VP `index` in the x86 reset state. May sleep.
     pub(crate) fn new(index: u32) -> Result<Arc<Vp>> {
         let regs = RegFile::new(index)?;
+        let apic = lapic::Lapic::new(index);
         Arc::pin_init(
             pin_init!(Vp {
                 index,
                 running: Atomic::new(false),
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
+                lapic <- new_spinlock!(apic, "mshv_rs_sim_vp_lapic"),
+                wake <- new_condvar!("mshv_rs_sim_vp_wake"),
             }),
             GFP_KERNEL,
         )
@@ -118,6 +131,9 @@ pub(crate) fn init_register_page(pfn: u64) {
 pub(crate) struct VpMemory<'a> {
     /// The partition whose SLAT translates.
     pub(crate) part: &'a Partition,
+    /// The VP whose local APIC answers at [`lapic::APIC_BASE`] (none for
+    /// accesses on no VP's behalf).
+    pub(crate) vp: Option<&'a Vp>,
 }
 
 impl VpMemory<'_> {
@@ -160,8 +176,23 @@ impl VpMemory<'_> {
     }
 }
 
+/// Whether `gpa` is in the xAPIC page.
+fn is_apic(gpa: u64) -> bool {
+    gpa >> 12 == lapic::APIC_BASE >> 12
+}
+
 impl cpu::GuestMemory for VpMemory<'_> {
     fn read(&mut self, gpa: u64, buf: &mut [u8], access: cpu::Access) -> Result<(), cpu::MemFault> {
+        if let (Some(vp), true, true) = (self.vp, is_apic(gpa), access == cpu::Access::Read) {
+            // The APIC registers are 32 bits wide at 16-byte strides; bytes
+            // past a register read as zero.
+            let off = (gpa & 0xfff) as u32;
+            let reg = vp.lapic.lock().read(off & !0xf).to_le_bytes();
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = reg.get((off & 0xf) as usize + i).copied().unwrap_or(0);
+            }
+            return Ok(());
+        }
         let len = buf.len();
         self.access(gpa, len, access, |pfn, off| {
             // SAFETY: the SLAT maps `pfn` and we hold its lock: the driver
@@ -172,10 +203,29 @@ impl cpu::GuestMemory for VpMemory<'_> {
     }
 
     fn write(&mut self, gpa: u64, data: &[u8]) -> Result<(), cpu::MemFault> {
-        self.access(gpa, data.len(), cpu::Access::Write, |pfn, off| {
+        if let (Some(vp), true) = (self.vp, is_apic(gpa)) {
+            // Only aligned 32-bit writes reach a register (as on hardware,
+            // where others are undefined); the rest are dropped.
+            let off = (gpa & 0xfff) as u32;
+            if let (0, Ok(b)) = (off & 0xf, <[u8; 4]>::try_from(data)) {
+                let eoi = vp.lapic.lock().write(off, u32::from_le_bytes(b));
+                irq::report_eoi(self.part, vp.index, eoi);
+            }
+            return Ok(());
+        }
+        let res = self.access(gpa, data.len(), cpu::Access::Write, |pfn, off| {
             // SAFETY: as in `read`.
             unsafe { page::write(pfn, off, data) }
-        })
+        });
+        if res.is_err() {
+            // A write the SLAT does not complete may ring a doorbell, which
+            // completes it instead of an intercept.
+            if let Some((notify, port)) = self.part.doorbell_for(gpa, data) {
+                notify.doorbell(port);
+                return Ok(());
+            }
+        }
+        res
     }
 }
 
@@ -523,8 +573,65 @@ fn post_exit(
     }
 }
 
+/// What the run loop does about interrupts before running guest code.
+enum Interrupts {
+    /// Nothing pending.
+    None,
+    /// An interrupt is pending but masked: run in short chunks.
+    Masked,
+}
+
+/// Waits while `vp` is halted, then delivers the interrupt the LAPIC has for
+/// the guest, if it can take one. `Err` is the run's result: a signal, or
+/// the message of a delivery that faulted (the interrupt stays pending and is
+/// delivered again on the next run).
+fn interrupts(
+    part: &Partition,
+    vp: &Vp,
+    msg_pfn: u64,
+) -> core::result::Result<Interrupts, RunExit> {
+    let mut r = vp.regs.lock().cpu.clone();
+    let enabled = r.interrupts_enabled();
+    let pending = {
+        let mut apic = vp.lapic.lock();
+        while apic.halted && apic.pending(enabled).is_none() {
+            if vp.wake.wait_interruptible(&mut apic) {
+                return Err(RunExit::Signal);
+            }
+        }
+        match apic.pending(enabled) {
+            Some(p) => p,
+            None if apic.any_pending() => return Ok(Interrupts::Masked),
+            None => return Ok(Interrupts::None),
+        }
+    };
+    let mut mem = VpMemory { part, vp: Some(vp) };
+    match cpu::deliver_interrupt(&mut r, &mut mem, pending.vector()) {
+        Ok(()) => {
+            vp.regs.lock().cpu.clone_from(&r);
+            vp.lapic.lock().accept(pending);
+            Ok(Interrupts::None)
+        }
+        Err(exit) => {
+            let cr8 = vp.regs.lock().cr8;
+            post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);
+            vp.regs.lock().intercept_suspend = true;
+            Err(RunExit::Message)
+        }
+    }
+}
+
 /// Runs `vp` of `part` until it exits with a message (written into
 /// `msg_pfn`, its intercept message page) or a signal is pending.
+///
+/// Interrupts: before each chunk of guest code the loop delivers what the
+/// VP's LAPIC has for it (NMI always, others when `RFLAGS.IF` is set and no
+/// STI shadow is active) through the guest's IDT. HLT with interrupts
+/// enabled does not leave the hypervisor: the VP sleeps (interruptibly: a
+/// signal returns [`RunExit::Signal`] and the next run sleeps again) until an
+/// interrupt can be delivered, as Hyper-V keeps halted VPs. HLT with
+/// interrupts disabled exits with `HVMSG_X64_HALT` as before. An x2APIC EOI
+/// (WRMSR 0x80B) completes here.
 ///
 /// The caller marked the VP running under the partition lock (so its pages
 /// stay lent to it) and clears the mark afterwards. May sleep; call with no
@@ -540,9 +647,14 @@ pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
             return RunExit::Signal;
         }
         page::cond_resched();
+        let budget = match interrupts(part, vp, msg_pfn) {
+            Ok(Interrupts::None) => CHUNK,
+            Ok(Interrupts::Masked) => PENDING_CHUNK,
+            Err(exit) => return exit,
+        };
         let mut r = vp.regs.lock().cpu.clone();
-        let mut mem = VpMemory { part };
-        let (exit, _) = cpu::run(&mut r, &mut mem, CHUNK);
+        let mut mem = VpMemory { part, vp: Some(vp) };
+        let (exit, _) = cpu::run(&mut r, &mut mem, budget);
         let cr8 = {
             let mut rf = vp.regs.lock();
             rf.cpu.clone_from(&r);
@@ -553,6 +665,13 @@ pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
                 instruction_length,
             } = exit
             {
+                if write && msr == lapic::MSR_X2APIC_EOI {
+                    rf.cpu.rip = rf.cpu.rip.wrapping_add(u64::from(instruction_length));
+                    drop(rf);
+                    let eoi = vp.lapic.lock().eoi();
+                    irq::report_eoi(part, vp.index, eoi);
+                    continue;
+                }
                 if handle_msr(&mut rf, write, msr, value, instruction_length) {
                     continue;
                 }
@@ -560,6 +679,11 @@ pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
             rf.cr8
         };
         if exit == cpu::Exit::Budget {
+            continue;
+        }
+        if exit == cpu::Exit::Halt && r.interrupts_enabled() {
+            // Halted inside the hypervisor until an interrupt arrives.
+            vp.lapic.lock().halted = true;
             continue;
         }
         post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);

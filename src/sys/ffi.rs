@@ -17,6 +17,18 @@ pub(crate) struct RawMni {
     _opaque: [u8; 0],
 }
 
+/// Opaque `struct eventfd_ctx`.
+#[repr(C)]
+pub(crate) struct EventfdCtx {
+    _opaque: [u8; 0],
+}
+
+/// Opaque `struct mshv_rs_irqfd`.
+#[repr(C)]
+pub(crate) struct RawIrqfd {
+    _opaque: [u8; 0],
+}
+
 pub(crate) const FD_PARTITION: c_int = 0;
 pub(crate) const FD_VP: c_int = 1;
 
@@ -96,6 +108,17 @@ extern "C" {
     pub(crate) fn mshv_rs_signal_pending() -> bool;
     pub(crate) fn mshv_rs_cond_resched();
     pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
+
+    pub(crate) fn mshv_rs_eventfd_get(fd: c_int, err: *mut c_int) -> *mut EventfdCtx;
+    pub(crate) fn mshv_rs_eventfd_put(ctx: *mut EventfdCtx);
+    pub(crate) fn mshv_rs_eventfd_signal(ctx: *mut EventfdCtx);
+    pub(crate) fn mshv_rs_irqfd_create(
+        fd: c_int,
+        ctx: *mut EventfdCtx,
+        owner: *mut c_void,
+        err: *mut c_int,
+    ) -> *mut RawIrqfd;
+    pub(crate) fn mshv_rs_irqfd_destroy(w: *mut RawIrqfd);
 
     #[cfg(CONFIG_HYPERV)]
     pub(crate) fn mshv_rs_hv_is_root() -> bool;

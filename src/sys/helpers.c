@@ -5,6 +5,7 @@
  */
 
 #include <linux/anon_inodes.h>
+#include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
@@ -12,10 +13,13 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/poll.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
 
 #include "mshv_rs_helpers.h"
 
@@ -441,4 +445,116 @@ void mshv_rs_cond_resched(void)
 void *mshv_rs_pfn_to_virt(u64 pfn)
 {
 	return page_address(pfn_to_page(pfn));
+}
+
+/* ---- eventfd ------------------------------------------------------------- */
+
+struct eventfd_ctx *mshv_rs_eventfd_get(int fd, int *err)
+{
+	struct eventfd_ctx *ctx = eventfd_ctx_fdget(fd);
+
+	if (IS_ERR(ctx)) {
+		*err = PTR_ERR(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void mshv_rs_eventfd_put(struct eventfd_ctx *ctx)
+{
+	eventfd_ctx_put(ctx);
+}
+
+void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx)
+{
+	eventfd_signal(ctx);
+}
+
+struct mshv_rs_irqfd {
+	struct eventfd_ctx *ctx;
+	void *owner;
+	wait_queue_entry_t wait;
+	poll_table pt;
+	wait_queue_head_t *wqh;
+	struct work_struct fire;
+};
+
+static void mshv_rs_irqfd_work(struct work_struct *work)
+{
+	struct mshv_rs_irqfd *w = container_of(work, struct mshv_rs_irqfd, fire);
+
+	mshv_rs_irqfd_fire(w->owner);
+}
+
+static int mshv_rs_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode,
+				int sync, void *key)
+{
+	struct mshv_rs_irqfd *w = container_of(wait, struct mshv_rs_irqfd, wait);
+	__poll_t flags = key_to_poll(key);
+	u64 cnt;
+
+	if (flags & EPOLLIN) {
+		/* Called with the wait-queue lock held, as the helper wants. */
+		eventfd_ctx_do_read(w->ctx, &cnt);
+		queue_work(system_wq, &w->fire);
+	}
+	return 0;
+}
+
+static void mshv_rs_irqfd_queue(struct file *file, wait_queue_head_t *wqh,
+				poll_table *pt)
+{
+	struct mshv_rs_irqfd *w = container_of(pt, struct mshv_rs_irqfd, pt);
+
+	w->wqh = wqh;
+	add_wait_queue(wqh, &w->wait);
+}
+
+struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
+					   void *owner, int *err)
+{
+	struct mshv_rs_irqfd *w;
+	struct eventfd_ctx *again;
+	__poll_t events;
+
+	CLASS(fd, f)(fd);
+	if (fd_empty(f)) {
+		*err = -EBADF;
+		return NULL;
+	}
+	/* The fd may have been closed and reused since @ctx was looked up. */
+	again = eventfd_ctx_fileget(fd_file(f));
+	if (IS_ERR(again)) {
+		*err = PTR_ERR(again);
+		return NULL;
+	}
+	eventfd_ctx_put(again);
+	if (again != ctx) {
+		*err = -EBADF;
+		return NULL;
+	}
+	w = kzalloc(sizeof(*w), GFP_KERNEL_ACCOUNT);
+	if (!w) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	w->ctx = ctx;
+	w->owner = owner;
+	INIT_WORK(&w->fire, mshv_rs_irqfd_work);
+	init_waitqueue_func_entry(&w->wait, mshv_rs_irqfd_wakeup);
+	init_poll_funcptr(&w->pt, mshv_rs_irqfd_queue);
+	/* Hooks the wait queue through eventfd's poll; fires a signal that came first. */
+	events = vfs_poll(fd_file(f), &w->pt);
+	if (events & EPOLLIN)
+		queue_work(system_wq, &w->fire);
+	return w;
+}
+
+void mshv_rs_irqfd_destroy(struct mshv_rs_irqfd *w)
+{
+	u64 cnt;
+
+	eventfd_ctx_remove_wait_queue(w->ctx, &w->wait, &cnt);
+	cancel_work_sync(&w->fire);
+	kfree(w);
 }

@@ -8,6 +8,7 @@
 //! on a bindgen layout. This module is the only place that declares or calls
 //! those C functions; the rest of the driver uses the types below.
 
+pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod ffi;
 pub(crate) mod layout;

@@ -34,6 +34,12 @@ const GUESTS: &[Guest] = &[
         text: 0x1000,
         size: None,
     },
+    // 32-bit flat protected mode with a GDT and an IDT, loaded at GPA 0x1000.
+    Guest {
+        name: "irq32",
+        text: 0x1000,
+        size: None,
+    },
 ];
 
 fn run(tool: &str, args: &[&str]) -> String {

@@ -10,4 +10,7 @@
 #[path = "../../../src/sim/cpu.rs"]
 pub mod cpu;
 
+#[path = "../../../src/sim/lapic.rs"]
+pub mod lapic;
+
 pub mod testmem;

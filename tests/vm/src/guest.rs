@@ -10,3 +10,6 @@ pub static HELLO16: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hello16.bi
 
 /// monitor32.S: the 32-bit monitor, loaded at `monitor32::LOAD` (0x1000).
 pub static MONITOR32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/monitor32.bin"));
+
+/// irq32.S: interrupt delivery through an IDT, loaded at `irq32::LOAD` (0x1000).
+pub static IRQ32: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/irq32.bin"));

@@ -7,6 +7,7 @@
 mod bad;
 mod dev;
 mod exits;
+mod irq;
 mod leaks;
 mod memory;
 mod sim;
@@ -128,5 +129,40 @@ pub static ALL: &[TestCase] = &[
         name: "mirror_checker_catches_corruption",
         func: sim::mirror_checker_catches_corruption,
         timeout: 300,
+    },
+    TestCase {
+        name: "irqfd_assign_errors",
+        func: irq::irqfd_assign_errors,
+        timeout: 60,
+    },
+    TestCase {
+        name: "ioeventfd_forms_and_errors",
+        func: irq::ioeventfd_forms_and_errors,
+        timeout: 60,
+    },
+    TestCase {
+        name: "msi_routing_set_replace_oversize",
+        func: irq::msi_routing_set_replace_oversize,
+        timeout: 60,
+    },
+    TestCase {
+        name: "irqfd_wakes_halted_vp",
+        func: irq::irqfd_wakes_halted_vp,
+        timeout: 120,
+    },
+    TestCase {
+        name: "irqfd_resample_on_eoi",
+        func: irq::irqfd_resample_on_eoi,
+        timeout: 120,
+    },
+    TestCase {
+        name: "assert_interrupt_errors",
+        func: irq::assert_interrupt_errors,
+        timeout: 60,
+    },
+    TestCase {
+        name: "ioeventfd_fires_on_guest_write",
+        func: irq::ioeventfd_fires_on_guest_write,
+        timeout: 120,
     },
 ];

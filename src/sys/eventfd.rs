@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Eventfds: counted references to an eventfd context, and the wait-queue
+//! hook an irqfd uses to learn that its eventfd was signalled.
+
+use super::ffi;
+use crate::irq::irqfd::Irqfd;
+use core::ptr::NonNull;
+use kernel::{ffi::c_void, prelude::*, sync::Arc};
+
+/// A counted reference to an eventfd context (`struct eventfd_ctx`).
+///
+/// # Invariants
+///
+/// `ctx` holds one reference taken by `eventfd_ctx_fdget`, dropped on drop.
+pub(crate) struct EventFd {
+    ctx: NonNull<ffi::EventfdCtx>,
+}
+
+// SAFETY: an eventfd context is reference counted and its operations
+// (signal, put) may be used from any thread.
+unsafe impl Send for EventFd {}
+// SAFETY: `signal` is safe to call concurrently (eventfd locks internally).
+unsafe impl Sync for EventFd {}
+
+impl EventFd {
+    /// The eventfd behind fd `fd` of the current task: `EBADF` if `fd` is
+    /// not open, `EINVAL` if it is not an eventfd.
+    pub(crate) fn from_fd(fd: i32) -> Result<Self> {
+        let mut err = 0;
+        // SAFETY: plain call; `err` is a valid out pointer.
+        let ctx = unsafe { ffi::mshv_rs_eventfd_get(fd, &mut err) };
+        match NonNull::new(ctx) {
+            // INVARIANT: the helper returned a counted reference.
+            Some(ctx) => Ok(Self { ctx }),
+            None => Err(Error::from_errno(err)),
+        }
+    }
+
+    /// Adds one to the counter and wakes its waiters. Any context.
+    pub(crate) fn signal(&self) {
+        // SAFETY: `ctx` is a live reference by the type invariant.
+        unsafe { ffi::mshv_rs_eventfd_signal(self.ctx.as_ptr()) }
+    }
+
+    /// Whether `self` and `other` are the same eventfd.
+    pub(crate) fn same(&self, other: &EventFd) -> bool {
+        self.ctx == other.ctx
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we own one reference.
+        unsafe { ffi::mshv_rs_eventfd_put(self.ctx.as_ptr()) }
+    }
+}
+
+/// A hook on an eventfd's wait queue that calls [`Irqfd::fire`] from a
+/// work item of the system workqueue (process context) after signals.
+///
+/// # Invariants
+///
+/// `raw` came from `mshv_rs_irqfd_create` with `owner` as its owner and
+/// `eventfd`'s context, and is destroyed exactly once, in `Drop::drop`,
+/// which runs before `owner` and `eventfd` are released.
+pub(crate) struct EventHook {
+    raw: NonNull<ffi::RawIrqfd>,
+    owner: Arc<Irqfd>,
+    eventfd: EventFd,
+}
+
+// SAFETY: the C hook is only destroyed through `&mut self`; the owner and the
+// eventfd are `Send + Sync`.
+unsafe impl Send for EventHook {}
+// SAFETY: `&EventHook` gives access only to `eventfd` and `owner`, both `Sync`.
+unsafe impl Sync for EventHook {}
+
+impl EventHook {
+    /// Hooks `eventfd` (which fd `fd` must still name, else `EBADF`) so that
+    /// signals call `owner.fire()`. A signal that came before the hook
+    /// fires right away. May sleep.
+    pub(crate) fn new(fd: i32, eventfd: EventFd, owner: Arc<Irqfd>) -> Result<Self> {
+        let mut err = 0;
+        let owner_ptr = Arc::as_ptr(&owner).cast::<c_void>().cast_mut();
+        // SAFETY: `eventfd` and `owner` are kept alive by the returned value
+        // until the hook is destroyed in `drop`; `err` is a valid out pointer.
+        let raw =
+            unsafe { ffi::mshv_rs_irqfd_create(fd, eventfd.ctx.as_ptr(), owner_ptr, &mut err) };
+        let raw = NonNull::new(raw).ok_or_else(|| Error::from_errno(err))?;
+        // INVARIANT: created above with `owner` and `eventfd`.
+        Ok(Self {
+            raw,
+            owner,
+            eventfd,
+        })
+    }
+
+    /// The hooked eventfd.
+    pub(crate) fn eventfd(&self) -> &EventFd {
+        &self.eventfd
+    }
+
+    /// The object the hook fires.
+    pub(crate) fn owner(&self) -> &Arc<Irqfd> {
+        &self.owner
+    }
+}
+
+impl Drop for EventHook {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `raw` is live and destroyed only here;
+        // after this returns the C side no longer uses `owner` or the context.
+        unsafe { ffi::mshv_rs_irqfd_destroy(self.raw.as_ptr()) }
+    }
+}
+
+/// Called by the hook's work item with the owner pointer given at creation.
+///
+/// # Safety
+///
+/// `owner` is the `Arc::as_ptr` of an `Arc<Irqfd>` that its `EventHook`
+/// keeps alive until the hook is destroyed, which waits for this call.
+#[no_mangle]
+unsafe extern "C" fn mshv_rs_irqfd_fire(owner: *mut c_void) {
+    // SAFETY: by the function's safety contract.
+    let irqfd = unsafe { &*owner.cast::<Irqfd>() };
+    irqfd.fire();
+}

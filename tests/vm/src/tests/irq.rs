@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// Interrupts and eventfds, with mshv-ioctls 0.7.1 calls as Cloud Hypervisor
+// makes them: MSHV_IRQFD, MSHV_IOEVENTFD, MSHV_SET_MSI_ROUTING, and
+// HVCALL_ASSERT_VIRTUAL_INTERRUPT through `request_virtual_interrupt`.
+// Raw ioctls only where the crate cannot express the bad argument.
+
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use mshv_bindings::{
+    hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED, mshv_user_ioeventfd, mshv_user_irq_entry,
+    mshv_user_irq_table, mshv_user_irqfd,
+};
+use mshv_ioctls::{InterruptRequest, IoEventAddress, NoDatamatch, VcpuFd, VmFd};
+
+use crate::uapi::*;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::guest;
+use crate::util::*;
+use crate::vmm::*;
+use crate::{ensure, ensure_eq, fail};
+
+/// `MSHV_IRQFD_BIT_*`, `MSHV_IOEVENTFD_BIT_*`.
+const IOEVENTFD_DATAMATCH: u32 = 1 << 0;
+const IOEVENTFD_PIO: u32 = 1 << 1;
+const IOEVENTFD_DEASSIGN: u32 = 1 << 2;
+
+fn eventfd() -> TResult<EventFd> {
+    EventFd::new(EFD_NONBLOCK).map_err(|e| Failure::Fail(format!("eventfd: {e}")))
+}
+
+/// The errno of a crate call that must fail, or a failure if it succeeded.
+fn expect_err<T>(r: Result<T, mshv_ioctls::MshvError>, want: i32, what: &str) -> TResult {
+    match r {
+        Ok(_) => fail!(
+            "{what}\nexpected: failure {}\nactual:   success",
+            errname(want)
+        ),
+        Err(e) => {
+            ensure_eq!(errname(err_no(e)), errname(want), "{what}");
+            Ok(())
+        }
+    }
+}
+
+fn expect_ok<T>(r: Result<T, mshv_ioctls::MshvError>, what: &str) -> TResult<T> {
+    r.map_err(|e| Failure::Fail(format!("{what}: {}", show_err(e))))
+}
+
+/// An MSI entry for `gsi` to APIC id `apic` with `data`.
+fn msi(gsi: u32, apic: u32, data: u32) -> mshv_user_irq_entry {
+    mshv_user_irq_entry {
+        gsi,
+        address_lo: 0xfee0_0000 | (apic << 12),
+        address_hi: 0,
+        data,
+    }
+}
+
+/// A `mshv_user_irq_table` with `entries` (and header fields `nr`, `rsvd`),
+/// laid out as the flexible array the kernel reads.
+struct IrqTable(Vec<u32>);
+
+impl IrqTable {
+    fn new(entries: &[mshv_user_irq_entry]) -> Self {
+        Self::raw(entries.len() as u32, 0, entries)
+    }
+
+    fn raw(nr: u32, rsvd: u32, entries: &[mshv_user_irq_entry]) -> Self {
+        let mut v = vec![nr, rsvd];
+        for e in entries {
+            v.extend_from_slice(&[e.gsi, e.address_lo, e.address_hi, e.data]);
+        }
+        IrqTable(v)
+    }
+
+    fn get(&self) -> &mshv_user_irq_table {
+        // SAFETY: the buffer holds the 8-byte header and `nr` (or fewer, for
+        // the oversize case the kernel rejects before reading) 16-byte
+        // entries, 4-byte aligned like the struct.
+        unsafe { &*(self.0.as_ptr() as *const mshv_user_irq_table) }
+    }
+}
+
+fn set_routes(vm: &VmFd, entries: &[mshv_user_irq_entry]) -> TResult {
+    expect_ok(
+        vm.set_msi_routing(IrqTable::new(entries).get()),
+        "MSHV_SET_MSI_ROUTING",
+    )
+}
+
+/// An `EventFd` on a raw fd number the test does not own (for EBADF and
+/// non-eventfd cases); it must be forgotten, not dropped.
+fn borrowed_eventfd(fd: i32) -> std::mem::ManuallyDrop<EventFd> {
+    // SAFETY: the EventFd is never dropped, so it never closes `fd`; the
+    // crate only passes the number to the kernel.
+    std::mem::ManuallyDrop::new(unsafe { EventFd::from_raw_fd(fd) })
+}
+
+fn raw_irqfd(vm: &VmFd, a: mshv_user_irqfd) -> IoctlResult {
+    let mut a = a;
+    // SAFETY: a valid mshv_user_irqfd.
+    unsafe { ioctl_raw(vm.as_raw_fd(), mshv_ioctls::MSHV_IRQFD() as u64, &mut a) }
+}
+
+fn raw_ioeventfd(vm: &VmFd, a: mshv_user_ioeventfd) -> IoctlResult {
+    let mut a = a;
+    // SAFETY: a valid mshv_user_ioeventfd.
+    unsafe { ioctl_raw(vm.as_raw_fd(), mshv_ioctls::MSHV_IOEVENTFD() as u64, &mut a) }
+}
+
+fn expect_raw(r: IoctlResult, want: i32, what: &str) -> TResult {
+    ensure_eq!(show_ioctl(r), show_ioctl(Err(want)), "{what}");
+    Ok(())
+}
+
+/// MSHV_IRQFD assign and deassign, and upstream's errors.
+pub fn irqfd_assign_errors() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    let a = eventfd()?;
+    let b = eventfd()?;
+    // A GSI without a route yet is fine ("premature" irqfd).
+    expect_ok(vm.register_irqfd(&a, 5), "register_irqfd gsi 5")?;
+    expect_err(
+        vm.register_irqfd(&a, 6),
+        libc::EBUSY,
+        "the same eventfd again (other GSI)",
+    )?;
+    expect_ok(vm.register_irqfd(&b, 5), "a second eventfd on gsi 5")?;
+    // Deassign matches eventfd and GSI; nothing matching is not an error.
+    expect_ok(vm.unregister_irqfd(&a, 6), "unregister a wrong GSI")?;
+    expect_err(
+        vm.register_irqfd(&a, 7),
+        libc::EBUSY,
+        "still registered after a non-matching deassign",
+    )?;
+    expect_ok(vm.unregister_irqfd(&a, 5), "unregister_irqfd")?;
+    expect_ok(vm.register_irqfd(&a, 7), "re-register after deassign")?;
+    // Signalling an irqfd whose GSI has no route injects nothing and fails
+    // nothing.
+    a.write(1)
+        .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))?;
+
+    // Bad fds.
+    let closed = borrowed_eventfd(999_999);
+    expect_err(
+        vm.register_irqfd(&closed, 1),
+        libc::EBADF,
+        "an fd that is not open",
+    )?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| Failure::Fail(format!("{e}")))?;
+    let not_eventfd = borrowed_eventfd(null.as_raw_fd());
+    expect_err(
+        vm.register_irqfd(&not_eventfd, 1),
+        libc::EINVAL,
+        "an fd that is not an eventfd",
+    )?;
+    expect_err(
+        vm.unregister_irqfd(&closed, 1),
+        libc::EBADF,
+        "deassign with an fd that is not open",
+    )?;
+    expect_raw(
+        raw_irqfd(
+            vm,
+            mshv_user_irqfd {
+                fd: b.as_raw_fd(),
+                gsi: 1,
+                flags: 1 << 2,
+                ..Default::default()
+            },
+        ),
+        libc::EINVAL,
+        "unknown irqfd flag bit 2",
+    )?;
+
+    // Resampling needs a level-triggered route.
+    let c = eventfd()?;
+    let rs = eventfd()?;
+    expect_err(
+        vm.register_irqfd_with_resample(&c, &rs, 9),
+        libc::EINVAL,
+        "resample on a GSI without a route",
+    )?;
+    set_routes(vm, &[msi(9, 0, 0x30), msi(10, 0, 0x8000 | 0x31)])?;
+    expect_err(
+        vm.register_irqfd_with_resample(&c, &rs, 9),
+        libc::EINVAL,
+        "resample on an edge-triggered route",
+    )?;
+    expect_err(
+        vm.register_irqfd_with_resample(&c, &closed, 10),
+        libc::EBADF,
+        "resample with a resamplefd that is not open",
+    )?;
+    expect_ok(
+        vm.register_irqfd_with_resample(&c, &rs, 10),
+        "resample on a level-triggered route",
+    )?;
+    drop(p);
+    Ok(())
+}
+
+/// MSHV_IOEVENTFD: the forms the crate sends (wildcard, 32- and 64-bit
+/// datamatch), collisions, deassign, PIO and the raw-argument errors.
+pub fn ioeventfd_forms_and_errors() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    let a = eventfd()?;
+    let b = eventfd()?;
+    let base = 0xd000_0000u64;
+    let at = IoEventAddress::Mmio(base);
+    expect_ok(
+        vm.register_ioevent(&a, &at, NoDatamatch),
+        "wildcard ioeventfd",
+    )?;
+    expect_err(
+        vm.register_ioevent(&b, &at, NoDatamatch),
+        libc::EEXIST,
+        "a second wildcard at the same address and length",
+    )?;
+    // Length 4 is another registration than length 0 at the same address.
+    expect_ok(
+        vm.register_ioevent(&b, &at, 7u32),
+        "datamatch u32 at the same address",
+    )?;
+    expect_err(
+        vm.register_ioevent(&a, &at, 7u32),
+        libc::EEXIST,
+        "the same address, length and value",
+    )?;
+    expect_ok(vm.register_ioevent(&a, &at, 8u32), "another value")?;
+    expect_ok(vm.register_ioevent(&a, &at, 7u64), "length 8")?;
+    // PIO: the crate refuses it itself; the kernel does too.
+    expect_err(
+        vm.register_ioevent(&a, &IoEventAddress::Pio(0x60), NoDatamatch),
+        libc::EOPNOTSUPP,
+        "PIO through the crate",
+    )?;
+    let raw = |flags: u32, addr: u64, len: u32, rsvd: u8| mshv_user_ioeventfd {
+        datamatch: 0,
+        addr,
+        len,
+        fd: a.as_raw_fd(),
+        flags,
+        rsvd: [rsvd, 0, 0, 0],
+    };
+    expect_raw(
+        raw_ioeventfd(vm, raw(IOEVENTFD_PIO, 0x60, 1, 0)),
+        libc::EOPNOTSUPP,
+        "PIO ioeventfd",
+    )?;
+    expect_raw(
+        raw_ioeventfd(vm, raw(1 << 3, base + 0x100, 4, 0)),
+        libc::EINVAL,
+        "unknown flag bit 3",
+    )?;
+    expect_raw(
+        raw_ioeventfd(vm, raw(0, base + 0x100, 4, 1)),
+        libc::EINVAL,
+        "rsvd not zero",
+    )?;
+    expect_raw(
+        raw_ioeventfd(vm, raw(0, base + 0x100, 3, 0)),
+        libc::EINVAL,
+        "length 3",
+    )?;
+    expect_raw(
+        raw_ioeventfd(vm, raw(0, u64::MAX - 1, 4, 0)),
+        libc::EINVAL,
+        "a range that wraps",
+    )?;
+    let closed = borrowed_eventfd(999_999);
+    expect_err(
+        vm.register_ioevent(&closed, &IoEventAddress::Mmio(base + 0x200), NoDatamatch),
+        libc::EBADF,
+        "an fd that is not open",
+    )?;
+    // Deassign must repeat the registration: a datamatch one is not found
+    // with NoDatamatch (the crate's unregister always sends NoDatamatch).
+    expect_err(
+        vm.unregister_ioevent(&b, &at, NoDatamatch),
+        libc::ENOENT,
+        "NoDatamatch deassign of b (registered only with a datamatch)",
+    )?;
+    expect_ok(
+        vm.unregister_ioevent(&a, &at, NoDatamatch),
+        "unregister_ioevent",
+    )?;
+    expect_err(
+        vm.unregister_ioevent(&a, &at, NoDatamatch),
+        libc::ENOENT,
+        "unregister_ioevent twice",
+    )?;
+    let r = raw_ioeventfd(
+        vm,
+        mshv_user_ioeventfd {
+            datamatch: 7,
+            addr: base,
+            len: 4,
+            fd: b.as_raw_fd(),
+            flags: IOEVENTFD_DATAMATCH | IOEVENTFD_DEASSIGN,
+            rsvd: [0; 4],
+        },
+    );
+    ensure_eq!(
+        show_ioctl(r),
+        show_ioctl(Ok(0)),
+        "deassign of b repeating its datamatch registration (len 4, value 7)"
+    );
+    // After removal the slot is free again.
+    expect_ok(
+        vm.register_ioevent(&b, &at, NoDatamatch),
+        "wildcard after the deassign",
+    )?;
+    Ok(())
+}
+
+/// MSHV_SET_MSI_ROUTING: replaced wholesale, bounded size, upstream's checks.
+pub fn msi_routing_set_replace_oversize() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    expect_ok(
+        vm.set_msi_routing(&mshv_user_irq_table::default()),
+        "empty table (as the crate's own test)",
+    )?;
+    set_routes(vm, &[msi(0, 0, 0x30), msi(4095, 0, 0x31), msi(7, 0, 0x32)])?;
+    // The largest table: every GSI once.
+    let all: Vec<_> = (0..4096).map(|g| msi(g, 0, 0x20 + (g & 0x7f))).collect();
+    set_routes(vm, &all)?;
+    let bad = |entries: &[mshv_user_irq_entry], what: &str| {
+        expect_err(
+            vm.set_msi_routing(IrqTable::new(entries).get()),
+            libc::EINVAL,
+            what,
+        )
+    };
+    bad(&[msi(3, 0, 0x30), msi(3, 1, 0x31)], "a GSI twice")?;
+    bad(&[msi(4096, 0, 0x30)], "GSI 4096")?;
+    let mut hi = msi(1, 0, 0x30);
+    hi.address_hi = 1;
+    bad(&[hi], "address_hi not zero")?;
+    expect_err(
+        vm.set_msi_routing(IrqTable::raw(4097, 0, &[]).get()),
+        libc::EINVAL,
+        "nr 4097 (more than MSHV_MAX_GUEST_IRQS)",
+    )?;
+    expect_err(
+        vm.set_msi_routing(IrqTable::raw(1, 1, &[msi(1, 0, 0x30)]).get()),
+        libc::EINVAL,
+        "rsvd not zero",
+    )?;
+    // A failed set leaves the previous table; an empty one clears it.
+    expect_ok(
+        vm.set_msi_routing(&mshv_user_irq_table::default()),
+        "clear the table",
+    )?;
+    Ok(())
+}
+
+/// Sets up irq32 at GPA 0x1000 on VP 0 of `p`, with the stack at 0xF000.
+fn load_irq32(p: &Partition) -> TResult<(Mmap, VcpuFd)> {
+    let mut code = Mmap::anon(CODE_SIZE)?;
+    let off = guest::irq32::LOAD as usize;
+    code.bytes_mut(off, guest::IRQ32.len())
+        .copy_from_slice(guest::IRQ32);
+    p.map(&code, 0, CODE_SIZE, 0, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    enter_protected_mode(&vcpu, guest::irq32::START, 0xf000)?;
+    Ok((code, vcpu))
+}
+
+/// Runs until the guest's next OUT, completes it, returns (port, value).
+fn next_out(vcpu: &VcpuFd, what: &str) -> TResult<(u16, u32)> {
+    let exit =
+        run(vcpu).map_err(|e| Failure::Fail(format!("{what}: MSHV_RUN_VP: {}", errname(e))))?;
+    match exit {
+        Exit::Io {
+            port,
+            write: true,
+            rax,
+            ..
+        } => {
+            complete_io(vcpu, &exit, None)?;
+            Ok((port, rax as u32))
+        }
+        other => fail!("{what}: expected an OUT, got {other}"),
+    }
+}
+
+fn expect_out(vcpu: &VcpuFd, port: u16, value: u32, what: &str) -> TResult {
+    let got = next_out(vcpu, what)?;
+    ensure_eq!(
+        (Hex(got.0 as u64), Hex(got.1 as u64)),
+        (Hex(port as u64), Hex(value as u64)),
+        "{what}: (port, value) of the guest's OUT"
+    );
+    Ok(())
+}
+
+/// Runs the VP, halted with interrupts enabled, while another thread calls
+/// `signal` after a pause; RUN_VP must not return before `signal` was
+/// called (ordering, not timing: the pause only makes a wrong early return
+/// observable). Then the handler for `vector` must run (see irq32.S).
+fn wake_with(
+    vcpu: &VcpuFd,
+    vector: u32,
+    what: &str,
+    signal: impl FnOnce() -> TResult + Send,
+) -> TResult {
+    let signalled = AtomicU32::new(0);
+    let got = thread::scope(|s| {
+        let h = s.spawn(|| {
+            thread::sleep(Duration::from_millis(300));
+            signalled.store(1, Ordering::SeqCst);
+            signal()
+        });
+        let got = next_out(vcpu, what);
+        let early = signalled.load(Ordering::SeqCst) == 0;
+        let sent = h
+            .join()
+            .unwrap_or_else(|_| Err(Failure::Fail("signalling thread panicked".into())));
+        sent?;
+        let got = got?;
+        ensure!(
+            !early,
+            "{what}: RUN_VP returned {got:x?} before the interrupt was raised: the halted VP did not wait"
+        );
+        Ok(got)
+    })?;
+    ensure_eq!(
+        (Hex(got.0 as u64), Hex(got.1 as u64)),
+        (Hex(0x24), Hex(vector as u64)),
+        "{what}: the first thing after the wake-up is the handler of vector {vector:#x}"
+    );
+    expect_out(
+        vcpu,
+        0x25,
+        1 << (vector - 64),
+        &format!("{what}: ISR before EOI"),
+    )?;
+    expect_out(vcpu, 0x25, 0, &format!("{what}: ISR after EOI"))
+}
+
+/// irqfd → MSI route → ASSERT_VIRTUAL_INTERRUPT → a halted VP wakes, takes
+/// the interrupt through its IDT, EOIs (vector 0x40 through the xAPIC page,
+/// 0x41 through the x2APIC EOI MSR) and resumes after its HLT. Then the
+/// same after the routing table was replaced (another vector), then through
+/// `request_virtual_interrupt`.
+pub fn irqfd_wakes_halted_vp() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let (_code, vcpu) = load_irq32(&p)?;
+    let vm = &p.vm;
+    set_routes(vm, &[msi(5, 0, 0x40)])?;
+    let efd = eventfd()?;
+    expect_ok(vm.register_irqfd(&efd, 5), "register_irqfd gsi 5")?;
+    let write = || {
+        efd.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    };
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+
+    wake_with(&vcpu, 0x40, "irqfd, vector 0x40", write)?;
+    expect_out(&vcpu, 0x22, 2, "back after the first HLT")?;
+
+    // The table replaced: the same irqfd now raises vector 0x41.
+    set_routes(vm, &[msi(5, 0, 0x41)])?;
+    wake_with(&vcpu, 0x41, "irqfd after the routes were replaced", write)?;
+    expect_out(&vcpu, 0x22, 3, "back after the second HLT")?;
+
+    // HVCALL_ASSERT_VIRTUAL_INTERRUPT as the crate sends it.
+    wake_with(&vcpu, 0x40, "request_virtual_interrupt", || {
+        let req = InterruptRequest {
+            interrupt_type: hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED,
+            apic_id: 0,
+            vector: 0x40,
+            level_triggered: false,
+            logical_destination_mode: false,
+            long_mode: false,
+        };
+        vm.request_virtual_interrupt(&req)
+            .map_err(|e| Failure::Fail(format!("request_virtual_interrupt: {}", show_err(e))))
+    })?;
+    expect_out(&vcpu, 0x22, 4, "back after the third HLT")?;
+    match run(&vcpu) {
+        Ok(Exit::Halt { rip }) => {
+            let h = guest::irq32::DONE_HLT;
+            ensure!(
+                rip == h || rip == h + 1,
+                "HALT at done_hlt {h:#x} expected, got rip {rip:#x}"
+            );
+        }
+        Ok(other) => fail!("cli; hlt: expected HVMSG_X64_HALT, got {other}"),
+        Err(e) => fail!("cli; hlt: MSHV_RUN_VP: {}", errname(e)),
+    }
+    Ok(())
+}
+
+/// A level-triggered route with a resamplefd: the guest's EOI of the
+/// irqfd's vector signals the resamplefd (upstream: HVMSG_X64_APIC_EOI).
+pub fn irqfd_resample_on_eoi() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let (_code, vcpu) = load_irq32(&p)?;
+    let vm = &p.vm;
+    // Level-triggered (data bit 15), vector 0x41; an edge route for 0x40.
+    set_routes(vm, &[msi(3, 0, 0x8000 | 0x41), msi(4, 0, 0x40)])?;
+    let efd = eventfd()?;
+    let rs = eventfd()?;
+    let edge = eventfd()?;
+    let edge_rs_unused = eventfd()?;
+    expect_ok(
+        vm.register_irqfd_with_resample(&efd, &rs, 3),
+        "register_irqfd_with_resample gsi 3",
+    )?;
+    expect_ok(vm.register_irqfd(&edge, 4), "register_irqfd gsi 4")?;
+    let count = |e: &EventFd| match e.read() {
+        Ok(n) => n,
+        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(_) => u64::MAX,
+    };
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    wake_with(&vcpu, 0x41, "level-triggered irqfd", || {
+        efd.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    })?;
+    ensure_eq!(
+        count(&rs),
+        1,
+        "resamplefd after the guest's EOI of vector 0x41"
+    );
+    expect_out(&vcpu, 0x22, 2, "back after the first HLT")?;
+    wake_with(&vcpu, 0x40, "edge-triggered irqfd", || {
+        edge.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    })?;
+    ensure_eq!(count(&rs), 0, "no resample for an edge-triggered EOI");
+    ensure_eq!(count(&edge_rs_unused), 0, "unrelated eventfd");
+    Ok(())
+}
+
+/// `request_virtual_interrupt` arguments the sim's LAPIC refuses.
+pub fn assert_interrupt_errors() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _vcpu = p.vcpu(0)?;
+    let req = |apic_id: u64, vector: u32, kind: u32, logical: bool| InterruptRequest {
+        interrupt_type: kind,
+        apic_id,
+        vector,
+        level_triggered: false,
+        logical_destination_mode: logical,
+        long_mode: false,
+    };
+    let fixed = hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED;
+    expect_ok(
+        p.vm.request_virtual_interrupt(&req(0, 0x30, fixed, false)),
+        "fixed 0x30 to VP 0",
+    )?;
+    for (r, what) in [
+        (req(1, 0x30, fixed, false), "APIC id 1 (no such VP)"),
+        (req(0, 0x0f, fixed, false), "fixed vector 15"),
+        (req(0, 0x30, 5, false), "INIT (not modelled)"),
+        (
+            req(0, 0x30, fixed, true),
+            "logical destination (not modelled)",
+        ),
+    ] {
+        ensure!(
+            p.vm.request_virtual_interrupt(&r).is_err(),
+            "request_virtual_interrupt with {what} must fail"
+        );
+    }
+    Ok(())
+}
+
+/// A guest MMIO write that matches an ioeventfd signals it without an exit
+/// to the VMM; a write that matches none is an unmapped-GPA exit.
+pub fn ioeventfd_fires_on_guest_write() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let vcpu = p.vcpu(0)?;
+    let vm = &p.vm;
+    let any = eventfd()?;
+    let seven = eventfd()?;
+    let base = 0xd000_0000u64;
+    expect_ok(
+        vm.register_ioevent(&any, &IoEventAddress::Mmio(base), NoDatamatch),
+        "wildcard ioeventfd",
+    )?;
+    expect_ok(
+        vm.register_ioevent(&seven, &IoEventAddress::Mmio(base + 0x40), 7u32),
+        "datamatch ioeventfd",
+    )?;
+    let mut m = Monitor::start(&vcpu)?;
+    let count = |e: &EventFd| match e.read() {
+        Ok(n) => n,
+        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(_) => u64::MAX,
+    };
+    ensure_eq!(count(&any), 0, "counter before any write");
+    // The monitor's WRITE completes with its result and no exit between.
+    m.write(base as u32, 0x1234)?;
+    ensure_eq!(count(&any), 1, "wildcard eventfd after one guest write");
+    m.write(base as u32, 0x5678)?;
+    m.write(base as u32, 0)?;
+    ensure_eq!(
+        count(&any),
+        2,
+        "after two more writes (read resets the counter)"
+    );
+    m.write((base + 0x40) as u32, 7)?;
+    ensure_eq!(count(&seven), 1, "datamatch eventfd after a write of 7");
+    ensure_eq!(count(&any), 0, "the wildcard one at another address");
+    // A value that does not match is an ordinary MMIO exit.
+    m.begin(CMD_WRITE, &[(base + 0x40) as u32, 8])?;
+    let exit = m.run()?;
+    expect_mem_exit(
+        &exit,
+        MemKind::Unmapped,
+        ACCESS_WRITE,
+        base + 0x40,
+        guest::monitor32::WRITE_INSN,
+        &[0x89, 0x07],
+        "write of 8 to the datamatch-7 address",
+    )?;
+    ensure_eq!(
+        count(&seven),
+        0,
+        "no signal for a value that does not match"
+    );
+    // Emulate the write as a VMM would and go on; after deassign the
+    // wildcard address exits too.
+    m.jump(guest::monitor32::WRITE_END, None)?;
+    m.finish("WRITE after emulation")?;
+    expect_ok(
+        vm.unregister_ioevent(&any, &IoEventAddress::Mmio(base), NoDatamatch),
+        "unregister_ioevent",
+    )?;
+    m.begin(CMD_WRITE, &[base as u32, 1])?;
+    let exit = m.run()?;
+    expect_mem_exit(
+        &exit,
+        MemKind::Unmapped,
+        ACCESS_WRITE,
+        base,
+        guest::monitor32::WRITE_INSN,
+        &[0x89, 0x07],
+        "write after the ioeventfd was removed",
+    )?;
+    ensure_eq!(count(&any), 0, "no signal after deassign");
+    Ok(())
+}
