@@ -22,6 +22,7 @@ use kernel::{
 
 mod debugfs;
 mod device;
+mod gpap;
 mod hv;
 mod hvcall;
 mod mem;

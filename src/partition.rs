@@ -157,6 +157,9 @@ impl Partition {
                     .read()?;
                 self.set_guest_memory(&args).map(|()| 0)
             }
+            uapi::partition::GET_GPAP_ACCESS_BITMAP => {
+                crate::gpap::ioctl(&*self.hv, self.id, user).map(|()| 0)
+            }
             uapi::partition::ROOT_HVCALL => {
                 crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user)
                     .map(|()| 0)

@@ -143,6 +143,13 @@ fn encode_set_regs(buf: &mut [u8], pt: u64, vp: u32, regs: &[(u32, RegValue)]) -
     e.done()
 }
 
+/// `hv_input_get_gpa_pages_access_state` (24 bytes).
+fn encode_gpa_access_states(buf: &mut [u8], pt: u64, flags: u64, gfn: u64) -> Option<usize> {
+    let mut e = Enc::new(buf);
+    e.u64(pt).u64(flags).u64(gfn);
+    e.done()
+}
+
 /// Scratch pages for encoding; see [`HyperV::scratch`].
 struct Scratch {
     input: [u8; HV_PAGE],
@@ -414,6 +421,22 @@ impl Hypervisor for HyperV {
             |_| {},
         )
     }
+    fn get_gpa_access_states(&self, pt: u64, gfn: u64, flags: u64, out: &mut [u8]) -> RepResult {
+        if out.len() > crate::hv::GPA_ACCESS_STATES_BATCH {
+            return Err(RepError {
+                done: 0,
+                error: HvError(crate::hv::status::INVALID_PARAMETER),
+            });
+        }
+        let n = out.len();
+        self.rep(
+            abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES,
+            n,
+            n,
+            |b| encode_gpa_access_states(b, pt, flags, gfn),
+            |o| out.copy_from_slice(&o[..n]),
+        )
+    }
     fn run_vp(&self, _pt: u64, _vp: u32) -> Result<RunExit> {
         kernel::pr_warn_once!("RUN_VP on Hyper-V is not implemented yet (SynIC intercept path)\n");
         Err(EOPNOTSUPP)
@@ -531,6 +554,27 @@ mod tests {
             Some(16)
         );
         assert_eq!(encode_deposit(&mut page, 5, &[0u64; 511]), Some(4096));
+    }
+
+    #[test]
+    fn gpa_access_states_encoding() {
+        let mut page = [0xffu8; HV_PAGE];
+        let flags = crate::hv::GPA_STATE_CLEAR_DIRTY | crate::hv::GPA_STATE_CLEAR_ACCESSED;
+        assert_eq!(
+            encode_gpa_access_states(&mut page, 3, flags, 0x12_3456),
+            Some(24)
+        );
+        assert_eq!(
+            (q(&page, 0), q(&page, 1), q(&page, 2)),
+            (3, 0b101, 0x12_3456)
+        );
+        assert!(page[24..].iter().all(|&b| b == 0));
+        assert_eq!(
+            crate::hv::GPA_STATE_SET_ACCESSED | crate::hv::GPA_STATE_SET_DIRTY,
+            0b1010
+        );
+        // One byte of output per rep: a batch fills the output page but one byte.
+        assert_eq!(crate::hv::GPA_ACCESS_STATES_BATCH, 4095);
     }
 
     #[test]

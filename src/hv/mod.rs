@@ -89,6 +89,19 @@ pub(crate) enum VpPage {
 /// Size of a hypercall input or output page.
 pub(crate) const HV_PAGE: usize = 4096;
 
+/// Most reps of one `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: one byte of output
+/// each, in one output page (upstream subtracts one state, as here).
+pub(crate) const GPA_ACCESS_STATES_BATCH: usize = HV_PAGE - 1;
+
+/// `hv_gpa_page_access_state_flags.clear_accessed`.
+pub(crate) const GPA_STATE_CLEAR_ACCESSED: u64 = 1 << 0;
+/// `hv_gpa_page_access_state_flags.set_accessed`.
+pub(crate) const GPA_STATE_SET_ACCESSED: u64 = 1 << 1;
+/// `hv_gpa_page_access_state_flags.clear_dirty`.
+pub(crate) const GPA_STATE_CLEAR_DIRTY: u64 = 1 << 2;
+/// `hv_gpa_page_access_state_flags.set_dirty`.
+pub(crate) const GPA_STATE_SET_DIRTY: u64 = 1 << 3;
+
 /// The hypercall interface both backends implement. Partition ids are the
 /// hypervisor's; `vp` is the VP index.
 ///
@@ -149,6 +162,20 @@ pub(crate) trait Hypervisor: Send + Sync {
     /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers).
     #[allow(dead_code)]
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
+
+    /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: writes the access state of the
+    /// `out.len()` (at most [`GPA_ACCESS_STATES_BATCH`]) pages from
+    /// `base_gfn` into `out` (`hv_gpa_page_access_state`: accessed bit 0,
+    /// dirty bit 1), then clears or sets bits as `flags`
+    /// (`hv_gpa_page_access_state_flags`) say. May stop early with
+    /// INSUFFICIENT_MEMORY (deposit and resume at `done`). Never sleeps.
+    fn get_gpa_access_states(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        flags: u64,
+        out: &mut [u8],
+    ) -> RepResult;
 
     /// Runs the VP until it leaves with a message in its intercept message
     /// page, or a signal is pending. May sleep (it is never called under a

@@ -96,7 +96,9 @@ impl Sim {
     ) -> u64 {
         let rep = matches!(
             code,
-            abi::HVCALL_GET_VP_REGISTERS | abi::HVCALL_SET_VP_REGISTERS
+            abi::HVCALL_GET_VP_REGISTERS
+                | abi::HVCALL_SET_VP_REGISTERS
+                | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
         );
         let (st, done) = if rep && (reps > 0xfff || rep_start > reps) {
             (status::INVALID_HYPERCALL_INPUT, rep_start)
@@ -118,6 +120,9 @@ impl Sim {
                 | abi::HVCALL_SIGNAL_EVENT_DIRECT
                 | abi::HVCALL_POST_MESSAGE_DIRECT => self.hc_accept(input),
                 abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS => self.hc_translate(input, output),
+                abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES => {
+                    self.hc_gpa_access_states(reps, rep_start, input, output)
+                }
                 _ => fail(status::INVALID_HYPERCALL_CODE),
             }
         };
@@ -242,9 +247,36 @@ impl Sim {
         if early && inner.state != PartState::Created {
             return fail(status::INVALID_PARTITION_STATE);
         }
-        match inner.props.set(code, value) {
+        let res = if code == abi::HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING {
+            Sim::set_access_tracking(&mut inner, &part.create, value)
+        } else {
+            inner.props.set(code, value)
+        };
+        match res {
             Ok(()) => OK,
             Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: input `{partition_id, flags,
+    /// base gfn}`, output one state byte per rep (at the rep's index).
+    fn hc_gpa_access_states(
+        &self,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
+        let (Some(pt), Some(flags), Some(gfn)) = (rd64(input, 0), rd64(input, 8), rd64(input, 16))
+        else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        let Some(out) = output.get_mut(usize::from(start)..usize::from(reps)) else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        match self.gpa_access_states(pt, gfn.saturating_add(u64::from(start)), flags, out) {
+            Ok(()) => (status::SUCCESS, reps),
+            Err(e) => (e.error.0, start + e.done as u16),
         }
     }
 
@@ -329,5 +361,6 @@ fn code_known(code: u16) -> bool {
             | abi::HVCALL_SIGNAL_EVENT_DIRECT
             | abi::HVCALL_POST_MESSAGE_DIRECT
             | abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
+            | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
     )
 }

@@ -50,6 +50,7 @@
 
 // The interpreter is plain `core` code with a `pub` API (so it can also be
 // unit-tested on the host); inside the module it is crate-private.
+mod access;
 #[allow(unreachable_pub)]
 pub(crate) mod cpu;
 mod hvcall;
@@ -624,6 +625,16 @@ impl Hypervisor for Sim {
             regs.set(name, value).map_err(fail)?;
         }
         Ok(())
+    }
+
+    fn get_gpa_access_states(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        flags: u64,
+        out: &mut [u8],
+    ) -> RepResult {
+        self.gpa_access_states(pt, base_gfn, flags, out)
     }
 
     fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {

@@ -10,6 +10,7 @@ mod exits;
 mod leaks;
 mod memory;
 mod sim;
+mod state;
 
 use crate::TestCase;
 
@@ -127,6 +128,12 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "mirror_checker_catches_corruption",
         func: sim::mirror_checker_catches_corruption,
+        timeout: 300,
+    },
+    // state (issue 4 part 2: GPAP bitmap, VP state, register page, registers)
+    TestCase {
+        name: "gpap_dirty_tracking",
+        func: state::gpap_dirty_tracking,
         timeout: 300,
     },
 ];
