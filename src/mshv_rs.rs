@@ -31,6 +31,7 @@ mod sim;
 mod sys;
 mod uapi;
 mod vp;
+mod vp_state;
 
 module! {
     type: MshvModule,

@@ -42,6 +42,8 @@
 //!   VP table and properties. Guest memory accesses take it for the
 //!   translation *and* the copy (see [`vp`]).
 //! - [`vp::Vp`]`::regs` (spinlock): one VP's registers.
+//! - [`vp::Vp`]`::state` (spinlock, leaf): one VP's state blobs
+//!   ([`vp_state`]); taken after the partition's `inner` is released.
 //! - `Sim::root_pool` (spinlock): pages deposited into the root.
 //!
 //! Order: `parts` may be held while taking `inner` (delete only). No other
@@ -60,10 +62,11 @@ mod props;
 mod regs;
 mod slat;
 mod vp;
+mod vp_state;
 
 use crate::hv::{
     abi, status, CreatePartition, HvError, HvResult, Hypervisor, RegValue, RepError, RepResult,
-    RunExit, VpPage, HV_PAGE,
+    RunExit, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
 };
 use kernel::{
     new_spinlock,
@@ -635,6 +638,34 @@ impl Hypervisor for Sim {
         out: &mut [u8],
     ) -> RepResult {
         self.gpa_access_states(pt, base_gfn, flags, out)
+    }
+
+    fn get_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &mut [u8; VP_STATE_INLINE],
+    ) -> HvResult {
+        self.vp_state(pt, vp, data, pfns, inline, false)
+    }
+
+    fn set_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &[u8],
+    ) -> HvResult {
+        let mut buf = [0u8; VP_STATE_INLINE];
+        if let (Some(dst), Some(src)) = (buf.get_mut(..inline.len()), inline.get(..)) {
+            dst.copy_from_slice(src);
+        } else {
+            return Err(HvError(status::INVALID_PARAMETER));
+        }
+        self.vp_state(pt, vp, data, pfns, &mut buf[..inline.len()], true)
     }
 
     fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {

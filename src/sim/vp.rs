@@ -85,17 +85,23 @@ pub(crate) struct Vp {
     /// The registers. Never held together with the partition's lock.
     #[pin]
     pub(crate) regs: SpinLock<RegFile>,
+    /// The state blobs (LAPIC, XSAVE, SynIC pages, timers). A leaf lock:
+    /// nothing else is taken while holding it.
+    #[pin]
+    pub(crate) state: SpinLock<super::vp_state::VpState>,
 }
 
 impl Vp {
     /// Allocates VP `index` in the x86 reset state. May sleep.
     pub(crate) fn new(index: u32) -> Result<Arc<Vp>> {
         let regs = RegFile::new(index)?;
+        let state = super::vp_state::VpState::new(index)?;
         Arc::pin_init(
             pin_init!(Vp {
                 index,
                 running: Atomic::new(false),
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
+                state <- new_spinlock!(state, "mshv_rs_sim_vp_state"),
             }),
             GFP_KERNEL,
         )

@@ -136,4 +136,9 @@ pub static ALL: &[TestCase] = &[
         func: state::gpap_dirty_tracking,
         timeout: 300,
     },
+    TestCase {
+        name: "vp_state_round_trips",
+        func: state::vp_state_round_trips,
+        timeout: 120,
+    },
 ];

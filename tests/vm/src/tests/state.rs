@@ -254,3 +254,210 @@ pub fn gpap_dirty_tracking() -> TResult {
     c.finish()?;
     m.halt()
 }
+
+/// `MSHV_GET_VP_STATE` / `MSHV_SET_VP_STATE`.
+const MSHV_GET_VP_STATE: u64 = 0xC010_B801;
+const MSHV_SET_VP_STATE: u64 = 0xC010_B802;
+
+/// A page-aligned buffer of `pages` pages.
+fn state_buf(pages: usize) -> TResult<Mmap> {
+    Mmap::anon(pages * PAGE)
+}
+
+/// Raw GET/SET_VP_STATE; returns the ioctl result and the `buf_sz` written back.
+fn vp_state_raw(fd: i32, set: bool, type_: u8, buf_sz: u32, buf_ptr: u64) -> (IoctlResult, u32) {
+    let mut a = mshv_get_set_vp_state {
+        type_,
+        buf_sz,
+        buf_ptr,
+        ..Default::default()
+    };
+    let req = if set {
+        MSHV_SET_VP_STATE
+    } else {
+        MSHV_GET_VP_STATE
+    };
+    // SAFETY: `buf_ptr` points at `buf_sz` bytes owned by the caller (or at
+    // nothing, for the fault checks).
+    let r = unsafe { ioctl_raw(fd, req, &mut a) };
+    (r, a.buf_sz)
+}
+
+/// VP state blobs: reset contents, byte-exact round trips of every type
+/// through raw ioctls, the crate's get/set_lapic, get/set_xsave and
+/// get/set_all_vp_state_components, upstream's buffer-size rules.
+pub fn vp_state_round_trips() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let v0 = p.vcpu(0)?;
+    let v1 = p.vcpu(1)?;
+    let fd = v1.as_raw_fd();
+
+    // Reset LAPIC of VP 1 through the crate (xAPIC register layout).
+    let lapic = v1
+        .get_lapic()
+        .map_err(|e| Failure::Fail(format!("get_lapic: {}", show_err(e))))?;
+    let reg = |l: &LapicState, off: usize| {
+        u32::from_le_bytes([
+            l.regs[off] as u8,
+            l.regs[off + 1] as u8,
+            l.regs[off + 2] as u8,
+            l.regs[off + 3] as u8,
+        ])
+    };
+    ensure_eq!(reg(&lapic, 0x20), 1, "LAPIC id of VP 1");
+    ensure_eq!(reg(&lapic, 0x30), 0x0005_0014, "LAPIC version");
+    ensure_eq!(reg(&lapic, 0xf0), 0xff, "spurious vector register at reset");
+    ensure_eq!(reg(&lapic, 0x350), 0x1_0000, "LINT0 masked at reset");
+    // What Cloud Hypervisor does at vCPU set-up: LINT0 ExtINT, LINT1 NMI.
+    let mut l2 = lapic;
+    let put = |l: &mut LapicState, off: usize, v: u32| {
+        for (i, b) in v.to_le_bytes().iter().enumerate() {
+            l.regs[off + i] = *b as _;
+        }
+    };
+    put(&mut l2, 0x350, 0x700);
+    put(&mut l2, 0x360, 0x400);
+    v1.set_lapic(&l2)
+        .map_err(|e| Failure::Fail(format!("set_lapic: {}", show_err(e))))?;
+    let l3 = v1
+        .get_lapic()
+        .map_err(|e| Failure::Fail(format!("get_lapic: {}", show_err(e))))?;
+    ensure!(l3.regs == l2.regs, "get_lapic returns what set_lapic set");
+    let l0 = v0
+        .get_lapic()
+        .map_err(|e| Failure::Fail(format!("get_lapic VP 0: {}", show_err(e))))?;
+    ensure_eq!(reg(&l0, 0x20), 0, "LAPIC id of VP 0");
+    ensure_eq!(reg(&l0, 0x350), 0x1_0000, "VP 0's LINT0 untouched");
+
+    // XSAVE through the crate: reset x87/SSE control words, round trip.
+    let x = v1
+        .get_xsave()
+        .map_err(|e| Failure::Fail(format!("get_xsave: {}", show_err(e))))?;
+    ensure_eq!(
+        u16::from_le_bytes([x.buffer[0], x.buffer[1]]),
+        0x37f,
+        "FCW at reset"
+    );
+    ensure_eq!(
+        u32::from_le_bytes([x.buffer[24], x.buffer[25], x.buffer[26], x.buffer[27]]),
+        0x1f80,
+        "MXCSR at reset"
+    );
+    let mut x2 = x;
+    for (i, b) in x2.buffer[160..416].iter_mut().enumerate() {
+        *b = (i * 7 + 3) as u8; // XMM0-15
+    }
+    v1.set_xsave(&x2)
+        .map_err(|e| Failure::Fail(format!("set_xsave: {}", show_err(e))))?;
+    let x3 = v1
+        .get_xsave()
+        .map_err(|e| Failure::Fail(format!("get_xsave: {}", show_err(e))))?;
+    ensure!(
+        x3.buffer[..832] == x2.buffer[..832],
+        "get_xsave returns what set_xsave set"
+    );
+
+    // Byte-exact raw round trips; the size each type needs comes back in buf_sz.
+    let mut c = Checks::new();
+    let sizes = [
+        (MSHV_VP_STATE_LAPIC as u8, 4096u32),
+        (MSHV_VP_STATE_XSAVE as u8, 832),
+        (MSHV_VP_STATE_SIMP as u8, 4096),
+        (MSHV_VP_STATE_SIEFP as u8, 4096),
+        (MSHV_VP_STATE_SYNTHETIC_TIMERS as u8, 200),
+    ];
+    for (ty, size) in sizes {
+        let mut buf = state_buf(2)?;
+        for (i, b) in buf.bytes_mut(0, 2 * PAGE).iter_mut().enumerate() {
+            *b = (i as u32)
+                .wrapping_mul(2654435761)
+                .wrapping_add(u32::from(ty)) as u8
+                | 1;
+        }
+        let want = buf.bytes(0, size as usize).to_vec();
+        let (r, sz) = vp_state_raw(fd, true, ty, 2 * PAGE as u32, buf.addr());
+        c.success(&format!("SET_VP_STATE type {ty} (2-page buffer)"), r);
+        ensure_eq!(sz, size, "buf_sz written back by SET_VP_STATE type {ty}");
+        let out = state_buf(2)?;
+        let (r, sz) = vp_state_raw(fd, false, ty, 2 * PAGE as u32, out.addr());
+        c.success(&format!("GET_VP_STATE type {ty}"), r);
+        ensure_eq!(sz, size, "buf_sz written back by GET_VP_STATE type {ty}");
+        ensure!(
+            out.bytes(0, size as usize) == &want[..],
+            "type {ty}: GET returns the {size} bytes SET stored"
+        );
+        ensure!(
+            out.bytes(size as usize, 2 * PAGE - size as usize)
+                .iter()
+                .all(|&b| b == 0),
+            "type {ty}: GET writes nothing past the state's {size} bytes"
+        );
+        // Another VP's state is its own.
+        let other = state_buf(1)?;
+        let (r, _) = vp_state_raw(v0.as_raw_fd(), false, ty, PAGE as u32, other.addr());
+        c.success(&format!("GET_VP_STATE type {ty} of VP 0"), r);
+        ensure!(
+            other.bytes(0, size as usize) != &want[..],
+            "type {ty}: VP 0's state is not VP 1's"
+        );
+    }
+
+    // The crate's save/restore of all components round-trips.
+    let mut all = v1
+        .get_all_vp_state_components()
+        .map_err(|e| Failure::Fail(format!("get_all_vp_state_components: {}", show_err(e))))?;
+    v0.set_all_vp_state_components(&mut all)
+        .map_err(|e| Failure::Fail(format!("set_all_vp_state_components: {}", show_err(e))))?;
+    let back = v0
+        .get_all_vp_state_components()
+        .map_err(|e| Failure::Fail(format!("get_all_vp_state_components: {}", show_err(e))))?;
+    ensure!(
+        back.buffer[..] == all.buffer[..],
+        "all VP state components copied from VP 1 to VP 0"
+    );
+
+    // Upstream's validation; buf_sz is written back before the size check
+    // only, so it is unchanged by the early EINVALs.
+    let buf = state_buf(1)?;
+    let a = buf.addr();
+    let (r, sz) = vp_state_raw(fd, false, 5, 4096, a);
+    c.errno("GET_VP_STATE type 5", r, libc::EINVAL, false);
+    ensure_eq!(sz, 4096, "buf_sz after an EINVAL for the type");
+    let (r, _) = vp_state_raw(fd, false, 0, 0, a);
+    c.errno("GET_VP_STATE buf_sz 0", r, libc::EINVAL, false);
+    let (r, _) = vp_state_raw(fd, false, 0, 100, a);
+    c.errno("GET_VP_STATE buf_sz 100", r, libc::EINVAL, false);
+    let (r, _) = vp_state_raw(fd, true, 0, 4096, a + 8);
+    c.errno("SET_VP_STATE unaligned buf_ptr", r, libc::EINVAL, false);
+    let mut bad = mshv_get_set_vp_state {
+        type_: 0,
+        buf_sz: 4096,
+        buf_ptr: a,
+        ..Default::default()
+    };
+    bad.rsvd[0] = 1;
+    // SAFETY: a valid argument struct and buffer.
+    let r = unsafe { ioctl_raw(fd, MSHV_GET_VP_STATE, &mut bad) };
+    c.errno("GET_VP_STATE rsvd set", r, libc::EINVAL, false);
+    let (r, _) = vp_state_raw(fd, false, 0, 508 * 4096, a);
+    c.errno("GET_VP_STATE with 508 pages", r, libc::EINVAL, false);
+    let hole = Mmap::anon(PAGE)?;
+    let hole_addr = hole.addr();
+    drop(hole);
+    let (r, _) = vp_state_raw(fd, false, 0, 4096, hole_addr);
+    c.errno(
+        "GET_VP_STATE LAPIC into an unmapped page",
+        r,
+        libc::EFAULT,
+        false,
+    );
+    let (r, _) = vp_state_raw(fd, false, 4, 4096, hole_addr);
+    c.errno(
+        "GET_VP_STATE timers into an unmapped page",
+        r,
+        libc::EFAULT,
+        false,
+    );
+    c.finish()
+}
