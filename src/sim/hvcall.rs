@@ -20,7 +20,7 @@
 //!
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
-use super::{cpu, slat, vp, PartState, Sim};
+use super::{cpu, reg_page, regs::RegFile, slat, vp, PartState, Sim};
 use crate::hv::{abi, status, HV_PAGE};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
@@ -141,11 +141,23 @@ impl Sim {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
-        let vp = match self.vp_of(pt, vp) {
-            Ok((_, vp)) => vp,
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
             Err(e) => return (e.0, start),
         };
-        let regs = vp.regs.lock();
+        reg_page::with_regs(&part, &vp, |regs| {
+            Self::get_regs_rep(regs, reps, start, input, output)
+        })
+    }
+
+    /// The reps of `GET_VP_REGISTERS` from `start` on a register file.
+    fn get_regs_rep(
+        regs: &mut RegFile,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
         for i in start..reps {
             let at = usize::from(i);
             let Some(name) = rd32(input, VP_REGS_HEADER + at * NAME_SIZE) else {
@@ -169,11 +181,23 @@ impl Sim {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
-        let vp = match self.vp_of(pt, vp) {
-            Ok((_, vp)) => vp,
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
             Err(e) => return (e.0, start),
         };
-        let mut regs = vp.regs.lock();
+        reg_page::with_regs(&part, &vp, |regs| {
+            Self::set_regs_rep(regs, &vp, reps, start, input)
+        })
+    }
+
+    /// The reps of `SET_VP_REGISTERS` from `start` on `vp`'s register file.
+    fn set_regs_rep(
+        regs: &mut RegFile,
+        vp: &vp::Vp,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+    ) -> Outcome {
         for i in start..reps {
             let off = VP_REGS_HEADER + usize::from(i) * ASSOC_SIZE;
             let (Some(name), Some(lo), Some(hi)) = (
@@ -183,7 +207,7 @@ impl Sim {
             ) else {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             };
-            if !vp::writable_now(&vp, name) {
+            if !vp::writable_now(vp, name) {
                 return (status::INVALID_VP_STATE, i);
             }
             if let Err(e) = regs.set(name, [lo, hi]) {

@@ -59,6 +59,7 @@ mod hvcall;
 mod inject;
 mod pool;
 mod props;
+mod reg_page;
 mod regs;
 mod slat;
 mod vp;
@@ -347,6 +348,37 @@ impl Sim {
         Ok(())
     }
 
+    /// `GET_VP_REGISTERS` on a register file.
+    fn get_regs(regs: &mut regs::RegFile, names: &[u32], out: &mut [RegValue]) -> RepResult {
+        for (i, &name) in names.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            let value = regs.get(name).map_err(fail)?;
+            let slot = out
+                .get_mut(i)
+                .ok_or(HvError(status::INVALID_PARAMETER))
+                .map_err(fail)?;
+            *slot = value;
+        }
+        Ok(())
+    }
+
+    /// `SET_VP_REGISTERS` on a register file; `writable(name)` says whether
+    /// the VP's state allows writing `name` now.
+    fn set_regs(
+        regs: &mut regs::RegFile,
+        values: &[(u32, RegValue)],
+        writable: impl Fn(u32) -> bool,
+    ) -> RepResult {
+        for (i, &(name, value)) in values.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            if !writable(name) {
+                return Err(fail(HvError(status::INVALID_VP_STATE)));
+            }
+            regs.set(name, value).map_err(fail)?;
+        }
+        Ok(())
+    }
+
     /// Partition `pt`.
     fn partition(&self, pt: u64) -> HvResult<Arc<Partition>> {
         self.parts
@@ -539,7 +571,10 @@ impl Hypervisor for Sim {
             VpPage::InterceptMessage => entry.pages[MESSAGE_PAGE],
         };
         if page == VpPage::Registers {
-            vp::init_register_page(pfn);
+            // Exported (valid, clean) from the start; see `reg_page`.
+            let vp = entry.vp.clone();
+            drop(inner);
+            reg_page::with_regs(&part, &vp, |_| ());
         }
         Ok(pfn)
     }
@@ -603,31 +638,14 @@ impl Hypervisor for Sim {
     }
 
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
-        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
-        let regs = vp.regs.lock();
-        for (i, &name) in names.iter().enumerate() {
-            let fail = |error| RepError { done: i, error };
-            let value = regs.get(name).map_err(fail)?;
-            let slot = out
-                .get_mut(i)
-                .ok_or(HvError(status::INVALID_PARAMETER))
-                .map_err(fail)?;
-            *slot = value;
-        }
-        Ok(())
+        let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        reg_page::with_regs(&part, &vp, |regs| Self::get_regs(regs, names, out))
     }
 
     fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
-        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
-        let mut regs = vp.regs.lock();
-        for (i, &(name, value)) in values.iter().enumerate() {
-            let fail = |error| RepError { done: i, error };
-            if !vp::writable_now(&vp, name) {
-                return Err(fail(HvError(status::INVALID_VP_STATE)));
-            }
-            regs.set(name, value).map_err(fail)?;
-        }
-        Ok(())
+        let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        let writable = |name| vp::writable_now(&vp, name);
+        reg_page::with_regs(&part, &vp, |regs| Self::set_regs(regs, values, writable))
     }
 
     fn get_gpa_access_states(

@@ -7,7 +7,7 @@
 //!
 //! - `RAX`..`R15`, `RIP`, `RFLAGS`, `CR0`, `CR2`, `CR3`, `CR4`, `EFER` and
 //!   `CR8` (kept next to the interpreter's state): the value in the low
-//!   64 bits (`INTERMEDIATE_CR0/4/8` alias `CR0/4/8`: no nested paging);
+//!   64 bits (`INTERMEDIATE_CR0/3/4/8` alias `CR0/3/4/8`: no nested paging);
 //! - `ES`, `CS`, `SS`, `DS`, `FS`, `GS`, `LDTR`, `TR`
 //!   (`struct hv_x64_segment_register`): base in bits 0..63, limit in
 //!   64..95, selector in 96..111, attributes in 112..127;
@@ -32,6 +32,8 @@ pub(crate) const EXTRA_SLOTS: usize = 192;
 // Register names `hv::abi` does not list (yet).
 /// `HV_X64_REGISTER_INTERMEDIATE_CR0`.
 const INTERMEDIATE_CR0: u32 = 0x0004_1000;
+/// `HV_X64_REGISTER_INTERMEDIATE_CR3`.
+const INTERMEDIATE_CR3: u32 = 0x0004_1002;
 /// `HV_X64_REGISTER_INTERMEDIATE_CR4`.
 const INTERMEDIATE_CR4: u32 = 0x0004_1003;
 /// `HV_X64_REGISTER_INTERMEDIATE_CR8`.
@@ -221,7 +223,7 @@ impl RegFile {
             abi::HV_X64_REGISTER_RFLAGS => low(r.rflags),
             abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => low(r.cr0),
             abi::HV_X64_REGISTER_CR2 => low(r.cr2),
-            abi::HV_X64_REGISTER_CR3 => low(r.cr3),
+            abi::HV_X64_REGISTER_CR3 | INTERMEDIATE_CR3 => low(r.cr3),
             abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => low(r.cr4),
             abi::HV_X64_REGISTER_CR8 | INTERMEDIATE_CR8 => low(self.cr8),
             abi::HV_X64_REGISTER_EFER => low(r.efer),
@@ -262,7 +264,7 @@ impl RegFile {
             abi::HV_X64_REGISTER_RFLAGS => r.rflags = v[0] | 0x2,
             abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => r.cr0 = v[0],
             abi::HV_X64_REGISTER_CR2 => r.cr2 = v[0],
-            abi::HV_X64_REGISTER_CR3 => r.cr3 = v[0],
+            abi::HV_X64_REGISTER_CR3 | INTERMEDIATE_CR3 => r.cr3 = v[0],
             abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => r.cr4 = v[0],
             abi::HV_X64_REGISTER_CR8 | INTERMEDIATE_CR8 => self.cr8 = v[0],
             // A state restore: LMA is taken as given (see `cpu::set_efer`).

@@ -60,8 +60,6 @@ pub(crate) const REGISTER_PAGE: usize = 0;
 pub(crate) const MESSAGE_PAGE: usize = 1;
 /// Instructions per interpreter run between signal checks.
 const CHUNK: u64 = 1 << 16;
-/// `HV_VP_REGISTER_PAGE_VERSION_1`.
-const REGISTER_PAGE_VERSION: u16 = 1;
 /// `HV_CACHE_TYPE_WRITE_BACK`.
 const CACHE_TYPE_WRITE_BACK: u32 = 6;
 /// `hv_x64_memory_access_info.gva_valid`.
@@ -106,16 +104,6 @@ impl Vp {
             GFP_KERNEL,
         )
     }
-}
-
-/// Writes the header of a register page nobody has exported registers to
-/// yet: version 1, `isvalid = 0`, so a VMM uses register hypercalls.
-pub(crate) fn init_register_page(pfn: u64) {
-    let mut head = [0u8; 8];
-    head[..2].copy_from_slice(&REGISTER_PAGE_VERSION.to_le_bytes());
-    // SAFETY: `pfn` is a pool page lent to a VP that the caller's partition
-    // lock keeps alive; 8 bytes at offset 0 are within the page.
-    unsafe { page::write(pfn, 0, &head) };
 }
 
 /// Guest physical memory of one partition as the interpreter sees it: every
@@ -536,11 +524,25 @@ fn post_exit(
 /// stay lent to it) and clears the mark afterwards. May sleep; call with no
 /// lock held.
 pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
+    // The classes the VMM wrote through the register page take effect now.
+    let dirty = super::reg_page::take_dirty(part, vp.index);
     {
         let mut rf = vp.regs.lock();
+        if let Some((img, dirty)) = &dirty {
+            super::reg_page::import(&mut rf, img, *dirty);
+        }
         rf.explicit_suspend = false;
         rf.intercept_suspend = false;
     }
+    let exit = run_loop(part, vp, msg_pfn);
+    let mut img = [0u8; super::reg_page::IMAGE];
+    super::reg_page::export(&vp.regs.lock(), &mut img);
+    super::reg_page::publish(part, vp.index, &img);
+    exit
+}
+
+/// The run loop proper; see [`run`].
+fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
     loop {
         if page::signal_pending() {
             return RunExit::Signal;

@@ -141,4 +141,9 @@ pub static ALL: &[TestCase] = &[
         func: state::vp_state_round_trips,
         timeout: 120,
     },
+    TestCase {
+        name: "register_page_protocol",
+        func: state::register_page_protocol,
+        timeout: 120,
+    },
 ];

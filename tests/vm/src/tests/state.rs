@@ -461,3 +461,202 @@ pub fn vp_state_round_trips() -> TResult {
     );
     c.finish()
 }
+
+/// `struct hv_vp_register_page` field offsets.
+const RP_ISVALID: usize = 2;
+const RP_DIRTY: usize = 4;
+const RP_RAX: usize = 8;
+const RP_RIP: usize = 136;
+const RP_RFLAGS: usize = 144;
+const RP_CS: usize = 256 + 16;
+const RP_CR0: usize = 352;
+const RP_EFER: usize = 352 + 32;
+
+/// The VP's register page as the crate mapped it.
+fn reg_page(vcpu: &mshv_ioctls::VcpuFd) -> TResult<*mut u8> {
+    match vcpu.get_vp_reg_page() {
+        Some(p) => Ok(p.0 as *mut u8),
+        None => fail!("the crate has no register page for the VP (mmap failed?)"),
+    }
+}
+
+fn rp_read<T: Copy>(page: *mut u8, off: usize) -> T {
+    // SAFETY: the register page is mapped for the VP fd's lifetime; `off`
+    // plus the size of T is within its 4 KiB.
+    unsafe { std::ptr::read_volatile(page.add(off).cast::<T>()) }
+}
+
+fn rp_write<T: Copy>(page: *mut u8, off: usize, v: T) {
+    // SAFETY: as in `rp_read`; the page is mapped writable.
+    unsafe { std::ptr::write_volatile(page.add(off).cast::<T>(), v) }
+}
+
+/// The register page: valid with the reset state right after CREATE_VP,
+/// re-exported after register hypercalls (clean) and after every exit;
+/// classes written through it and marked dirty take effect (before a
+/// register hypercall reads them, and at RUN_VP). The real-mode hello guest
+/// prints through port 0x3F8 with RIP advanced through the page only.
+pub fn register_page_protocol() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let mut rom = Mmap::anon(0x10000)?;
+    rom.bytes_mut(0, crate::guest::HELLO16.len())
+        .copy_from_slice(crate::guest::HELLO16);
+    p.map(&rom, 0, 0x10000, 0xffff0, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let page = reg_page(&vcpu)?;
+
+    ensure_eq!(rp_read::<u16>(page, 0), 1, "register page version");
+    ensure_eq!(
+        rp_read::<u8>(page, RP_ISVALID),
+        1,
+        "isvalid right after CREATE_VP"
+    );
+    ensure_eq!(
+        rp_read::<u32>(page, RP_DIRTY),
+        0,
+        "dirty right after CREATE_VP"
+    );
+    ensure_eq!(rp_read::<u64>(page, RP_RIP), 0xfff0, "RIP at reset");
+    ensure_eq!(rp_read::<u64>(page, RP_RFLAGS), 2, "RFLAGS at reset");
+    ensure_eq!(rp_read::<u64>(page, RP_CS), 0xffff_0000, "CS base at reset");
+    ensure_eq!(
+        rp_read::<u16>(page, RP_CS + 12),
+        0xf000,
+        "CS selector at reset"
+    );
+    ensure_eq!(rp_read::<u64>(page, RP_CR0), 0x6000_0010, "CR0 at reset");
+
+    // A hypercall write shows in the page; a page write shows in a hypercall.
+    set_regs(
+        &vcpu,
+        &[reg64(hv_register_name_HV_X64_REGISTER_RBX, 0x1234)],
+    )?;
+    ensure_eq!(
+        rp_read::<u64>(page, RP_RAX + 3 * 8),
+        0x1234,
+        "RBX in the page after SET_VP_REGISTERS"
+    );
+    rp_write::<u64>(page, RP_RAX + 2 * 8, 0xabcd); // RDX
+    rp_write::<u32>(page, RP_DIRTY, 1 << HV_X64_REGISTER_CLASS_GENERAL);
+    ensure_eq!(
+        get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_RDX)?,
+        0xabcd,
+        "RDX written through the page, read by GET_VP_REGISTERS"
+    );
+    ensure_eq!(
+        rp_read::<u32>(page, RP_DIRTY),
+        0,
+        "dirty after a register hypercall"
+    );
+    ensure_eq!(
+        rp_read::<u64>(page, RP_RAX + 3 * 8),
+        0x1234,
+        "RBX still in the page"
+    );
+    // A field written without its dirty bit is not imported (and is
+    // overwritten by the next export).
+    rp_write::<u64>(page, RP_RAX + 8, 0x5555); // RCX, not marked
+    ensure_eq!(
+        get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_RCX)?,
+        0,
+        "RCX written through the page without its dirty bit"
+    );
+    ensure_eq!(rp_read::<u64>(page, RP_RAX + 8), 0, "RCX re-exported");
+    // The crate's page paths agree with the hypercalls.
+    let mut regs = vcpu
+        .get_regs()
+        .map_err(|e| Failure::Fail(format!("get_regs: {}", show_err(e))))?;
+    ensure_eq!(
+        (regs.rbx, regs.rdx, regs.rip),
+        (0x1234, 0xabcd, 0xfff0),
+        "get_regs through the page"
+    );
+    regs.rsi = 0x77;
+    vcpu.set_regs(&regs)
+        .map_err(|e| Failure::Fail(format!("set_regs: {}", show_err(e))))?;
+    ensure_eq!(
+        rp_read::<u32>(page, RP_DIRTY),
+        (1 << HV_X64_REGISTER_CLASS_GENERAL)
+            | (1 << HV_X64_REGISTER_CLASS_IP)
+            | (1 << HV_X64_REGISTER_CLASS_FLAGS),
+        "dirty classes the crate's set_regs marks"
+    );
+    let sregs = vcpu
+        .get_sregs()
+        .map_err(|e| Failure::Fail(format!("get_sregs: {}", show_err(e))))?;
+    ensure_eq!(
+        get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_RSI)?,
+        0x77,
+        "RSI set by set_regs"
+    );
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| Failure::Fail(format!("set_sregs: {}", show_err(e))))?;
+    ensure_eq!(
+        get_seg(&vcpu, hv_register_name_HV_X64_REGISTER_CS)?.base,
+        0xffff_0000,
+        "CS after set_sregs"
+    );
+
+    // Run: every OUT completes by RIP += length written into the page.
+    let mut out = Vec::new();
+    let mut halted = false;
+    for _ in 0..64 {
+        let exit = run(&vcpu).map_err(|e| Failure::Fail(format!("RUN_VP: {}", errname(e))))?;
+        ensure_eq!(rp_read::<u8>(page, RP_ISVALID), 1, "isvalid after an exit");
+        ensure_eq!(rp_read::<u32>(page, RP_DIRTY), 0, "dirty after an exit");
+        match exit {
+            Exit::Io {
+                port,
+                write,
+                rip,
+                len,
+                rax,
+                ..
+            } => {
+                ensure_eq!(
+                    rp_read::<u64>(page, RP_RIP),
+                    rip,
+                    "page RIP at the I/O exit"
+                );
+                ensure_eq!(
+                    rp_read::<u64>(page, RP_RAX) & 0xff,
+                    rax & 0xff,
+                    "page RAX at the I/O exit"
+                );
+                if port == 0x3f8 && write {
+                    out.push(rax as u8);
+                }
+                if !write {
+                    rp_write::<u64>(page, RP_RAX, (rax & !0xff) | 0x5a);
+                }
+                rp_write::<u64>(page, RP_RIP, rip + len as u64);
+                rp_write::<u32>(
+                    page,
+                    RP_DIRTY,
+                    (1 << HV_X64_REGISTER_CLASS_IP) | (1 << HV_X64_REGISTER_CLASS_GENERAL),
+                );
+            }
+            Exit::Halt { .. } => {
+                halted = true;
+                break;
+            }
+            other => fail!(
+                "unexpected exit {other} (serial so far {:?})",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+    ensure!(
+        halted,
+        "the guest halted (serial {:?})",
+        String::from_utf8_lossy(&out)
+    );
+    ensure_eq!(String::from_utf8_lossy(&out), "hello\n", "serial output");
+    ensure_eq!(
+        rp_read::<u64>(page, RP_EFER),
+        0,
+        "EFER in the page (real mode)"
+    );
+    Ok(())
+}
