@@ -11,8 +11,10 @@
 //! - `GET_VP_REGISTERS` / `SET_VP_REGISTERS` (rep; honour `rep_start`);
 //! - `GET_PARTITION_PROPERTY` and `_EX` (root: host values; child: stored or
 //!   derived values; `_EX` also answers `VMM_CAPABILITIES` with no bits set);
-//! - `SET_PARTITION_PROPERTY` (stored; `SYNTHETIC_PROC_FEATURES` and
-//!   `PRIVILEGE_FLAGS` only before initialization);
+//! - `SET_PARTITION_PROPERTY` (see `props::write_rule`: early properties
+//!   only before initialization, read-only ones `ACCESS_DENIED`, unknown ones
+//!   `UNKNOWN_PROPERTY`, invalid values `PROPERTY_VALUE_OUT_OF_RANGE`;
+//!   `GPA_PAGE_ACCESS_TRACKING` as in `access`);
 //! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT`,
 //!   `ASSERT_VIRTUAL_INTERRUPT`, `CLEAR_VIRTUAL_INTERRUPT`,
 //!   `SIGNAL_EVENT_DIRECT`, `POST_MESSAGE_DIRECT`: accepted, no effect yet;
@@ -238,7 +240,10 @@ impl Sim {
             }
         } else {
             match self.partition(pt) {
-                Ok(part) => part.inner.lock().props.get(code, &part.create),
+                Ok(part) => match part.inner.lock().props.lookup(code, &part.create) {
+                    Ok(v) => v,
+                    Err(e) => return fail(e.0),
+                },
                 Err(e) => return fail(e.0),
             }
         };
@@ -263,18 +268,11 @@ impl Sim {
             Err(e) => return fail(e.0),
         };
         let mut inner = part.inner.lock();
-        let early = matches!(
-            code,
-            abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES
-                | abi::HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS
-        );
-        if early && inner.state != PartState::Created {
-            return fail(status::INVALID_PARTITION_STATE);
-        }
+        let early = inner.state == PartState::Created;
         let res = if code == abi::HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING {
             Sim::set_access_tracking(&mut inner, &part.create, value)
         } else {
-            inner.props.set(code, value)
+            inner.props.store(code, value, early)
         };
         match res {
             Ok(()) => OK,

@@ -43,6 +43,36 @@ const DR6: u32 = 0x0005_0004;
 /// `HV_X64_REGISTER_INITIAL_APIC_ID`.
 const INITIAL_APIC_ID: u32 = 0x0008_000c;
 
+/// Physical address bits of the simulated host (`APIC_BASE` above them is
+/// reserved).
+const PA_BITS: u32 = 46;
+
+/// Whether `value` (the low 64 bits) is an architecturally valid value for
+/// register `name`. Checked: reserved bits of CR0 (and PG without PE, NW
+/// without CD), CR4, EFER, RFLAGS and APIC_BASE, the memory types of PAT, and
+/// XFEM (x87 always set, only x87/SSE/AVX). Everything else is taken as is.
+pub(crate) fn valid_value(name: u32, value: u64) -> bool {
+    let bit = |b: u32| value & (1 << b) != 0;
+    match name {
+        abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => {
+            value >> 32 == 0 && !(bit(31) && !bit(0)) && !(bit(29) && !bit(30))
+        }
+        abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => value >> 25 == 0 && !bit(15),
+        // SCE, LME, LMA, NXE, SVME, LMSLE, FFXSR, TCE.
+        abi::HV_X64_REGISTER_EFER => value & !0xfd01 == 0,
+        // Bits 3, 5, 15 and 22..63 are reserved.
+        abi::HV_X64_REGISTER_RFLAGS => value & !0x003f_7fd7 == 0,
+        // Bits 0..7 and 9 and those above the physical address width.
+        abi::HV_X64_REGISTER_APIC_BASE => value & 0x2ff == 0 && value >> PA_BITS == 0,
+        // Every entry UC, WC, WT, WP, WB or UC-.
+        abi::HV_X64_REGISTER_PAT => {
+            (0..8).all(|i| matches!((value >> (8 * i)) & 0xff, 0 | 1 | 4..=7))
+        }
+        abi::HV_X64_REGISTER_XFEM => bit(0) && value & !0x7 == 0,
+        _ => true,
+    }
+}
+
 /// Inclusive ranges of the register names (`enum hv_register_name`, x64)
 /// that the simulator stores.
 const KNOWN: &[(u32, u32)] = &[
@@ -249,8 +279,13 @@ impl RegFile {
         Ok(v)
     }
 
-    /// Writes register `name`. Never allocates.
+    /// Writes register `name`. Never allocates. Values the architecture
+    /// forbids (see [`valid_value`]) fail with `HV_STATUS_INVALID_PARAMETER`
+    /// and change nothing.
     pub(crate) fn set(&mut self, name: u32, v: RegValue) -> HvResult {
+        if !valid_value(name, v[0]) {
+            return Err(HvError(status::INVALID_PARAMETER));
+        }
         let r = &mut self.cpu;
         match name {
             abi::HV_X64_REGISTER_RAX..=abi::HV_X64_REGISTER_R15 => {

@@ -146,4 +146,14 @@ pub static ALL: &[TestCase] = &[
         func: state::register_page_protocol,
         timeout: 120,
     },
+    TestCase {
+        name: "registers_round_trip",
+        func: state::registers_round_trip,
+        timeout: 120,
+    },
+    TestCase {
+        name: "partition_properties",
+        func: state::partition_properties,
+        timeout: 60,
+    },
 ];

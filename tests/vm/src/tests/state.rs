@@ -660,3 +660,461 @@ pub fn register_page_protocol() -> TResult {
     );
     Ok(())
 }
+
+/// The raw status of a failed hypercall-backed crate call.
+fn hv_status<T>(r: Result<T, mshv_ioctls::MshvError>) -> Option<u16> {
+    match r {
+        Err(mshv_ioctls::MshvError::Hypercall { status_raw, .. }) => Some(status_raw),
+        _ => None,
+    }
+}
+
+fn crate_err(what: &str) -> impl Fn(mshv_ioctls::MshvError) -> Failure + '_ {
+    move |e| Failure::Fail(format!("{what}: {}", show_err(e)))
+}
+
+/// The fields of a segment register that Hyper-V keeps.
+fn seg_key(s: &SegmentRegister) -> (u64, u32, u16, [u8; 8], u8) {
+    (
+        s.base,
+        s.limit,
+        s.selector,
+        [s.type_, s.present, s.dpl, s.db, s.s, s.l, s.g, s.avl],
+        s.unusable,
+    )
+}
+
+/// Every register group the client crate reads or writes round-trips
+/// (general, special, FPU/XMM, debug, XCR0, events, misc, every MSR of
+/// the crate's MSR list), the reset and suspend state, and the statuses
+/// for unknown names and invalid values.
+pub fn registers_round_trip() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vcpu = p.vcpu(0)?;
+
+    let s = vcpu
+        .get_suspend_regs()
+        .map_err(crate_err("get_suspend_regs"))?;
+    ensure_eq!(
+        s.explicit_register,
+        1,
+        "explicit suspend before the first run"
+    );
+    ensure_eq!(
+        s.intercept_register,
+        0,
+        "intercept suspend before the first run"
+    );
+
+    let mut r = vcpu.get_regs().map_err(crate_err("get_regs"))?;
+    ensure_eq!((r.rip, r.rflags), (0xfff0, 2), "RIP, RFLAGS at reset");
+    r = StandardRegisters {
+        rax: 1,
+        rbx: 2,
+        rcx: 3,
+        rdx: 4,
+        rsi: 5,
+        rdi: 6,
+        rsp: 7,
+        rbp: 8,
+        r8: 9,
+        r9: 10,
+        r10: 11,
+        r11: 12,
+        r12: 13,
+        r13: 14,
+        r14: 0xdead_beef_0000_000f,
+        r15: u64::MAX,
+        rip: 0x1000,
+        rflags: 0x246,
+    };
+    vcpu.set_regs(&r).map_err(crate_err("set_regs"))?;
+    ensure_eq!(
+        vcpu.get_regs().map_err(crate_err("get_regs"))?,
+        r,
+        "general registers"
+    );
+
+    let mut sr = vcpu.get_sregs().map_err(crate_err("get_sregs"))?;
+    ensure_eq!(sr.cs.selector, 0xf000, "CS selector at reset");
+    ensure_eq!(sr.cs.base, 0xffff_0000, "CS base at reset");
+    ensure_eq!(sr.apic_base, 0xfee0_0900, "APIC base of the BSP at reset");
+    ensure_eq!(sr.cr0, 0x6000_0010, "CR0 at reset");
+    let code = SegmentRegister {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 8,
+        type_: 11,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        ..Default::default()
+    };
+    let data = SegmentRegister {
+        selector: 0x10,
+        type_: 3,
+        ..code
+    };
+    sr.cs = code;
+    sr.ds = data;
+    sr.es = data;
+    sr.fs = SegmentRegister {
+        base: 0x1234_0000,
+        ..data
+    };
+    sr.gs = SegmentRegister {
+        base: 0x5678_0000,
+        ..data
+    };
+    sr.ss = data;
+    sr.gdt = TableRegister {
+        base: 0x500,
+        limit: 0x27,
+    };
+    sr.idt = TableRegister {
+        base: 0x600,
+        limit: 0xff,
+    };
+    sr.cr0 = 0x11;
+    sr.cr2 = 0x4000;
+    sr.cr3 = 0x9000;
+    sr.cr4 = 0x20;
+    sr.cr8 = 3;
+    sr.efer = 0x100;
+    vcpu.set_sregs(&sr).map_err(crate_err("set_sregs"))?;
+    let back = vcpu.get_sregs().map_err(crate_err("get_sregs"))?;
+    for (what, a, b) in [
+        ("CS", back.cs, sr.cs),
+        ("DS", back.ds, sr.ds),
+        ("ES", back.es, sr.es),
+        ("FS", back.fs, sr.fs),
+        ("GS", back.gs, sr.gs),
+        ("SS", back.ss, sr.ss),
+        ("TR", back.tr, sr.tr),
+        ("LDT", back.ldt, sr.ldt),
+    ] {
+        ensure!(seg_key(&a) == seg_key(&b), "{what}: got {a:?}, set {b:?}");
+    }
+    ensure_eq!(
+        [
+            (back.gdt.base, back.gdt.limit),
+            (back.idt.base, back.idt.limit)
+        ],
+        [(sr.gdt.base, sr.gdt.limit), (sr.idt.base, sr.idt.limit)],
+        "GDTR/IDTR"
+    );
+    ensure_eq!(
+        (
+            back.cr0,
+            back.cr2,
+            back.cr3,
+            back.cr4,
+            back.cr8,
+            back.efer,
+            back.apic_base
+        ),
+        (
+            sr.cr0,
+            sr.cr2,
+            sr.cr3,
+            sr.cr4,
+            sr.cr8,
+            sr.efer,
+            sr.apic_base
+        ),
+        "control registers, EFER, APIC base"
+    );
+
+    let mut fpu = vcpu.get_fpu().map_err(crate_err("get_fpu"))?;
+    ensure_eq!((fpu.fcw, fpu.mxcsr), (0x37f, 0x1f80), "FCW, MXCSR at reset");
+    for (i, x) in fpu.xmm.iter_mut().enumerate() {
+        *x = [i as u8 + 1; 16];
+    }
+    for (i, f) in fpu.fpr.iter_mut().enumerate() {
+        *f = [0; 16];
+        f[..10].copy_from_slice(&[0x80 + i as u8; 10]);
+    }
+    fpu.fcw = 0x27f;
+    fpu.fsw = 0x3800;
+    fpu.ftwx = 0xff;
+    fpu.last_opcode = 0x1d9;
+    fpu.last_ip = 0x1234;
+    fpu.last_dp = 0x5678;
+    fpu.mxcsr = 0x1fa0;
+    vcpu.set_fpu(&fpu).map_err(crate_err("set_fpu"))?;
+    let f2 = vcpu.get_fpu().map_err(crate_err("get_fpu"))?;
+    ensure!(f2.xmm == fpu.xmm, "XMM0-15");
+    ensure!(f2.fpr == fpu.fpr, "x87/MMX registers");
+    ensure_eq!(
+        (
+            f2.fcw,
+            f2.fsw,
+            f2.ftwx,
+            f2.last_opcode,
+            f2.last_ip,
+            f2.last_dp,
+            f2.mxcsr
+        ),
+        (
+            fpu.fcw,
+            fpu.fsw,
+            fpu.ftwx,
+            fpu.last_opcode,
+            fpu.last_ip,
+            fpu.last_dp,
+            fpu.mxcsr
+        ),
+        "FPU control and status"
+    );
+    // The general registers share nothing with the FPU.
+    ensure_eq!(
+        vcpu.get_regs().map_err(crate_err("get_regs"))?,
+        r,
+        "general registers after set_fpu"
+    );
+
+    let d = DebugRegisters {
+        dr0: 0x1000,
+        dr1: 0x2000,
+        dr2: 0x3000,
+        dr3: 0x4000,
+        dr6: 0xffff_0ff1,
+        dr7: 0x401,
+    };
+    vcpu.set_debug_regs(&d)
+        .map_err(crate_err("set_debug_regs"))?;
+    ensure_eq!(
+        vcpu.get_debug_regs().map_err(crate_err("get_debug_regs"))?,
+        d,
+        "debug registers"
+    );
+
+    let x = vcpu.get_xcrs().map_err(crate_err("get_xcrs"))?;
+    ensure_eq!(x.xcr0, 1, "XCR0 at reset");
+    vcpu.set_xcrs(&Xcrs { xcr0: 7 })
+        .map_err(crate_err("set_xcrs"))?;
+    ensure_eq!(
+        vcpu.get_xcrs().map_err(crate_err("get_xcrs"))?.xcr0,
+        7,
+        "XCR0"
+    );
+
+    let ev = vcpu
+        .get_vcpu_events()
+        .map_err(crate_err("get_vcpu_events"))?;
+    vcpu.set_vcpu_events(&ev)
+        .map_err(crate_err("set_vcpu_events"))?;
+    let ev2 = vcpu
+        .get_vcpu_events()
+        .map_err(crate_err("get_vcpu_events"))?;
+    ensure!(
+        ev2.pending_interruption == ev.pending_interruption
+            && ev2.interrupt_state == ev.interrupt_state
+            && ev2.pending_event0 == ev.pending_event0,
+        "VP events round trip"
+    );
+    let misc = MiscRegs {
+        hypercall: 0x2001,
+        int_vec: 0,
+    };
+    vcpu.set_misc_regs(&misc)
+        .map_err(crate_err("set_misc_regs"))?;
+    ensure_eq!(
+        vcpu.get_misc_regs()
+            .map_err(crate_err("get_misc_regs"))?
+            .hypercall,
+        0x2001,
+        "hypercall MSR"
+    );
+
+    // Every MSR of the crate's list: readable, and writing back what was read
+    // works; a few get new values.
+    let list =
+        p.vm.get_msr_index_list()
+            .map_err(crate_err("get_msr_index_list"))?;
+    ensure!(list.len() > 20, "MSR index list has {} entries", list.len());
+    let entries: Vec<msr_entry> = list
+        .iter()
+        .map(|&index| msr_entry {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    let mut msrs =
+        Msrs::from_entries(&entries).map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?;
+    let n = vcpu.get_msrs(&mut msrs).map_err(crate_err("get_msrs"))?;
+    ensure_eq!(n, list.len(), "MSRs read");
+    vcpu.set_msrs(&msrs)
+        .map_err(crate_err("set_msrs (values read back)"))?;
+    let new_values: [(u32, u64); 8] = [
+        (0x174, 0x10),                        // SYSENTER_CS
+        (0x175, 0xffff_8000_0000_1000),       // SYSENTER_ESP
+        (0xc000_0081, 0x0023_0010_0000_0000), // STAR
+        (0xc000_0082, 0xffff_ffff_8100_0000), // LSTAR
+        (0xc000_0084, 0x4700),                // SFMASK
+        (0xc000_0102, 0xffff_8880_0000_0000), // KERNEL_GS_BASE
+        (0x277, 0x0007_0406_0007_0406),       // PAT
+        (0x4000_0000, 0x8100_0000_0000_0000), // HV_X64_MSR_GUEST_OS_ID
+    ];
+    let set: Vec<msr_entry> = new_values
+        .iter()
+        .map(|&(index, data)| msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
+        .collect();
+    let set = Msrs::from_entries(&set).map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?;
+    vcpu.set_msrs(&set).map_err(crate_err("set_msrs"))?;
+    let mut get = Msrs::from_entries(
+        &new_values
+            .iter()
+            .map(|&(index, _)| msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect::<Vec<_>>(),
+    )
+    .map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?;
+    vcpu.get_msrs(&mut get).map_err(crate_err("get_msrs"))?;
+    for (e, &(index, data)) in get.as_slice().iter().zip(new_values.iter()) {
+        ensure_eq!(e.data, data, "MSR {index:#x}");
+    }
+
+    // Unknown name; invalid values change nothing and report the reps done.
+    let mut unknown = [hv_register_assoc {
+        name: 0x0012_3456,
+        ..Default::default()
+    }];
+    ensure_eq!(
+        hv_status(vcpu.get_reg(&mut unknown)),
+        Some(0x5),
+        "GET_VP_REGISTERS of an unknown name"
+    );
+    for (name, value, what) in [
+        (
+            hv_register_name_HV_X64_REGISTER_CR0,
+            1u64 << 40,
+            "CR0 with bit 40",
+        ),
+        (
+            hv_register_name_HV_X64_REGISTER_CR0,
+            0x8000_0000,
+            "CR0.PG without PE",
+        ),
+        (hv_register_name_HV_X64_REGISTER_EFER, 1 << 3, "EFER bit 3"),
+        (
+            hv_register_name_HV_X64_REGISTER_RFLAGS,
+            1 << 22,
+            "RFLAGS bit 22",
+        ),
+        (hv_register_name_HV_X64_REGISTER_PAT, 0x02, "PAT type 2"),
+        (
+            hv_register_name_HV_X64_REGISTER_APIC_BASE,
+            0xfee0_0901,
+            "APIC base bit 0",
+        ),
+    ] {
+        let regs = [
+            reg64(hv_register_name_HV_X64_REGISTER_RAX, 0x4242),
+            reg64(name, value),
+        ];
+        ensure_eq!(
+            hv_status(vcpu.set_reg(&regs)),
+            Some(0x5),
+            "SET_VP_REGISTERS of {what}"
+        );
+        ensure_eq!(
+            get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_RAX)?,
+            0x4242,
+            "the rep before the invalid {what} completed"
+        );
+    }
+    ensure_eq!(
+        get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_CR0)?,
+        0x11,
+        "CR0 unchanged"
+    );
+    Ok(())
+}
+
+/// Partition properties: host values on /dev/mshv, child values derived
+/// from them, settable ones, and the statuses for a wrong state, a
+/// read-only or unknown property and a value out of range.
+pub fn partition_properties() -> TResult {
+    let mshv = open_mshv()?;
+    let host = |code: u32| {
+        mshv.get_host_partition_property(code)
+            .map_err(|e| Failure::Fail(format!("host property {code:#x}: {}", show_err(e))))
+    };
+    ensure_eq!(host(0x0006_0006)?, 46, "host physical address width");
+    ensure_eq!(host(0x0006_0008)?, 832, "host MAX_XSAVE_DATA_SIZE");
+    ensure_eq!(host(0x0006_0007)?, 7, "host XSAVE_STATES");
+    ensure_eq!(host(0x0006_0009)?, 2_400_000_000, "host clock frequency");
+    let caps = mshv.get_vmm_caps().map_err(crate_err("get_vmm_caps"))?;
+    ensure_eq!(caps.bank_count, 1, "VMM capabilities bank count");
+    ensure_eq!(
+        hv_status(mshv.get_host_partition_property(0x0012_3456)),
+        Some(0x9),
+        "unknown host property"
+    );
+
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    let get = |code: u32| {
+        vm.get_partition_property(code)
+            .map_err(|e| Failure::Fail(format!("property {code:#x}: {}", show_err(e))))
+    };
+    ensure_eq!(get(0x0006_0008)?, 832, "child MAX_XSAVE_DATA_SIZE");
+    // create_vm set the synthetic features before initializing.
+    ensure!(
+        get(0x0001_0001)? != 0,
+        "synthetic processor features were set by create_vm"
+    );
+    for (code, value, what) in [
+        (0x0003_0003u32, 1u64, "TIME_FREEZE"),
+        (0x0003_0003, 0, "TIME_FREEZE"),
+        (0x0005_0017, 1, "UNIMPLEMENTED_MSR_ACTION"),
+        (0x0005_0003, 4, "PROCESSORS_PER_SOCKET"),
+        (0x0003_0005, 0x1234_5678, "REFERENCE_TIME"),
+    ] {
+        vm.set_partition_property(code, value)
+            .map_err(|e| Failure::Fail(format!("set {what} = {value}: {}", show_err(e))))?;
+        ensure_eq!(get(code)?, value, "{what} after setting it");
+    }
+    for (code, value, status, what) in [
+        (
+            0x0001_0001u32,
+            1u64,
+            0x7u16,
+            "SYNTHETIC_PROC_FEATURES after initialize",
+        ),
+        (0x0001_0000, 0, 0x7, "PRIVILEGE_FLAGS after initialize"),
+        (0x0006_000a, 0, 0x6, "PROCESSOR_FEATURES0 (read-only)"),
+        (0x0012_3456, 0, 0x9, "an unknown property"),
+        (0x0003_0003, 2, 0xa, "TIME_FREEZE = 2"),
+        (0x0005_0003, 0, 0xa, "PROCESSORS_PER_SOCKET = 0"),
+        (0x0005_0017, 7, 0xa, "UNIMPLEMENTED_MSR_ACTION = 7"),
+    ] {
+        ensure_eq!(
+            hv_status(vm.set_partition_property(code, value)),
+            Some(status),
+            "setting {what}"
+        );
+    }
+    ensure_eq!(
+        get(0x0005_0003)?,
+        4,
+        "PROCESSORS_PER_SOCKET unchanged by a refused set"
+    );
+    ensure_eq!(
+        hv_status(vm.get_partition_property(0x0012_3456)),
+        Some(0x9),
+        "reading an unknown property"
+    );
+    Ok(())
+}
