@@ -55,7 +55,10 @@ pub(crate) fn valid_value(name: u32, value: u64) -> bool {
     let bit = |b: u32| value & (1 << b) != 0;
     match name {
         abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => {
-            value >> 32 == 0 && !(bit(31) && !bit(0)) && !(bit(29) && !bit(30))
+            // PG needs PE; NW needs CD.
+            let pg_ok = bit(0) || !bit(31);
+            let nw_ok = bit(30) || !bit(29);
+            value >> 32 == 0 && pg_ok && nw_ok
         }
         abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => value >> 25 == 0 && !bit(15),
         // SCE, LME, LMA, NXE, SVME, LMSLE, FFXSR, TCE.
