@@ -15,14 +15,15 @@
 //!   only before initialization, read-only ones `ACCESS_DENIED`, unknown ones
 //!   `UNKNOWN_PROPERTY`, invalid values `PROPERTY_VALUE_OUT_OF_RANGE`;
 //!   `GPA_PAGE_ACCESS_TRACKING` as in `access`);
-//! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT`,
-//!   `ASSERT_VIRTUAL_INTERRUPT`, `CLEAR_VIRTUAL_INTERRUPT`,
+//! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT` (CPUID),
+//!   `GET_VP_CPUID_VALUES` (rep): see `intercept`;
+//! - `ASSERT_VIRTUAL_INTERRUPT`, `CLEAR_VIRTUAL_INTERRUPT`,
 //!   `SIGNAL_EVENT_DIRECT`, `POST_MESSAGE_DIRECT`: accepted, no effect yet;
 //! - `TRANSLATE_VIRTUAL_ADDRESS`: a walk of the VP's page tables.
 //!
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
-use super::{cpu, reg_page, regs::RegFile, slat, vp, PartState, Sim};
+use super::{cpu, intercept, reg_page, regs::RegFile, slat, vp, PartState, Sim};
 use crate::hv::{abi, status, HV_PAGE};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
@@ -101,6 +102,7 @@ impl Sim {
             abi::HVCALL_GET_VP_REGISTERS
                 | abi::HVCALL_SET_VP_REGISTERS
                 | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
+                | abi::HVCALL_GET_VP_CPUID_VALUES
         );
         let (st, done) = if rep && (reps > 0xfff || rep_start > reps) {
             (status::INVALID_HYPERCALL_INPUT, rep_start)
@@ -115,9 +117,12 @@ impl Sim {
                 abi::HVCALL_GET_PARTITION_PROPERTY => self.hc_get_property(input, output, false),
                 abi::HVCALL_GET_PARTITION_PROPERTY_EX => self.hc_get_property(input, output, true),
                 abi::HVCALL_SET_PARTITION_PROPERTY => self.hc_set_property(input),
-                abi::HVCALL_INSTALL_INTERCEPT
-                | abi::HVCALL_REGISTER_INTERCEPT_RESULT
-                | abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT
+                abi::HVCALL_INSTALL_INTERCEPT => self.hc_install_intercept(input),
+                abi::HVCALL_REGISTER_INTERCEPT_RESULT => self.hc_register_intercept_result(input),
+                abi::HVCALL_GET_VP_CPUID_VALUES => {
+                    self.hc_get_vp_cpuid_values(reps, rep_start, input, output)
+                }
+                abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT
                 | abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
                 | abi::HVCALL_SIGNAL_EVENT_DIRECT
                 | abi::HVCALL_POST_MESSAGE_DIRECT => self.hc_accept(input),
@@ -302,6 +307,116 @@ impl Sim {
         }
     }
 
+    /// `HVCALL_INSTALL_INTERCEPT`: input `{partition_id, access_type u32,
+    /// intercept_type u32, intercept_parameter u64}`.
+    fn hc_install_intercept(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(access), Some(kind), Some(param)) = (
+            rd64(input, 0),
+            rd32(input, 8),
+            rd32(input, 12),
+            rd64(input, 16),
+        ) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        let part = match self.partition(pt) {
+            Ok(p) => p,
+            Err(e) => return fail(e.0),
+        };
+        let res = part.inner.lock().intercepts.install(kind, access, param);
+        match res {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_REGISTER_INTERCEPT_RESULT` (CPUID only): input
+    /// `{partition_id, vp_index u32, intercept_type u32,
+    /// hv_register_x64_cpuid_result_parameters}`.
+    fn hc_register_intercept_result(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(vp), Some(kind)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
+        else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        if kind != intercept::TYPE_CPUID {
+            return fail(status::INVALID_PARAMETER);
+        }
+        let word = |i: usize| rd32(input, 28 + 4 * i).unwrap_or(0);
+        let (Some(leaf), Some(subleaf), Some(flags)) =
+            (rd32(input, 16), rd32(input, 20), rd32(input, 24))
+        else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        let r = intercept::CpuidResult {
+            leaf,
+            subleaf,
+            subleaf_specific: flags & 0xff != 0,
+            always_override: (flags >> 8) & 0xff != 0,
+            value: [word(0), word(2), word(4), word(6)],
+            mask: [word(1), word(3), word(5), word(7)],
+        };
+        let vp = match self.vp_of(pt, vp) {
+            Ok((_, vp)) => vp,
+            Err(e) => return fail(e.0),
+        };
+        let res = vp.state.lock().cpuid.register(r);
+        match res {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_GET_VP_CPUID_VALUES` (rep): input `{partition_id, vp_index
+    /// u32, flags u32 (use_vp_xfem_xss, apply_registered_values), reserved,
+    /// padding}` then `hv_cpuid_leaf_info` (24 bytes) per rep; output
+    /// `[eax, ebx, ecx, edx]` per rep.
+    fn hc_get_vp_cpuid_values(
+        &self,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
+        let (Some(pt), Some(vp), Some(flags)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
+        else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
+            Err(e) => return (e.0, start),
+        };
+        let (cr4, vp_xcr0) = {
+            let rf = vp.regs.lock();
+            (
+                rf.cpu.cr4,
+                rf.get(abi::HV_X64_REGISTER_XFEM).map_or(1, |v| v[0]),
+            )
+        };
+        let env = {
+            let inner = part.inner.lock();
+            intercept::CpuidEnv::of(&inner, &part.create)
+        };
+        for i in start..reps {
+            let off = 24 + 24 * usize::from(i);
+            let (Some(leaf), Some(subleaf), Some(xfem)) =
+                (rd32(input, off), rd32(input, off + 4), rd64(input, off + 8))
+            else {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            };
+            let xcr0 = if flags & 1 != 0 { vp_xcr0 } else { xfem };
+            let mut v = intercept::base_cpuid(&env, leaf, subleaf, vp.index, cr4, xcr0);
+            if flags & 2 != 0 {
+                v = vp.state.lock().cpuid.apply(leaf, subleaf, v);
+            }
+            let out = 16 * usize::from(i);
+            let lo = u64::from(v[0]) | (u64::from(v[1]) << 32);
+            let hi = u64::from(v[2]) | (u64::from(v[3]) << 32);
+            if !(wr64(output, out, lo) && wr64(output, out + 8, hi)) {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            }
+        }
+        (status::SUCCESS, reps)
+    }
+
     /// Calls accepted without effect: only the target partition is checked.
     fn hc_accept(&self, input: &[u8]) -> Outcome {
         let Some(pt) = rd64(input, 0) else {
@@ -384,5 +499,6 @@ fn code_known(code: u16) -> bool {
             | abi::HVCALL_POST_MESSAGE_DIRECT
             | abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
             | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
+            | abi::HVCALL_GET_VP_CPUID_VALUES
     )
 }

@@ -57,6 +57,7 @@ mod access;
 pub(crate) mod cpu;
 mod hvcall;
 mod inject;
+mod intercept;
 mod pool;
 mod props;
 mod reg_page;
@@ -127,6 +128,8 @@ pub(crate) struct PartInner {
     vps: RBTree<u32, VpEntry>,
     /// Stored properties.
     pub(crate) props: Props,
+    /// Installed intercepts.
+    pub(crate) intercepts: intercept::Installed,
     /// Pages `INITIALIZE_PARTITION` took.
     init_pages: [u64; INIT_PAGES],
 }
@@ -187,6 +190,7 @@ impl Partition {
                         slat: Slat::new(),
                         vps: RBTree::new(),
                         props: Props::new(),
+                        intercepts: intercept::Installed::new(),
                         init_pages: [0; INIT_PAGES],
                     },
                     "mshv_rs_sim_partition"

@@ -38,7 +38,7 @@
 //! `HV_X64_REGISTER_*` MSRs such as PAT, APIC base, SYSENTER, STAR..SFMASK)
 //! complete inside the hypervisor, as on Hyper-V.
 
-use super::{cpu, regs, regs::RegFile, slat, Partition};
+use super::{cpu, intercept, regs, regs::RegFile, slat, Partition};
 use crate::hv::{abi, RunExit};
 use crate::sys::page;
 use kernel::{
@@ -276,45 +276,6 @@ fn fetch(r: &cpu::Regs, mem: &mut VpMemory<'_>, len: u8) -> ([u8; 16], u8) {
     (bytes, done as u8)
 }
 
-/// CPUID results of the simulated processor for `leaf`/`subleaf`:
-/// `[eax, ebx, ecx, edx]`. A small Intel-like table with the hypervisor
-/// leaves of Hyper-V; everything else is zero.
-pub(crate) fn cpuid(leaf: u32, subleaf: u32, vp: u32) -> [u32; 4] {
-    let _ = subleaf;
-    match leaf {
-        // "GenuineIntel", leaves up to 0xd.
-        0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
-        1 => {
-            // Family 6 model 0x3a; APIC id; SSE3, SSSE3, CX16, SSE4.1/4.2,
-            // POPCNT, XSAVE, AVX, hypervisor present.
-            let ecx = (1 << 0)
-                | (1 << 9)
-                | (1 << 13)
-                | (1 << 19)
-                | (1 << 20)
-                | (1 << 23)
-                | (1 << 26)
-                | (1 << 28)
-                | (1 << 31);
-            // FPU, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT,
-            // CLFLUSH, MMX, FXSR, SSE, SSE2.
-            let edx = [0, 4, 5, 6, 8, 9, 11, 12, 13, 15, 16, 19, 23, 24, 25, 26]
-                .iter()
-                .fold(0u32, |acc, bit| acc | (1 << bit));
-            [0x0003_06a9, ((vp & 0xff) << 24) | (8 << 8), ecx, edx]
-        }
-        // Hyper-V: "Microsoft Hv", interface "Hv#1".
-        0x4000_0000 => [0x4000_0006, 0x7263_694d, 0x666f_736f, 0x7648_2074],
-        0x4000_0001 => [0x3123_7648, 0, 0, 0],
-        // Extended leaves up to 0x80000008; LAHF; SYSCALL, NX, LM;
-        // 46 physical and 48 linear address bits.
-        0x8000_0000 => [0x8000_0008, 0, 0, 0],
-        0x8000_0001 => [0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)],
-        0x8000_0008 => [0x302e, 0, 0, 0],
-        _ => [0; 4],
-    }
-}
-
 /// The VP register behind an MSR, for MSRs the hypervisor itself handles.
 fn msr_register(msr: u32) -> Option<u32> {
     Some(match msr {
@@ -329,6 +290,11 @@ fn msr_register(msr: u32) -> Option<u32> {
         0xc000_0103 => abi::HV_X64_REGISTER_TSC_AUX,
         _ => return None,
     })
+}
+
+/// Whether the hypervisor implements `msr` (completes it as VP state).
+fn msr_implemented(msr: u32) -> bool {
+    matches!(msr, cpu::MSR_EFER | 0xc000_0100 | 0xc000_0101) || msr_register(msr).is_some()
 }
 
 /// Completes RDMSR/WRMSR inside the hypervisor if `msr` is VP state.
@@ -396,6 +362,7 @@ fn post_exit(
     r: &cpu::Regs,
     vp: u32,
     cr8: u64,
+    cpuid_values: [u32; 4],
     mem: &mut VpMemory<'_>,
     msg_pfn: u64,
 ) {
@@ -475,7 +442,7 @@ fn post_exit(
         }
         cpu::Exit::Cpuid => {
             let (rax, rcx) = (gpr(r, 0), gpr(r, 1));
-            let [a, b, c, d] = cpuid(rax as u32, rcx as u32, vp);
+            let [a, b, c, d] = cpuid_values;
             let m = abi::HvX64CpuidInterceptMessage {
                 header: header(vp, r, cr8, r.rip, 2, 0),
                 rax,
@@ -551,26 +518,81 @@ fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
         let mut r = vp.regs.lock().cpu.clone();
         let mut mem = VpMemory { part };
         let (exit, _) = cpu::run(&mut r, &mut mem, CHUNK);
+        // CPUID and MSR policy first: it takes the partition's lock, which
+        // never nests with the registers'.
+        let mut cpuid_values = [0u32; 4];
+        let mut to_vmm = true;
+        let mut ignore_unimplemented = false;
+        match exit {
+            cpu::Exit::Cpuid => {
+                let xcr0 = vp
+                    .regs
+                    .lock()
+                    .get(abi::HV_X64_REGISTER_XFEM)
+                    .map_or(1, |v| v[0]);
+                let (values, intercepted) = intercept::evaluate_cpuid(
+                    part,
+                    vp,
+                    gpr(&r, 0) as u32,
+                    gpr(&r, 1) as u32,
+                    r.cr4,
+                    xcr0,
+                );
+                cpuid_values = values;
+                to_vmm = intercepted;
+            }
+            cpu::Exit::Msr { write, msr, .. } => {
+                let (intercepted, ignore) =
+                    intercept::msr_policy(part, msr, write, msr_implemented(msr));
+                to_vmm = intercepted;
+                ignore_unimplemented = ignore;
+            }
+            _ => {}
+        }
         let cr8 = {
             let mut rf = vp.regs.lock();
             rf.cpu.clone_from(&r);
-            if let cpu::Exit::Msr {
-                write,
-                msr,
-                value,
-                instruction_length,
-            } = exit
-            {
-                if handle_msr(&mut rf, write, msr, value, instruction_length) {
+            match exit {
+                cpu::Exit::Cpuid if !to_vmm => {
+                    // RAX, RCX, RDX, RBX get EAX, ECX, EDX, EBX.
+                    let [a, b, c, d] = cpuid_values;
+                    for (i, v) in [(0, a), (1, c), (2, d), (3, b)] {
+                        if let Some(g) = rf.cpu.gpr.get_mut(i) {
+                            *g = u64::from(v);
+                        }
+                    }
+                    rf.cpu.rip = rf.cpu.rip.wrapping_add(2);
                     continue;
                 }
+                cpu::Exit::Msr {
+                    write,
+                    msr,
+                    value,
+                    instruction_length,
+                } if !to_vmm => {
+                    if handle_msr(&mut rf, write, msr, value, instruction_length) {
+                        continue;
+                    }
+                    if ignore_unimplemented {
+                        if !write {
+                            for i in [0, 2] {
+                                if let Some(g) = rf.cpu.gpr.get_mut(i) {
+                                    *g = 0;
+                                }
+                            }
+                        }
+                        rf.cpu.rip = rf.cpu.rip.wrapping_add(u64::from(instruction_length));
+                        continue;
+                    }
+                }
+                _ => {}
             }
             rf.cr8
         };
         if exit == cpu::Exit::Budget {
             continue;
         }
-        post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);
+        post_exit(exit, &r, vp.index, cr8, cpuid_values, &mut mem, msg_pfn);
         vp.regs.lock().intercept_suspend = true;
         return RunExit::Message;
     }

@@ -53,6 +53,8 @@ pub(crate) struct VpState {
     siefp: KBox<StatePage>,
     /// `hv_synthetic_timers_state`.
     timers: [u8; VP_STATE_INLINE],
+    /// CPUID results registered for the VP (`intercept`).
+    pub(crate) cpuid: super::intercept::CpuidResults,
 }
 
 fn put32(b: &mut [u8], off: usize, v: u32) {
@@ -86,6 +88,7 @@ impl VpState {
             simp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
             siefp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
             timers: [0; VP_STATE_INLINE],
+            cpuid: super::intercept::CpuidResults::new()?,
         })
     }
 

@@ -156,4 +156,9 @@ pub static ALL: &[TestCase] = &[
         func: state::partition_properties,
         timeout: 60,
     },
+    TestCase {
+        name: "cpuid_and_msr_intercepts",
+        func: state::cpuid_and_msr_intercepts,
+        timeout: 120,
+    },
 ];

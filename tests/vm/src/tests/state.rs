@@ -1118,3 +1118,325 @@ pub fn partition_properties() -> TResult {
     );
     Ok(())
 }
+
+/// 32-bit code at GPA 0x1000: CPUID, then EAX, EBX, ECX, EDX out on ports
+/// 0x40..0x43, HLT.
+const CPUID_PROG: &[u8] = &[
+    0x0f, 0xa2, // cpuid
+    0xe7, 0x40, // out 0x40, eax
+    0x89, 0xd8, 0xe7, 0x41, // mov eax, ebx; out 0x41, eax
+    0x89, 0xc8, 0xe7, 0x42, // mov eax, ecx; out 0x42, eax
+    0x89, 0xd0, 0xe7, 0x43, // mov eax, edx; out 0x43, eax
+    0xf4, // hlt
+];
+const CPUID_AT: u64 = 0x1000;
+/// At GPA 0x1100: RDMSR (ECX), EAX and EDX out on ports 0x44/0x45, WRMSR, HLT.
+const MSR_PROG: &[u8] = &[
+    0x0f, 0x32, // rdmsr
+    0xe7, 0x44, // out 0x44, eax
+    0x89, 0xd0, 0xe7, 0x45, // mov eax, edx; out 0x45, eax
+    0x0f, 0x30, // wrmsr
+    0xf4, // hlt
+];
+const MSR_AT: u64 = 0x1100;
+
+/// What a run of one of the programs above saw.
+#[derive(Debug, Default)]
+struct ProgRun {
+    /// Port → value written.
+    outs: Vec<(u16, u32)>,
+    /// CPUID/MSR intercept messages: (type, payload qwords 5..13).
+    intercepts: Vec<(u32, [u64; 8])>,
+}
+
+/// Runs from `entry` with RAX, RCX, RDX set until HLT. CPUID intercepts are
+/// answered with `answer` (or the default result), MSR intercepts by RAX =
+/// RDX = 0x99 for reads; both by RIP += 2.
+fn run_prog(
+    vcpu: &mshv_ioctls::VcpuFd,
+    entry: u64,
+    rax: u64,
+    rcx: u64,
+    rdx: u64,
+    answer: Option<[u64; 4]>,
+) -> TResult<ProgRun> {
+    enter_protected_mode(vcpu, entry, 0xf000)?;
+    set_regs(
+        vcpu,
+        &[
+            reg64(hv_register_name_HV_X64_REGISTER_RAX, rax),
+            reg64(hv_register_name_HV_X64_REGISTER_RCX, rcx),
+            reg64(hv_register_name_HV_X64_REGISTER_RDX, rdx),
+        ],
+    )?;
+    let mut out = ProgRun::default();
+    for _ in 0..32 {
+        let msg = vcpu
+            .run()
+            .map_err(|e| Failure::Fail(format!("RUN_VP: {}", show_err(e))))?;
+        let ty = msg.header.message_type;
+        // SAFETY: the payload is plain data.
+        let pl = unsafe { msg.u.payload };
+        let rip = pl[3];
+        if ty == hv_message_type_HVMSG_X64_CPUID_INTERCEPT {
+            let mut q = [0u64; 8];
+            q.copy_from_slice(&pl[5..13]);
+            out.intercepts.push((ty, q));
+            // Default result order in the message: RAX, RCX, RDX, RBX.
+            let [a, c, d, b] = answer.unwrap_or([q[4], q[5], q[6], q[7]]);
+            set_regs(
+                vcpu,
+                &[
+                    reg64(hv_register_name_HV_X64_REGISTER_RAX, a),
+                    reg64(hv_register_name_HV_X64_REGISTER_RBX, b),
+                    reg64(hv_register_name_HV_X64_REGISTER_RCX, c),
+                    reg64(hv_register_name_HV_X64_REGISTER_RDX, d),
+                    reg64(hv_register_name_HV_X64_REGISTER_RIP, rip + 2),
+                ],
+            )?;
+            continue;
+        }
+        if ty == hv_message_type_HVMSG_X64_MSR_INTERCEPT {
+            let mut q = [0u64; 8];
+            q.copy_from_slice(&pl[5..13]);
+            out.intercepts.push((ty, q));
+            let write = (pl[0] >> 40) & 0xff == 1;
+            let mut regs = vec![reg64(hv_register_name_HV_X64_REGISTER_RIP, rip + 2)];
+            if !write {
+                regs.push(reg64(hv_register_name_HV_X64_REGISTER_RAX, 0x99));
+                regs.push(reg64(hv_register_name_HV_X64_REGISTER_RDX, 0x99));
+            }
+            set_regs(vcpu, &regs)?;
+            continue;
+        }
+        match decode(&msg) {
+            exit @ Exit::Io {
+                port,
+                write: true,
+                rax,
+                ..
+            } => {
+                out.outs.push((port, rax as u32));
+                complete_io(vcpu, &exit, None)?;
+            }
+            Exit::Halt { .. } => return Ok(out),
+            other => fail!("unexpected exit {other}"),
+        }
+    }
+    fail!("the program did not halt: {out:?}")
+}
+
+/// The four values a CPUID run printed.
+fn printed(r: &ProgRun) -> TResult<[u32; 4]> {
+    let ports: Vec<u16> = r.outs.iter().map(|o| o.0).collect();
+    ensure_eq!(
+        ports,
+        vec![0x40, 0x41, 0x42, 0x43],
+        "ports the CPUID program wrote"
+    );
+    Ok([r.outs[0].1, r.outs[1].1, r.outs[2].1, r.outs[3].1])
+}
+
+/// CPUID from the synthetic table (consistent with the partition's
+/// properties and GET_VP_CPUID_VALUES), completed without exits; registered
+/// results override it; an installed CPUID intercept sends the leaf to the
+/// VMM with the default result; MSRs: implemented ones complete inside,
+/// MSR_INDEX intercepts send them out, unimplemented ones follow
+/// UNIMPLEMENTED_MSR_ACTION.
+pub fn cpuid_and_msr_intercepts() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let mut code = Mmap::anon(0x10000)?;
+    code.bytes_mut(CPUID_AT as usize, CPUID_PROG.len())
+        .copy_from_slice(CPUID_PROG);
+    code.bytes_mut(MSR_AT as usize, MSR_PROG.len())
+        .copy_from_slice(MSR_PROG);
+    p.map(&code, 0, 0x10000, 0, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let values = |leaf: u32, sub: u32| {
+        vcpu.get_cpuid_values(leaf, sub, 0, 0)
+            .map_err(|e| Failure::Fail(format!("GET_VP_CPUID_VALUES {leaf:#x}: {}", show_err(e))))
+    };
+
+    // Leaf 0: vendor; leaf 1 features; 0x80000008 the address widths.
+    let r = run_prog(&vcpu, CPUID_AT, 0, 0, 0, None)?;
+    ensure!(
+        r.intercepts.is_empty(),
+        "CPUID without an intercept exits: {r:?}"
+    );
+    let l0 = printed(&r)?;
+    ensure_eq!(
+        l0,
+        values(0, 0)?,
+        "leaf 0 seen by the guest and by GET_VP_CPUID_VALUES"
+    );
+    ensure_eq!(
+        (l0[1], l0[3], l0[2]),
+        (0x756e_6547, 0x4965_6e69, 0x6c65_746e),
+        "GenuineIntel"
+    );
+    let l1 = printed(&run_prog(&vcpu, CPUID_AT, 1, 0, 0, None)?)?;
+    ensure_eq!(
+        l1,
+        values(1, 0)?,
+        "leaf 1 seen by the guest and by GET_VP_CPUID_VALUES"
+    );
+    let features0 =
+        p.vm.get_partition_property(0x0006_000a)
+            .map_err(crate_err("PROCESSOR_FEATURES0"))?;
+    // SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, AES as PROCESSOR_FEATURES0 says.
+    for (cpuid_bit, feature_bit, name) in [
+        (0, 0, "SSE3"),
+        (9, 2, "SSSE3"),
+        (19, 3, "SSE4.1"),
+        (20, 4, "SSE4.2"),
+        (23, 7, "POPCNT"),
+        (25, 16, "AES"),
+    ] {
+        ensure_eq!(
+            (l1[2] >> cpuid_bit) & 1,
+            ((features0 >> feature_bit) & 1) as u32,
+            "leaf 1 ECX {name} against PROCESSOR_FEATURES0"
+        );
+    }
+    ensure!(l1[2] & (1 << 31) != 0, "hypervisor-present bit");
+    ensure!(
+        l1[2] & (1 << 28) != 0 && l1[2] & (1 << 26) != 0,
+        "XSAVE and AVX (XSAVE features 0x7)"
+    );
+    let l88 = printed(&run_prog(&vcpu, CPUID_AT, 0x8000_0008, 0, 0, None)?)?;
+    let width =
+        p.vm.get_partition_property(0x0006_0006)
+            .map_err(crate_err("PA width"))?;
+    ensure_eq!(
+        u64::from(l88[0] & 0xff),
+        width,
+        "CPUID physical address bits = PHYSICAL_ADDRESS_WIDTH"
+    );
+    let ld = printed(&run_prog(&vcpu, CPUID_AT, 0xd, 0, 0, None)?)?;
+    ensure_eq!(
+        (ld[0], ld[2]),
+        (7, 832),
+        "leaf 0xd: XCR0 states, maximum size = MAX_XSAVE_DATA_SIZE"
+    );
+
+    // Registered results: bits of the mask replaced; a zero leaf overridden.
+    let entry = |function, ebx, eax| hv_cpuid_entry {
+        function,
+        eax,
+        ebx,
+        ..Default::default()
+    };
+    vcpu.register_intercept_result_cpuid_entry(&entry(1, 0x00ab_0000, 0), None, None)
+        .map_err(crate_err("register_intercept_result_cpuid_entry(1)"))?;
+    vcpu.register_intercept_result_cpuid_entry(&entry(0x4000_0100, 0, 5), None, None)
+        .map_err(crate_err(
+            "register_intercept_result_cpuid_entry(0x40000100)",
+        ))?;
+    let l1o = printed(&run_prog(&vcpu, CPUID_AT, 1, 0, 0, None)?)?;
+    ensure_eq!(
+        l1o,
+        [l1[0], l1[1] | 0x00ab_0000, l1[2], l1[3]],
+        "leaf 1 with a registered EBX"
+    );
+    ensure_eq!(
+        l1o,
+        values(1, 0)?,
+        "GET_VP_CPUID_VALUES applies registered results"
+    );
+    let lz = printed(&run_prog(&vcpu, CPUID_AT, 0x4000_0100, 0, 0, None)?)?;
+    ensure_eq!(
+        lz,
+        [5, 0, 0, 0],
+        "a registered result for a leaf the table leaves zero"
+    );
+
+    // An installed CPUID intercept for leaf 1 only.
+    let install = |ty: u32, access: u32, param: u64| {
+        p.vm.install_intercept(mshv_install_intercept {
+            access_type_mask: access,
+            intercept_type: ty,
+            intercept_parameter: hv_intercept_parameters { as_uint64: param },
+        })
+    };
+    install(2, 4, 1).map_err(crate_err("INSTALL_INTERCEPT CPUID leaf 1"))?;
+    let r = run_prog(&vcpu, CPUID_AT, 1, 0, 0, Some([1, 2, 3, 4]))?;
+    ensure_eq!(r.intercepts.len(), 1, "CPUID intercepts for leaf 1");
+    let q = r.intercepts[0].1;
+    ensure_eq!(q[0], 1, "RAX (leaf) in the CPUID intercept");
+    ensure_eq!(
+        [q[4], q[7], q[5], q[6]],
+        [
+            u64::from(l1o[0]),
+            u64::from(l1o[1]),
+            u64::from(l1o[2]),
+            u64::from(l1o[3])
+        ],
+        "default result in the CPUID intercept (EAX, EBX, ECX, EDX)"
+    );
+    ensure_eq!(
+        printed(&r)?,
+        [1, 4, 2, 3],
+        "the VMM's answer reached the guest"
+    );
+    let r0 = run_prog(&vcpu, CPUID_AT, 0, 0, 0, None)?;
+    ensure!(r0.intercepts.is_empty(), "leaf 0 is not intercepted");
+    ensure_eq!(
+        hv_status(install(99, 1, 0)),
+        Some(0x5),
+        "INSTALL_INTERCEPT of an unknown type"
+    );
+
+    // MSRs. An implemented one (SYSENTER_CS) completes inside.
+    let set = Msrs::from_entries(&[msr_entry {
+        index: 0x174,
+        data: 0x10,
+        ..Default::default()
+    }])
+    .map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?;
+    vcpu.set_msrs(&set).map_err(crate_err("set_msrs"))?;
+    let r = run_prog(&vcpu, MSR_AT, 0, 0x174, 0, None)?;
+    ensure!(
+        r.intercepts.is_empty(),
+        "RDMSR/WRMSR of SYSENTER_CS exits: {r:?}"
+    );
+    ensure_eq!(r.outs, vec![(0x44, 0x10), (0x45, 0)], "RDMSR SYSENTER_CS");
+    // With an MSR_INDEX intercept both accesses go to the VMM.
+    install(11, 3, 0x174).map_err(crate_err("INSTALL_INTERCEPT MSR_INDEX 0x174"))?;
+    let r = run_prog(&vcpu, MSR_AT, 0, 0x174, 0, None)?;
+    let msrs: Vec<(u32, u64)> = r
+        .intercepts
+        .iter()
+        .map(|(t, q)| (*t, q[0] & 0xffff_ffff))
+        .collect();
+    ensure_eq!(
+        msrs,
+        vec![
+            (hv_message_type_HVMSG_X64_MSR_INTERCEPT, 0x174),
+            (hv_message_type_HVMSG_X64_MSR_INTERCEPT, 0x174)
+        ],
+        "MSR intercepts for RDMSR and WRMSR of 0x174"
+    );
+    ensure_eq!(
+        r.outs,
+        vec![(0x44, 0x99), (0x45, 0x99)],
+        "the VMM's RDMSR answer"
+    );
+    // Unimplemented MSR: reported while the action is "fault" (the sim cannot
+    // inject #GP), read as zero once it is "ignore write, read zero".
+    let r = run_prog(&vcpu, MSR_AT, 0, 0x1234, 0, None)?;
+    ensure_eq!(r.intercepts.len(), 2, "unimplemented MSR accesses reported");
+    p.vm.set_partition_property(0x0005_0017, 1)
+        .map_err(crate_err("UNIMPLEMENTED_MSR_ACTION = 1"))?;
+    let r = run_prog(&vcpu, MSR_AT, 0x55, 0x1234, 0x66, None)?;
+    ensure!(
+        r.intercepts.is_empty(),
+        "unimplemented MSR with IGNORE_WRITE_READ_ZERO exits: {r:?}"
+    );
+    ensure_eq!(
+        r.outs,
+        vec![(0x44, 0), (0x45, 0)],
+        "RDMSR of an unimplemented MSR reads zero"
+    );
+    Ok(())
+}
