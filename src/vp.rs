@@ -73,10 +73,11 @@ impl Vp {
                 crate::vp_state::ioctl(&*self.partition.hv, self.partition.id, self.index, arg, set)
                     .map(|()| 0)
             }
-            uapi::vp::ROOT_HVCALL => hvcall::ioctl(
+            uapi::vp::ROOT_HVCALL => hvcall::ioctl_with(
                 &*self.partition.hv,
                 hvcall::Target::Vp(self.partition.id),
                 user,
+                Some(&|gfn, write| self.partition.refault(gfn, write)),
             )
             .map(|()| 0),
             _ => Err(ENOTTY),

@@ -469,8 +469,10 @@ impl Sim {
                 (GVA_PAGE_NOT_PRESENT, 0)
             }
             Err(cpu::TranslateError::PrivilegeViolation) => (GVA_PRIVILEGE_VIOLATION, 0),
-            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, 0),
-            Err(cpu::TranslateError::Memory(_)) => (GVA_GPA_NO_READ_ACCESS, 0),
+            // A page-table page of the walk is not accessible: its page
+            // (the driver faults a movable one in and asks again).
+            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, f.gpa >> 12),
+            Err(cpu::TranslateError::Memory(f)) => (GVA_GPA_NO_READ_ACCESS, f.gpa >> 12),
             Err(cpu::TranslateError::UnsupportedPagingMode) => {
                 return fail(status::INVALID_PARAMETER)
             }

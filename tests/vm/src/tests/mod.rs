@@ -161,4 +161,14 @@ pub static ALL: &[TestCase] = &[
         func: state::cpuid_and_msr_intercepts,
         timeout: 120,
     },
+    TestCase {
+        name: "cloud_hypervisor_boot_sequence",
+        func: state::cloud_hypervisor_boot_sequence,
+        timeout: 120,
+    },
+    TestCase {
+        name: "translate_gva_refaults_page_tables",
+        func: state::translate_gva_refaults_page_tables,
+        timeout: 120,
+    },
 ];
