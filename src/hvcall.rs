@@ -69,8 +69,48 @@ pub(crate) fn allowed(target: Target, code: u16) -> bool {
 /// The rep count field is 12 bits wide.
 const MAX_REPS: u16 = 0xfff;
 
+/// Makes the guest page `gfn` accessible (for writing if `write`) if it is
+/// in a movable region the driver can fault in; returns whether it did.
+pub(crate) type Refault<'a> = &'a dyn Fn(u64, bool) -> Result<bool>;
+
+/// `HV_TRANSLATE_GVA_GPA_NO_READ_ACCESS`.
+const GVA_GPA_NO_READ_ACCESS: u32 = 5;
+/// `HV_TRANSLATE_GVA_GPA_NO_WRITE_ACCESS`.
+const GVA_GPA_NO_WRITE_ACCESS: u32 = 6;
+/// Re-faults per `TRANSLATE_VIRTUAL_ADDRESS` (a 4-level walk touches at
+/// most 4 page-table pages and the data page; an invalidation may race).
+const MAX_TRANSLATE_REFAULTS: usize = 16;
+
+/// The page a `TRANSLATE_VIRTUAL_ADDRESS` output (`{result_code u32,
+/// cache_type u32, gpa_page u64}`) says was not accessible in the SLAT, and
+/// whether the access was a write: the page (a page-table page of the walk,
+/// or the final page) to fault in before asking again.
+pub(crate) fn translate_refault_page(output: &[u8]) -> Option<(u64, bool)> {
+    let code = u32::from_le_bytes(output.get(0..4)?.try_into().ok()?);
+    let gfn = u64::from_le_bytes(output.get(8..16)?.try_into().ok()?);
+    match code {
+        GVA_GPA_NO_READ_ACCESS => Some((gfn, false)),
+        GVA_GPA_NO_WRITE_ACCESS => Some((gfn, true)),
+        _ => None,
+    }
+}
+
 /// Handles `MSHV_ROOT_HVCALL` with its argument at `user`.
 pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Result {
+    ioctl_with(hv, target, user, None)
+}
+
+/// [`ioctl`], with `refault` for guest pages in movable memory:
+/// `HVCALL_TRANSLATE_VIRTUAL_ADDRESS` that fails because a page of the walk
+/// (a page-table page or the final page) is not accessible in the SLAT —
+/// Linux took it back — faults that page in and asks again, instead of
+/// failing as upstream 7.3 does.
+pub(crate) fn ioctl_with(
+    hv: &dyn Hypervisor,
+    target: Target,
+    user: UserPtr,
+    refault: Option<Refault<'_>>,
+) -> Result {
     let (mut reader, mut writer) =
         UserSlice::new(user, size_of::<MshvRootHvcall>()).reader_writer();
     let mut args: MshvRootHvcall = reader.read()?;
@@ -100,7 +140,9 @@ pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Resul
     let mut reps_done: u16 = 0;
     let mut result = Ok(());
     let mut st = status::SUCCESS;
-    for round in 0..=calls::MAX_DEPOSIT_ROUNDS {
+    let mut refaults = 0;
+    let mut round = 0;
+    while round <= calls::MAX_DEPOSIT_ROUNDS {
         let raw = hv.passthrough(args.code, args.reps, reps_done, &input, &mut output);
         st = (raw & 0xffff) as u16;
         if args.reps > 0 {
@@ -108,10 +150,21 @@ pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Resul
         }
         if st == status::SUCCESS {
             result = Ok(());
+            if let (abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS, Some(refault)) = (args.code, refault) {
+                if let Some((gfn, write)) = translate_refault_page(&output[..]) {
+                    if refaults < MAX_TRANSLATE_REFAULTS && refault(gfn, write)? {
+                        refaults += 1;
+                        output.fill(0);
+                        continue;
+                    }
+                }
+            }
             break;
         }
+        let this_round = round;
+        round += 1;
         match status::deposit_pages(st) {
-            Some(n) if round < calls::MAX_DEPOSIT_ROUNDS => {
+            Some(n) if this_round < calls::MAX_DEPOSIT_ROUNDS => {
                 let into = match st {
                     status::INSUFFICIENT_ROOT_MEMORY
                     | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => abi::HV_PARTITION_ID_SELF,
@@ -139,4 +192,55 @@ pub(crate) fn ioctl(hv: &dyn Hypervisor, target: Target, user: UserPtr) -> Resul
             .write_slice(&output[..out_sz])?;
     }
     Ok(())
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_hvcall)]
+mod tests {
+    use super::*;
+
+    fn output(code: u32, gfn: u64) -> [u8; 16] {
+        let mut o = [0u8; 16];
+        o[..4].copy_from_slice(&code.to_le_bytes());
+        o[8..].copy_from_slice(&gfn.to_le_bytes());
+        o
+    }
+
+    #[test]
+    fn translate_refault_pages() {
+        assert_eq!(
+            translate_refault_page(&output(5, 0x102)),
+            Some((0x102, false))
+        );
+        assert_eq!(
+            translate_refault_page(&output(6, 0x401)),
+            Some((0x401, true))
+        );
+        // Success, page not present, privilege, GPA unmapped: nothing to fault.
+        for code in [0, 1, 2, 4, 7] {
+            assert_eq!(translate_refault_page(&output(code, 0x102)), None);
+        }
+        assert_eq!(translate_refault_page(&[5, 0, 0]), None);
+    }
+
+    #[test]
+    fn allow_lists() {
+        assert!(allowed(
+            Target::SelfPartition,
+            abi::HVCALL_GET_PARTITION_PROPERTY
+        ));
+        assert!(!allowed(
+            Target::SelfPartition,
+            abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
+        ));
+        assert!(allowed(
+            Target::Vp(1),
+            abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
+        ));
+        assert!(!allowed(Target::Vp(1), abi::HVCALL_SET_PARTITION_PROPERTY));
+        assert!(allowed(
+            Target::Partition(1),
+            abi::HVCALL_SET_PARTITION_PROPERTY
+        ));
+    }
 }

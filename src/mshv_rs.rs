@@ -22,6 +22,7 @@ use kernel::{
 
 mod debugfs;
 mod device;
+mod gpap;
 mod hv;
 mod hvcall;
 mod irq;
@@ -31,6 +32,7 @@ mod sim;
 mod sys;
 mod uapi;
 mod vp;
+mod vp_state;
 
 module! {
     type: MshvModule,

@@ -178,10 +178,16 @@ impl Partition {
             uapi::partition::IRQFD => self.irq.irqfd_ioctl(user).map(|()| 0),
             uapi::partition::IOEVENTFD => self.irq.ioeventfd_ioctl(user).map(|()| 0),
             uapi::partition::SET_MSI_ROUTING => self.irq.set_msi_routing(user).map(|()| 0),
-            uapi::partition::ROOT_HVCALL => {
-                crate::hvcall::ioctl(&*self.hv, crate::hvcall::Target::Partition(self.id), user)
-                    .map(|()| 0)
+            uapi::partition::GET_GPAP_ACCESS_BITMAP => {
+                crate::gpap::ioctl(&*self.hv, self.id, user).map(|()| 0)
             }
+            uapi::partition::ROOT_HVCALL => crate::hvcall::ioctl_with(
+                &*self.hv,
+                crate::hvcall::Target::Partition(self.id),
+                user,
+                Some(&|gfn, write| self.refault(gfn, write)),
+            )
+            .map(|()| 0),
             _ => Err(ENOTTY),
         }
     }
@@ -332,6 +338,13 @@ impl Partition {
             Some(r) => r.fault(gfn, access),
             None => Ok(Fault::Forward),
         }
+    }
+
+    /// Faults `gfn` in for a hypercall that found it inaccessible
+    /// (`TRANSLATE_VIRTUAL_ADDRESS`); whether it is mapped now.
+    pub(crate) fn refault(&self, gfn: u64, write: bool) -> Result<bool> {
+        let access = if write { Access::Write } else { Access::Read };
+        Ok(self.handle_gpa_intercept(gfn, access)? == Fault::Mapped)
     }
 }
 

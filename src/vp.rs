@@ -67,10 +67,17 @@ impl Vp {
         let user = UserPtr::from_addr(arg);
         match cmd {
             uapi::vp::RUN_VP => self.run_vp(user).map(|()| 0),
-            uapi::vp::ROOT_HVCALL => hvcall::ioctl(
+            uapi::vp::GET_VP_STATE | uapi::vp::SET_VP_STATE => {
+                let _guard = self.run.lock();
+                let set = cmd == uapi::vp::SET_VP_STATE;
+                crate::vp_state::ioctl(&*self.partition.hv, self.partition.id, self.index, arg, set)
+                    .map(|()| 0)
+            }
+            uapi::vp::ROOT_HVCALL => hvcall::ioctl_with(
                 &*self.partition.hv,
                 hvcall::Target::Vp(self.partition.id),
                 user,
+                Some(&|gfn, write| self.partition.refault(gfn, write)),
             )
             .map(|()| 0),
             _ => Err(ENOTTY),

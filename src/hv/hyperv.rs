@@ -18,7 +18,7 @@
 
 use super::{
     abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
-    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, HV_PAGE,
+    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
 };
 use crate::sys::ffi;
 use kernel::{
@@ -165,6 +165,43 @@ fn encode_set_regs(buf: &mut [u8], pt: u64, vp: u32, regs: &[(u32, RegValue)]) -
     e.done()
 }
 
+/// `hv_input_get_gpa_pages_access_state` (24 bytes).
+fn encode_gpa_access_states(buf: &mut [u8], pt: u64, flags: u64, gfn: u64) -> Option<usize> {
+    let mut e = Enc::new(buf);
+    e.u64(pt).u64(flags).u64(gfn);
+    e.done()
+}
+
+/// `hv_input_get_vp_state` / `hv_input_set_vp_state` (40 bytes) followed by
+/// `pfns` and then `raw` state bytes padded to 8 (a call has one or the
+/// other). Returns the input length and the variable-header size in qwords.
+fn encode_vp_state(
+    buf: &mut [u8],
+    pt: u64,
+    vp: u32,
+    data: &VpStateData,
+    pfns: &[u64],
+    raw: &[u8],
+) -> Option<(usize, u16)> {
+    let mut e = Enc::new(buf);
+    e.u64(pt)
+        .u32(vp)
+        .u8(0) // input_vtl: current
+        .put(&[0; 3])
+        .u32(data.kind)
+        .u32(0)
+        .u64(data.xsave_flags)
+        .u64(data.xsave_states);
+    for &p in pfns {
+        e.u64(p);
+    }
+    e.put(raw);
+    let pad = raw.len().next_multiple_of(8) - raw.len();
+    e.put(&[0; 8][..pad]);
+    let qwords = pfns.len() + raw.len().div_ceil(8);
+    Some((e.done()?, u16::try_from(qwords).ok()?))
+}
+
 /// Scratch pages for encoding; see [`HyperV::scratch`].
 struct Scratch {
     input: [u8; HV_PAGE],
@@ -281,6 +318,40 @@ impl HyperV {
             done = completed;
         }
         Ok(())
+    }
+}
+
+impl HyperV {
+    /// `HVCALL_GET_VP_STATE` (with `out`) or `HVCALL_SET_VP_STATE`.
+    #[allow(clippy::too_many_arguments)]
+    fn vp_state(
+        &self,
+        code: u16,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        raw: &[u8],
+        out: Option<&mut [u8; VP_STATE_INLINE]>,
+    ) -> HvResult {
+        let invalid = HvError(crate::hv::status::INVALID_PARAMETER);
+        if pfns.len() > crate::hv::VP_STATE_BATCH
+            || raw.len() > HV_PAGE - crate::hv::VP_STATE_HEADER
+        {
+            return Err(invalid);
+        }
+        let qwords = (pfns.len() + raw.len().div_ceil(8)) as u16;
+        let out_len = if out.is_some() { VP_STATE_INLINE } else { 0 };
+        status_of(self.call(
+            abi::control(code, 0, 0, qwords, false),
+            out_len,
+            |b| encode_vp_state(b, pt, vp, data, pfns, raw).map(|(n, _)| n),
+            |o| {
+                if let (Some(dst), Some(src)) = (out, o.get(..VP_STATE_INLINE)) {
+                    dst.copy_from_slice(src);
+                }
+            },
+        ))
     }
 }
 
@@ -455,6 +526,51 @@ impl Hypervisor for HyperV {
     fn disconnect_doorbell(&self, _pt: u64, _port: u32) -> HvResult {
         Err(HvError(status::OPERATION_DENIED))
     }
+    fn get_gpa_access_states(&self, pt: u64, gfn: u64, flags: u64, out: &mut [u8]) -> RepResult {
+        if out.len() > crate::hv::GPA_ACCESS_STATES_BATCH {
+            return Err(RepError {
+                done: 0,
+                error: HvError(crate::hv::status::INVALID_PARAMETER),
+            });
+        }
+        let n = out.len();
+        self.rep(
+            abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES,
+            n,
+            n,
+            |b| encode_gpa_access_states(b, pt, flags, gfn),
+            |o| out.copy_from_slice(&o[..n]),
+        )
+    }
+    fn get_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &mut [u8; VP_STATE_INLINE],
+    ) -> HvResult {
+        self.vp_state(
+            abi::HVCALL_GET_VP_STATE,
+            pt,
+            vp,
+            data,
+            pfns,
+            &[],
+            Some(inline),
+        )
+    }
+    fn set_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &[u8],
+    ) -> HvResult {
+        let raw = if pfns.is_empty() { inline } else { &[] };
+        self.vp_state(abi::HVCALL_SET_VP_STATE, pt, vp, data, pfns, raw, None)
+    }
     fn run_vp(&self, _pt: u64, _vp: u32) -> Result<RunExit> {
         kernel::pr_warn_once!("RUN_VP on Hyper-V is not implemented yet (SynIC intercept path)\n");
         Err(EOPNOTSUPP)
@@ -602,6 +718,64 @@ mod tests {
             Some(16)
         );
         assert_eq!(encode_deposit(&mut page, 5, &[0u64; 511]), Some(4096));
+    }
+
+    #[test]
+    fn gpa_access_states_encoding() {
+        let mut page = [0xffu8; HV_PAGE];
+        let flags = crate::hv::GPA_STATE_CLEAR_DIRTY | crate::hv::GPA_STATE_CLEAR_ACCESSED;
+        assert_eq!(
+            encode_gpa_access_states(&mut page, 3, flags, 0x12_3456),
+            Some(24)
+        );
+        assert_eq!(
+            (q(&page, 0), q(&page, 1), q(&page, 2)),
+            (3, 0b101, 0x12_3456)
+        );
+        assert!(page[24..].iter().all(|&b| b == 0));
+        assert_eq!(
+            crate::hv::GPA_STATE_SET_ACCESSED | crate::hv::GPA_STATE_SET_DIRTY,
+            0b1010
+        );
+        // One byte of output per rep: a batch fills the output page but one byte.
+        assert_eq!(crate::hv::GPA_ACCESS_STATES_BATCH, 4095);
+    }
+
+    #[test]
+    fn vp_state_encoding() {
+        let mut page = [0xffu8; HV_PAGE];
+        let data = VpStateData {
+            kind: crate::hv::HV_GET_SET_VP_STATE_XSAVE,
+            xsave_flags: 0,
+            xsave_states: 7,
+        };
+        assert_eq!(
+            encode_vp_state(&mut page, 9, 2, &data, &[0x1234, 0x5678], &[]),
+            Some((40 + 16, 2))
+        );
+        assert_eq!((q(&page, 0), page[8], page[12]), (9, 2, 0));
+        assert_eq!(q(&page, 2) & 0xffff_ffff, 0x8000_0001);
+        assert_eq!((q(&page, 3), q(&page, 4)), (0, 7));
+        assert_eq!((q(&page, 5), q(&page, 6)), (0x1234, 0x5678));
+        assert!(page[56..].iter().all(|&b| b == 0));
+        // Raw bytes are padded to whole qwords; an empty list has no varhead.
+        assert_eq!(
+            encode_vp_state(&mut page, 9, 2, &data, &[], &[1, 2, 3]),
+            Some((48, 1))
+        );
+        assert_eq!(q(&page, 5), 0x03_0201);
+        assert_eq!(
+            encode_vp_state(&mut page, 9, 2, &data, &[], &[]),
+            Some((40, 0))
+        );
+        // The batch of pfns fills the page exactly; one more does not fit.
+        assert_eq!(crate::hv::VP_STATE_BATCH, 507);
+        let full = [0u64; 508];
+        assert_eq!(
+            encode_vp_state(&mut page, 9, 2, &data, &full[..507], &[]),
+            Some((4096, 507))
+        );
+        assert_eq!(encode_vp_state(&mut page, 9, 2, &data, &full, &[]), None);
     }
 
     #[test]

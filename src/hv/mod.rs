@@ -148,6 +148,49 @@ pub(crate) trait Notify: Send + Sync {
 /// Size of a hypercall input or output page.
 pub(crate) const HV_PAGE: usize = 4096;
 
+/// Most reps of one `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: one byte of output
+/// each, in one output page (upstream subtracts one state, as here).
+pub(crate) const GPA_ACCESS_STATES_BATCH: usize = HV_PAGE - 1;
+
+/// `hv_vp_state_data`: which VP state `HVCALL_GET/SET_VP_STATE` move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VpStateData {
+    /// `HV_GET_SET_VP_STATE_*`.
+    pub(crate) kind: u32,
+    /// `xsave.flags`.
+    pub(crate) xsave_flags: u64,
+    /// `xsave.states` (XCR0-style mask).
+    pub(crate) xsave_states: u64,
+}
+
+/// `HV_GET_SET_VP_STATE_TYPE_PFN`: the state moves through page frames.
+pub(crate) const HV_GET_SET_VP_STATE_TYPE_PFN: u32 = 1 << 31;
+/// `HV_GET_SET_VP_STATE_LAPIC_STATE`.
+pub(crate) const HV_GET_SET_VP_STATE_LAPIC_STATE: u32 = HV_GET_SET_VP_STATE_TYPE_PFN;
+/// `HV_GET_SET_VP_STATE_XSAVE`.
+pub(crate) const HV_GET_SET_VP_STATE_XSAVE: u32 = HV_GET_SET_VP_STATE_TYPE_PFN | 1;
+/// `HV_GET_SET_VP_STATE_SIM_PAGE`.
+pub(crate) const HV_GET_SET_VP_STATE_SIM_PAGE: u32 = HV_GET_SET_VP_STATE_TYPE_PFN | 2;
+/// `HV_GET_SET_VP_STATE_SIEF_PAGE`.
+pub(crate) const HV_GET_SET_VP_STATE_SIEF_PAGE: u32 = HV_GET_SET_VP_STATE_TYPE_PFN | 3;
+/// `HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS` (inline).
+pub(crate) const HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS: u32 = 4;
+/// Bytes of `union hv_output_get_vp_state` (`hv_synthetic_timers_state`).
+pub(crate) const VP_STATE_INLINE: usize = 200;
+/// Bytes of `hv_input_get_vp_state` / `hv_input_set_vp_state` before the list.
+pub(crate) const VP_STATE_HEADER: usize = 40;
+/// Most pfns of one `HVCALL_GET/SET_VP_STATE` (upstream's batch size).
+pub(crate) const VP_STATE_BATCH: usize = (HV_PAGE - VP_STATE_HEADER) / 8;
+
+/// `hv_gpa_page_access_state_flags.clear_accessed`.
+pub(crate) const GPA_STATE_CLEAR_ACCESSED: u64 = 1 << 0;
+/// `hv_gpa_page_access_state_flags.set_accessed`.
+pub(crate) const GPA_STATE_SET_ACCESSED: u64 = 1 << 1;
+/// `hv_gpa_page_access_state_flags.clear_dirty`.
+pub(crate) const GPA_STATE_CLEAR_DIRTY: u64 = 1 << 2;
+/// `hv_gpa_page_access_state_flags.set_dirty`.
+pub(crate) const GPA_STATE_SET_DIRTY: u64 = 1 << 3;
+
 /// The hypercall interface both backends implement. Partition ids are the
 /// hypervisor's; `vp` is the VP index.
 ///
@@ -223,6 +266,43 @@ pub(crate) trait Hypervisor: Send + Sync {
     /// Disconnects and deletes doorbell `port`. When it returns, the doorbell
     /// no longer rings. May sleep.
     fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult;
+
+    /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: writes the access state of the
+    /// `out.len()` (at most [`GPA_ACCESS_STATES_BATCH`]) pages from
+    /// `base_gfn` into `out` (`hv_gpa_page_access_state`: accessed bit 0,
+    /// dirty bit 1), then clears or sets bits as `flags`
+    /// (`hv_gpa_page_access_state_flags`) say. May stop early with
+    /// INSUFFICIENT_MEMORY (deposit and resume at `done`). Never sleeps.
+    fn get_gpa_access_states(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        flags: u64,
+        out: &mut [u8],
+    ) -> RepResult;
+
+    /// `HVCALL_GET_VP_STATE`: with `pfns` (a `data.kind` with
+    /// [`HV_GET_SET_VP_STATE_TYPE_PFN`]) the hypervisor writes the state into
+    /// those pages (at most [`VP_STATE_BATCH`]); otherwise into `inline`
+    /// (`hv_output_get_vp_state`).
+    fn get_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &mut [u8; VP_STATE_INLINE],
+    ) -> HvResult;
+    /// `HVCALL_SET_VP_STATE`: the state comes from `pfns`, or from `inline`
+    /// (at most [`VP_STATE_INLINE`] bytes) when `pfns` is empty.
+    fn set_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &[u8],
+    ) -> HvResult;
 
     /// Runs the VP until it leaves with a message in its intercept message
     /// page, or a signal is pending. May sleep (it is never called under a

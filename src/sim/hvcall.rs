@@ -11,17 +11,20 @@
 //! - `GET_VP_REGISTERS` / `SET_VP_REGISTERS` (rep; honour `rep_start`);
 //! - `GET_PARTITION_PROPERTY` and `_EX` (root: host values; child: stored or
 //!   derived values; `_EX` also answers `VMM_CAPABILITIES` with no bits set);
-//! - `SET_PARTITION_PROPERTY` (stored; `SYNTHETIC_PROC_FEATURES` and
-//!   `PRIVILEGE_FLAGS` only before initialization);
+//! - `SET_PARTITION_PROPERTY` (see `props::write_rule`: early properties
+//!   only before initialization, read-only ones `ACCESS_DENIED`, unknown ones
+//!   `UNKNOWN_PROPERTY`, invalid values `PROPERTY_VALUE_OUT_OF_RANGE`;
+//!   `GPA_PAGE_ACCESS_TRACKING` as in `access`);
 //! - `ASSERT_VIRTUAL_INTERRUPT`: the sim's LAPIC model (see `super::irq`);
-//! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT`,
-//!   `CLEAR_VIRTUAL_INTERRUPT`,
+//! - `INSTALL_INTERCEPT`, `REGISTER_INTERCEPT_RESULT` (CPUID),
+//!   `GET_VP_CPUID_VALUES` (rep): see `intercept`;
+//! - `CLEAR_VIRTUAL_INTERRUPT`,
 //!   `SIGNAL_EVENT_DIRECT`, `POST_MESSAGE_DIRECT`: accepted, no effect yet;
 //! - `TRANSLATE_VIRTUAL_ADDRESS`: a walk of the VP's page tables.
 //!
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
-use super::{cpu, slat, vp, PartState, Sim};
+use super::{cpu, intercept, reg_page, regs::RegFile, slat, vp, PartState, Sim};
 use crate::hv::{abi, status, HV_PAGE};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
@@ -97,7 +100,10 @@ impl Sim {
     ) -> u64 {
         let rep = matches!(
             code,
-            abi::HVCALL_GET_VP_REGISTERS | abi::HVCALL_SET_VP_REGISTERS
+            abi::HVCALL_GET_VP_REGISTERS
+                | abi::HVCALL_SET_VP_REGISTERS
+                | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
+                | abi::HVCALL_GET_VP_CPUID_VALUES
         );
         let (st, done) = if rep && (reps > 0xfff || rep_start > reps) {
             (status::INVALID_HYPERCALL_INPUT, rep_start)
@@ -113,12 +119,18 @@ impl Sim {
                 abi::HVCALL_GET_PARTITION_PROPERTY_EX => self.hc_get_property(input, output, true),
                 abi::HVCALL_SET_PARTITION_PROPERTY => self.hc_set_property(input),
                 abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT => self.hc_assert_interrupt(input),
-                abi::HVCALL_INSTALL_INTERCEPT
-                | abi::HVCALL_REGISTER_INTERCEPT_RESULT
-                | abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
+                abi::HVCALL_INSTALL_INTERCEPT => self.hc_install_intercept(input),
+                abi::HVCALL_REGISTER_INTERCEPT_RESULT => self.hc_register_intercept_result(input),
+                abi::HVCALL_GET_VP_CPUID_VALUES => {
+                    self.hc_get_vp_cpuid_values(reps, rep_start, input, output)
+                }
+                abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT
                 | abi::HVCALL_SIGNAL_EVENT_DIRECT
                 | abi::HVCALL_POST_MESSAGE_DIRECT => self.hc_accept(input),
                 abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS => self.hc_translate(input, output),
+                abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES => {
+                    self.hc_gpa_access_states(reps, rep_start, input, output)
+                }
                 _ => fail(status::INVALID_HYPERCALL_CODE),
             }
         };
@@ -168,11 +180,23 @@ impl Sim {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
-        let vp = match self.vp_of(pt, vp) {
-            Ok((_, vp)) => vp,
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
             Err(e) => return (e.0, start),
         };
-        let regs = vp.regs.lock();
+        reg_page::with_regs(&part, &vp, |regs| {
+            Self::get_regs_rep(regs, reps, start, input, output)
+        })
+    }
+
+    /// The reps of `GET_VP_REGISTERS` from `start` on a register file.
+    fn get_regs_rep(
+        regs: &mut RegFile,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
         for i in start..reps {
             let at = usize::from(i);
             let Some(name) = rd32(input, VP_REGS_HEADER + at * NAME_SIZE) else {
@@ -196,11 +220,23 @@ impl Sim {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
-        let vp = match self.vp_of(pt, vp) {
-            Ok((_, vp)) => vp,
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
             Err(e) => return (e.0, start),
         };
-        let mut regs = vp.regs.lock();
+        reg_page::with_regs(&part, &vp, |regs| {
+            Self::set_regs_rep(regs, &vp, reps, start, input)
+        })
+    }
+
+    /// The reps of `SET_VP_REGISTERS` from `start` on `vp`'s register file.
+    fn set_regs_rep(
+        regs: &mut RegFile,
+        vp: &vp::Vp,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+    ) -> Outcome {
         for i in start..reps {
             let off = VP_REGS_HEADER + usize::from(i) * ASSOC_SIZE;
             let (Some(name), Some(lo), Some(hi)) = (
@@ -210,7 +246,7 @@ impl Sim {
             ) else {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             };
-            if !vp::writable_now(&vp, name) {
+            if !vp::writable_now(vp, name) {
                 return (status::INVALID_VP_STATE, i);
             }
             if let Err(e) = regs.set(name, [lo, hi]) {
@@ -241,7 +277,10 @@ impl Sim {
             }
         } else {
             match self.partition(pt) {
-                Ok(part) => part.inner.lock().props.get(code, &part.create),
+                Ok(part) => match part.inner.lock().props.lookup(code, &part.create) {
+                    Ok(v) => v,
+                    Err(e) => return fail(e.0),
+                },
                 Err(e) => return fail(e.0),
             }
         };
@@ -266,18 +305,148 @@ impl Sim {
             Err(e) => return fail(e.0),
         };
         let mut inner = part.inner.lock();
-        let early = matches!(
-            code,
-            abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES
-                | abi::HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS
-        );
-        if early && inner.state != PartState::Created {
-            return fail(status::INVALID_PARTITION_STATE);
-        }
-        match inner.props.set(code, value) {
+        let early = inner.state == PartState::Created;
+        let res = if code == abi::HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING {
+            Sim::set_access_tracking(&mut inner, &part.create, value)
+        } else {
+            inner.props.store(code, value, early)
+        };
+        match res {
             Ok(()) => OK,
             Err(e) => fail(e.0),
         }
+    }
+
+    /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: input `{partition_id, flags,
+    /// base gfn}`, output one state byte per rep (at the rep's index).
+    fn hc_gpa_access_states(
+        &self,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
+        let (Some(pt), Some(flags), Some(gfn)) = (rd64(input, 0), rd64(input, 8), rd64(input, 16))
+        else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        let Some(out) = output.get_mut(usize::from(start)..usize::from(reps)) else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        match self.gpa_access_states(pt, gfn.saturating_add(u64::from(start)), flags, out) {
+            Ok(()) => (status::SUCCESS, reps),
+            Err(e) => (e.error.0, start + e.done as u16),
+        }
+    }
+
+    /// `HVCALL_INSTALL_INTERCEPT`: input `{partition_id, access_type u32,
+    /// intercept_type u32, intercept_parameter u64}`.
+    fn hc_install_intercept(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(access), Some(kind), Some(param)) = (
+            rd64(input, 0),
+            rd32(input, 8),
+            rd32(input, 12),
+            rd64(input, 16),
+        ) else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        let part = match self.partition(pt) {
+            Ok(p) => p,
+            Err(e) => return fail(e.0),
+        };
+        let res = part.inner.lock().intercepts.install(kind, access, param);
+        match res {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_REGISTER_INTERCEPT_RESULT` (CPUID only): input
+    /// `{partition_id, vp_index u32, intercept_type u32,
+    /// hv_register_x64_cpuid_result_parameters}`.
+    fn hc_register_intercept_result(&self, input: &[u8]) -> Outcome {
+        let (Some(pt), Some(vp), Some(kind)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
+        else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        if kind != intercept::TYPE_CPUID {
+            return fail(status::INVALID_PARAMETER);
+        }
+        let word = |i: usize| rd32(input, 28 + 4 * i).unwrap_or(0);
+        let (Some(leaf), Some(subleaf), Some(flags)) =
+            (rd32(input, 16), rd32(input, 20), rd32(input, 24))
+        else {
+            return fail(status::INVALID_HYPERCALL_INPUT);
+        };
+        let r = intercept::CpuidResult {
+            leaf,
+            subleaf,
+            subleaf_specific: flags & 0xff != 0,
+            always_override: (flags >> 8) & 0xff != 0,
+            value: [word(0), word(2), word(4), word(6)],
+            mask: [word(1), word(3), word(5), word(7)],
+        };
+        let vp = match self.vp_of(pt, vp) {
+            Ok((_, vp)) => vp,
+            Err(e) => return fail(e.0),
+        };
+        let res = vp.state.lock().cpuid.register(r);
+        match res {
+            Ok(()) => OK,
+            Err(e) => fail(e.0),
+        }
+    }
+
+    /// `HVCALL_GET_VP_CPUID_VALUES` (rep): input `{partition_id, vp_index
+    /// u32, flags u32 (use_vp_xfem_xss, apply_registered_values), reserved,
+    /// padding}` then `hv_cpuid_leaf_info` (24 bytes) per rep; output
+    /// `[eax, ebx, ecx, edx]` per rep.
+    fn hc_get_vp_cpuid_values(
+        &self,
+        reps: u16,
+        start: u16,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Outcome {
+        let (Some(pt), Some(vp), Some(flags)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
+        else {
+            return (status::INVALID_HYPERCALL_INPUT, start);
+        };
+        let (part, vp) = match self.vp_of(pt, vp) {
+            Ok(pv) => pv,
+            Err(e) => return (e.0, start),
+        };
+        let (cr4, vp_xcr0) = {
+            let rf = vp.regs.lock();
+            (
+                rf.cpu.cr4,
+                rf.get(abi::HV_X64_REGISTER_XFEM).map_or(1, |v| v[0]),
+            )
+        };
+        let env = {
+            let inner = part.inner.lock();
+            intercept::CpuidEnv::of(&inner, &part.create)
+        };
+        for i in start..reps {
+            let off = 24 + 24 * usize::from(i);
+            let (Some(leaf), Some(subleaf), Some(xfem)) =
+                (rd32(input, off), rd32(input, off + 4), rd64(input, off + 8))
+            else {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            };
+            let xcr0 = if flags & 1 != 0 { vp_xcr0 } else { xfem };
+            let mut v = intercept::base_cpuid(&env, leaf, subleaf, vp.index, cr4, xcr0);
+            if flags & 2 != 0 {
+                v = vp.state.lock().cpuid.apply(leaf, subleaf, v);
+            }
+            let out = 16 * usize::from(i);
+            let lo = u64::from(v[0]) | (u64::from(v[1]) << 32);
+            let hi = u64::from(v[2]) | (u64::from(v[3]) << 32);
+            if !(wr64(output, out, lo) && wr64(output, out + 8, hi)) {
+                return (status::INVALID_HYPERCALL_INPUT, i);
+            }
+        }
+        (status::SUCCESS, reps)
     }
 
     /// Calls accepted without effect: only the target partition is checked.
@@ -335,8 +504,10 @@ impl Sim {
                 (GVA_PAGE_NOT_PRESENT, 0)
             }
             Err(cpu::TranslateError::PrivilegeViolation) => (GVA_PRIVILEGE_VIOLATION, 0),
-            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, 0),
-            Err(cpu::TranslateError::Memory(_)) => (GVA_GPA_NO_READ_ACCESS, 0),
+            // A page-table page of the walk is not accessible: its page
+            // (the driver faults a movable one in and asks again).
+            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, f.gpa >> 12),
+            Err(cpu::TranslateError::Memory(f)) => (GVA_GPA_NO_READ_ACCESS, f.gpa >> 12),
             Err(cpu::TranslateError::UnsupportedPagingMode) => {
                 return fail(status::INVALID_PARAMETER)
             }
@@ -364,5 +535,7 @@ fn code_known(code: u16) -> bool {
             | abi::HVCALL_SIGNAL_EVENT_DIRECT
             | abi::HVCALL_POST_MESSAGE_DIRECT
             | abi::HVCALL_TRANSLATE_VIRTUAL_ADDRESS
+            | abi::HVCALL_GET_GPA_PAGES_ACCESS_STATES
+            | abi::HVCALL_GET_VP_CPUID_VALUES
     )
 }

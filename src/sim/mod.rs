@@ -46,6 +46,8 @@
 //!   VP waiting in HLT sleeps on `Vp::wake` with it released.
 //! - [`Partition`]`::irq` (mutex): notification receiver and doorbells
 //!   ([`irq`]); notifications are called with no sim lock held.
+//! - [`vp::Vp`]`::state` (spinlock, leaf): one VP's state blobs
+//!   ([`vp_state`]); taken after the partition's `inner` is released.
 //! - `Sim::root_pool` (spinlock): pages deposited into the root.
 //!
 //! Order: `parts` may be held while taking `inner` (delete only). No other
@@ -54,22 +56,26 @@
 
 // The interpreter is plain `core` code with a `pub` API (so it can also be
 // unit-tested on the host); inside the module it is crate-private.
+mod access;
 #[allow(unreachable_pub)]
 pub(crate) mod cpu;
 mod hvcall;
 mod inject;
+mod intercept;
 mod irq;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod lapic;
 mod pool;
 mod props;
+mod reg_page;
 mod regs;
 mod slat;
 mod vp;
+mod vp_state;
 
 use crate::hv::{
     abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
-    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, HV_PAGE,
+    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
 };
 use kernel::{
     new_mutex, new_spinlock,
@@ -129,6 +135,8 @@ pub(crate) struct PartInner {
     vps: RBTree<u32, VpEntry>,
     /// Stored properties.
     pub(crate) props: Props,
+    /// Installed intercepts.
+    pub(crate) intercepts: intercept::Installed,
     /// Pages `INITIALIZE_PARTITION` took.
     init_pages: [u64; INIT_PAGES],
 }
@@ -192,6 +200,7 @@ impl Partition {
                         slat: Slat::new(),
                         vps: RBTree::new(),
                         props: Props::new(),
+                        intercepts: intercept::Installed::new(),
                         init_pages: [0; INIT_PAGES],
                     },
                     "mshv_rs_sim_partition"
@@ -351,6 +360,37 @@ impl Sim {
                     && flags & (slat::READ | slat::WRITE | slat::KEXEC | slat::UEXEC) != 0;
                 f(gfn, pfn, accessible, large)
             });
+        Ok(())
+    }
+
+    /// `GET_VP_REGISTERS` on a register file.
+    fn get_regs(regs: &mut regs::RegFile, names: &[u32], out: &mut [RegValue]) -> RepResult {
+        for (i, &name) in names.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            let value = regs.get(name).map_err(fail)?;
+            let slot = out
+                .get_mut(i)
+                .ok_or(HvError(status::INVALID_PARAMETER))
+                .map_err(fail)?;
+            *slot = value;
+        }
+        Ok(())
+    }
+
+    /// `SET_VP_REGISTERS` on a register file; `writable(name)` says whether
+    /// the VP's state allows writing `name` now.
+    fn set_regs(
+        regs: &mut regs::RegFile,
+        values: &[(u32, RegValue)],
+        writable: impl Fn(u32) -> bool,
+    ) -> RepResult {
+        for (i, &(name, value)) in values.iter().enumerate() {
+            let fail = |error| RepError { done: i, error };
+            if !writable(name) {
+                return Err(fail(HvError(status::INVALID_VP_STATE)));
+            }
+            regs.set(name, value).map_err(fail)?;
+        }
         Ok(())
     }
 
@@ -546,7 +586,10 @@ impl Hypervisor for Sim {
             VpPage::InterceptMessage => entry.pages[MESSAGE_PAGE],
         };
         if page == VpPage::Registers {
-            vp::init_register_page(pfn);
+            // Exported (valid, clean) from the start; see `reg_page`.
+            let vp = entry.vp.clone();
+            drop(inner);
+            reg_page::with_regs(&part, &vp, |_| ());
         }
         Ok(pfn)
     }
@@ -610,31 +653,52 @@ impl Hypervisor for Sim {
     }
 
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
-        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
-        let regs = vp.regs.lock();
-        for (i, &name) in names.iter().enumerate() {
-            let fail = |error| RepError { done: i, error };
-            let value = regs.get(name).map_err(fail)?;
-            let slot = out
-                .get_mut(i)
-                .ok_or(HvError(status::INVALID_PARAMETER))
-                .map_err(fail)?;
-            *slot = value;
-        }
-        Ok(())
+        let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        reg_page::with_regs(&part, &vp, |regs| Self::get_regs(regs, names, out))
     }
 
     fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
-        let (_, vp) = self.vp_of(pt, vp).map_err(at_start)?;
-        let mut regs = vp.regs.lock();
-        for (i, &(name, value)) in values.iter().enumerate() {
-            let fail = |error| RepError { done: i, error };
-            if !vp::writable_now(&vp, name) {
-                return Err(fail(HvError(status::INVALID_VP_STATE)));
-            }
-            regs.set(name, value).map_err(fail)?;
+        let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
+        let writable = |name| vp::writable_now(&vp, name);
+        reg_page::with_regs(&part, &vp, |regs| Self::set_regs(regs, values, writable))
+    }
+
+    fn get_gpa_access_states(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        flags: u64,
+        out: &mut [u8],
+    ) -> RepResult {
+        self.gpa_access_states(pt, base_gfn, flags, out)
+    }
+
+    fn get_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &mut [u8; VP_STATE_INLINE],
+    ) -> HvResult {
+        self.vp_state(pt, vp, data, pfns, inline, false)
+    }
+
+    fn set_vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &[u8],
+    ) -> HvResult {
+        let mut buf = [0u8; VP_STATE_INLINE];
+        if let (Some(dst), Some(src)) = (buf.get_mut(..inline.len()), inline.get(..)) {
+            dst.copy_from_slice(src);
+        } else {
+            return Err(HvError(status::INVALID_PARAMETER));
         }
-        Ok(())
+        self.vp_state(pt, vp, data, pfns, &mut buf[..inline.len()], true)
     }
 
     fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {

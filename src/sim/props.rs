@@ -100,6 +100,77 @@ fn child_default(code: u32, create: &CreatePartition) -> u64 {
     }
 }
 
+/// How a child partition's property may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Write {
+    /// Never: derived from the host and the creation arguments.
+    ReadOnly,
+    /// Only before `INITIALIZE_PARTITION` (after it:
+    /// `HV_STATUS_INVALID_PARTITION_STATE`).
+    Early,
+    /// At any time.
+    Any,
+}
+
+/// `HV_PARTITION_PROPERTY_SUSPEND`.
+pub(crate) const SUSPEND: u32 = 0x0002_0000;
+/// `HV_PARTITION_PROPERTY_CPU_GROUP_ID`.
+const CPU_GROUP_ID: u32 = 0x0002_0004;
+/// `HV_PARTITION_PROPERTY_TIME_FREEZE`.
+pub(crate) const TIME_FREEZE: u32 = 0x0003_0003;
+/// `HV_PARTITION_PROPERTY_REFERENCE_TIME`.
+pub(crate) const REFERENCE_TIME: u32 = 0x0003_0005;
+/// `HV_PARTITION_PROPERTY_PROCESSORS_PER_SOCKET`.
+pub(crate) const PROCESSORS_PER_SOCKET: u32 = 0x0005_0003;
+/// `HV_PARTITION_PROPERTY_PROCESSOR_VIRTUALIZATION_FEATURES`.
+const PROCESSOR_VIRTUALIZATION_FEATURES: u32 = 0x0008_0000;
+/// `HV_PARTITION_PROPERTY_GUEST_OS_ID`.
+const GUEST_OS_ID: u32 = 0x0007_0000;
+/// `HV_PARTITION_PROPERTY_ISOLATION_POLICY`.
+const ISOLATION_POLICY: u32 = 0x0005_0014;
+
+/// How property `code` of a child partition may be written; `None` for a
+/// property the simulator does not know (`HV_STATUS_UNKNOWN_PROPERTY`).
+pub(crate) fn write_rule(code: u32) -> Option<Write> {
+    Some(match code {
+        abi::HV_PARTITION_PROPERTY_PRIVILEGE_FLAGS
+        | abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES
+        | ISOLATION_POLICY => Write::Early,
+        // Suspend, CPU reserve/cap/weight/group, time freeze, reference
+        // time, processors per socket, access tracking, unimplemented-MSR
+        // action.
+        SUSPEND..=CPU_GROUP_ID
+        | TIME_FREEZE
+        | REFERENCE_TIME
+        | PROCESSORS_PER_SOCKET
+        | abi::HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING
+        | abi::HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION => Write::Any,
+        PROCESSOR_VENDOR..=PROCESSOR_FEATURES1
+        | GUEST_OS_ID
+        | PROCESSOR_VIRTUALIZATION_FEATURES => Write::ReadOnly,
+        _ => return None,
+    })
+}
+
+/// Checks `value` for settable property `code`:
+/// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE` for a value Hyper-V documents
+/// as invalid.
+pub(crate) fn check_value(code: u32, value: u64) -> HvResult {
+    let ok = match code {
+        // Booleans.
+        SUSPEND | TIME_FREEZE => value <= 1,
+        // HV_UNIMPLEMENTED_MSR_ACTION_FAULT (0) or _IGNORE_WRITE_READ_ZERO (1).
+        abi::HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION => value <= 1,
+        PROCESSORS_PER_SOCKET => (1..=u64::from(super::MAX_VPS)).contains(&value),
+        _ => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(HvError(status::PROPERTY_VALUE_OUT_OF_RANGE))
+    }
+}
+
 /// The properties a child partition stores.
 pub(crate) struct Props {
     /// `(code, value)` pairs; the first `len` are in use.
@@ -124,6 +195,28 @@ impl Props {
             .take(self.len)
             .find(|(c, _)| *c == code)
             .map_or_else(|| child_default(code, create), |&(_, v)| v)
+    }
+
+    /// `HVCALL_GET_PARTITION_PROPERTY` of a child: `UNKNOWN_PROPERTY` for a
+    /// code the simulator does not know.
+    pub(crate) fn lookup(&self, code: u32, create: &CreatePartition) -> HvResult<u64> {
+        if write_rule(code).is_none() {
+            return Err(HvError(status::UNKNOWN_PROPERTY));
+        }
+        Ok(self.get(code, create))
+    }
+
+    /// `HVCALL_SET_PARTITION_PROPERTY` of a child (`early`: not initialized
+    /// yet): the rule and value checks, then [`Props::set`].
+    pub(crate) fn store(&mut self, code: u32, value: u64, early: bool) -> HvResult {
+        match write_rule(code) {
+            None => return Err(HvError(status::UNKNOWN_PROPERTY)),
+            Some(Write::ReadOnly) => return Err(HvError(status::ACCESS_DENIED)),
+            Some(Write::Early) if !early => return Err(HvError(status::INVALID_PARTITION_STATE)),
+            _ => {}
+        }
+        check_value(code, value)?;
+        self.set(code, value)
     }
 
     /// Stores property `code`. Fails with `HV_STATUS_INSUFFICIENT_BUFFERS`

@@ -7,7 +7,7 @@
 //!
 //! - `RAX`..`R15`, `RIP`, `RFLAGS`, `CR0`, `CR2`, `CR3`, `CR4`, `EFER` and
 //!   `CR8` (kept next to the interpreter's state): the value in the low
-//!   64 bits (`INTERMEDIATE_CR0/4/8` alias `CR0/4/8`: no nested paging);
+//!   64 bits (`INTERMEDIATE_CR0/3/4/8` alias `CR0/3/4/8`: no nested paging);
 //! - `ES`, `CS`, `SS`, `DS`, `FS`, `GS`, `LDTR`, `TR`
 //!   (`struct hv_x64_segment_register`): base in bits 0..63, limit in
 //!   64..95, selector in 96..111, attributes in 112..127;
@@ -32,6 +32,8 @@ pub(crate) const EXTRA_SLOTS: usize = 192;
 // Register names `hv::abi` does not list (yet).
 /// `HV_X64_REGISTER_INTERMEDIATE_CR0`.
 const INTERMEDIATE_CR0: u32 = 0x0004_1000;
+/// `HV_X64_REGISTER_INTERMEDIATE_CR3`.
+const INTERMEDIATE_CR3: u32 = 0x0004_1002;
 /// `HV_X64_REGISTER_INTERMEDIATE_CR4`.
 const INTERMEDIATE_CR4: u32 = 0x0004_1003;
 /// `HV_X64_REGISTER_INTERMEDIATE_CR8`.
@@ -40,6 +42,39 @@ const INTERMEDIATE_CR8: u32 = 0x0004_1004;
 const DR6: u32 = 0x0005_0004;
 /// `HV_X64_REGISTER_INITIAL_APIC_ID`.
 const INITIAL_APIC_ID: u32 = 0x0008_000c;
+
+/// Physical address bits of the simulated host (`APIC_BASE` above them is
+/// reserved).
+const PA_BITS: u32 = 46;
+
+/// Whether `value` (the low 64 bits) is an architecturally valid value for
+/// register `name`. Checked: reserved bits of CR0 (and PG without PE, NW
+/// without CD), CR4, EFER, RFLAGS and APIC_BASE, the memory types of PAT, and
+/// XFEM (x87 always set, only x87/SSE/AVX). Everything else is taken as is.
+pub(crate) fn valid_value(name: u32, value: u64) -> bool {
+    let bit = |b: u32| value & (1 << b) != 0;
+    match name {
+        abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => {
+            // PG needs PE; NW needs CD.
+            let pg_ok = bit(0) || !bit(31);
+            let nw_ok = bit(30) || !bit(29);
+            value >> 32 == 0 && pg_ok && nw_ok
+        }
+        abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => value >> 25 == 0 && !bit(15),
+        // SCE, LME, LMA, NXE, SVME, LMSLE, FFXSR, TCE.
+        abi::HV_X64_REGISTER_EFER => value & !0xfd01 == 0,
+        // Bits 3, 5, 15 and 22..63 are reserved.
+        abi::HV_X64_REGISTER_RFLAGS => value & !0x003f_7fd7 == 0,
+        // Bits 0..7 and 9 and those above the physical address width.
+        abi::HV_X64_REGISTER_APIC_BASE => value & 0x2ff == 0 && value >> PA_BITS == 0,
+        // Every entry UC, WC, WT, WP, WB or UC-.
+        abi::HV_X64_REGISTER_PAT => {
+            (0..8).all(|i| matches!((value >> (8 * i)) & 0xff, 0 | 1 | 4..=7))
+        }
+        abi::HV_X64_REGISTER_XFEM => bit(0) && value & !0x7 == 0,
+        _ => true,
+    }
+}
 
 /// Inclusive ranges of the register names (`enum hv_register_name`, x64)
 /// that the simulator stores.
@@ -221,7 +256,7 @@ impl RegFile {
             abi::HV_X64_REGISTER_RFLAGS => low(r.rflags),
             abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => low(r.cr0),
             abi::HV_X64_REGISTER_CR2 => low(r.cr2),
-            abi::HV_X64_REGISTER_CR3 => low(r.cr3),
+            abi::HV_X64_REGISTER_CR3 | INTERMEDIATE_CR3 => low(r.cr3),
             abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => low(r.cr4),
             abi::HV_X64_REGISTER_CR8 | INTERMEDIATE_CR8 => low(self.cr8),
             abi::HV_X64_REGISTER_EFER => low(r.efer),
@@ -247,8 +282,13 @@ impl RegFile {
         Ok(v)
     }
 
-    /// Writes register `name`. Never allocates.
+    /// Writes register `name`. Never allocates. Values the architecture
+    /// forbids (see [`valid_value`]) fail with `HV_STATUS_INVALID_PARAMETER`
+    /// and change nothing.
     pub(crate) fn set(&mut self, name: u32, v: RegValue) -> HvResult {
+        if !valid_value(name, v[0]) {
+            return Err(HvError(status::INVALID_PARAMETER));
+        }
         let r = &mut self.cpu;
         match name {
             abi::HV_X64_REGISTER_RAX..=abi::HV_X64_REGISTER_R15 => {
@@ -262,7 +302,7 @@ impl RegFile {
             abi::HV_X64_REGISTER_RFLAGS => r.rflags = v[0] | 0x2,
             abi::HV_X64_REGISTER_CR0 | INTERMEDIATE_CR0 => r.cr0 = v[0],
             abi::HV_X64_REGISTER_CR2 => r.cr2 = v[0],
-            abi::HV_X64_REGISTER_CR3 => r.cr3 = v[0],
+            abi::HV_X64_REGISTER_CR3 | INTERMEDIATE_CR3 => r.cr3 = v[0],
             abi::HV_X64_REGISTER_CR4 | INTERMEDIATE_CR4 => r.cr4 = v[0],
             abi::HV_X64_REGISTER_CR8 | INTERMEDIATE_CR8 => self.cr8 = v[0],
             // A state restore: LMA is taken as given (see `cpu::set_efer`).

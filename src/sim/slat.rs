@@ -124,6 +124,49 @@ pub(crate) struct Translation {
     pub(crate) uncached: bool,
 }
 
+/// `hv_gpa_page_access_state.accessed`.
+pub(crate) const STATE_ACCESSED: u8 = 1 << 0;
+/// `hv_gpa_page_access_state.dirty`.
+pub(crate) const STATE_DIRTY: u8 = 1 << 1;
+
+/// The `hv_gpa_page_access_state` of a leaf entry.
+fn state_of(e: u64) -> u8 {
+    (if e & ACCESSED != 0 { STATE_ACCESSED } else { 0 })
+        | (if e & DIRTY != 0 { STATE_DIRTY } else { 0 })
+}
+
+/// What `HVCALL_GET_GPA_PAGES_ACCESS_STATES` does to the entries after
+/// reading them (`hv_gpa_page_access_state_flags`), as entry bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StateOp {
+    /// [`ACCESSED`] and/or [`DIRTY`] to clear.
+    pub(crate) clear: u64,
+    /// [`ACCESSED`] and/or [`DIRTY`] to set.
+    pub(crate) set: u64,
+}
+
+impl StateOp {
+    /// Decodes `hv_gpa_page_access_state_flags` (clear_accessed bit 0,
+    /// set_accessed 1, clear_dirty 2, set_dirty 3): `None` for reserved bits
+    /// or a bit both cleared and set.
+    pub(crate) fn from_flags(flags: u64) -> Option<Self> {
+        if flags & !0xf != 0 {
+            return None;
+        }
+        let bit = |b: u32, v: u64| if flags & (1 << b) != 0 { v } else { 0 };
+        let op = Self {
+            clear: bit(0, ACCESSED) | bit(2, DIRTY),
+            set: bit(1, ACCESSED) | bit(3, DIRTY),
+        };
+        (op.clear & op.set == 0).then_some(op)
+    }
+
+    /// `e` after the operation.
+    fn apply(self, e: u64) -> u64 {
+        (e & !self.clear) | self.set
+    }
+}
+
 /// The pfn field of an entry.
 fn pfn_of(e: u64) -> u64 {
     (e & PFN_MASK) >> PFN_SHIFT
@@ -500,11 +543,15 @@ impl Slat {
         let Some(slot) = path.at(SMALL_DEPTH) else {
             return Err(HvError(status::INVALID_PARAMETER));
         };
-        if slot.get() == 0 {
+        let old = slot.get();
+        if old == 0 {
             self.small += 1;
             self.inc(&path, SMALL_DEPTH);
         }
-        slot.set(leaf);
+        // The access state belongs to the guest page, not to the mapping: a
+        // remap (NO_ACCESS on invalidation, access again on the next fault)
+        // keeps it, so dirty tracking loses no write.
+        slot.set(leaf | (old & (ACCESSED | DIRTY)));
         Ok(())
     }
 
@@ -521,17 +568,24 @@ impl Slat {
             return Err(HvError(status::INVALID_PARAMETER));
         };
         let old = slot.get();
+        let mut state = 0;
         if old == 0 {
             self.inc(&path, LARGE_DEPTH);
         } else if old & LARGE != 0 {
             self.large -= 1;
+            state = old & (ACCESSED | DIRTY);
         } else {
-            // A table of 4 KiB entries: replaced wholesale.
+            // A table of 4 KiB entries: replaced wholesale; the 2 MiB entry
+            // carries the union of their access states.
+            // SAFETY: a present non-leaf entry points at a table page of
+            // this SLAT (type invariant); `&mut self`.
+            let t = unsafe { Table::new(pfn_of(old)) };
+            state = (0..PAGE_U64S).fold(0, |acc, i| acc | (t.get(i) & (ACCESSED | DIRTY)));
             self.small -= count_of(old);
             self.tables -= 1;
             pool.give_back(pfn_of(old));
         }
-        slot.set(leaf | LARGE);
+        slot.set(leaf | LARGE | state);
         self.large += 1;
         Ok(())
     }
@@ -791,6 +845,129 @@ impl Slat {
                 let child = unsafe { Table::new(pfn_of(e)) };
                 self.visit(child, depth + 1, lo, first, end, f);
             }
+        }
+    }
+
+    /// The leaf entry covering `gfn` (4 KiB or 2 MiB) and its slot.
+    fn leaf(&self, gfn: u64) -> Option<(Slot, u64, bool)> {
+        if gfn >= GFN_LIMIT {
+            return None;
+        }
+        let path = self.walk(gfn, SMALL_DEPTH);
+        for d in 0..=SMALL_DEPTH {
+            let slot = path.at(d)?;
+            let e = slot.get();
+            if e & PRESENT == 0 {
+                return None;
+            }
+            if is_leaf(e, d) {
+                return Some((slot, e, d == LARGE_DEPTH));
+            }
+        }
+        None
+    }
+
+    /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES` on the entries: writes the
+    /// access state (`hv_gpa_page_access_state`: [`STATE_ACCESSED`],
+    /// [`STATE_DIRTY`]) of the `out.len()` pages from `first` into `out`,
+    /// then applies `op` to each page's entry. A gfn without an entry reads
+    /// 0 and is left alone; NO_ACCESS entries keep and report their state.
+    ///
+    /// A 2 MiB entry has one state for its 512 pages. Setting bits on part
+    /// of it sets them for all (over-reporting is safe); clearing bits on
+    /// part of it first splits it into 4 KiB entries, which costs a pool page:
+    /// without one the call stops with `INSUFFICIENT_MEMORY` at that page,
+    /// before reading it, so the caller can deposit and resume there.
+    pub(crate) fn access_states(
+        &mut self,
+        pool: &mut Pool,
+        first: u64,
+        out: &mut [u8],
+        op: StateOp,
+    ) -> RepResult {
+        let n = out.len();
+        let mut i = 0;
+        while i < n {
+            let gfn = first.saturating_add(i as u64);
+            let fail = |error| RepError {
+                done: i,
+                error: HvError(error),
+            };
+            let Some((slot, e, large)) = self.leaf(gfn) else {
+                if let Some(b) = out.get_mut(i) {
+                    *b = 0;
+                }
+                i += 1;
+                continue;
+            };
+            let state = state_of(e);
+            if large {
+                let base = gfn - gfn % LARGE_PAGES;
+                let covered = base >= first && base + LARGE_PAGES <= first.saturating_add(n as u64);
+                if op.clear & e != 0 && !covered {
+                    if pool.free() == 0 {
+                        return Err(fail(status::INSUFFICIENT_MEMORY));
+                    }
+                    // Splits the entry (its pages keep its state); then this
+                    // page is handled as a 4 KiB entry.
+                    self.descend(pool, gfn, SMALL_DEPTH)
+                        .map_err(|e| fail(e.0))?;
+                    continue;
+                }
+                // Every page of the entry inside the range, then `op` once.
+                let end = (base + LARGE_PAGES - gfn).min((n - i) as u64) as usize;
+                if let Some(dst) = out.get_mut(i..i + end) {
+                    dst.fill(state);
+                }
+                slot.set(op.apply(e));
+                i += end;
+            } else {
+                if let Some(b) = out.get_mut(i) {
+                    *b = state;
+                }
+                slot.set(op.apply(e));
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `bits` (a subset of [`ACCESSED`] | [`DIRTY`]) in every leaf entry.
+    pub(crate) fn mark_all(&mut self, bits: u64) {
+        self.for_each_leaf_slot(|e| e | (bits & (ACCESSED | DIRTY)));
+    }
+
+    /// Whether every leaf entry has all of `bits` set.
+    pub(crate) fn all_marked(&self, bits: u64) -> bool {
+        let mut all = true;
+        self.for_each_entry(0, GFN_LIMIT, |_, _, flags, _| {
+            all &= flags & bits == bits;
+        });
+        all
+    }
+
+    /// Replaces every leaf entry `e` by `f(e)`; `f` may change only the
+    /// access-state bits.
+    fn for_each_leaf_slot(&mut self, mut f: impl FnMut(u64) -> u64) {
+        fn visit(table: Table, depth: usize, f: &mut impl FnMut(u64) -> u64) {
+            for i in 0..PAGE_U64S {
+                let e = table.get(i);
+                if e & PRESENT == 0 {
+                    continue;
+                }
+                if is_leaf(e, depth) {
+                    let new = (e & !(ACCESSED | DIRTY)) | (f(e) & (ACCESSED | DIRTY));
+                    table.set(i, new);
+                } else if depth < SMALL_DEPTH {
+                    // SAFETY: a present non-leaf entry points at a table page
+                    // of this SLAT (type invariant); the caller has `&mut`.
+                    visit(unsafe { Table::new(pfn_of(e)) }, depth + 1, f);
+                }
+            }
+        }
+        if let Some(root) = self.root {
+            // SAFETY: the root table page of this SLAT; `&mut self`.
+            visit(unsafe { Table::new(root) }, 0, &mut f);
         }
     }
 
@@ -1219,13 +1396,104 @@ mod tests {
             flags_of(&slat, 21).map(|f| f & (ACCESSED | DIRTY)),
             Some(ACCESSED | DIRTY)
         );
-        // A failed access marks nothing.
+        // A remap keeps the page's state; a failed access marks nothing.
         assert_eq!(slat.map(&mut pool, 20, RO, &[g[0].pfn()]), Ok(()));
         assert_eq!(
             translate(&mut slat, 20, Access::Write),
             Err(Fault::Intercept)
         );
-        assert_eq!(flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)), Some(0));
+        assert_eq!(
+            flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)),
+            Some(ACCESSED)
+        );
+        assert_eq!(
+            slat.map(&mut pool, 21, abi::HV_MAP_GPA_NO_ACCESS, &[0]),
+            Ok(())
+        );
+        assert_eq!(
+            flags_of(&slat, 21).map(|f| f & (ACCESSED | DIRTY)),
+            Some(ACCESSED | DIRTY)
+        );
+        slat.clear(&mut pool);
+        Ok(())
+    }
+
+    #[test]
+    fn access_states_read_clear_set() -> Result {
+        let mut pool = pool_with(8)?;
+        let g = guest_pages(1)?;
+        let mut slat = Slat::new();
+        let big = large_pfn(&g[0]);
+        // 4 KiB entries at gfns 8..11, a 2 MiB entry at 512..1023.
+        assert_eq!(slat.map(&mut pool, 8, RWX, &[g[0].pfn(); 3]), Ok(()));
+        assert_eq!(
+            slat.map(&mut pool, 512, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[big]),
+            Ok(())
+        );
+        assert!(translate(&mut slat, 8, Access::Write).is_ok());
+        assert!(translate(&mut slat, 9, Access::Read).is_ok());
+        assert!(translate(&mut slat, 600, Access::Write).is_ok());
+        let (a, d) = (STATE_ACCESSED, STATE_DIRTY);
+        let noop = StateOp::default();
+        let mut out = [0xffu8; 5];
+        // gfns 7..12: a hole, written, read, untouched, a hole.
+        assert_eq!(slat.access_states(&mut pool, 7, &mut out, noop), Ok(()));
+        assert_eq!(out, [0, a | d, a, 0, 0]);
+        let clear_dirty = StateOp::from_flags(0b0100).ok_or(EINVAL)?;
+        assert_eq!(
+            slat.access_states(&mut pool, 7, &mut out, clear_dirty),
+            Ok(())
+        );
+        assert_eq!(out, [0, a | d, a, 0, 0]);
+        assert_eq!(slat.access_states(&mut pool, 7, &mut out, noop), Ok(()));
+        assert_eq!(out, [0, a, a, 0, 0]);
+        // The whole 2 MiB entry reads as one; clearing all of it needs no split.
+        let mut big_out = KVec::from_elem(0u8, 512, GFP_KERNEL)?;
+        assert_eq!(
+            slat.access_states(&mut pool, 512, &mut big_out, noop),
+            Ok(())
+        );
+        assert!(big_out.iter().all(|&s| s == a | d));
+        // Clearing part of it splits it (one pool page), the rest keeps its bits.
+        let free = pool.free();
+        let clear_all = StateOp::from_flags(0b0101).ok_or(EINVAL)?;
+        let mut two = [0u8; 2];
+        assert_eq!(
+            slat.access_states(&mut pool, 600, &mut two, clear_all),
+            Ok(())
+        );
+        assert_eq!(two, [a | d, a | d]);
+        assert_eq!(pool.free(), free - 1);
+        assert_eq!(slat.large_entries(), 0);
+        assert_eq!(slat.access_states(&mut pool, 599, &mut out, noop), Ok(()));
+        assert_eq!(out, [a | d, 0, 0, a | d, a | d]);
+        // Without a free page the split stops before the page, with nothing read.
+        assert_eq!(
+            slat.map(&mut pool, 1024, RWX | abi::HV_MAP_GPA_LARGE_PAGE, &[big]),
+            Ok(())
+        );
+        let set_dirty = StateOp::from_flags(0b1010).ok_or(EINVAL)?;
+        assert_eq!(
+            slat.access_states(&mut pool, 1024, &mut two, set_dirty),
+            Ok(())
+        );
+        let mut taken = KVec::new();
+        while let Some(pfn) = pool.take() {
+            taken.push(pfn, GFP_KERNEL)?;
+        }
+        assert_eq!(
+            slat.access_states(&mut pool, 1020, &mut out, clear_all),
+            rep_err(4, status::INSUFFICIENT_MEMORY)
+        );
+        for pfn in taken {
+            pool.give_back(pfn);
+        }
+        assert_eq!(StateOp::from_flags(0b0011), None);
+        assert_eq!(StateOp::from_flags(0x10), None);
+        // Marking all; `all_marked` sees a cleared entry.
+        assert!(!slat.all_marked(ACCESSED | DIRTY));
+        slat.mark_all(ACCESSED | DIRTY);
+        assert!(slat.all_marked(ACCESSED | DIRTY));
         slat.clear(&mut pool);
         Ok(())
     }

@@ -38,7 +38,7 @@
 //! `HV_X64_REGISTER_*` MSRs such as PAT, APIC base, SYSENTER, STAR..SFMASK)
 //! complete inside the hypervisor, as on Hyper-V.
 
-use super::{cpu, irq, lapic, regs, regs::RegFile, slat, Partition};
+use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
 use crate::hv::{abi, RunExit};
 use crate::sys::page;
 use kernel::{
@@ -63,8 +63,6 @@ const CHUNK: u64 = 1 << 16;
 /// Instructions per interpreter run while an interrupt is pending but masked,
 /// so that it is taken soon after the guest unmasks it.
 const PENDING_CHUNK: u64 = 1024;
-/// `HV_VP_REGISTER_PAGE_VERSION_1`.
-const REGISTER_PAGE_VERSION: u16 = 1;
 /// `HV_CACHE_TYPE_WRITE_BACK`.
 const CACHE_TYPE_WRITE_BACK: u32 = 6;
 /// `hv_x64_memory_access_info.gva_valid`.
@@ -95,6 +93,10 @@ pub(crate) struct Vp {
     /// Signalled when an interrupt is asserted, for a VP waiting in HLT.
     #[pin]
     pub(crate) wake: CondVar,
+    /// The state blobs (LAPIC, XSAVE, SynIC pages, timers). A leaf lock:
+    /// nothing else is taken while holding it.
+    #[pin]
+    pub(crate) state: SpinLock<super::vp_state::VpState>,
 }
 
 impl Vp {
@@ -102,6 +104,7 @@ impl Vp {
     pub(crate) fn new(index: u32) -> Result<Arc<Vp>> {
         let regs = RegFile::new(index)?;
         let apic = lapic::Lapic::new(index);
+        let state = super::vp_state::VpState::new(index)?;
         Arc::pin_init(
             pin_init!(Vp {
                 index,
@@ -109,20 +112,11 @@ impl Vp {
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
                 lapic <- new_spinlock!(apic, "mshv_rs_sim_vp_lapic"),
                 wake <- new_condvar!("mshv_rs_sim_vp_wake"),
+                state <- new_spinlock!(state, "mshv_rs_sim_vp_state"),
             }),
             GFP_KERNEL,
         )
     }
-}
-
-/// Writes the header of a register page nobody has exported registers to
-/// yet: version 1, `isvalid = 0`, so a VMM uses register hypercalls.
-pub(crate) fn init_register_page(pfn: u64) {
-    let mut head = [0u8; 8];
-    head[..2].copy_from_slice(&REGISTER_PAGE_VERSION.to_le_bytes());
-    // SAFETY: `pfn` is a pool page lent to a VP that the caller's partition
-    // lock keeps alive; 8 bytes at offset 0 are within the page.
-    unsafe { page::write(pfn, 0, &head) };
 }
 
 /// Guest physical memory of one partition as the interpreter sees it: every
@@ -332,45 +326,6 @@ fn fetch(r: &cpu::Regs, mem: &mut VpMemory<'_>, len: u8) -> ([u8; 16], u8) {
     (bytes, done as u8)
 }
 
-/// CPUID results of the simulated processor for `leaf`/`subleaf`:
-/// `[eax, ebx, ecx, edx]`. A small Intel-like table with the hypervisor
-/// leaves of Hyper-V; everything else is zero.
-pub(crate) fn cpuid(leaf: u32, subleaf: u32, vp: u32) -> [u32; 4] {
-    let _ = subleaf;
-    match leaf {
-        // "GenuineIntel", leaves up to 0xd.
-        0 => [0xd, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
-        1 => {
-            // Family 6 model 0x3a; APIC id; SSE3, SSSE3, CX16, SSE4.1/4.2,
-            // POPCNT, XSAVE, AVX, hypervisor present.
-            let ecx = (1 << 0)
-                | (1 << 9)
-                | (1 << 13)
-                | (1 << 19)
-                | (1 << 20)
-                | (1 << 23)
-                | (1 << 26)
-                | (1 << 28)
-                | (1 << 31);
-            // FPU, TSC, MSR, PAE, CX8, APIC, SEP, MTRR, PGE, CMOV, PAT,
-            // CLFLUSH, MMX, FXSR, SSE, SSE2.
-            let edx = [0, 4, 5, 6, 8, 9, 11, 12, 13, 15, 16, 19, 23, 24, 25, 26]
-                .iter()
-                .fold(0u32, |acc, bit| acc | (1 << bit));
-            [0x0003_06a9, ((vp & 0xff) << 24) | (8 << 8), ecx, edx]
-        }
-        // Hyper-V: "Microsoft Hv", interface "Hv#1".
-        0x4000_0000 => [0x4000_0006, 0x7263_694d, 0x666f_736f, 0x7648_2074],
-        0x4000_0001 => [0x3123_7648, 0, 0, 0],
-        // Extended leaves up to 0x80000008; LAHF; SYSCALL, NX, LM;
-        // 46 physical and 48 linear address bits.
-        0x8000_0000 => [0x8000_0008, 0, 0, 0],
-        0x8000_0001 => [0, 0, 1, (1 << 11) | (1 << 20) | (1 << 29)],
-        0x8000_0008 => [0x302e, 0, 0, 0],
-        _ => [0; 4],
-    }
-}
-
 /// The VP register behind an MSR, for MSRs the hypervisor itself handles.
 fn msr_register(msr: u32) -> Option<u32> {
     Some(match msr {
@@ -385,6 +340,11 @@ fn msr_register(msr: u32) -> Option<u32> {
         0xc000_0103 => abi::HV_X64_REGISTER_TSC_AUX,
         _ => return None,
     })
+}
+
+/// Whether the hypervisor implements `msr` (completes it as VP state).
+fn msr_implemented(msr: u32) -> bool {
+    matches!(msr, cpu::MSR_EFER | 0xc000_0100 | 0xc000_0101) || msr_register(msr).is_some()
 }
 
 /// Completes RDMSR/WRMSR inside the hypervisor if `msr` is VP state.
@@ -452,6 +412,7 @@ fn post_exit(
     r: &cpu::Regs,
     vp: u32,
     cr8: u64,
+    cpuid_values: [u32; 4],
     mem: &mut VpMemory<'_>,
     msg_pfn: u64,
 ) {
@@ -531,7 +492,7 @@ fn post_exit(
         }
         cpu::Exit::Cpuid => {
             let (rax, rcx) = (gpr(r, 0), gpr(r, 1));
-            let [a, b, c, d] = cpuid(rax as u32, rcx as u32, vp);
+            let [a, b, c, d] = cpuid_values;
             let m = abi::HvX64CpuidInterceptMessage {
                 header: header(vp, r, cr8, r.rip, 2, 0),
                 rax,
@@ -614,7 +575,7 @@ fn interrupts(
         }
         Err(exit) => {
             let cr8 = vp.regs.lock().cr8;
-            post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);
+            post_exit(exit, &r, vp.index, cr8, [0; 4], &mut mem, msg_pfn);
             vp.regs.lock().intercept_suspend = true;
             Err(RunExit::Message)
         }
@@ -637,11 +598,25 @@ fn interrupts(
 /// stay lent to it) and clears the mark afterwards. May sleep; call with no
 /// lock held.
 pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
+    // The classes the VMM wrote through the register page take effect now.
+    let dirty = super::reg_page::take_dirty(part, vp.index);
     {
         let mut rf = vp.regs.lock();
+        if let Some((img, dirty)) = &dirty {
+            super::reg_page::import(&mut rf, img, *dirty);
+        }
         rf.explicit_suspend = false;
         rf.intercept_suspend = false;
     }
+    let exit = run_loop(part, vp, msg_pfn);
+    let mut img = [0u8; super::reg_page::IMAGE];
+    super::reg_page::export(&vp.regs.lock(), &mut img);
+    super::reg_page::publish(part, vp.index, &img);
+    exit
+}
+
+/// The run loop proper; see [`run`].
+fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
     loop {
         if page::signal_pending() {
             return RunExit::Signal;
@@ -655,26 +630,92 @@ pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
         let mut r = vp.regs.lock().cpu.clone();
         let mut mem = VpMemory { part, vp: Some(vp) };
         let (exit, _) = cpu::run(&mut r, &mut mem, budget);
+        if let cpu::Exit::Msr {
+            write: true,
+            msr: lapic::MSR_X2APIC_EOI,
+            instruction_length,
+            ..
+        } = exit
+        {
+            // An x2APIC EOI completes in the hypervisor, whatever the
+            // partition's MSR intercepts say.
+            {
+                let mut rf = vp.regs.lock();
+                rf.cpu.clone_from(&r);
+                rf.cpu.rip = rf.cpu.rip.wrapping_add(u64::from(instruction_length));
+            }
+            let eoi = vp.lapic.lock().eoi();
+            irq::report_eoi(part, vp.index, eoi);
+            continue;
+        }
+        // CPUID and MSR policy first: it takes the partition's lock, which
+        // never nests with the registers'.
+        let mut cpuid_values = [0u32; 4];
+        let mut to_vmm = true;
+        let mut ignore_unimplemented = false;
+        match exit {
+            cpu::Exit::Cpuid => {
+                let xcr0 = vp
+                    .regs
+                    .lock()
+                    .get(abi::HV_X64_REGISTER_XFEM)
+                    .map_or(1, |v| v[0]);
+                let (values, intercepted) = intercept::evaluate_cpuid(
+                    part,
+                    vp,
+                    gpr(&r, 0) as u32,
+                    gpr(&r, 1) as u32,
+                    r.cr4,
+                    xcr0,
+                );
+                cpuid_values = values;
+                to_vmm = intercepted;
+            }
+            cpu::Exit::Msr { write, msr, .. } => {
+                let (intercepted, ignore) =
+                    intercept::msr_policy(part, msr, write, msr_implemented(msr));
+                to_vmm = intercepted;
+                ignore_unimplemented = ignore;
+            }
+            _ => {}
+        }
         let cr8 = {
             let mut rf = vp.regs.lock();
             rf.cpu.clone_from(&r);
-            if let cpu::Exit::Msr {
-                write,
-                msr,
-                value,
-                instruction_length,
-            } = exit
-            {
-                if write && msr == lapic::MSR_X2APIC_EOI {
-                    rf.cpu.rip = rf.cpu.rip.wrapping_add(u64::from(instruction_length));
-                    drop(rf);
-                    let eoi = vp.lapic.lock().eoi();
-                    irq::report_eoi(part, vp.index, eoi);
+            match exit {
+                cpu::Exit::Cpuid if !to_vmm => {
+                    // RAX, RCX, RDX, RBX get EAX, ECX, EDX, EBX.
+                    let [a, b, c, d] = cpuid_values;
+                    for (i, v) in [(0, a), (1, c), (2, d), (3, b)] {
+                        if let Some(g) = rf.cpu.gpr.get_mut(i) {
+                            *g = u64::from(v);
+                        }
+                    }
+                    rf.cpu.rip = rf.cpu.rip.wrapping_add(2);
                     continue;
                 }
-                if handle_msr(&mut rf, write, msr, value, instruction_length) {
-                    continue;
+                cpu::Exit::Msr {
+                    write,
+                    msr,
+                    value,
+                    instruction_length,
+                } if !to_vmm => {
+                    if handle_msr(&mut rf, write, msr, value, instruction_length) {
+                        continue;
+                    }
+                    if ignore_unimplemented {
+                        if !write {
+                            for i in [0, 2] {
+                                if let Some(g) = rf.cpu.gpr.get_mut(i) {
+                                    *g = 0;
+                                }
+                            }
+                        }
+                        rf.cpu.rip = rf.cpu.rip.wrapping_add(u64::from(instruction_length));
+                        continue;
+                    }
                 }
+                _ => {}
             }
             rf.cr8
         };
@@ -686,7 +727,7 @@ pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
             vp.lapic.lock().halted = true;
             continue;
         }
-        post_exit(exit, &r, vp.index, cr8, &mut mem, msg_pfn);
+        post_exit(exit, &r, vp.index, cr8, cpuid_values, &mut mem, msg_pfn);
         vp.regs.lock().intercept_suspend = true;
         return RunExit::Message;
     }

@@ -11,6 +11,7 @@ mod irq;
 mod leaks;
 mod memory;
 mod sim;
+mod state;
 
 use crate::TestCase;
 
@@ -163,6 +164,47 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "ioeventfd_fires_on_guest_write",
         func: irq::ioeventfd_fires_on_guest_write,
+        timeout: 120,
+    },
+    // state (issue 4 part 2: GPAP bitmap, VP state, register page, registers)
+    TestCase {
+        name: "gpap_dirty_tracking",
+        func: state::gpap_dirty_tracking,
+        timeout: 300,
+    },
+    TestCase {
+        name: "vp_state_round_trips",
+        func: state::vp_state_round_trips,
+        timeout: 120,
+    },
+    TestCase {
+        name: "register_page_protocol",
+        func: state::register_page_protocol,
+        timeout: 120,
+    },
+    TestCase {
+        name: "registers_round_trip",
+        func: state::registers_round_trip,
+        timeout: 120,
+    },
+    TestCase {
+        name: "partition_properties",
+        func: state::partition_properties,
+        timeout: 60,
+    },
+    TestCase {
+        name: "cpuid_and_msr_intercepts",
+        func: state::cpuid_and_msr_intercepts,
+        timeout: 120,
+    },
+    TestCase {
+        name: "cloud_hypervisor_boot_sequence",
+        func: state::cloud_hypervisor_boot_sequence,
+        timeout: 120,
+    },
+    TestCase {
+        name: "translate_gva_refaults_page_tables",
+        func: state::translate_gva_refaults_page_tables,
         timeout: 120,
     },
 ];

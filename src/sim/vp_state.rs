@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VP state blobs of the simulated hypervisor (`HVCALL_GET_VP_STATE` /
+//! `HVCALL_SET_VP_STATE`): the local APIC page, the XSAVE area, the SynIC
+//! message and event flags pages and the synthetic timers.
+//!
+//! The sim stores each blob as bytes per VP ([`VpState`]) and moves them
+//! byte-exact: what a VMM sets is what it gets back. This is the one place
+//! these bytes live; a LAPIC model reads and updates the LAPIC page through
+//! [`VpState::lapic`] / [`VpState::lapic_mut`].
+//!
+//! Approximations: the blobs are not yet tied to the rest of the VP (the
+//! XSAVE area's x87/SSE part is not the interpreter's register file, the
+//! LAPIC page is not the `APIC_BASE`/TPR registers), and a SET is checked
+//! only for its size, not its contents.
+
+use super::Sim;
+use crate::hv::{
+    abi, status, HvError, HvResult, VpStateData, HV_GET_SET_VP_STATE_LAPIC_STATE,
+    HV_GET_SET_VP_STATE_SIEF_PAGE, HV_GET_SET_VP_STATE_SIM_PAGE,
+    HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS, HV_GET_SET_VP_STATE_TYPE_PFN, HV_GET_SET_VP_STATE_XSAVE,
+    HV_PAGE, VP_STATE_INLINE,
+};
+use crate::sys::page;
+use kernel::prelude::*;
+
+/// A 4 KiB state page.
+type StatePage = [u8; HV_PAGE];
+
+/// XSAVE legacy states the hypervisor always transfers (x87, SSE).
+const XSAVE_LEGACY: u64 = 0x3;
+
+/// `hv_local_interrupt_controller_state` offsets.
+mod lapic {
+    pub(super) const APIC_ID: usize = 0;
+    pub(super) const VERSION: usize = 4;
+    pub(super) const DFR: usize = 12;
+    pub(super) const SPURIOUS: usize = 16;
+    /// `apic_lvt_timer` through `apic_lvt_cmci`: 7 registers.
+    pub(super) const LVT_FIRST: usize = 128;
+    pub(super) const LVT_COUNT: usize = 7;
+}
+
+/// The state blobs of one VP.
+pub(crate) struct VpState {
+    /// `hv_local_interrupt_controller_state` at offset 0 of a page.
+    lapic: KBox<StatePage>,
+    /// The compacted XSAVE area (its first `MAX_XSAVE_DATA_SIZE` bytes move).
+    xsave: KBox<StatePage>,
+    /// The SynIC message page.
+    simp: KBox<StatePage>,
+    /// The SynIC event flags page.
+    siefp: KBox<StatePage>,
+    /// `hv_synthetic_timers_state`.
+    timers: [u8; VP_STATE_INLINE],
+    /// CPUID results registered for the VP (`intercept`).
+    pub(crate) cpuid: super::intercept::CpuidResults,
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    if let Some(d) = b.get_mut(off..off + 4) {
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+impl VpState {
+    /// The reset state of VP `index`. May sleep.
+    pub(crate) fn new(index: u32) -> Result<Self> {
+        let mut lapic = KBox::new([0u8; HV_PAGE], GFP_KERNEL)?;
+        put32(&mut lapic[..], lapic::APIC_ID, index);
+        // Integrated APIC version 0x14, 6 LVT entries (max LVT index 5).
+        put32(&mut lapic[..], lapic::VERSION, 0x0005_0014);
+        put32(&mut lapic[..], lapic::DFR, 0xffff_ffff);
+        put32(&mut lapic[..], lapic::SPURIOUS, 0xff);
+        for i in 0..lapic::LVT_COUNT {
+            // Masked.
+            put32(&mut lapic[..], lapic::LVT_FIRST + 4 * i, 0x1_0000);
+        }
+        let mut xsave = KBox::new([0u8; HV_PAGE], GFP_KERNEL)?;
+        // FCW 0x37f, MXCSR 0x1f80, XCOMP_BV: compacted format, x87/SSE/AVX.
+        xsave[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
+        put32(&mut xsave[..], 24, 0x1f80);
+        put32(&mut xsave[..], 28, 0xffff);
+        xsave[520..528].copy_from_slice(&((1u64 << 63) | 0x7).to_le_bytes());
+        Ok(Self {
+            lapic,
+            xsave,
+            simp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
+            siefp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
+            timers: [0; VP_STATE_INLINE],
+            cpuid: super::intercept::CpuidResults::new()?,
+        })
+    }
+
+    /// The LAPIC page (`hv_local_interrupt_controller_state` at offset 0).
+    #[allow(dead_code)]
+    pub(crate) fn lapic(&self) -> &StatePage {
+        &self.lapic
+    }
+
+    /// The LAPIC page, for a LAPIC model to update.
+    #[allow(dead_code)]
+    pub(crate) fn lapic_mut(&mut self) -> &mut StatePage {
+        &mut self.lapic
+    }
+
+    /// The blob of `kind` and how many of its bytes move (`xsave_size` for
+    /// XSAVE).
+    fn blob(&mut self, kind: u32, xsave_size: usize) -> Option<&mut [u8]> {
+        match kind {
+            HV_GET_SET_VP_STATE_LAPIC_STATE => Some(&mut self.lapic[..]),
+            HV_GET_SET_VP_STATE_XSAVE => self.xsave.get_mut(..xsave_size),
+            HV_GET_SET_VP_STATE_SIM_PAGE => Some(&mut self.simp[..]),
+            HV_GET_SET_VP_STATE_SIEF_PAGE => Some(&mut self.siefp[..]),
+            HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS => Some(&mut self.timers[..]),
+            _ => None,
+        }
+    }
+}
+
+impl Sim {
+    /// `HVCALL_GET_VP_STATE` (`set == false`: blob → `pfns` or `inline`) or
+    /// `HVCALL_SET_VP_STATE` (`pfns` or `inline` → blob).
+    ///
+    /// The caller keeps every page of `pfns` pinned for the call.
+    pub(super) fn vp_state(
+        &self,
+        pt: u64,
+        vp: u32,
+        data: &VpStateData,
+        pfns: &[u64],
+        inline: &mut [u8],
+        set: bool,
+    ) -> HvResult {
+        let invalid = HvError(status::INVALID_PARAMETER);
+        let (part, vp) = self.vp_of(pt, vp)?;
+        let (xsave_size, xsave_states) = {
+            let inner = part.inner.lock();
+            let p = |code| inner.props.get(code, &part.create);
+            (
+                p(abi::HV_PARTITION_PROPERTY_MAX_XSAVE_DATA_SIZE),
+                p(abi::HV_PARTITION_PROPERTY_XSAVE_STATES) | XSAVE_LEGACY,
+            )
+        };
+        let xsave_size = usize::try_from(xsave_size).map_err(|_| invalid)?;
+        if data.kind == HV_GET_SET_VP_STATE_XSAVE
+            && (data.xsave_flags != 0 || data.xsave_states & !xsave_states != 0)
+        {
+            return Err(invalid);
+        }
+        if data.kind != HV_GET_SET_VP_STATE_XSAVE && (data.xsave_flags | data.xsave_states) != 0 {
+            return Err(invalid);
+        }
+        let by_pfn = data.kind & HV_GET_SET_VP_STATE_TYPE_PFN != 0;
+        let mut state = vp.state.lock();
+        let blob = state.blob(data.kind, xsave_size).ok_or(invalid)?;
+        if !by_pfn {
+            if !pfns.is_empty() {
+                return Err(invalid);
+            }
+            let io = inline.get_mut(..blob.len()).ok_or(invalid)?;
+            if set {
+                blob.copy_from_slice(io);
+            } else {
+                io.copy_from_slice(blob);
+            }
+            return Ok(());
+        }
+        if pfns.len() < blob.len().div_ceil(HV_PAGE) {
+            return Err(invalid);
+        }
+        for (chunk, &pfn) in blob.chunks_mut(HV_PAGE).zip(pfns) {
+            if set {
+                // SAFETY: the caller keeps `pfn` pinned for the call; a chunk
+                // is at most one page.
+                unsafe { page::read(pfn, 0, chunk) };
+            } else {
+                // SAFETY: as above.
+                unsafe { page::write(pfn, 0, chunk) };
+            }
+        }
+        Ok(())
+    }
+}
