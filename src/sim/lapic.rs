@@ -97,6 +97,17 @@ pub struct Eoi {
 struct Bits([u64; 4]);
 
 impl Bits {
+    /// The set from the eight 32-bit registers of the APIC page layout.
+    fn from_regs(regs: &[u32; 8]) -> Self {
+        let mut b = Bits::default();
+        for (i, word) in b.0.iter_mut().enumerate() {
+            let lo = regs.get(2 * i).copied().unwrap_or(0);
+            let hi = regs.get(2 * i + 1).copied().unwrap_or(0);
+            *word = u64::from(lo) | (u64::from(hi) << 32);
+        }
+        b
+    }
+
     fn set(&mut self, v: u8, on: bool) {
         let (w, b) = (usize::from(v / 64), 1u64 << (v % 64));
         if let Some(word) = self.0.get_mut(w) {
@@ -129,6 +140,20 @@ impl Bits {
         let word = self.0.get((i / 2) as usize).copied().unwrap_or(0);
         (word >> ((i % 2) * 32)) as u32
     }
+}
+
+/// The registers of `hv_local_interrupt_controller_state` the model owns
+/// (see [`Lapic::save`]), as the 32-bit words of that layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SavedState {
+    /// In-service register (`apic_isr`).
+    pub isr: [u32; 8],
+    /// Trigger-mode register (`apic_tmr`): level-triggered vectors.
+    pub tmr: [u32; 8],
+    /// Interrupt request register (`apic_irr`).
+    pub irr: [u32; 8],
+    /// Spurious-interrupt vector register (`apic_spurious`).
+    pub svr: u32,
 }
 
 /// One VP's local APIC.
@@ -228,6 +253,35 @@ impl Lapic {
         let level = self.tmr.get(vector);
         self.tmr.set(vector, false);
         Some(Eoi { vector, level })
+    }
+
+    /// The part of the APIC that `HV_GET_SET_VP_STATE_LAPIC_STATE` carries
+    /// and this model keeps: in-service, trigger-mode and request registers
+    /// and the spurious-vector register.
+    pub fn save(&self) -> SavedState {
+        let regs = |b: &Bits| core::array::from_fn(|i| b.reg(i as u32));
+        SavedState {
+            isr: regs(&self.isr),
+            tmr: regs(&self.tmr),
+            irr: regs(&self.irr),
+            svr: self.svr,
+        }
+    }
+
+    /// Loads what [`Lapic::save`] returns (a VMM restoring a VP's LAPIC
+    /// state). Vectors 0..15 are illegal and dropped; the SVR keeps its 9
+    /// architectural bits.
+    pub fn restore(&mut self, st: &SavedState) {
+        let legal = |mut b: Bits| {
+            if let Some(w) = b.0.get_mut(0) {
+                *w &= !0xffff;
+            }
+            b
+        };
+        self.isr = legal(Bits::from_regs(&st.isr));
+        self.tmr = legal(Bits::from_regs(&st.tmr));
+        self.irr = legal(Bits::from_regs(&st.irr));
+        self.svr = st.svr & 0x1ff;
     }
 
     /// A 32-bit read at offset `off` of the APIC page.

@@ -9,10 +9,15 @@
 //! these bytes live; a LAPIC model reads and updates the LAPIC page through
 //! [`VpState::lapic`] / [`VpState::lapic_mut`].
 //!
-//! Approximations: the blobs are not yet tied to the rest of the VP (the
-//! XSAVE area's x87/SSE part is not the interpreter's register file, the
-//! LAPIC page is not the `APIC_BASE`/TPR registers), and a SET is checked
-//! only for its size, not its contents.
+//! The LAPIC blob and the interrupt model (`super::lapic`) agree: a GET
+//! copies the model's ISR, TMR, IRR and spurious-vector register into the
+//! blob first, a SET loads them from the blob into the model afterwards (so
+//! pending and in-service interrupts survive a save/restore). The model's
+//! lock and this blob's are never held together.
+//!
+//! Approximations: the other blobs are not tied to the rest of the VP (the
+//! XSAVE area's x87/SSE part is not the interpreter's register file), and a
+//! SET is checked only for its size, not its contents.
 
 use super::Sim;
 use crate::hv::{
@@ -36,6 +41,9 @@ mod lapic {
     pub(super) const VERSION: usize = 4;
     pub(super) const DFR: usize = 12;
     pub(super) const SPURIOUS: usize = 16;
+    pub(super) const ISR: usize = 20;
+    pub(super) const TMR: usize = 52;
+    pub(super) const IRR: usize = 84;
     /// `apic_lvt_timer` through `apic_lvt_cmci`: 7 registers.
     pub(super) const LVT_FIRST: usize = 128;
     pub(super) const LVT_COUNT: usize = 7;
@@ -60,6 +68,37 @@ pub(crate) struct VpState {
 fn put32(b: &mut [u8], off: usize, v: u32) {
     if let Some(d) = b.get_mut(off..off + 4) {
         d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn get32(b: &[u8], off: usize) -> u32 {
+    b.get(off..off + 4)
+        .and_then(|d| <[u8; 4]>::try_from(d).ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+/// Writes the model's registers into a LAPIC blob.
+fn put_apic(blob: &mut [u8], st: &super::lapic::SavedState) {
+    for (base, regs) in [
+        (lapic::ISR, &st.isr),
+        (lapic::TMR, &st.tmr),
+        (lapic::IRR, &st.irr),
+    ] {
+        for (i, &v) in regs.iter().enumerate() {
+            put32(blob, base + 4 * i, v);
+        }
+    }
+    put32(blob, lapic::SPURIOUS, st.svr);
+}
+
+/// Reads the model's registers from a LAPIC blob.
+fn get_apic(blob: &[u8]) -> super::lapic::SavedState {
+    let regs = |base: usize| core::array::from_fn(|i| get32(blob, base + 4 * i));
+    super::lapic::SavedState {
+        isr: regs(lapic::ISR),
+        tmr: regs(lapic::TMR),
+        irr: regs(lapic::IRR),
+        svr: get32(blob, lapic::SPURIOUS),
     }
 }
 
@@ -90,18 +129,6 @@ impl VpState {
             timers: [0; VP_STATE_INLINE],
             cpuid: super::intercept::CpuidResults::new()?,
         })
-    }
-
-    /// The LAPIC page (`hv_local_interrupt_controller_state` at offset 0).
-    #[allow(dead_code)]
-    pub(crate) fn lapic(&self) -> &StatePage {
-        &self.lapic
-    }
-
-    /// The LAPIC page, for a LAPIC model to update.
-    #[allow(dead_code)]
-    pub(crate) fn lapic_mut(&mut self) -> &mut StatePage {
-        &mut self.lapic
     }
 
     /// The blob of `kind` and how many of its bytes move (`xsave_size` for
@@ -152,7 +179,36 @@ impl Sim {
             return Err(invalid);
         }
         let by_pfn = data.kind & HV_GET_SET_VP_STATE_TYPE_PFN != 0;
+        let is_lapic = data.kind == HV_GET_SET_VP_STATE_LAPIC_STATE;
+        // The model's registers, taken before (and never under) `state`.
+        let model = (is_lapic && !set).then(|| vp.lapic.lock().save());
         let mut state = vp.state.lock();
+        if let Some(m) = &model {
+            put_apic(&mut state.lapic[..], m);
+        }
+        self.move_blob(&mut state, data, xsave_size, by_pfn, pfns, inline, set)?;
+        if is_lapic && set {
+            let saved = get_apic(&state.lapic[..]);
+            drop(state);
+            vp.lapic.lock().restore(&saved);
+        }
+        Ok(())
+    }
+
+    /// Moves the bytes of `data.kind`'s blob between `state` and `pfns` or
+    /// `inline` (see [`Sim::vp_state`]).
+    #[allow(clippy::too_many_arguments)]
+    fn move_blob(
+        &self,
+        state: &mut VpState,
+        data: &VpStateData,
+        xsave_size: usize,
+        by_pfn: bool,
+        pfns: &[u64],
+        inline: &mut [u8],
+        set: bool,
+    ) -> HvResult {
+        let invalid = HvError(status::INVALID_PARAMETER);
         let blob = state.blob(data.kind, xsave_size).ok_or(invalid)?;
         if !by_pfn {
             if !pfns.is_empty() {

@@ -100,3 +100,43 @@ fn refusals_and_identity() {
     assert_eq!(a.write(0x20, 7), None);
     assert_eq!(a, before);
 }
+
+#[test]
+fn save_and_restore_carry_irr_isr_tmr_svr() {
+    let mut a = Lapic::new(0);
+    a.assert(TYPE_FIXED, 0x52, true).unwrap();
+    a.accept(Pending::Fixed(0x52));
+    a.assert(TYPE_FIXED, 0x31, false).unwrap();
+    let st = a.save();
+    // 0x52: word 2 bit 18 (ISR, TMR); 0x31: word 1 bit 17 (IRR).
+    assert_eq!(st.isr, [0, 0, 1 << 18, 0, 0, 0, 0, 0]);
+    assert_eq!(st.tmr, [0, 0, 1 << 18, 0, 0, 0, 0, 0]);
+    assert_eq!(st.irr, [0, 1 << 17, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(st.svr, 0xff);
+
+    let mut b = Lapic::new(0);
+    b.restore(&st);
+    assert_eq!(b.save(), st);
+    // The restored APIC behaves like the saved one: 0x31 waits for the EOI
+    // of the in-service 0x52, which was level-triggered.
+    assert_eq!(b.pending(true), None);
+    assert_eq!(
+        b.eoi(),
+        Some(Eoi {
+            vector: 0x52,
+            level: true
+        })
+    );
+    assert_eq!(b.pending(true), Some(Pending::Fixed(0x31)));
+
+    // Vectors 0..15 are illegal and dropped; the SVR keeps 9 bits; the top
+    // vector 0xff survives.
+    let mut c = Lapic::new(0);
+    let mut bad = st;
+    bad.irr = [0xffff_ffff, 0, 0, 0, 0, 0, 0, 1 << 31];
+    bad.svr = 0xffff_ffff;
+    c.restore(&bad);
+    let got = c.save();
+    assert_eq!(got.irr, [0xffff_0000, 0, 0, 0, 0, 0, 0, 1 << 31]);
+    assert_eq!(got.svr, 0x1ff);
+}

@@ -330,6 +330,40 @@ pub fn vp_state_round_trips() -> TResult {
     ensure_eq!(reg(&l0, 0x20), 0, "LAPIC id of VP 0");
     ensure_eq!(reg(&l0, 0x350), 0x1_0000, "VP 0's LINT0 untouched");
 
+    // The LAPIC blob is the interrupt model's state: an asserted interrupt
+    // (VP 1 never ran, so it stays pending) shows in IRR, and a SET that
+    // clears IRR withdraws it (GET reads the model again).
+    let fixed = mshv_ioctls::InterruptRequest {
+        interrupt_type: hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED,
+        apic_id: 1,
+        vector: 0x30,
+        level_triggered: false,
+        logical_destination_mode: false,
+        long_mode: false,
+    };
+    p.vm.request_virtual_interrupt(&fixed)
+        .map_err(|e| Failure::Fail(format!("request_virtual_interrupt: {}", show_err(e))))?;
+    let mut l4 = v1
+        .get_lapic()
+        .map_err(|e| Failure::Fail(format!("get_lapic: {}", show_err(e))))?;
+    // Vector 0x30: IRR register 1 (offset 0x210), bit 16.
+    ensure_eq!(
+        Hex(reg(&l4, 0x210) as u64),
+        Hex(1 << 16),
+        "IRR bits 32..63 after asserting vector 0x30"
+    );
+    put(&mut l4, 0x210, 0);
+    v1.set_lapic(&l4)
+        .map_err(|e| Failure::Fail(format!("set_lapic: {}", show_err(e))))?;
+    let l5 = v1
+        .get_lapic()
+        .map_err(|e| Failure::Fail(format!("get_lapic: {}", show_err(e))))?;
+    ensure_eq!(
+        Hex(reg(&l5, 0x210) as u64),
+        Hex(0),
+        "IRR bits 32..63 after a SET that cleared them"
+    );
+
     // XSAVE through the crate: reset x87/SSE control words, round trip.
     let x = v1
         .get_xsave()
