@@ -269,19 +269,14 @@ impl Lapic {
     }
 
     /// Loads what [`Lapic::save`] returns (a VMM restoring a VP's LAPIC
-    /// state). Vectors 0..15 are illegal and dropped; the SVR keeps its 9
-    /// architectural bits.
+    /// state), bit for bit, so that a later save returns the same bytes.
+    /// Request bits of vectors 0..15 are kept but never delivered: their
+    /// priority class 0 is never above the processor's.
     pub fn restore(&mut self, st: &SavedState) {
-        let legal = |mut b: Bits| {
-            if let Some(w) = b.0.get_mut(0) {
-                *w &= !0xffff;
-            }
-            b
-        };
-        self.isr = legal(Bits::from_regs(&st.isr));
-        self.tmr = legal(Bits::from_regs(&st.tmr));
-        self.irr = legal(Bits::from_regs(&st.irr));
-        self.svr = st.svr & 0x1ff;
+        self.isr = Bits::from_regs(&st.isr);
+        self.tmr = Bits::from_regs(&st.tmr);
+        self.irr = Bits::from_regs(&st.irr);
+        self.svr = st.svr;
     }
 
     /// A 32-bit read at offset `off` of the APIC page.
