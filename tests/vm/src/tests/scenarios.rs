@@ -90,7 +90,10 @@ fn madvise(mem: &Mmap, off: usize, len: usize, advice: i32, name: &str) -> TResu
 }
 
 fn write_file(path: &str, value: &str) -> TResult {
-    fs::write(path, value).map_err(|e| Failure::Fail(format!("write {value:?} to {path}: {e}")))
+    fs::write(path, value).map_err(|e| match e.raw_os_error() {
+        Some(n) => errno_failure(&format!("write {value:?} to {path}"), n),
+        None => Failure::Fail(format!("write {value:?} to {path}: {e}")),
+    })
 }
 
 fn read_trim(path: &str) -> TResult<String> {
