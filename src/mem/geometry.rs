@@ -72,9 +72,10 @@ pub(crate) fn narrow_window(window: GfnRange, gfn: u64) -> GfnRange {
     // The largest power of two not above half the count (count >= 2 here).
     let half = window.count / 2;
     let size = 1u64 << (63 - half.leading_zeros());
-    let first = (gfn & !(size - 1)).max(window.first);
-    // NO-OVERFLOW: `first <= gfn < window.end()`, and `size <= count`.
-    let end = first.saturating_add(size).min(window.end());
+    let block = gfn & !(size - 1);
+    let first = block.max(window.first);
+    // Saturating: the block holding the top gfns may end past u64::MAX.
+    let end = block.saturating_add(size).min(window.end());
     GfnRange {
         first,
         count: end - first,
@@ -349,7 +350,9 @@ mod tests {
             first: u64::MAX - 4,
             count: 4,
         };
-        assert_eq!(Some(narrow_window(top, u64::MAX - 1)), w(u64::MAX - 2, 2));
+        // size 2: the block [MAX - 1, MAX + 1) clamped to the window.
+        assert_eq!(Some(narrow_window(top, u64::MAX - 1)), w(u64::MAX - 1, 1));
+        assert_eq!(Some(narrow_window(top, u64::MAX - 4)), w(u64::MAX - 4, 1));
     }
 
     #[test]
