@@ -82,10 +82,19 @@ impl Partition {
 
     /// The partition's `stats`, which must exist.
     pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
-        match &self.debugfs {
-            Ok(dir) => partition_stats(dir),
+        let dir = match &self.debugfs {
+            Ok(dir) => dir,
             Err(e) => fail!("partition debugfs directory: {e}"),
+        };
+        // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
+        let mut r = partition_stats(dir);
+        for _ in 1..if faults_mode() { 5 } else { 1 } {
+            if r.is_ok() {
+                break;
+            }
+            r = partition_stats(dir);
         }
+        r
     }
 
     /// Logs the stats as a diagnostic, if they can be read.
@@ -127,29 +136,21 @@ pub fn seg_reg(name: hv_register_name, s: hv_x64_segment_register) -> hv_registe
 
 pub fn set_regs(vcpu: &VcpuFd, regs: &[hv_register_assoc]) -> TResult {
     vcpu.set_reg(regs)
-        .map_err(|e| Failure::Fail(format!("HVCALL_SET_VP_REGISTERS: {}", show_err(e))))
+        .map_err(|e| errno_failure("HVCALL_SET_VP_REGISTERS", e.errno()))
 }
 
 pub fn get_reg64(vcpu: &VcpuFd, name: hv_register_name) -> TResult<u64> {
     let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs).map_err(|e| {
-        Failure::Fail(format!(
-            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
-            show_err(e)
-        ))
-    })?;
+    vcpu.get_reg(&mut regs)
+        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
     // SAFETY: a plain integer view of the returned value.
     Ok(unsafe { regs[0].value.reg64 })
 }
 
 pub fn get_seg(vcpu: &VcpuFd, name: hv_register_name) -> TResult<hv_x64_segment_register> {
     let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs).map_err(|e| {
-        Failure::Fail(format!(
-            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
-            show_err(e)
-        ))
-    })?;
+    vcpu.get_reg(&mut regs)
+        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
     // SAFETY: segment registers are returned in the segment layout.
     Ok(unsafe { regs[0].value.segment })
 }

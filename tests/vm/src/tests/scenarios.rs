@@ -275,8 +275,8 @@ pub fn scen_mremap() -> TResult {
         )?;
         // Move it back: the retried read completes from the same pages.
         // SAFETY: moves the spare's pages back into the hole of `data`;
-        // `spare` is unmapped by the move and its drop is then a no-op
-        // munmap of nothing we use (the range is free or ours again).
+        // the spare's range is then unmapped, so `spare` is forgotten
+        // below instead of dropped.
         let r = unsafe {
             libc::mremap(
                 spare.addr() as *mut libc::c_void,
@@ -1292,8 +1292,10 @@ fn finish_retrying(
                 } else {
                     c.intercepts += 1;
                 }
-                if stop.load(Ordering::Relaxed) && c.unmapped_exits > 1_000_000 {
-                    fail!("the VP keeps seeing the region unmapped");
+                // `stop`: the unmapper is done, its last step was a map (or
+                // it failed): the region must not be missing any more.
+                if stop.load(Ordering::Acquire) {
+                    fail!("RUN_VP after the last remap: the region is still missing ({kind:?} exit for {gpa:#x})");
                 }
                 std::thread::yield_now();
             }
@@ -1341,6 +1343,14 @@ pub fn scen_unmap_race() -> TResult {
         let vmfd = &vm.p.vm;
         std::thread::scope(|s| -> TResult {
             let unmapper = s.spawn(|| -> TResult {
+                /// Sets `stop` whatever way the unmapper ends.
+                struct Done<'a>(&'a AtomicBool);
+                impl Drop for Done<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::Release);
+                    }
+                }
+                let _done = Done(&stop);
                 for _ in 0..ROUNDS {
                     vmfd.unmap_user_memory(region)
                         .map_err(|e| errno_failure("SET_GUEST_MEMORY unmap", e.errno()))?;
@@ -1354,14 +1364,13 @@ pub fn scen_unmap_race() -> TResult {
             });
             let mut i = 0u32;
             let r = (|| -> TResult {
-                while !unmapper.is_finished() {
+                while !stop.load(Ordering::Acquire) {
                     i += 1;
                     m.begin(CMD_FILL, &[GPA, dwords(SIZE), i])?;
                     finish_retrying(&mut m, lo, hi, &mut c, &stop)?;
                 }
                 Ok(())
             })();
-            stop.store(true, Ordering::Relaxed);
             let u = unmapper
                 .join()
                 .map_err(|_| Failure::Fail("the unmapper thread panicked".into()))?;

@@ -194,7 +194,16 @@ pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
     if !path.exists() {
         skip!("{} missing: not the sim backend", path.display());
     }
-    let kv = read_kv(&path).ctx("mirror_check")?;
+    // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
+    let tries = if faults_mode() { 5 } else { 1 };
+    let mut kv = read_kv(&path);
+    for _ in 1..tries {
+        if kv.is_ok() {
+            break;
+        }
+        kv = read_kv(&path);
+    }
+    let kv = kv.ctx("mirror_check")?;
     match (kv.get("checked"), kv.get("violations")) {
         (Some(&c), Some(&v)) => Ok((c, v)),
         _ => fail!("{}: {}", path.display(), show_kv(&kv)),
