@@ -133,61 +133,61 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "scen_mremap",
         func: scenarios::scen_mremap,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_numa_migrate",
         func: scenarios::scen_numa_migrate,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_thp_collapse_split",
         func: scenarios::scen_thp_collapse_split,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_ksm_cow",
         func: scenarios::scen_ksm_cow,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_swap_pageout",
         func: scenarios::scen_swap_pageout,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_fork_cow",
         func: scenarios::scen_fork_cow,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_memfd_punch_hole",
         func: scenarios::scen_memfd_punch_hole,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_hugetlb",
         func: scenarios::scen_hugetlb,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_tmpfs_file",
         func: scenarios::scen_tmpfs_file,
-        timeout: 120,
+        timeout: 600,
     },
     TestCase {
         name: "scen_unmap_race",
         func: scenarios::scen_unmap_race,
-        timeout: 180,
+        timeout: 600,
     },
     TestCase {
         name: "scen_stress",
         func: scenarios::scen_stress,
-        timeout: 600,
+        timeout: 900,
     },
     TestCase {
         name: "scen_memcg_pressure",
         func: scenarios::scen_memcg_pressure,
-        timeout: 300,
+        timeout: 900,
     },
 ];
