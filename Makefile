@@ -28,7 +28,7 @@ endif
 MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
 KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
-.PHONY: all module setup kernel kernel-debug kunit check check-debug run bench \
+.PHONY: all module setup kernel kernel-debug kunit check check-debug check-faults run bench \
 	vm-test host-test fmt fmtcheck clippy install clean help
 
 all: module
@@ -83,6 +83,14 @@ check-debug:
 	$(REPO)/scripts/kernel --debug build >/dev/null
 	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
 	MSHV_DEBUG_KERNEL=1 $(REPO)/scripts/vm-test
+
+# The movable-memory scenarios on the debug kernel with failslab and the
+# sim's random hypercall failures (scripts/check-faults): passes if nothing
+# splats, leaks or leaves a stale translation.
+check-faults:
+	$(REPO)/scripts/kernel --debug build >/dev/null
+	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
+	$(REPO)/scripts/check-faults
 
 run: module
 	cd $(REPO)/tests/vm && cargo build --release --locked --quiet

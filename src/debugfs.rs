@@ -13,7 +13,10 @@
 //!   entries), `sim/inject_insufficient_memory` (write N: the next N map or
 //!   create hypercalls fail with INSUFFICIENT_MEMORY) and
 //!   `sim/inject_fail_at_rep` (write `REP STATUS`: the next map or unmap call
-//!   fails with STATUS after REP reps), `partitions/<id>/mirror_check`
+//!   fails with STATUS after REP reps), `sim/inject_probability` (write
+//!   `PER_MILLE STATUS`: from now on each map call fails with STATUS at a
+//!   random rep with that probability; `0 0` stops it),
+//!   `partitions/<id>/mirror_check`
 //!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
 //!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point
 //!   that accessible SLAT entry at a wrong page, to test the checker).
@@ -129,6 +132,21 @@ impl Reader for InjectFailAtRep {
     }
 }
 
+/// `sim/inject_probability`.
+struct InjectProbability(Arc<Sim>);
+
+impl Reader for InjectProbability {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [per_mille, status] = read_numbers::<2>(r)?;
+        if per_mille > 1000 {
+            return Err(EINVAL);
+        }
+        let status = u16::try_from(status).map_err(|_| EINVAL)?;
+        self.0.inject_random(per_mille as u32, status);
+        Ok(())
+    }
+}
+
 /// `sim/inject_corrupt_entry`.
 struct InjectCorruptEntry(Arc<Sim>);
 
@@ -178,6 +196,8 @@ struct SimFiles {
     fail_at_rep: File<InjectFailAtRep>,
     #[pin]
     corrupt: File<InjectCorruptEntry>,
+    #[pin]
+    probability: File<InjectProbability>,
     _dir: Dir,
 }
 
@@ -204,11 +224,13 @@ impl Debugfs {
             let (no_memory, fail_at_rep) =
                 (InjectNoMemory(sim.clone()), InjectFailAtRep(sim.clone()));
             let corrupt = InjectCorruptEntry(sim.clone());
+            let probability = InjectProbability(sim.clone());
             let files = KBox::pin_init(
                 try_pin_init!(SimFiles {
                     no_memory <- dir.write_only_file(c"inject_insufficient_memory", no_memory),
                     fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
                     corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
+                    probability <- dir.write_only_file(c"inject_probability", probability),
                     _dir: dir,
                 }? Error),
                 GFP_KERNEL,

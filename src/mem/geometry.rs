@@ -58,6 +58,30 @@ pub(crate) fn fault_window(start_gfn: u64, pages: u64, gfn: u64) -> Option<GfnRa
     })
 }
 
+/// A smaller fault window around `gfn` after `window` could not be faulted
+/// in stably (its pages kept being invalidated, e.g. by reclaim under memory
+/// pressure): the aligned half of the window's size (a power of two, at least
+/// one page) that holds `gfn`, clamped to `window`. Repeating it reaches the
+/// single page `gfn` after at most 9 steps from a 2 MiB window.
+///
+/// `gfn` must lie in `window`; otherwise the result is `window` unchanged.
+pub(crate) fn narrow_window(window: GfnRange, gfn: u64) -> GfnRange {
+    if gfn < window.first || gfn >= window.end() || window.count <= 1 {
+        return window;
+    }
+    // The largest power of two not above half the count (count >= 2 here).
+    let half = window.count / 2;
+    let size = 1u64 << (63 - half.leading_zeros());
+    let block = gfn & !(size - 1);
+    let first = block.max(window.first);
+    // Saturating: the block holding the top gfns may end past u64::MAX.
+    let end = block.saturating_add(size).min(window.end());
+    GfnRange {
+        first,
+        count: end - first,
+    }
+}
+
 /// One host page as the fault path found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HostPage {
@@ -292,6 +316,43 @@ mod tests {
         assert_eq!(fault_window(7, 1, 7), w(7, 1));
         // Empty region.
         assert_eq!(fault_window(7, 0, 7), None);
+    }
+
+    #[test]
+    fn narrow_window_steps() {
+        let full = GfnRange {
+            first: 0x400,
+            count: 512,
+        };
+        assert_eq!(Some(narrow_window(full, 0x5ff)), w(0x500, 256));
+        assert_eq!(Some(narrow_window(full, 0x400)), w(0x400, 256));
+        // Nine steps from 512 pages down to the faulting page, which stays inside.
+        let mut win = full;
+        for _ in 0..9 {
+            win = narrow_window(win, 0x4a7);
+            assert!(win.first <= 0x4a7 && 0x4a7 < win.end());
+        }
+        assert_eq!(Some(win), w(0x4a7, 1));
+        assert_eq!(Some(narrow_window(win, 0x4a7)), w(0x4a7, 1));
+        // A clamped window (unaligned region start 0x210, 0x1f0 pages).
+        let edge = GfnRange {
+            first: 0x210,
+            count: 0x1f0,
+        };
+        // count/2 = 0xf8 -> size 0x80; the aligned 0x80 block of 0x211 is
+        // 0x200..0x280, clamped to start at 0x210.
+        assert_eq!(Some(narrow_window(edge, 0x211)), w(0x210, 0x70));
+        assert_eq!(Some(narrow_window(edge, 0x3ff)), w(0x380, 0x80));
+        // gfn outside the window: unchanged.
+        assert_eq!(Some(narrow_window(full, 0x3ff)), w(0x400, 512));
+        // Near u64::MAX: no overflow.
+        let top = GfnRange {
+            first: u64::MAX - 4,
+            count: 4,
+        };
+        // size 2: the block [MAX - 1, MAX + 1) clamped to the window.
+        assert_eq!(Some(narrow_window(top, u64::MAX - 1)), w(u64::MAX - 1, 1));
+        assert_eq!(Some(narrow_window(top, u64::MAX - 4)), w(u64::MAX - 4, 1));
     }
 
     #[test]

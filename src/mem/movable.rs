@@ -274,7 +274,7 @@ impl Movable {
         if (write && !self.writable) || (access == Access::Execute && !self.exec) {
             return Ok(Fault::Forward);
         }
-        let Some(window) = geometry::fault_window(self.start_gfn, self.pages, gfn) else {
+        let Some(mut window) = geometry::fault_window(self.start_gfn, self.pages, gfn) else {
             return Ok(Fault::Forward);
         };
         let Some(notifier): Option<&IntervalNotifier<Movable>> = self.notifier.as_ref() else {
@@ -293,15 +293,31 @@ impl Movable {
             },
             GFP_KERNEL,
         )?;
-        let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
 
         for _ in 0..MAX_FAULT_TRIES {
             if crate::sys::page::fatal_signal_pending() {
                 return Err(EINTR);
             }
+            let n = window.count as usize;
+            let (Some(hmm), Some(pages)) = (hmm.get_mut(..n), pages.get_mut(..n)) else {
+                return Err(EINVAL);
+            };
+            let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
             // Fault in for writing only when the guest writes: a read must not
             // break COW or allocate (and works on read-only VMAs).
-            let seq = notifier.hmm_fault(uaddr, write, &mut hmm)?;
+            let seq = match notifier.hmm_fault(uaddr, write, hmm) {
+                Ok(seq) => seq,
+                // HMM ran out of retries: the window's pages keep being
+                // invalidated while it faults the others in (reclaim under
+                // memory pressure takes them back). Fault fewer pages around
+                // `gfn`; a single page always makes progress.
+                Err(e) if e == EBUSY && window.count > 1 => {
+                    Stats::add(&self.stats.fault_retries, 1);
+                    window = geometry::narrow_window(window, gfn);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (p, h) in pages.iter_mut().zip(hmm.iter()) {
                 if !h.valid() {
                     return Err(EFAULT);
@@ -321,7 +337,7 @@ impl Movable {
                 crate::sys::page::cond_resched();
                 continue;
             }
-            match self.map_window(&mut st, window, &pages, &hmm) {
+            match self.map_window(&mut st, window, pages, hmm) {
                 Ok(()) => return Ok(Fault::Mapped),
                 Err(e) if e.needs_memory() => {
                     drop(st);

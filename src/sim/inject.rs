@@ -4,12 +4,56 @@
 //!
 //! Plain atomics, set from the driver's debugfs and consumed by the next
 //! hypercalls that can fail that way, so tests can drive the driver's
-//! deposit-and-retry and partial-rep paths deterministically.
+//! deposit-and-retry and partial-rep paths deterministically; and a
+//! probabilistic mode (a small deterministic PRNG, [`Prng`]) for fault runs
+//! (`make check-faults`).
 
 use kernel::sync::atomic::{Atomic, Relaxed};
 
 /// Armed bit of the packed fail-at-rep request.
 const ARMED: u64 = 1 << 63;
+
+/// xorshift64* (Marsaglia; Vigna's multiplier): a small, deterministic
+/// pseudo-random sequence. Pure arithmetic; the state is never 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Prng(u64);
+
+impl Prng {
+    /// The generator seeded with `seed` (0 is replaced: it is a fixed point).
+    pub(crate) const fn new(seed: u64) -> Self {
+        Self(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
+    }
+
+    /// The next state and its output.
+    pub(crate) const fn next(self) -> (Self, u64) {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (Self(x), x.wrapping_mul(0x2545_f491_4f6c_dd1d))
+    }
+}
+
+/// Whether output `r` of the generator selects a failure at `per_mille`
+/// (0..=1000) chances in a thousand.
+pub(crate) const fn selects(r: u64, per_mille: u32) -> bool {
+    // The top bits are the best ones of xorshift64*.
+    (r >> 32) % 1000 < per_mille as u64
+}
+
+/// The rep at which a selected failure of a call with `reps` reps (> 0)
+/// happens: `0..reps`, from the low bits of the same output.
+pub(crate) const fn failing_rep(r: u64, reps: usize) -> usize {
+    if reps == 0 {
+        0
+    } else {
+        ((r & 0xffff_ffff) % reps as u64) as usize
+    }
+}
 
 /// Pending injected failures.
 pub(crate) struct Inject {
@@ -18,6 +62,10 @@ pub(crate) struct Inject {
     /// The next map or unmap call fails after some reps: `ARMED | status <<
     /// 32 | reps`, or 0 when disarmed.
     fail_at_rep: Atomic<u64>,
+    /// Random failures of map calls: `per_mille << 16 | status`, 0 = off.
+    random: Atomic<u64>,
+    /// The PRNG state of the random failures.
+    rng: Atomic<u64>,
 }
 
 impl Inject {
@@ -26,6 +74,38 @@ impl Inject {
         Self {
             no_memory: Atomic::new(0),
             fail_at_rep: Atomic::new(0),
+            random: Atomic::new(0),
+            rng: Atomic::new(Prng::new(0).0),
+        }
+    }
+
+    /// Makes each later map call fail with `status` at a random rep with a
+    /// probability of `per_mille`/1000 (clamped to 1000); 0 turns it off.
+    pub(crate) fn set_random(&self, per_mille: u32, status: u16) {
+        let v = if per_mille == 0 || status == 0 {
+            0
+        } else {
+            (u64::from(per_mille.min(1000)) << 16) | u64::from(status)
+        };
+        self.random.store(v, Relaxed);
+    }
+
+    /// Draws whether this call of `reps` reps fails: `(rep, status)`.
+    pub(crate) fn take_random(&self, reps: usize) -> Option<(usize, u16)> {
+        let v = self.random.load(Relaxed);
+        if v == 0 {
+            return None;
+        }
+        let (per_mille, status) = ((v >> 16) as u32, (v & 0xffff) as u16);
+        let mut cur = self.rng.load(Relaxed);
+        loop {
+            let (next, r) = Prng(cur).next();
+            match self.rng.cmpxchg(cur, next.0, Relaxed) {
+                Ok(_) => {
+                    return selects(r, per_mille).then(|| (failing_rep(r, reps), status));
+                }
+                Err(now) => cur = now,
+            }
         }
     }
 
@@ -66,5 +146,75 @@ impl Inject {
             return None;
         }
         Some(((v & 0xffff_ffff) as usize, (v >> 32) as u16))
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_sim_inject)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prng_sequence() {
+        // Deterministic, never stuck at 0, and 0 is not a seed.
+        let (a, ra) = Prng::new(1).next();
+        let (b, rb) = Prng::new(1).next();
+        assert_eq!((a, ra), (b, rb));
+        assert_eq!(Prng::new(0), Prng::new(0x9e37_79b9_7f4a_7c15));
+        // xorshift64* from state 1: x = 1 ^ (1 << 25) ^ ((1 ^ 1 << 25) >> 27).
+        assert_eq!(a, Prng((1u64 | 1 << 25) ^ ((1u64 | 1 << 25) >> 27)));
+        assert_eq!(ra, a.0.wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let mut p = Prng::new(42);
+        for _ in 0..1000 {
+            p = p.next().0;
+            assert_ne!(p.0, 0);
+        }
+    }
+
+    #[test]
+    fn selection_rates() {
+        assert!(!selects(u64::MAX, 0));
+        assert!(selects(u64::MAX, 1000));
+        // (r >> 32) % 1000 == 5: selected from 6 per mille up.
+        let r = 5u64 << 32;
+        assert!(!selects(r, 5));
+        assert!(selects(r, 6));
+        // Over 10000 draws, 10 per mille selects 100 +- 40.
+        let mut p = Prng::new(7);
+        let mut hits = 0;
+        for _ in 0..10000 {
+            let (n, r) = p.next();
+            p = n;
+            if selects(r, 10) {
+                hits += 1;
+            }
+        }
+        assert!((60..=140).contains(&hits));
+    }
+
+    #[test]
+    fn failing_rep_in_range() {
+        assert_eq!(failing_rep(12345, 0), 0);
+        assert_eq!(failing_rep(12345, 1), 0);
+        assert_eq!(failing_rep(0xdead_0000_0007, 5), 2);
+        let mut p = Prng::new(3);
+        for _ in 0..1000 {
+            let (n, r) = p.next();
+            p = n;
+            assert!(failing_rep(r, 512) < 512);
+        }
+    }
+
+    #[test]
+    fn random_injection() {
+        let inj = Inject::new();
+        assert_eq!(inj.take_random(4), None);
+        inj.set_random(1000, 11);
+        for reps in 1..20 {
+            let r = inj.take_random(reps);
+            assert!(matches!(r, Some((rep, 11)) if rep < reps));
+        }
+        inj.set_random(0, 11);
+        assert_eq!(inj.take_random(4), None);
     }
 }

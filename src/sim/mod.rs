@@ -314,6 +314,12 @@ impl Sim {
         self.inject.set_fail_at_rep(rep, status);
     }
 
+    /// Makes each later map call fail with `status` at a random rep, with a
+    /// probability of `per_mille`/1000 (a deterministic PRNG); 0 turns it off.
+    pub(crate) fn inject_random(&self, per_mille: u32, status: u16) {
+        self.inject.set_random(per_mille, status);
+    }
+
     /// Statistics of partition `pt`.
     pub(crate) fn partition_stats(&self, pt: u64) -> HvResult<PartitionStats> {
         let part = self.partition(pt)?;
@@ -617,7 +623,11 @@ impl Hypervisor for Sim {
         if self.inject.take_no_memory() {
             return Err(at_start(HvError(status::INSUFFICIENT_MEMORY)));
         }
-        match self.inject.take_fail_at_rep() {
+        let fail = self
+            .inject
+            .take_fail_at_rep()
+            .or_else(|| self.inject.take_random(pfns.len()));
+        match fail {
             Some((reps, st)) if reps < pfns.len() => {
                 let head = pfns.get(..reps).unwrap_or(&[]);
                 inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;

@@ -51,6 +51,10 @@
 #                               simulator does not implement; a triple fault
 #                               on hardware, as there is no IDT).
 #     9 SPIN                    `jmp .` at spin_insn, forever.
+#    10 PAGE_CHECK addr, pages, seed
+#                               as PATTERN_CHECK, but only the first dword
+#                               of each 4 KiB page P (it must be P ^ seed;
+#                               seed 0 checks what TOUCH wrote).
 #   Instructions used: IN/OUT imm8, MOV, CMP, TEST, XOR, ADD, DEC, Jcc, JMP,
 #             REP STOSD, HLT, UD2.
 
@@ -80,6 +84,8 @@ next:
 	je	cmd_ud2
 	cmp	$9, %eax
 	je	cmd_spin
+	cmp	$10, %eax
+	je	cmd_page_check
 	out	%eax, $0x2f
 	jmp	next
 
@@ -173,6 +179,26 @@ cmd_check_const:
 	cmp	%ebx, %eax
 	jne	check_bad
 	add	$4, %esi
+	dec	%ecx
+	jnz	1b
+
+	jmp	check_ok
+
+cmd_page_check:
+	in	$0x21, %eax
+	mov	%eax, %esi
+	in	$0x21, %eax
+	mov	%eax, %ecx
+	in	$0x21, %eax
+	mov	%eax, %ebx
+	test	%ecx, %ecx
+	jz	check_ok
+1:	mov	%esi, %edx
+	xor	%ebx, %edx
+	mov	(%esi), %eax
+	cmp	%edx, %eax
+	jne	check_bad
+	add	$4096, %esi
 	dec	%ecx
 	jnz	1b
 

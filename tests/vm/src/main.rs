@@ -13,7 +13,10 @@
 // `# mshv-vmtests: N passed, M failed, K skipped`; the exit status is 1 if any
 // case failed (or could not run at all), else 0.
 //
-// Environment: MSHV_VMTESTS_TIMEOUT_SCALE=<float> multiplies every time limit
+// Environment: MSHV_FAULTS=1 marks each test case's process for failslab's
+// task filter (/proc/self/make-it-fail) and accepts clean errnos (see
+// scripts/check-faults); MSHV_STRESS_SECS=<n> is the length of scen_stress
+// (default 60). MSHV_VMTESTS_TIMEOUT_SCALE=<float> multiplies every time limit
 // (slow emulation); MSHV_VMTESTS_DEBUGFS=<dir> replaces the driver's debugfs
 // directory /sys/kernel/debug/mshv_rs (debugfs mounted elsewhere). Without it
 // the harness mounts debugfs on /sys/kernel/debug if needed.
@@ -195,6 +198,14 @@ fn run_forked(t: &TestCase, limit: Duration) -> (Outcome, Vec<String>) {
 
 fn child(t: &TestCase, wr: i32) -> ! {
     util::set_report_fd(wr);
+    // MSHV_FAULTS=1 (scripts/check-faults): only the test case's process
+    // (and its children) is subject to failslab's task filter, not the
+    // runner.
+    if util::faults_mode() {
+        if let Err(e) = std::fs::write("/proc/self/make-it-fail", "1") {
+            util::note(&format!("warning: /proc/self/make-it-fail: {e}"));
+        }
+    }
     std::panic::set_hook(Box::new(|info| {
         let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
             s.to_string()

@@ -189,6 +189,26 @@ pub fn errname(e: i32) -> String {
     format!("{name} ({e})")
 }
 
+/// MSHV_FAULTS=1: the run injects failures (failslab, the sim's hypercall
+/// injection), so a clean errno from the kernel is an accepted outcome.
+pub fn faults_mode() -> bool {
+    std::env::var("MSHV_FAULTS").is_ok_and(|v| v == "1")
+}
+
+/// The failure for a system call that failed with `e`: a test failure, or
+/// with MSHV_FAULTS=1 an accepted outcome (reported as a SKIP whose reason
+/// starts with "MSHV_FAULTS", which scripts/check-faults counts).
+pub fn errno_failure(what: &str, e: i32) -> Failure {
+    if faults_mode() {
+        Failure::Skip(format!(
+            "MSHV_FAULTS: clean error accepted: {what}: {}",
+            errname(e)
+        ))
+    } else {
+        Failure::Fail(format!("{what}: {}", errname(e)))
+    }
+}
+
 /// The outcome of a raw ioctl: the return value or the errno.
 pub type IoctlResult = Result<i32, i32>;
 
@@ -305,19 +325,24 @@ pub struct Mmap {
 impl Mmap {
     /// `mmap(NULL, len, RW, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`.
     pub fn anon(len: usize) -> TResult<Mmap> {
-        // SAFETY: a fresh anonymous mapping; we own it until drop.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
+        Self::map(
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+        )
+    }
+
+    /// `mmap(NULL, len, prot, flags, fd, 0)`, unmapped on drop.
+    pub fn map(len: usize, prot: i32, flags: i32, fd: i32) -> TResult<Mmap> {
+        // SAFETY: a fresh mapping at an address the kernel picks; we own it
+        // until drop.
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
         if p == libc::MAP_FAILED {
-            fail!("mmap of {len:#x} bytes: {}", errname(errno()));
+            return Err(errno_failure(
+                &format!("mmap of {len:#x} bytes (prot {prot:#x}, flags {flags:#x})"),
+                errno(),
+            ));
         }
         Ok(Mmap { ptr: p.cast(), len })
     }

@@ -44,9 +44,9 @@ impl Partition {
     pub fn new(mshv: &Mshv) -> TResult<Partition> {
         let vm = mshv
             .create_vm()
-            .map_err(|e| Failure::Fail(format!("create_vm: {}", show_err(e))))?;
+            .map_err(|e| errno_failure("create_vm", e.errno()))?;
         vm.initialize()
-            .map_err(|e| Failure::Fail(format!("MSHV_INITIALIZE_PARTITION: {}", show_err(e))))?;
+            .map_err(|e| errno_failure("MSHV_INITIALIZE_PARTITION", e.errno()))?;
         let debugfs = latest_partition_dir();
         Ok(Partition { vm, debugfs })
     }
@@ -65,25 +65,36 @@ impl Partition {
             ..Default::default()
         };
         self.vm.map_user_memory(region).map_err(|e| {
-            Failure::Fail(format!(
-                "MSHV_SET_GUEST_MEMORY map gfn {gfn:#x} size {size:#x} uaddr {uaddr:#x} flags {flags:#x}: {}",
-                show_err(e)
-            ))
+            errno_failure(
+                &format!(
+                    "MSHV_SET_GUEST_MEMORY map gfn {gfn:#x} size {size:#x} uaddr {uaddr:#x} flags {flags:#x}"
+                ),
+                e.errno(),
+            )
         })
     }
 
     pub fn vcpu(&self, index: u8) -> TResult<VcpuFd> {
         self.vm
             .create_vcpu(index)
-            .map_err(|e| Failure::Fail(format!("create_vcpu({index}): {}", show_err(e))))
+            .map_err(|e| errno_failure(&format!("create_vcpu({index})"), e.errno()))
     }
 
     /// The partition's `stats`, which must exist.
     pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
-        match &self.debugfs {
-            Ok(dir) => partition_stats(dir),
+        let dir = match &self.debugfs {
+            Ok(dir) => dir,
             Err(e) => fail!("partition debugfs directory: {e}"),
+        };
+        // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
+        let mut r = partition_stats(dir);
+        for _ in 1..if faults_mode() { 5 } else { 1 } {
+            if r.is_ok() {
+                break;
+            }
+            r = partition_stats(dir);
         }
+        r
     }
 
     /// Logs the stats as a diagnostic, if they can be read.
@@ -125,29 +136,21 @@ pub fn seg_reg(name: hv_register_name, s: hv_x64_segment_register) -> hv_registe
 
 pub fn set_regs(vcpu: &VcpuFd, regs: &[hv_register_assoc]) -> TResult {
     vcpu.set_reg(regs)
-        .map_err(|e| Failure::Fail(format!("HVCALL_SET_VP_REGISTERS: {}", show_err(e))))
+        .map_err(|e| errno_failure("HVCALL_SET_VP_REGISTERS", e.errno()))
 }
 
 pub fn get_reg64(vcpu: &VcpuFd, name: hv_register_name) -> TResult<u64> {
     let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs).map_err(|e| {
-        Failure::Fail(format!(
-            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
-            show_err(e)
-        ))
-    })?;
+    vcpu.get_reg(&mut regs)
+        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
     // SAFETY: a plain integer view of the returned value.
     Ok(unsafe { regs[0].value.reg64 })
 }
 
 pub fn get_seg(vcpu: &VcpuFd, name: hv_register_name) -> TResult<hv_x64_segment_register> {
     let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs).map_err(|e| {
-        Failure::Fail(format!(
-            "HVCALL_GET_VP_REGISTERS({name:#x}): {}",
-            show_err(e)
-        ))
-    })?;
+    vcpu.get_reg(&mut regs)
+        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
     // SAFETY: segment registers are returned in the segment layout.
     Ok(unsafe { regs[0].value.segment })
 }
@@ -372,6 +375,7 @@ pub const CMD_CHECK_CONST: u32 = 6;
 pub const CMD_TOUCH: u32 = 7;
 pub const CMD_UD2: u32 = 8;
 pub const CMD_SPIN: u32 = 9;
+pub const CMD_PAGE_CHECK: u32 = 10;
 
 pub const PORT_CMD: u16 = 0x20;
 pub const PORT_ARG: u16 = 0x21;
@@ -398,6 +402,8 @@ pub fn load_monitor(p: &Partition) -> TResult<Mmap> {
 pub struct Monitor<'a> {
     pub vcpu: &'a VcpuFd,
     pub exits: u64,
+    /// The VP index its port intercepts must carry.
+    pub vp: u32,
 }
 
 /// What a CHECK command found.
@@ -410,8 +416,14 @@ pub struct Mismatch {
 impl<'a> Monitor<'a> {
     /// Sets the VP up to run monitor32 (already loaded by `load_monitor`).
     pub fn start(vcpu: &'a VcpuFd) -> TResult<Monitor<'a>> {
+        Self::start_vp(vcpu, 0)
+    }
+
+    /// As `start`, for VP `vp` (all VPs can share the monitor's code: it
+    /// uses no stack and no data of its own).
+    pub fn start_vp(vcpu: &'a VcpuFd, vp: u32) -> TResult<Monitor<'a>> {
         enter_protected_mode(vcpu, guest::monitor32::START, MONITOR_STACK)?;
-        Ok(Monitor { vcpu, exits: 0 })
+        Ok(Monitor { vcpu, exits: 0, vp })
     }
 
     /// One RUN_VP, errors as errno.
@@ -426,13 +438,13 @@ impl<'a> Monitor<'a> {
     /// One RUN_VP that must succeed.
     pub fn run(&mut self) -> TResult<Exit> {
         self.run_raw()
-            .map_err(|e| Failure::Fail(format!("MSHV_RUN_VP failed: {}", errname(e))))
+            .map_err(|e| errno_failure("MSHV_RUN_VP failed", e))
     }
 
     /// Checks what every monitor port access must look like.
     fn check_io(&self, exit: &Exit) -> TResult {
         if let Exit::Io { vp, size, len, .. } = *exit {
-            ensure_eq!(vp, 0, "vp_index of the intercept ({exit})");
+            ensure_eq!(vp, self.vp, "vp_index of the intercept ({exit})");
             ensure_eq!(size, 4, "access size of a 32-bit IN/OUT imm8 ({exit})");
             ensure_eq!(
                 len,
@@ -588,6 +600,23 @@ impl<'a> Monitor<'a> {
                 "{what}: the guest sees a wrong dword at GPA {:#x}\nexpected: {value:#010x}\nactual:   {:#010x}",
                 m.gpa,
                 m.found
+            );
+        }
+        Ok(())
+    }
+
+    /// The guest checks the first dword of each of `pages` pages at `gpa`
+    /// against the pattern (`P ^ seed` at page address P).
+    pub fn expect_pages(&mut self, gpa: u32, pages: u32, seed: u32, what: &str) -> TResult {
+        self.begin(CMD_PAGE_CHECK, &[gpa, pages, seed])?;
+        let (aux, r) = self.finish(what)?;
+        let Some(found) = aux else {
+            fail!("{what}: the guest reported no auxiliary value before its result");
+        };
+        if r != u32::MAX {
+            fail!(
+                "{what}: the guest sees a wrong dword at GPA {r:#x}\nexpected: {:#010x}\nactual:   {found:#010x}",
+                pattern_word(r as u64, seed)
             );
         }
         Ok(())

@@ -251,7 +251,12 @@ pub fn dontneed_refaults_zero() -> TResult {
 }
 
 /// How the guest's access to memory unmapped behind the driver ended.
-fn expect_refused_access(exit: Result<Exit, i32>, gpa: u32, old: u32, what: &str) -> TResult {
+pub(crate) fn expect_refused_access(
+    exit: Result<Exit, i32>,
+    gpa: u32,
+    old: u32,
+    what: &str,
+) -> TResult {
     match exit {
         Err(libc::EFAULT) => {
             note!("{what}: MSHV_RUN_VP failed with EFAULT");

@@ -10,6 +10,7 @@ mod exits;
 mod irq;
 mod leaks;
 mod memory;
+mod scenarios;
 mod sim;
 mod state;
 
@@ -206,5 +207,66 @@ pub static ALL: &[TestCase] = &[
         name: "translate_gva_refaults_page_tables",
         func: state::translate_gva_refaults_page_tables,
         timeout: 120,
+    },
+    // Issue 5: movable memory under Linux memory management.
+    TestCase {
+        name: "scen_mremap",
+        func: scenarios::scen_mremap,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_numa_migrate",
+        func: scenarios::scen_numa_migrate,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_thp_collapse_split",
+        func: scenarios::scen_thp_collapse_split,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_ksm_cow",
+        func: scenarios::scen_ksm_cow,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_swap_pageout",
+        func: scenarios::scen_swap_pageout,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_fork_cow",
+        func: scenarios::scen_fork_cow,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_memfd_punch_hole",
+        func: scenarios::scen_memfd_punch_hole,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_hugetlb",
+        func: scenarios::scen_hugetlb,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_tmpfs_file",
+        func: scenarios::scen_tmpfs_file,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_unmap_race",
+        func: scenarios::scen_unmap_race,
+        timeout: 600,
+    },
+    TestCase {
+        name: "scen_stress",
+        func: scenarios::scen_stress,
+        timeout: 900,
+    },
+    TestCase {
+        name: "scen_memcg_pressure",
+        func: scenarios::scen_memcg_pressure,
+        timeout: 900,
     },
 ];

@@ -43,7 +43,7 @@ fn setup() -> TResult<Setup> {
 }
 
 /// The simulator's counters for partition `p`; skips on another backend.
-fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
+pub(crate) fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
     let dir = match &p.debugfs {
         Ok(d) => d.clone(),
         Err(e) => fail!("partition debugfs directory: {e}"),
@@ -55,7 +55,7 @@ fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
     read_kv(&path).ctx("sim_slat")
 }
 
-fn inject(file: &str, value: &str) -> TResult {
+pub(crate) fn inject(file: &str, value: &str) -> TResult {
     let path = mshv_debugfs().join("sim").join(file);
     if !path.exists() {
         skip!("{} missing: not the sim backend", path.display());
@@ -185,7 +185,7 @@ pub fn injected_map_failure_is_clean() -> TResult {
 }
 
 /// Runs the mirror checker of partition `p`: (pages checked, violations).
-fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
+pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
     let dir = match &p.debugfs {
         Ok(d) => d.clone(),
         Err(e) => fail!("partition debugfs directory: {e}"),
@@ -194,7 +194,16 @@ fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
     if !path.exists() {
         skip!("{} missing: not the sim backend", path.display());
     }
-    let kv = read_kv(&path).ctx("mirror_check")?;
+    // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
+    let tries = if faults_mode() { 5 } else { 1 };
+    let mut kv = read_kv(&path);
+    for _ in 1..tries {
+        if kv.is_ok() {
+            break;
+        }
+        kv = read_kv(&path);
+    }
+    let kv = kv.ctx("mirror_check")?;
     match (kv.get("checked"), kv.get("violations")) {
         (Some(&c), Some(&v)) => Ok((c, v)),
         _ => fail!("{}: {}", path.display(), show_kv(&kv)),
