@@ -29,6 +29,7 @@ MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
 KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
 .PHONY: all module setup kernel kernel-debug kunit check check-debug run bench \
+	demo-build demo-smoke \
 	vm-test host-test fmt fmtcheck clippy install clean help
 
 all: module
@@ -84,9 +85,17 @@ check-debug:
 	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
 	MSHV_DEBUG_KERNEL=1 $(REPO)/scripts/vm-test
 
-run: module
-	cd $(REPO)/tests/vm && cargo build --release --locked --quiet
-	$(REPO)/scripts/vm-run -- $(REPO)/scripts/demo
+# The demo VMM (vmm/, mshv-demo) runs the demo guest over 1 GiB of movable
+# RAM on two NUMA nodes while migrating, paging out and punching holes in it.
+run: module demo-build
+	$(REPO)/scripts/vm-run --memory 3G --numa -- $(REPO)/scripts/demo
+
+demo-build:
+	cd $(REPO)/vmm && cargo build --release --locked --quiet
+
+# make check's small version of `make run` (and of `make bench`).
+demo-smoke: demo-build
+	$(REPO)/scripts/vm-run --memory 2G --numa -- $(REPO)/scripts/demo --smoke
 
 install:
 	$(REPO)/scripts/install
@@ -95,5 +104,6 @@ clean:
 	rm -rf $(MO)
 	cd $(REPO)/tests/host && cargo clean
 	cd $(REPO)/tests/vm && cargo clean
+	cd $(REPO)/vmm && cargo clean
 
 endif

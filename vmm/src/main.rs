@@ -39,6 +39,8 @@ usage: mshv-demo [options]
                       (every dword; default 1M)
   --progress SIZE     a guest progress line every SIZE bytes (default 64M)
   --stats             print the driver's partition statistics at the end
+  --no-punch          self-check of the guest's hole check: tell the guest
+                      about holes but do not make them; the guest must FAIL
 ";
 
 struct Opts {
@@ -54,6 +56,7 @@ struct Opts {
     dense: u64,
     progress: u64,
     stats: bool,
+    no_punch: bool,
 }
 
 /// "16M", "1G", "4096", "512K".
@@ -81,6 +84,7 @@ fn parse_args() -> Result<Opts, String> {
         dense: 1 << 20,
         progress: 64 << 20,
         stats: false,
+        no_punch: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -126,6 +130,7 @@ fn parse_args() -> Result<Opts, String> {
                 o.progress = parse_size(&v).ok_or_else(|| bad(&v))?;
             }
             "--stats" => o.stats = true,
+            "--no-punch" => o.no_punch = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -259,7 +264,9 @@ fn real_main() -> Result<bool, String> {
         let chunks = size.div_ceil(HUGE);
         for c in (0..chunks).filter(|c| c % holes as u64 == (pass % holes) as u64) {
             let len = HUGE.min(size - c * HUGE);
-            vm.ram.punch(base + c * HUGE, len)?;
+            if !o.no_punch {
+                vm.ram.punch(base + c * HUGE, len)?;
+            }
             counters.holes.fetch_add(1, Ordering::Relaxed);
             counters.hole_bytes.fetch_add(len, Ordering::Relaxed);
         }
