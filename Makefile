@@ -93,6 +93,11 @@ run: module demo-build
 demo-build:
 	cd $(REPO)/vmm && cargo build --release --locked --quiet
 
+# Benchmarks on the sim backend in the VM: results/bench-<date>.{md,svg},
+# results/latest.md. BENCH_ARGS="--size 256 --reps 3" for a quicker run.
+bench: module demo-build
+	$(REPO)/scripts/bench $(BENCH_ARGS)
+
 # make check's small version of `make run` (and of `make bench`).
 demo-smoke: demo-build
 	$(REPO)/scripts/vm-run --memory 2G --numa -- $(REPO)/scripts/demo --smoke

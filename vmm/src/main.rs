@@ -6,19 +6,13 @@
 // all of RAM while, with --churn, the VMM migrates, pages out and punches
 // holes in that RAM. See `mshv-demo --help`.
 
-mod churn;
-mod run;
-mod stats;
-mod vm;
-
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use vm::{Backing, GuestRam, Vm, HUGE, MAX_VCPUS, PAGE};
-
-static DEMO_GUEST: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo32.bin"));
+use mshv_demo::vm::{self, Backing, GuestRam, Vm, HUGE, MAX_VCPUS, PAGE};
+use mshv_demo::{churn, run, stats, DEMO_GUEST};
 
 const USAGE: &str = "\
 usage: mshv-demo [options]
@@ -256,8 +250,8 @@ fn real_main() -> Result<bool, String> {
     let counters = churn::Counters::default();
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
-    let sync = |vp: usize, pass: u32| -> Result<(), String> {
-        if holes == 0 {
+    let sync = |vp: usize, port: u16, pass: u32| -> Result<(), String> {
+        if holes == 0 || port != run::PORT_SYNC {
             return Ok(());
         }
         let (base, size) = slices[vp];

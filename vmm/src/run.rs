@@ -22,6 +22,8 @@ const LSR_TX_EMPTY: u64 = 0x60;
 pub const PORT_SYNC: u16 = 0x510;
 /// demo32: the result (0xFFFFFFFF = OK, else the failing GPA).
 pub const PORT_RESULT: u16 = 0x511;
+/// demo32: end of a verify phase (EAX = the pass); a timing mark.
+pub const PORT_VERIFIED: u16 = 0x512;
 pub const RESULT_OK: u32 = 0xffff_ffff;
 
 const MSG_IO_PORT: u32 = hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT;
@@ -79,13 +81,14 @@ pub struct VpEnd {
     pub result: Option<u32>,
 }
 
-/// Runs VP `vp` until it halts. `sync(pass)` is called (on this thread, with
-/// the VP stopped) when the guest reports the end of a write phase.
+/// Runs VP `vp` until it halts. `sync(vp, port, value)` is called (on this
+/// thread, with the VP stopped) when the guest writes PORT_SYNC (the end of
+/// a write phase) or PORT_VERIFIED (the end of a verify phase).
 pub fn run_vp(
     shared: &Shared,
     vp: usize,
     vcpu: &VcpuFd,
-    sync: &dyn Fn(usize, u32) -> Result<(), String>,
+    sync: &dyn Fn(usize, u16, u32) -> Result<(), String>,
 ) -> Result<VpEnd, String> {
     let mut result = None;
     loop {
@@ -109,8 +112,8 @@ pub fn run_vp(
                         None
                     }
                     (PORT_SERIAL_LSR, false) => Some(LSR_TX_EMPTY),
-                    (PORT_SYNC, true) => {
-                        sync(vp, io.rax as u32)?;
+                    (PORT_SYNC | PORT_VERIFIED, true) => {
+                        sync(vp, io.port_number, io.rax as u32)?;
                         None
                     }
                     (PORT_RESULT, true) => {

@@ -151,6 +151,10 @@ impl Mapping {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Copies `data` to offset `off`.
     pub fn write(&self, off: usize, data: &[u8]) {
         assert!(off + data.len() <= self.len);
@@ -332,11 +336,10 @@ impl Vm {
         code.write((IMAGE_GPA - CODE_GPA) as usize, image);
         vm.map_user_memory(mem_region(CODE_GPA, CODE_SIZE, code.addr(), true))
             .map_err(|e| format!("map the code region: {e}"))?;
-        let mut off = 0;
         for &(gpa, size) in &ram.regions {
-            vm.map_user_memory(mem_region(gpa, size, ram.map.addr() + off, false))
+            let uaddr = ram.map.addr() + (gpa - RAM_GPA);
+            vm.map_user_memory(mem_region(gpa, size, uaddr, false))
                 .map_err(|e| format!("map RAM region at GPA {gpa:#x} size {size:#x}: {e}"))?;
-            off += size;
         }
         Ok(Vm { vm, code, ram })
     }
