@@ -148,7 +148,8 @@ const char *mshv_rs_backend_param(void);
 
 /*
  * Whether the C driver mshv_root is present (loaded or built in): it then owns
- * the misc device "mshv". Sleeps (takes the module mutex).
+ * the misc device "mshv". A module still loading or already unloading counts
+ * as absent. Does not sleep (an RCU symbol lookup).
  */
 bool mshv_rs_c_mshv_root_present(void);
 

@@ -90,11 +90,12 @@ pub struct Mapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain memory; the VMM's threads only touch it with
-// madvise/move_pages/fallocate (kernel calls) and volatile-free reads and
-// writes before the guest runs.
+// SAFETY: `Mapping` owns a range of the process's address space, not Rust
+// objects: it hands out no references into it. Threads use it only through
+// kernel calls on the range (madvise, move_pages, fallocate) and `write`,
+// which the VMM calls before any VP or churn thread exists.
 unsafe impl Send for Mapping {}
-// SAFETY: as above.
+// SAFETY: as above; no method gives shared access to the memory's contents.
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
