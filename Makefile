@@ -36,7 +36,7 @@ all: module
 
 help:
 	@sed -n 's/^#   //p' $(REPO)/Makefile | head -3; \
-	echo "targets: module kunit check run fmt fmtcheck clippy install clean"; \
+	echo "targets: module kunit check run bench demo-smoke fmt fmtcheck clippy install clean"; \
 	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1"
 
 setup:
@@ -70,6 +70,7 @@ kunit:
 
 host-test:
 	cd $(REPO)/tests/host && cargo test --locked
+	cd $(REPO)/vmm && cargo test --locked
 
 vm-test: module
 	$(REPO)/scripts/vm-test

@@ -316,7 +316,19 @@ impl Movable {
             }
             // Fault in for writing only when the guest writes: a read must not
             // break COW or allocate (and works on read-only VMAs).
-            let seq = notifier.hmm_fault(uaddr, write, &mut hmm)?;
+            let seq = match notifier.hmm_fault(uaddr, write, &mut hmm) {
+                Ok(seq) => seq,
+                // HMM gave up after its own retry timeout: invalidations
+                // (migration, reclaim) kept racing the fault. Start over like
+                // a sequence retry, within this loop's bound, instead of
+                // failing MSHV_RUN_VP with EBUSY.
+                Err(e) if e == EBUSY => {
+                    Stats::add(&self.stats.fault_retries, 1);
+                    crate::sys::page::cond_resched();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             for (p, h) in pages.iter_mut().zip(hmm.iter()) {
                 if !h.valid() {
                     return Err(EFAULT);

@@ -4,6 +4,7 @@
 // memory, the VP loop, churn, and the driver's statistics.
 
 pub mod churn;
+pub mod layout;
 pub mod run;
 pub mod stats;
 pub mod vm;

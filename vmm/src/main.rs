@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mshv_demo::vm::{self, Backing, GuestRam, Vm, HUGE, MAX_VCPUS, PAGE};
+use mshv_demo::layout::{hole_chunks, parse_size, slices};
+use mshv_demo::vm::{self, Backing, GuestRam, Vm, MAX_VCPUS, PAGE};
 use mshv_demo::{churn, run, stats, DEMO_GUEST};
 
 const USAGE: &str = "\
@@ -51,17 +52,6 @@ struct Opts {
     progress: u64,
     stats: bool,
     no_punch: bool,
-}
-
-/// "16M", "1G", "4096", "512K".
-fn parse_size(s: &str) -> Option<u64> {
-    let (num, shift) = match s.as_bytes().last()? {
-        b'K' | b'k' => (&s[..s.len() - 1], 10),
-        b'M' | b'm' => (&s[..s.len() - 1], 20),
-        b'G' | b'g' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    num.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -135,28 +125,6 @@ fn parse_args() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// VP i's slice of RAM: (gpa, size). Slices are whole 2 MiB chunks when RAM
-/// allows (so that holes, counted in 2 MiB chunks from each slice's start,
-/// are aligned), whole pages otherwise; the last VP takes the rest.
-fn slices(ram: &GuestRam, vcpus: usize) -> Vec<(u64, u64)> {
-    let g = if ram.size() >= vcpus as u64 * HUGE {
-        HUGE
-    } else {
-        PAGE
-    };
-    let per = ram.size() / vcpus as u64 / g * g;
-    (0..vcpus as u64)
-        .map(|i| {
-            let size = if i + 1 == vcpus as u64 {
-                ram.size() - i * per
-            } else {
-                per
-            };
-            (vm::RAM_GPA + i * per, size)
-        })
-        .collect()
-}
-
 fn mib(b: u64) -> String {
     if b.is_multiple_of(1 << 20) {
         format!("{} MiB", b >> 20)
@@ -195,7 +163,7 @@ fn real_main() -> Result<bool, String> {
     let vm = vm?;
     let stats_dir = stats::newest_partition_dir();
     let holes = if o.churn && !o.pinned { o.holes } else { 0 };
-    let slices = slices(&vm.ram, o.vcpus);
+    let slices = slices(vm.ram.size(), o.vcpus)?;
     for (i, &(gpa, size)) in slices.iter().enumerate() {
         let dense = o.dense.min(size) & !3;
         let step = o.progress.clamp(PAGE, size.max(PAGE)) / PAGE * PAGE;
@@ -255,11 +223,9 @@ fn real_main() -> Result<bool, String> {
             return Ok(());
         }
         let (base, size) = slices[vp];
-        let chunks = size.div_ceil(HUGE);
-        for c in (0..chunks).filter(|c| c % holes as u64 == (pass % holes) as u64) {
-            let len = HUGE.min(size - c * HUGE);
+        for (off, len) in hole_chunks(size, holes, pass) {
             if !o.no_punch {
-                vm.ram.punch(base + c * HUGE, len)?;
+                vm.ram.punch(base + off, len)?;
             }
             counters.holes.fetch_add(1, Ordering::Relaxed);
             counters.hole_bytes.fetch_add(len, Ordering::Relaxed);
