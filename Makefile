@@ -29,13 +29,14 @@ MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
 KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
 .PHONY: all module setup kernel kernel-debug kunit check check-debug check-faults run bench \
+	demo-build demo-smoke \
 	vm-test host-test fmt fmtcheck clippy install clean help
 
 all: module
 
 help:
 	@sed -n 's/^#   //p' $(REPO)/Makefile | head -3; \
-	echo "targets: module kunit check run fmt fmtcheck clippy install clean"; \
+	echo "targets: module kunit check run bench demo-smoke fmt fmtcheck clippy install clean"; \
 	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1"
 
 setup:
@@ -69,6 +70,7 @@ kunit:
 
 host-test:
 	cd $(REPO)/tests/host && cargo test --locked
+	cd $(REPO)/vmm && cargo test --locked
 
 vm-test: module
 	$(REPO)/scripts/vm-test
@@ -92,9 +94,22 @@ check-faults:
 	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
 	$(REPO)/scripts/check-faults
 
-run: module
-	cd $(REPO)/tests/vm && cargo build --release --locked --quiet
-	$(REPO)/scripts/vm-run -- $(REPO)/scripts/demo
+# The demo VMM (vmm/, mshv-demo) runs the demo guest over 1 GiB of movable
+# RAM on two NUMA nodes while migrating, paging out and punching holes in it.
+run: module demo-build
+	$(REPO)/scripts/vm-run --memory 3G --numa -- $(REPO)/scripts/demo
+
+demo-build:
+	cd $(REPO)/vmm && cargo build --release --locked --quiet
+
+# Benchmarks on the sim backend in the VM: results/bench-<date>.{md,svg},
+# results/latest.md. BENCH_ARGS="--size 256 --reps 3" for a quicker run.
+bench: module demo-build
+	$(REPO)/scripts/bench $(BENCH_ARGS)
+
+# make check's small version of `make run` (and of `make bench`).
+demo-smoke: demo-build
+	$(REPO)/scripts/vm-run --memory 2G --numa -- $(REPO)/scripts/demo --smoke
 
 install:
 	$(REPO)/scripts/install
@@ -103,5 +118,6 @@ clean:
 	rm -rf $(MO)
 	cd $(REPO)/tests/host && cargo clean
 	cd $(REPO)/tests/vm && cargo clean
+	cd $(REPO)/vmm && cargo clean
 
 endif

@@ -188,6 +188,13 @@ void *mshv_rs_pfn_to_virt(u64 pfn);
 /* The backend= module parameter as written by the user. */
 const char *mshv_rs_backend_param(void);
 
+/*
+ * Whether the C driver mshv_root is present (loaded or built in): it then owns
+ * the misc device "mshv". A module still loading or already unloading counts
+ * as absent. Does not sleep (an RCU symbol lookup).
+ */
+bool mshv_rs_c_mshv_root_present(void);
+
 /* ---- Hyper-V (src/sys/hyperv.c, CONFIG_HYPERV only) -------------------- */
 
 /* Whether Linux runs as a Hyper-V root partition. */

@@ -94,6 +94,12 @@ pub(crate) struct MshvModule {
 }
 
 fn new_shared() -> Result<Arc<Shared>> {
+    // Both drivers register the misc device "mshv"; a second registration
+    // would fail in sysfs with a duplicate-name warning. Refuse up front.
+    if sys::c_mshv_root_present() {
+        pr_err!("the C driver mshv_root is loaded and owns /dev/mshv; unload it first (rmmod mshv_root)\n");
+        return Err(EBUSY);
+    }
     let mut simulator = None;
     let hv: Arc<dyn hv::Hypervisor> = match backend_kind()? {
         BackendKind::Sim => {

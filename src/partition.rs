@@ -278,6 +278,16 @@ impl Partition {
             &self.stats,
         )?;
         let region = Arc::new(region, GFP_KERNEL)?;
+        // Named after upstream's tracepoint of the same event.
+        pr_debug!(
+            "mshv_map_user_memory: partition_id={} gfn={:#x} pages={:#x} uaddr={:#x} flags={:#x} pinned={}\n",
+            self.id,
+            m.guest_pfn,
+            pages,
+            m.userspace_addr,
+            m.flags,
+            matches!(policy, RamPolicy::Pinned)
+        );
         let last = m.guest_pfn + pages - 1;
         // On failure the region is dropped, which removes it.
         let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL)?;

@@ -133,7 +133,18 @@ impl Vp {
             } else {
                 (last, same) = ((gpa >> 12, access[0]), 0);
             }
-            match p.handle_gpa_intercept(gpa >> 12, Access::from_hv(access[0]))? {
+            let access = Access::from_hv(access[0]);
+            let r = p.handle_gpa_intercept(gpa >> 12, access);
+            // Named after upstream's tracepoint of the same event.
+            pr_debug!(
+                "mshv_handle_gpa_intercept: partition_id={} vp_index={} gfn={:#x} access_type={:?} handled={}\n",
+                p.id,
+                self.index,
+                gpa >> 12,
+                access,
+                matches!(r, Ok(Fault::Mapped))
+            );
+            match r? {
                 Fault::Mapped => continue,
                 Fault::Forward => break,
             }

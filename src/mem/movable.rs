@@ -38,7 +38,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex, SetOnce}, //
+    sync::{Arc, Mutex, SetOnce},
+    time::{Instant, Monotonic}, //
 };
 
 /// Bound on fault attempts (sequence retries and deposit rounds) per intercept.
@@ -65,6 +66,12 @@ pub(crate) struct Stats {
     pub(crate) deposit_retries: AtomicU64,
     /// Remaps that failed inside an invalidation (then unmapped instead).
     pub(crate) invalidate_failures: AtomicU64,
+    /// 4 KiB pages remapped NO_ACCESS by invalidations (after widening to
+    /// whole large entries).
+    pub(crate) remapped_4k: AtomicU64,
+    /// Nanoseconds spent in the fault path (GPA intercept to mapped or
+    /// forwarded), summed over all intercepts.
+    pub(crate) fault_ns: AtomicU64,
 }
 
 impl Stats {
@@ -270,6 +277,14 @@ impl Movable {
     /// memory, a fetch from non-executable memory) is the VMM's business:
     /// mapping again would only make the guest intercept again.
     pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
+        let start = Instant::<Monotonic>::now();
+        let r = self.fault_timed(gfn, access);
+        let ns = start.elapsed().as_nanos();
+        Stats::add(&self.stats.fault_ns, u64::try_from(ns).unwrap_or(0));
+        r
+    }
+
+    fn fault_timed(&self, gfn: u64, access: Access) -> Result<Fault> {
         let write = access == Access::Write;
         if (write && !self.writable) || (access == Access::Execute && !self.exec) {
             return Ok(Fault::Forward);
@@ -309,11 +324,13 @@ impl Movable {
                 Ok(seq) => seq,
                 // HMM ran out of retries: the window's pages keep being
                 // invalidated while it faults the others in (reclaim under
-                // memory pressure takes them back). Fault fewer pages around
-                // `gfn`; a single page always makes progress.
-                Err(e) if e == EBUSY && window.count > 1 => {
+                // memory pressure, migration). Fault fewer pages around
+                // `gfn` (down to the one page) and start over, within this
+                // loop's bound, instead of failing MSHV_RUN_VP with EBUSY.
+                Err(e) if e == EBUSY => {
                     Stats::add(&self.stats.fault_retries, 1);
                     window = geometry::narrow_window(window, gfn);
+                    crate::sys::page::cond_resched();
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -401,14 +418,24 @@ impl Movable {
                         0
                     };
                 let gfn = window.first + i as u64;
-                match calls::map_batched(
+                let mapped = calls::map_batched(
                     &*self.hv,
                     self.pt,
                     gfn,
                     flags,
                     &pfns[..k],
                     &self.stats.hypercalls,
-                ) {
+                );
+                pr_debug!(
+                    "mshv_rs_map_gpa: partition_id={} gfn={:#x} reps={} large={} writable={} ok={}\n",
+                    self.pt,
+                    gfn,
+                    k,
+                    run.large,
+                    w,
+                    mapped.is_ok()
+                );
+                match mapped {
                     Ok(()) => {
                         if run.large {
                             Stats::add(&self.stats.mapped_2m, k as u64);
@@ -463,6 +490,7 @@ impl Movable {
         range: GfnRange,
     ) -> Result<(), crate::hv::RepError> {
         let range = self.widen(st, range);
+        Stats::add(&self.stats.remapped_4k, range.count);
         self.for_each_rep(st, range, |gfn, reps, large| {
             calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
         })
@@ -517,6 +545,13 @@ impl Invalidate for Movable {
             return true;
         };
         Stats::add(&self.stats.invalidations, 1);
+        pr_debug!(
+            "mshv_rs_invalidate: partition_id={} gfn={:#x} pages={} blockable={}\n",
+            self.pt,
+            self.start_gfn + range.first,
+            range.count,
+            blockable
+        );
         if self.remap_no_access(&st, range).is_err() {
             // Remapping needs no hypervisor memory by construction, so this
             // is an injected or hypervisor failure. The page must not stay

@@ -134,4 +134,5 @@ extern "C" {
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
+    pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;
 }

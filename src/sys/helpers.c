@@ -13,6 +13,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/mmu_notifier.h>
+#include <linux/module.h>
 #include <linux/poll.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
@@ -428,6 +429,28 @@ MODULE_PARM_DESC(backend,
 const char *mshv_rs_backend_param(void)
 {
 	return mshv_rs_backend;
+}
+
+/* ---- the C driver --------------------------------------------------------- */
+
+bool mshv_rs_c_mshv_root_present(void)
+{
+#ifdef CONFIG_MODULES
+	/*
+	 * mshv_root exports hv_call_delete_vp (GPL); finding it means the module
+	 * is loaded (or built in). __symbol_get takes a module reference, which
+	 * is dropped at once: only presence matters.
+	 */
+	void *sym = __symbol_get("hv_call_delete_vp");
+
+	if (!sym)
+		return false;
+	symbol_put_addr(sym);
+	return true;
+#else
+	/* No modules (e.g. the KUnit kernel): only a built-in mshv_root. */
+	return IS_BUILTIN(CONFIG_MSHV_ROOT);
+#endif
 }
 
 /* ---- scheduling --------------------------------------------------------- */

@@ -14,3 +14,11 @@ pub(crate) mod ffi;
 pub(crate) mod layout;
 pub(crate) mod mm;
 pub(crate) mod page;
+
+/// Whether the C driver `mshv_root` is loaded (or built in), in which case it
+/// owns the misc device `mshv`.
+pub(crate) fn c_mshv_root_present() -> bool {
+    // SAFETY: no arguments; the helper only looks a symbol up and drops the
+    // module reference it took.
+    unsafe { ffi::mshv_rs_c_mshv_root_present() }
+}
