@@ -90,6 +90,8 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *mni, unsigned long start,
 long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
 			   bool write, u64 *pfns);
 void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty);
+/* Marks the folio of a page being mapped writable for the guest dirty (see helpers.c). */
+void mshv_rs_mark_pfn_dirty(u64 pfn);
 /* Order of the folio holding @pfn (0 for a small page). */
 unsigned int mshv_rs_pfn_folio_order(u64 pfn);
 

@@ -369,7 +369,8 @@ impl Movable {
 
     /// Maps a faulted window under the lock: 2 MiB entries where the gfn
     /// frame, the pfn frame and the VMM's mapping allow, 4 KiB otherwise;
-    /// writable only where the VMM's mapping is.
+    /// writable only where the VMM's mapping is, and then the page is marked
+    /// dirty (guest writes never set the dirty bit of the VMM's PTE).
     fn map_window(
         &self,
         st: &mut MovableState,
@@ -437,6 +438,16 @@ impl Movable {
                 );
                 match mapped {
                     Ok(()) => {
+                        if w {
+                            // Guest writes will not dirty the VMM's PTE.
+                            for &pfn in &pfns[..k] {
+                                // SAFETY: `pfn` comes from this fault's HMM
+                                // snapshot, whose sequence the caller
+                                // validated under the region's lock (`st`),
+                                // still held.
+                                unsafe { crate::sys::mm::mark_pfn_dirty(pfn) };
+                            }
+                        }
                         if run.large {
                             Stats::add(&self.stats.mapped_2m, k as u64);
                             for f in 0..k as u64 {

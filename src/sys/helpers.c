@@ -304,6 +304,27 @@ void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty)
 	}
 }
 
+/*
+ * Guest writes through a writable second-level entry bypass the VMM's page
+ * table, so the PTE's dirty bit never records them: mark the folio dirty
+ * when the entry is made writable, or reclaim may drop a clean folio (a
+ * shared shmem page read-faulted writable but clean) with the guest's data.
+ * The caller validated the HMM sequence of @pfn under the region's lock and
+ * still holds it: the page is mapped by the VMM and cannot be truncated or
+ * freed before the invalidation that waits for that lock (the same
+ * guarantee zap_pte_range() relies on).
+ */
+void mshv_rs_mark_pfn_dirty(u64 pfn)
+{
+	struct folio *folio;
+
+	if (!pfn_valid(pfn) || is_zero_pfn(pfn))
+		return;
+	folio = page_folio(pfn_to_page(pfn));
+	if (!folio_test_dirty(folio))
+		folio_mark_dirty(folio);
+}
+
 unsigned int mshv_rs_pfn_folio_order(u64 pfn)
 {
 	return folio_order(page_folio(pfn_to_page(pfn)));

@@ -247,6 +247,22 @@ impl HmmPfn {
     }
 }
 
+/// Marks the page at `pfn` (its folio) dirty for Linux, because it is about
+/// to be, or has just been, mapped writable into the guest: guest writes
+/// bypass the VMM's page table and its dirty bit.
+///
+/// # Safety
+///
+/// `pfn` comes from [`IntervalNotifier::hmm_fault`] whose sequence the caller
+/// validated with [`IntervalNotifier::read_retry`] under the lock its
+/// invalidation callback takes, and the caller still holds that lock.
+pub(crate) unsafe fn mark_pfn_dirty(pfn: u64) {
+    // SAFETY: by the function's contract the page is mapped by the VMM and
+    // cannot be truncated or freed until the invalidation, which waits for
+    // the lock the caller holds.
+    unsafe { ffi::mshv_rs_mark_pfn_dirty(pfn) }
+}
+
 /// What backs a user address, for choosing a region type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmaKind {

@@ -245,6 +245,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 600,
     },
     TestCase {
+        name: "scen_memfd_guest_write_survives_pageout",
+        func: scenarios::scen_memfd_guest_write_survives_pageout,
+        timeout: 600,
+    },
+    TestCase {
         name: "scen_hugetlb",
         func: scenarios::scen_hugetlb,
         timeout: 600,

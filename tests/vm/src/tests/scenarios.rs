@@ -1705,3 +1705,42 @@ pub fn scen_memcg_pressure() -> TResult {
     );
     Ok(())
 }
+
+/// Guest writes through a writable SLAT entry never reach the VMM's page
+/// table, so its dirty bit cannot tell Linux the page was written: the
+/// driver must mark a page dirty when it maps it writable. The trap: a
+/// shared shmem mapping gets a *writable but clean* PTE on a read fault (no
+/// write notification for shmem), HMM reports it writable, the driver maps
+/// it writable, the guest writes with no further fault, and MADV_PAGEOUT
+/// then finds a clean, unmapped shmem folio and drops it from the page
+/// cache: without the dirty mark the guest's write is lost and the page
+/// reads as zeros. (Found by `make run`'s demo: memfd, holes, two VPs.)
+pub fn scen_memfd_guest_write_survives_pageout() -> TResult {
+    scenario(|vm| {
+        const SIZE: usize = 256 * 1024;
+        const LEN: usize = 64 * 1024;
+        let fd = Fd(memfd("mshv-scen-dirty", SIZE, 0)?);
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        // Neither view is ever written by the VMM: every page starts as a
+        // hole, and its first fault comes from the guest.
+        let guest_view = Mmap::map(SIZE, rw, libc::MAP_SHARED, fd.0)?;
+        let vmm_view = Mmap::map(SIZE, libc::PROT_READ, libc::MAP_SHARED, fd.0)?;
+        vm.p.map(&guest_view, 0, SIZE, GFN, MEM_RWX)?;
+        let mut m = Monitor::start(&vm.vcpu)?;
+        // Read faults first (holes read as zeros), then guest writes.
+        m.expect_const(GPA, LEN, 0, "the memfd's holes")?;
+        let seed = 0x6469_7274;
+        m.pattern_write(GPA, dwords(LEN), seed)?;
+        madvise(&guest_view, 0, LEN, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
+        m.expect_pattern(GPA, LEN, seed, "the guest's writes after MADV_PAGEOUT")?;
+        verify_pattern(
+            &vmm_view,
+            0,
+            LEN,
+            GPA as u64,
+            seed,
+            "the VMM's view of the guest's writes after MADV_PAGEOUT",
+        )?;
+        m.halt()
+    })
+}
