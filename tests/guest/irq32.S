@@ -13,8 +13,8 @@
 #             (the stack must be in guest RAM: interrupt delivery pushes on it).
 #   The guest loads its GDT (0x08 flat code, 0x10 flat data: the descriptors
 #   of what the VMM put in the segment registers) and an IDT with 32-bit
-#   interrupt gates for vectors 0x40 (handler40) and 0x41 (handler41); every
-#   other vector is not present.
+#   interrupt gates for vectors 2 (NMI, handler_nmi), 0x40 (handler40) and
+#   0x41 (handler41); every other vector is not present.
 #   Ports (32-bit OUT imm8, 2-byte instructions; the VMM advances RIP):
 #     OUT 0x22  phase: 1 = tables loaded, about to `sti; hlt`;
 #               2 = back from the first HLT, about to `hlt` again (IF is
@@ -23,6 +23,9 @@
 #               4 = back from the third HLT; then `cli; hlt` at done_hlt
 #               (HVMSG_X64_HALT). The VMM does not resume after it.
 #     OUT 0x24  in a handler: its vector;
+#     OUT 0x26  in handler_nmi: 2 (an NMI is taken even with IF clear, for
+#               example at done_hlt, which it leaves with IRET to the JMP
+#               back to the HLT).
 #     OUT 0x25  in a handler: the xAPIC ISR register holding vectors 64..95
 #               (GPA 0xFEE00120) before, then after, the handler's EOI:
 #               handler40 writes 0 to the xAPIC EOI register (0xFEE000B0),
@@ -69,6 +72,14 @@ done_hlt:
 	hlt
 	jmp	done_hlt
 
+	.globl handler_nmi
+handler_nmi:
+	push	%eax
+	mov	$2, %eax
+	out	%eax, $0x26
+	pop	%eax
+	iret
+
 	.globl handler40
 handler40:
 	push	%eax
@@ -114,7 +125,9 @@ gdt_ptr:
 
 	.p2align 3
 idt:
-	.fill	0x40, 8, 0
+	.fill	2, 8, 0
+	gate	handler_nmi
+	.fill	0x3d, 8, 0
 	gate	handler40
 	gate	handler41
 idt_end:

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::Duration;
 
 use mshv_bindings::{
-    hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED, mshv_user_ioeventfd, mshv_user_irq_entry,
-    mshv_user_irq_table, mshv_user_irqfd,
+    hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED, hv_interrupt_type_HV_X64_INTERRUPT_TYPE_NMI,
+    mshv_user_ioeventfd, mshv_user_irq_entry, mshv_user_irq_table, mshv_user_irqfd,
 };
 use mshv_ioctls::{InterruptRequest, IoEventAddress, NoDatamatch, VcpuFd, VmFd};
 
@@ -454,7 +454,7 @@ fn wake_with(
 /// the interrupt through its IDT, EOIs (vector 0x40 through the xAPIC page,
 /// 0x41 through the x2APIC EOI MSR) and resumes after its HLT. Then the
 /// same after the routing table was replaced (another vector), then through
-/// `request_virtual_interrupt`.
+/// `request_virtual_interrupt`, then an NMI with interrupts disabled.
 pub fn irqfd_wakes_halted_vp() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
@@ -501,6 +501,32 @@ pub fn irqfd_wakes_halted_vp() -> TResult {
         }
         Ok(other) => fail!("cli; hlt: expected HVMSG_X64_HALT, got {other}"),
         Err(e) => fail!("cli; hlt: MSHV_RUN_VP: {}", errname(e)),
+    }
+    // An NMI (as Cloud Hypervisor sends one) is taken with IF clear: the
+    // handler runs, IRETs to the JMP back to the HLT, which exits again.
+    let nmi = InterruptRequest {
+        interrupt_type: hv_interrupt_type_HV_X64_INTERRUPT_TYPE_NMI,
+        apic_id: 0,
+        vector: 0,
+        level_triggered: false,
+        logical_destination_mode: false,
+        long_mode: false,
+    };
+    expect_ok(
+        vm.request_virtual_interrupt(&nmi),
+        "request_virtual_interrupt NMI",
+    )?;
+    expect_out(&vcpu, 0x26, 2, "NMI handler with IF clear")?;
+    match run(&vcpu) {
+        Ok(Exit::Halt { rip }) => {
+            let h = guest::irq32::DONE_HLT;
+            ensure!(
+                rip == h || rip == h + 1,
+                "HALT at done_hlt {h:#x} after the NMI expected, got rip {rip:#x}"
+            );
+        }
+        Ok(other) => fail!("after the NMI: expected HVMSG_X64_HALT, got {other}"),
+        Err(e) => fail!("after the NMI: MSHV_RUN_VP: {}", errname(e)),
     }
     Ok(())
 }
