@@ -92,6 +92,8 @@ long mshv_rs_pin_user_pfns(unsigned long start, unsigned long npages,
 void mshv_rs_unpin_pfns(const u64 *pfns, unsigned long npages, bool dirty);
 /* Marks the folio of a page being mapped writable for the guest dirty (see helpers.c). */
 void mshv_rs_mark_pfn_dirty(u64 pfn);
+/* Whether the folio of a page is dirty: a snapshot, for the mirror checker. */
+bool mshv_rs_pfn_dirty(u64 pfn);
 /* Order of the folio holding @pfn (0 for a small page). */
 unsigned int mshv_rs_pfn_folio_order(u64 pfn);
 

@@ -4,7 +4,9 @@
 //! SLAT with what backs each region now (ARCHITECTURE.md invariants 1 and 2).
 //!
 //! - Movable: every accessible entry maps the pfn the VMM's page tables map
-//!   at the corresponding address *now* (a non-faulting lookup).
+//!   at the corresponding address *now* (a non-faulting lookup), and every
+//!   writable entry maps a page Linux knows is dirty (guest writes bypass
+//!   the VMM's PTE dirty bit; a clean page could be dropped by reclaim).
 //! - Pinned: every accessible entry maps the page the region pinned there.
 //! - MMIO: every accessible entry maps the device pfn at that offset.
 //!
@@ -26,7 +28,7 @@ pub(crate) struct Report {
 }
 
 /// One accessible SLAT entry: first gfn, first pfn, 2 MiB or not.
-type Entry = (u64, u64, bool);
+type Entry = (u64, u64, bool, bool);
 
 /// Checks every region of partition `pt`.
 pub(crate) fn check_partition(sim: &Sim, pt: u64, regions: &RegionSet) -> Result<Report> {
@@ -42,11 +44,18 @@ pub(crate) fn check_partition(sim: &Sim, pt: u64, regions: &RegionSet) -> Result
 fn collect(sim: &Sim, pt: u64, r: &Region, entries: &mut KVVec<Entry>) -> Result {
     entries.clear();
     let mut overflow = false;
-    sim.for_each_gpa_entry(pt, r.start_gfn, r.pages, |gfn, pfn, accessible, large| {
-        if accessible {
-            overflow |= entries.push_within_capacity((gfn, pfn, large)).is_err();
-        }
-    })?;
+    sim.for_each_gpa_entry(
+        pt,
+        r.start_gfn,
+        r.pages,
+        |gfn, pfn, accessible, large, writable| {
+            if accessible {
+                overflow |= entries
+                    .push_within_capacity((gfn, pfn, large, writable))
+                    .is_err();
+            }
+        },
+    )?;
     if overflow {
         return Err(EOVERFLOW);
     }
@@ -58,9 +67,10 @@ fn compare(
     r: &Region,
     entries: &[Entry],
     report: &mut Report,
+    dirty_required: bool,
     expected: impl Fn(u64) -> Option<u64>,
 ) {
-    for &(gfn, pfn, large) in entries {
+    for &(gfn, pfn, large, writable) in entries {
         let n = if large {
             super::geometry::LARGE_PAGES
         } else {
@@ -71,7 +81,9 @@ fn compare(
                 continue;
             };
             report.checked += 1;
-            if expected(off) != Some(pfn + i) {
+            let stale = expected(off) != Some(pfn + i);
+            let clean = dirty_required && writable && !crate::sys::mm::pfn_dirty(pfn + i);
+            if stale || clean {
                 report.violations += 1;
             }
         }
@@ -93,19 +105,20 @@ fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
                 return Ok(());
             };
             collect(sim, pt, r, &mut entries)?;
-            compare(r, &entries, report, |off| {
+            compare(r, &entries, report, true, |off| {
                 guard.user_pfn(r.uaddr + off * super::geometry::PAGE_SIZE)
             });
         }
         RegionKind::Pinned(p) => {
             collect(sim, pt, r, &mut entries)?;
-            compare(r, &entries, report, |off| {
+            // Pinned pages are marked dirty when unpinned.
+            compare(r, &entries, report, false, |off| {
                 p.pfns().get(off as usize).copied()
             });
         }
         RegionKind::Mmio { pfn } => {
             collect(sim, pt, r, &mut entries)?;
-            compare(r, &entries, report, |off| Some(pfn + off));
+            compare(r, &entries, report, false, |off| Some(pfn + off));
         }
     }
     Ok(())

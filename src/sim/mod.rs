@@ -347,7 +347,7 @@ impl Sim {
         }
     }
 
-    /// Calls `f(gfn, pfn, accessible, large)` for every SLAT entry of
+    /// Calls `f(gfn, pfn, accessible, large, writable)` for every SLAT entry of
     /// partition `pt` intersecting `[first, first + count)`, under the
     /// partition's spinlock: `f` must not sleep.
     pub(crate) fn for_each_gpa_entry(
@@ -355,7 +355,7 @@ impl Sim {
         pt: u64,
         first: u64,
         count: u64,
-        mut f: impl FnMut(u64, u64, bool, bool),
+        mut f: impl FnMut(u64, u64, bool, bool, bool),
     ) -> HvResult {
         let part = self.partition(pt)?;
         let inner = part.inner.lock();
@@ -364,7 +364,8 @@ impl Sim {
             .for_each_entry(first, count, |gfn, pfn, flags, large| {
                 let accessible = flags & slat::NO_ACCESS == 0
                     && flags & (slat::READ | slat::WRITE | slat::KEXEC | slat::UEXEC) != 0;
-                f(gfn, pfn, accessible, large)
+                let writable = accessible && flags & slat::WRITE != 0;
+                f(gfn, pfn, accessible, large, writable)
             });
         Ok(())
     }

@@ -93,6 +93,7 @@ extern "C" {
     ) -> i64;
     pub(crate) fn mshv_rs_unpin_pfns(pfns: *const u64, npages: c_ulong, dirty: bool);
     pub(crate) fn mshv_rs_mark_pfn_dirty(pfn: u64);
+    pub(crate) fn mshv_rs_pfn_dirty(pfn: u64) -> bool;
     pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
 
     pub(crate) fn mshv_rs_mm_read_lock(mm: *mut MmStruct) -> bool;

@@ -325,6 +325,14 @@ void mshv_rs_mark_pfn_dirty(u64 pfn)
 		folio_mark_dirty(folio);
 }
 
+/* Whether the folio of @pfn is dirty (a snapshot; false for no online page). */
+bool mshv_rs_pfn_dirty(u64 pfn)
+{
+	struct page *page = pfn_to_online_page(pfn);
+
+	return page && folio_test_dirty(page_folio(page));
+}
+
 unsigned int mshv_rs_pfn_folio_order(u64 pfn)
 {
 	return folio_order(page_folio(pfn_to_page(pfn)));

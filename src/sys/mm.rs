@@ -263,6 +263,16 @@ pub(crate) unsafe fn mark_pfn_dirty(pfn: u64) {
     unsafe { ffi::mshv_rs_mark_pfn_dirty(pfn) }
 }
 
+/// Whether Linux sees the page at `pfn` (its folio) as dirty: a snapshot of
+/// the folio flag, `false` for a pfn without an online `struct page`. For checks
+/// only (the mirror checker).
+pub(crate) fn pfn_dirty(pfn: u64) -> bool {
+    // SAFETY: any value is fine: the helper looks the pfn up with
+    // `pfn_to_online_page` (no struct page, or an offline one, gives false)
+    // and only reads the flags of the folio it finds.
+    unsafe { ffi::mshv_rs_pfn_dirty(pfn) }
+}
+
 /// What backs a user address, for choosing a region type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmaKind {

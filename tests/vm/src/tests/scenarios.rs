@@ -1731,6 +1731,13 @@ pub fn scen_memfd_guest_write_survives_pageout() -> TResult {
         m.expect_const(GPA, LEN, 0, "the memfd's holes")?;
         let seed = 0x6469_7274;
         m.pattern_write(GPA, dwords(LEN), seed)?;
+        // The checker requires every writable entry's page to be dirty: it
+        // catches the missing mark before reclaim turns it into data loss.
+        expect_mirror(
+            &vm.p,
+            (LEN / PAGE) as u64,
+            "after the guest wrote its pages",
+        )?;
         madvise(&guest_view, 0, LEN, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
         m.expect_pattern(GPA, LEN, seed, "the guest's writes after MADV_PAGEOUT")?;
         verify_pattern(
