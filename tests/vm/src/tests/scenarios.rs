@@ -767,8 +767,21 @@ pub fn scen_swap_pageout() -> TResult {
             note!("{when}: {n} of {PAGES} pages swapped");
             Ok(n)
         };
-        madvise(&data, 0, SIZE, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
-        ensure_eq!(swapped("after MADV_PAGEOUT")?, PAGES, "pages swapped out");
+        // MADV_PAGEOUT is best effort: pages still in another CPU's LRU
+        // batch (just faulted in by the VP) are skipped. Repeat (at most 5
+        // times) until every page is out.
+        let page_out = |when: &str| -> TResult<usize> {
+            let mut n = 0;
+            for attempt in 1..=5 {
+                madvise(&data, 0, SIZE, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
+                n = swapped(&format!("{when} (attempt {attempt})"))?;
+                if n == PAGES {
+                    break;
+                }
+            }
+            Ok(n)
+        };
+        ensure_eq!(page_out("after MADV_PAGEOUT")?, PAGES, "pages swapped out");
         let (checked, v) = mirror_check(&vm.p)?;
         ensure_eq!(v, 0, "mirror violations after MADV_PAGEOUT");
         ensure!(
@@ -780,9 +793,8 @@ pub fn scen_swap_pageout() -> TResult {
         let seed2 = 0x696e_2121;
         m.pattern_write(GPA, dwords(SIZE), seed2)?;
 
-        madvise(&data, 0, SIZE, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
         ensure_eq!(
-            swapped("after the second MADV_PAGEOUT")?,
+            page_out("after the second MADV_PAGEOUT")?,
             PAGES,
             "pages swapped out"
         );
