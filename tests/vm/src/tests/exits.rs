@@ -288,7 +288,7 @@ pub fn unsupported_opcode_exit() -> TResult {
 extern "C" fn on_sigalrm(_: libc::c_int) {}
 
 /// Installs a no-op SIGALRM handler without SA_RESTART.
-fn install_sigalrm() -> TResult {
+pub(crate) fn install_sigalrm() -> TResult {
     // SAFETY: a zeroed sigaction with a valid handler.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
@@ -303,7 +303,7 @@ fn install_sigalrm() -> TResult {
 }
 
 /// One-shot ITIMER_REAL in `ms` milliseconds.
-fn arm_timer(ms: u64) -> TResult {
+pub(crate) fn arm_timer(ms: u64) -> TResult {
     let it = libc::itimerval {
         it_interval: libc::timeval {
             tv_sec: 0,

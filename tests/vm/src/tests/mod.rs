@@ -5,8 +5,9 @@
 // driver tear the partition down).
 
 mod bad;
+mod concurrency;
 mod dev;
-mod exits;
+pub(crate) mod exits;
 mod irq;
 mod leaks;
 mod memory;
@@ -101,6 +102,16 @@ pub static ALL: &[TestCase] = &[
         name: "run_vp_eintr",
         func: exits::run_vp_eintr,
         timeout: 60,
+    },
+    TestCase {
+        name: "parallel_partitions",
+        func: concurrency::parallel_partitions,
+        timeout: 300,
+    },
+    TestCase {
+        name: "close_partition_while_vp_runs",
+        func: concurrency::close_partition_while_vp_runs,
+        timeout: 120,
     },
     TestCase {
         name: "no_leaks",
