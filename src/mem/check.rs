@@ -10,9 +10,13 @@
 //! - Pinned: every accessible entry maps the page the region pinned there.
 //! - MMIO: every accessible entry maps the device pfn at that offset.
 //!
-//! A movable region is checked with the VMM's mmap lock held for reading and
-//! then the region lock (the order invalidations take them in), so neither
-//! Linux nor the fault path can change its pages or entries mid-check.
+//! A movable region is checked without holding its lock across the VMM
+//! page-table lookups: those may take locks (a hugetlb VMA's lock, for one)
+//! that an unmapper holds while its invalidation waits for the region lock.
+//! The checker reads the notifier sequence, looks the VMM's pages up under
+//! the mmap lock alone, then takes the region lock and compares only if no
+//! invalidation ran meanwhile (else it starts over, at most
+//! [`CHECK_TRIES`] times), the pattern of the fault path itself.
 
 use super::region::{Region, RegionKind};
 use crate::{partition::RegionSet, sim::Sim};
@@ -29,6 +33,10 @@ pub(crate) struct Report {
 
 /// One accessible SLAT entry: first gfn, first pfn, 2 MiB or not.
 type Entry = (u64, u64, bool, bool);
+
+/// Attempts at a consistent snapshot of a movable region before giving up
+/// with `EBUSY` (invalidations kept racing the check).
+const CHECK_TRIES: usize = 16;
 
 /// Checks every region of partition `pt`.
 pub(crate) fn check_partition(sim: &Sim, pt: u64, regions: &RegionSet) -> Result<Report> {
@@ -62,14 +70,9 @@ fn collect(sim: &Sim, pt: u64, r: &Region, entries: &mut KVVec<Entry>) -> Result
     Ok(())
 }
 
-/// Compares each page of `entries` with `expected(page offset in region)`.
-fn compare(
-    r: &Region,
-    entries: &[Entry],
-    report: &mut Report,
-    dirty_required: bool,
-    expected: impl Fn(u64) -> Option<u64>,
-) {
+/// Calls `f(offset, pfn, writable)` for every 4 KiB page of `entries` that
+/// lies in `r` (offset in pages from the region's start).
+fn pages_of(r: &Region, entries: &[Entry], mut f: impl FnMut(u64, u64, bool)) {
     for &(gfn, pfn, large, writable) in entries {
         let n = if large {
             super::geometry::LARGE_PAGES
@@ -77,17 +80,31 @@ fn compare(
             1
         };
         for i in 0..n {
-            let Some(off) = (gfn + i).checked_sub(r.start_gfn).filter(|&o| o < r.pages) else {
-                continue;
-            };
-            report.checked += 1;
-            let stale = expected(off) != Some(pfn + i);
-            let clean = dirty_required && writable && !crate::sys::mm::pfn_dirty(pfn + i);
-            if stale || clean {
-                report.violations += 1;
+            if let Some(off) = (gfn + i).checked_sub(r.start_gfn).filter(|&o| o < r.pages) {
+                f(off, pfn + i, writable);
             }
         }
     }
+}
+
+/// Compares every page of `entries` with `expected(offset)`, the pfn that
+/// should back it (called in [`pages_of`] order); with `dirty_required`, a
+/// writable entry must also map a page Linux sees dirty.
+fn compare(
+    r: &Region,
+    entries: &[Entry],
+    report: &mut Report,
+    dirty_required: bool,
+    mut expected: impl FnMut(u64) -> Option<u64>,
+) {
+    pages_of(r, entries, |off, pfn, writable| {
+        report.checked += 1;
+        let stale = expected(off) != Some(pfn);
+        let clean = dirty_required && writable && !crate::sys::mm::pfn_dirty(pfn);
+        if stale || clean {
+            report.violations += 1;
+        }
+    });
 }
 
 fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
@@ -97,17 +114,40 @@ fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
             let Some(mm) = m.mm() else {
                 return Ok(());
             };
-            // The process is gone: its pages are being torn down.
-            let Some(guard) = mm.read_lock() else {
+            let mut pfns = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
+            for _ in 0..CHECK_TRIES {
+                let Some(seq) = m.read_begin() else {
+                    return Ok(());
+                };
+                pfns.clear();
+                {
+                    let Some(guard) = mm.read_lock() else {
+                        return Ok(());
+                    };
+                    collect(sim, pt, r, &mut entries)?;
+                    let mut overflow = false;
+                    pages_of(r, &entries, |off, _, _| {
+                        let uaddr = r.uaddr + off * super::geometry::PAGE_SIZE;
+                        overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
+                    });
+                    if overflow {
+                        return Err(EOVERFLOW);
+                    }
+                }
+                let Some(_st) = m.lock_live() else {
+                    return Ok(());
+                };
+                if m.read_retry(seq) {
+                    continue;
+                }
+                // No invalidation since `seq`: neither the VMM's pages nor
+                // the entries found then can have changed (a fault maps
+                // only after the same check); new entries are not checked.
+                let mut it = pfns.iter().copied();
+                compare(r, &entries, report, true, |_| it.next().flatten());
                 return Ok(());
-            };
-            let Some(_st) = m.lock_live() else {
-                return Ok(());
-            };
-            collect(sim, pt, r, &mut entries)?;
-            compare(r, &entries, report, true, |off| {
-                guard.user_pfn(r.uaddr + off * super::geometry::PAGE_SIZE)
-            });
+            }
+            return Err(EBUSY);
         }
         RegionKind::Pinned(p) => {
             collect(sim, pt, r, &mut entries)?;

@@ -189,10 +189,21 @@ impl Movable {
     }
 
     /// Holds the region lock while the region is live (for the mirror
-    /// checker, which must take the VMM's mmap lock first).
+    /// checker; see `check.rs` for the order it takes locks in).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
         let st = self.state.lock();
         (!st.removed).then_some(st)
+    }
+
+    /// The notifier sequence now (`mmu_interval_read_begin`), for the
+    /// mirror checker. May sleep; call without the region lock.
+    pub(crate) fn read_begin(&self) -> Option<u64> {
+        self.notifier.as_ref().map(|n| n.read_begin())
+    }
+
+    /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
+    pub(crate) fn read_retry(&self, seq: u64) -> bool {
+        self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))
     }
 
     fn frame_bit(&self, frame_gfn: u64) -> Option<(usize, u64)> {

@@ -73,6 +73,7 @@ extern "C" {
         err: *mut c_int,
     ) -> *mut RawMni;
     pub(crate) fn mshv_rs_mni_destroy(mni: *mut RawMni);
+    pub(crate) fn mshv_rs_mni_read_begin(mni: *mut RawMni) -> c_ulong;
     pub(crate) fn mshv_rs_mni_read_retry(mni: *mut RawMni, seq: c_ulong) -> bool;
     pub(crate) fn mshv_rs_mni_set_seq(mni: *mut RawMni, seq: c_ulong);
 

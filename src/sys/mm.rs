@@ -157,6 +157,14 @@ impl<T: Invalidate> IntervalNotifier<T> {
         &self.mm
     }
 
+    /// `mmu_interval_read_begin`: the sequence to check later with
+    /// [`IntervalNotifier::read_retry`]. May sleep (it waits for an
+    /// invalidation in progress); call without the invalidation's lock.
+    pub(crate) fn read_begin(&self) -> u64 {
+        // SAFETY: by the type invariant `mni` is live.
+        unsafe { ffi::mshv_rs_mni_read_begin(self.mni) as u64 }
+    }
+
     /// `mmu_interval_read_retry`: whether an invalidation ran since `seq`.
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
         // SAFETY: by the type invariant `mni` is live.
