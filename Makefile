@@ -42,8 +42,12 @@ help:
 setup:
 	$(REPO)/scripts/setup
 
+# On a fresh machine the first `make run` (or any target that builds the
+# module) installs the toolchain itself when run as root: scripts/setup
+# leaves a stamp naming the versions it installed, so later runs skip it.
 kernel:
 ifeq ($(KDIR_DEFAULT),1)
+	@$(REPO)/scripts/setup --if-needed
 	@$(REPO)/scripts/kernel build >/dev/null
 else
 	@$(REPO)/scripts/check-kdir $(KDIR)
