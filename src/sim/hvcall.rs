@@ -24,7 +24,7 @@
 //!
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
-use super::{cpu, intercept, reg_page, regs::RegFile, slat, vp, PartState, Sim};
+use super::{cpu, intercept, le, reg_page, regs::RegFile, slat, vp, PartState, Sim};
 use crate::hv::{abi, status, HV_PAGE};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
@@ -52,30 +52,6 @@ const GVA_GPA_UNMAPPED: u32 = 4;
 const GVA_GPA_NO_READ_ACCESS: u32 = 5;
 /// `HV_TRANSLATE_GVA_GPA_NO_WRITE_ACCESS`.
 const GVA_GPA_NO_WRITE_ACCESS: u32 = 6;
-
-/// Reads a little-endian `u32` at `off`.
-fn rd32(buf: &[u8], off: usize) -> Option<u32> {
-    let b: [u8; 4] = buf.get(off..off.checked_add(4)?)?.try_into().ok()?;
-    Some(u32::from_le_bytes(b))
-}
-
-/// Reads a little-endian `u64` at `off`.
-fn rd64(buf: &[u8], off: usize) -> Option<u64> {
-    let lo = rd32(buf, off)?;
-    let hi = rd32(buf, off.checked_add(4)?)?;
-    Some(u64::from(lo) | (u64::from(hi) << 32))
-}
-
-/// Writes a little-endian `u64` at `off`; false if it does not fit.
-fn wr64(buf: &mut [u8], off: usize, v: u64) -> bool {
-    match off.checked_add(8).and_then(|end| buf.get_mut(off..end)) {
-        Some(b) => {
-            b.copy_from_slice(&v.to_le_bytes());
-            true
-        }
-        None => false,
-    }
-}
 
 /// A hypercall's outcome: status and reps completed.
 type Outcome = (u16, u16);
@@ -144,11 +120,11 @@ impl Sim {
     /// "long mode" request).
     fn hc_assert_interrupt(&self, input: &[u8]) -> Outcome {
         let (Some(pt), Some(control), Some(dest), Some(vector), Some(vtl)) = (
-            rd64(input, 0),
-            rd64(input, 8),
-            rd64(input, 16),
-            rd32(input, 24),
-            rd32(input, 28),
+            le::u64_at(input, 0),
+            le::u64_at(input, 8),
+            le::u64_at(input, 16),
+            le::u32_at(input, 24),
+            le::u32_at(input, 28),
         ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
@@ -176,7 +152,7 @@ impl Sim {
         input: &[u8],
         output: &mut [u8],
     ) -> Outcome {
-        let (pt, vp) = match (rd64(input, 0), rd32(input, 8)) {
+        let (pt, vp) = match (le::u64_at(input, 0), le::u32_at(input, 8)) {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
@@ -199,7 +175,7 @@ impl Sim {
     ) -> Outcome {
         for i in start..reps {
             let at = usize::from(i);
-            let Some(name) = rd32(input, VP_REGS_HEADER + at * NAME_SIZE) else {
+            let Some(name) = le::u32_at(input, VP_REGS_HEADER + at * NAME_SIZE) else {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             };
             let value = match regs.get(name) {
@@ -207,7 +183,7 @@ impl Sim {
                 Err(e) => return (e.0, i),
             };
             let off = at * VALUE_SIZE;
-            if !(wr64(output, off, value[0]) && wr64(output, off + 8, value[1])) {
+            if !(le::set_u64(output, off, value[0]) && le::set_u64(output, off + 8, value[1])) {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             }
         }
@@ -216,7 +192,7 @@ impl Sim {
 
     /// `HVCALL_SET_VP_REGISTERS`.
     fn hc_set_vp_registers(&self, reps: u16, start: u16, input: &[u8]) -> Outcome {
-        let (pt, vp) = match (rd64(input, 0), rd32(input, 8)) {
+        let (pt, vp) = match (le::u64_at(input, 0), le::u32_at(input, 8)) {
             (Some(pt), Some(vp)) => (pt, vp),
             _ => return (status::INVALID_HYPERCALL_INPUT, start),
         };
@@ -240,9 +216,9 @@ impl Sim {
         for i in start..reps {
             let off = VP_REGS_HEADER + usize::from(i) * ASSOC_SIZE;
             let (Some(name), Some(lo), Some(hi)) = (
-                rd32(input, off),
-                rd64(input, off + 16),
-                rd64(input, off + 24),
+                le::u32_at(input, off),
+                le::u64_at(input, off + 16),
+                le::u64_at(input, off + 24),
             ) else {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             };
@@ -258,14 +234,14 @@ impl Sim {
 
     /// `HVCALL_GET_PARTITION_PROPERTY` (and `_EX` with `ex`).
     fn hc_get_property(&self, input: &[u8], output: &mut [u8], ex: bool) -> Outcome {
-        let (Some(pt), Some(code)) = (rd64(input, 0), rd32(input, 8)) else {
+        let (Some(pt), Some(code)) = (le::u64_at(input, 0), le::u32_at(input, 8)) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
         if ex && code == abi::HV_PARTITION_PROPERTY_VMM_CAPABILITIES {
             // `struct hv_partition_property_vmm_capabilities`: one bank, no
             // capability (no overlay pages, no assignable synthetic
             // features, no integrated scheduler).
-            if !(wr64(output, 0, 1) && wr64(output, 8, 0)) {
+            if !(le::set_u64(output, 0, 1) && le::set_u64(output, 8, 0)) {
                 return fail(status::INVALID_HYPERCALL_INPUT);
             }
             return OK;
@@ -284,7 +260,7 @@ impl Sim {
                 Err(e) => return fail(e.0),
             }
         };
-        if wr64(output, 0, value) {
+        if le::set_u64(output, 0, value) {
             OK
         } else {
             fail(status::INVALID_HYPERCALL_INPUT)
@@ -293,8 +269,11 @@ impl Sim {
 
     /// `HVCALL_SET_PARTITION_PROPERTY`.
     fn hc_set_property(&self, input: &[u8]) -> Outcome {
-        let (Some(pt), Some(code), Some(value)) = (rd64(input, 0), rd32(input, 8), rd64(input, 16))
-        else {
+        let (Some(pt), Some(code), Some(value)) = (
+            le::u64_at(input, 0),
+            le::u32_at(input, 8),
+            le::u64_at(input, 16),
+        ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
         if pt == abi::HV_PARTITION_ID_SELF {
@@ -326,8 +305,11 @@ impl Sim {
         input: &[u8],
         output: &mut [u8],
     ) -> Outcome {
-        let (Some(pt), Some(flags), Some(gfn)) = (rd64(input, 0), rd64(input, 8), rd64(input, 16))
-        else {
+        let (Some(pt), Some(flags), Some(gfn)) = (
+            le::u64_at(input, 0),
+            le::u64_at(input, 8),
+            le::u64_at(input, 16),
+        ) else {
             return (status::INVALID_HYPERCALL_INPUT, start);
         };
         let Some(out) = output.get_mut(usize::from(start)..usize::from(reps)) else {
@@ -343,10 +325,10 @@ impl Sim {
     /// intercept_type u32, intercept_parameter u64}`.
     fn hc_install_intercept(&self, input: &[u8]) -> Outcome {
         let (Some(pt), Some(access), Some(kind), Some(param)) = (
-            rd64(input, 0),
-            rd32(input, 8),
-            rd32(input, 12),
-            rd64(input, 16),
+            le::u64_at(input, 0),
+            le::u32_at(input, 8),
+            le::u32_at(input, 12),
+            le::u64_at(input, 16),
         ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
@@ -365,17 +347,22 @@ impl Sim {
     /// `{partition_id, vp_index u32, intercept_type u32,
     /// hv_register_x64_cpuid_result_parameters}`.
     fn hc_register_intercept_result(&self, input: &[u8]) -> Outcome {
-        let (Some(pt), Some(vp), Some(kind)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
-        else {
+        let (Some(pt), Some(vp), Some(kind)) = (
+            le::u64_at(input, 0),
+            le::u32_at(input, 8),
+            le::u32_at(input, 12),
+        ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
         if kind != intercept::TYPE_CPUID {
             return fail(status::INVALID_PARAMETER);
         }
-        let word = |i: usize| rd32(input, 28 + 4 * i).unwrap_or(0);
-        let (Some(leaf), Some(subleaf), Some(flags)) =
-            (rd32(input, 16), rd32(input, 20), rd32(input, 24))
-        else {
+        let word = |i: usize| le::u32_at(input, 28 + 4 * i).unwrap_or(0);
+        let (Some(leaf), Some(subleaf), Some(flags)) = (
+            le::u32_at(input, 16),
+            le::u32_at(input, 20),
+            le::u32_at(input, 24),
+        ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
         let r = intercept::CpuidResult {
@@ -408,8 +395,11 @@ impl Sim {
         input: &[u8],
         output: &mut [u8],
     ) -> Outcome {
-        let (Some(pt), Some(vp), Some(flags)) = (rd64(input, 0), rd32(input, 8), rd32(input, 12))
-        else {
+        let (Some(pt), Some(vp), Some(flags)) = (
+            le::u64_at(input, 0),
+            le::u32_at(input, 8),
+            le::u32_at(input, 12),
+        ) else {
             return (status::INVALID_HYPERCALL_INPUT, start);
         };
         let (part, vp) = match self.vp_of(pt, vp) {
@@ -429,9 +419,11 @@ impl Sim {
         };
         for i in start..reps {
             let off = 24 + 24 * usize::from(i);
-            let (Some(leaf), Some(subleaf), Some(xfem)) =
-                (rd32(input, off), rd32(input, off + 4), rd64(input, off + 8))
-            else {
+            let (Some(leaf), Some(subleaf), Some(xfem)) = (
+                le::u32_at(input, off),
+                le::u32_at(input, off + 4),
+                le::u64_at(input, off + 8),
+            ) else {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             };
             let xcr0 = if flags & 1 != 0 { vp_xcr0 } else { xfem };
@@ -442,7 +434,7 @@ impl Sim {
             let out = 16 * usize::from(i);
             let lo = u64::from(v[0]) | (u64::from(v[1]) << 32);
             let hi = u64::from(v[2]) | (u64::from(v[3]) << 32);
-            if !(wr64(output, out, lo) && wr64(output, out + 8, hi)) {
+            if !(le::set_u64(output, out, lo) && le::set_u64(output, out + 8, hi)) {
                 return (status::INVALID_HYPERCALL_INPUT, i);
             }
         }
@@ -451,7 +443,7 @@ impl Sim {
 
     /// Calls accepted without effect: only the target partition is checked.
     fn hc_accept(&self, input: &[u8]) -> Outcome {
-        let Some(pt) = rd64(input, 0) else {
+        let Some(pt) = le::u64_at(input, 0) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
         match self.partition(pt) {
@@ -465,10 +457,10 @@ impl Sim {
     /// cache_type u32, gpa_page u64}`.
     fn hc_translate(&self, input: &[u8], output: &mut [u8]) -> Outcome {
         let (Some(pt), Some(vp), Some(flags), Some(gva_page)) = (
-            rd64(input, 0),
-            rd32(input, 8),
-            rd64(input, 16),
-            rd64(input, 24),
+            le::u64_at(input, 0),
+            le::u32_at(input, 8),
+            le::u64_at(input, 16),
+            le::u64_at(input, 24),
         ) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
@@ -512,7 +504,7 @@ impl Sim {
                 return fail(status::INVALID_PARAMETER)
             }
         };
-        if wr64(output, 0, u64::from(result)) && wr64(output, 8, gpa_page) {
+        if le::set_u64(output, 0, u64::from(result)) && le::set_u64(output, 8, gpa_page) {
             OK
         } else {
             fail(status::INVALID_HYPERCALL_INPUT)

@@ -65,6 +65,7 @@ mod intercept;
 mod irq;
 #[allow(unreachable_pub, dead_code)]
 pub(crate) mod lapic;
+mod le;
 mod pool;
 mod props;
 mod reg_page;

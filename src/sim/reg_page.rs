@@ -27,7 +27,7 @@
 //! concurrent delete cannot make it a use after free. The registers are
 //! copied under the VP's register lock, never nested with the partition's.
 
-use super::{regs::RegFile, vp::Vp, Partition, REGISTER_PAGE};
+use super::{le, regs::RegFile, vp::Vp, Partition, REGISTER_PAGE};
 use crate::hv::abi;
 use crate::sys::page;
 use kernel::sync::atomic::Relaxed;
@@ -88,18 +88,13 @@ const CONTROL: usize = 352;
 /// A copy of the maintained part of a register page.
 pub(crate) type Image = [u8; IMAGE];
 
+// Offsets into an `Image` are constants inside it: the fallbacks never apply.
 fn get64(img: &Image, off: usize) -> u64 {
-    let mut b = [0u8; 8];
-    if let Some(s) = img.get(off..off + 8) {
-        b.copy_from_slice(s);
-    }
-    u64::from_le_bytes(b)
+    le::u64_at(img, off).unwrap_or(0)
 }
 
 fn put64(img: &mut Image, off: usize, v: u64) {
-    if let Some(d) = img.get_mut(off..off + 8) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
+    le::set_u64(img, off, v);
 }
 
 /// Fills `img` from the register file: valid, nothing dirty.

@@ -19,7 +19,7 @@
 //! XSAVE area's x87/SSE part is not the interpreter's register file), and a
 //! SET is checked only for its size, not its contents.
 
-use super::Sim;
+use super::{le, Sim};
 use crate::hv::{
     abi, status, HvError, HvResult, VpStateData, HV_GET_SET_VP_STATE_LAPIC_STATE,
     HV_GET_SET_VP_STATE_SIEF_PAGE, HV_GET_SET_VP_STATE_SIM_PAGE,
@@ -65,16 +65,13 @@ pub(crate) struct VpState {
     pub(crate) cpuid: super::intercept::CpuidResults,
 }
 
+// Offsets into a blob are constants inside it: the fallbacks never apply.
 fn put32(b: &mut [u8], off: usize, v: u32) {
-    if let Some(d) = b.get_mut(off..off + 4) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
+    le::set_u32(b, off, v);
 }
 
 fn get32(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4)
-        .and_then(|d| <[u8; 4]>::try_from(d).ok())
-        .map_or(0, u32::from_le_bytes)
+    le::u32_at(b, off).unwrap_or(0)
 }
 
 /// Writes the model's registers into a LAPIC blob.
