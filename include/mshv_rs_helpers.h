@@ -199,6 +199,18 @@ const char *mshv_rs_backend_param(void);
  */
 bool mshv_rs_c_mshv_root_present(void);
 
+/* ---- trace events (src/sys/trace.c, include/mshv_rs_trace.h) ----------- */
+
+/* Each fires the event of the same name; see mshv_rs_trace.h for fields. */
+void mshv_rs_trace_gpa_intercept(u64 partition_id, u32 vp_index, u64 gfn,
+				 u8 access_type, bool handled);
+void mshv_rs_trace_map_user_memory(u64 partition_id, u64 start_uaddr, u64 start_gfn,
+				   u64 nr_pages, u32 map_flags, long ret);
+void mshv_rs_trace_map_gpa(u64 partition_id, u64 gfn, u32 reps, bool large,
+			   bool writable, int ret);
+void mshv_rs_trace_invalidate(u64 partition_id, u64 gfn, u64 pages, bool blockable);
+void mshv_rs_trace_hvcall_failure(u16 code, u64 partition_id, u64 gfn, u16 status);
+
 /* ---- Hyper-V (src/sys/hyperv.c, CONFIG_HYPERV only) -------------------- */
 
 /* Whether Linux runs as a Hyper-V root partition. */

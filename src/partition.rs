@@ -253,6 +253,21 @@ impl Partition {
         if m.flags & (1 << uapi::MSHV_SET_MEM_BIT_UNMAP) != 0 {
             return self.unmap_region(m.guest_pfn, pages, m.userspace_addr);
         }
+        let r = self.map_user_memory(m, pages);
+        sys::trace::map_user_memory(
+            self.id,
+            m.userspace_addr,
+            m.guest_pfn,
+            pages,
+            m.flags.into(),
+            r,
+        );
+        r
+    }
+
+    /// The map half of `MSHV_SET_GUEST_MEMORY`, on a validated `m` of
+    /// `pages` pages: creates and inserts the region.
+    fn map_user_memory(&self, m: &MshvUserMemRegion, pages: u64) -> Result {
         let _inner = self.inner.lock();
         // Check overlap first (and again at insert: the fault path never
         // inserts, and `inner` serializes inserters).
@@ -278,16 +293,6 @@ impl Partition {
             &self.stats,
         )?;
         let region = Arc::new(region, GFP_KERNEL)?;
-        // Named after upstream's tracepoint of the same event.
-        pr_debug!(
-            "mshv_map_user_memory: partition_id={} gfn={:#x} pages={:#x} uaddr={:#x} flags={:#x} pinned={}\n",
-            self.id,
-            m.guest_pfn,
-            pages,
-            m.userspace_addr,
-            m.flags,
-            matches!(policy, RamPolicy::Pinned)
-        );
         let last = m.guest_pfn + pages - 1;
         // On failure the region is dropped, which removes it.
         let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL)?;

@@ -8,7 +8,7 @@ use crate::{
     hvcall,
     mem::movable::{Access, Fault},
     partition::Partition,
-    sys,
+    sys::{self, trace},
     uapi::{self, MshvRunVp},
 };
 use kernel::{
@@ -133,16 +133,13 @@ impl Vp {
             } else {
                 (last, same) = ((gpa >> 12, access[0]), 0);
             }
-            let access = Access::from_hv(access[0]);
-            let r = p.handle_gpa_intercept(gpa >> 12, access);
-            // Named after upstream's tracepoint of the same event.
-            pr_debug!(
-                "mshv_handle_gpa_intercept: partition_id={} vp_index={} gfn={:#x} access_type={:?} handled={}\n",
+            let r = p.handle_gpa_intercept(gpa >> 12, Access::from_hv(access[0]));
+            trace::gpa_intercept(
                 p.id,
                 self.index,
                 gpa >> 12,
-                access,
-                matches!(r, Ok(Fault::Mapped))
+                access[0],
+                matches!(r, Ok(Fault::Mapped)),
             );
             match r? {
                 Fault::Mapped => continue,

@@ -10,7 +10,7 @@
 //! starts over.
 
 use super::{abi, status, HvError, HvResult, Hypervisor, RepError};
-use crate::{debugfs, mem::geometry, sys::page::OwnedPage};
+use crate::{debugfs, mem::geometry, sys::page::OwnedPage, sys::trace};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
@@ -103,18 +103,6 @@ pub(crate) fn retry_with_deposit<T>(
     Err(ENOMEM)
 }
 
-/// Debug log of a failed hypercall (compiled away unless Rust debug
-/// assertions are on: Rust's `pr_debug!` has no dynamic debug in 7.3).
-fn trace_failure(call: &str, pt: u64, gfn: u64, e: HvError) {
-    pr_debug!(
-        "mshv_rs_hvcall_failure: call={} partition_id={} gfn={:#x} status={:#x}\n",
-        call,
-        pt,
-        gfn,
-        e.0
-    );
-}
-
 /// Maps `pfns` (one per rep; 2 MiB reps if `flags` has LARGE) at `gfn` in
 /// batches of one input page. On failure, reports how many *reps* completed.
 /// Does not sleep or allocate.
@@ -132,7 +120,7 @@ pub(crate) fn map_batched(
         let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
         calls.fetch_add(1, Ordering::Relaxed);
         hv.map_gpa_pages(pt, base, flags, chunk).map_err(|e| {
-            trace_failure("map_gpa_pages", pt, base, e.error);
+            trace::hvcall_failure(abi::HVCALL_MAP_GPA_PAGES, pt, base, e.error.0);
             RepError {
                 done: done + e.done,
                 error: e.error,
@@ -149,7 +137,6 @@ static ZERO_PFNS: [u64; 512] = [0; 512];
 /// Issues `reps` reps at `gfn` in calls of at most `batch` reps; `call(gfn, n)`
 /// issues one. Reps are 2 MiB if `large`. Counts the calls in `calls`.
 fn batched(
-    pt: u64,
     gfn: u64,
     reps: u64,
     large: bool,
@@ -162,12 +149,9 @@ fn batched(
         let n = (reps - done).min(batch as u64) as usize;
         calls.fetch_add(1, Ordering::Relaxed);
         let base = gfn.wrapping_add(geometry::pages_of_reps(done, large));
-        call(base, n).map_err(|e| {
-            trace_failure("map/unmap_gpa_pages", pt, base, e.error);
-            RepError {
-                done: done as usize + e.done,
-                error: e.error,
-            }
+        call(base, n).map_err(|e| RepError {
+            done: done as usize + e.done,
+            error: e.error,
         })?;
         done += n as u64;
     }
@@ -185,8 +169,9 @@ pub(crate) fn map_no_access(
     calls: &AtomicU64,
 ) -> Result<(), RepError> {
     let flags = abi::HV_MAP_GPA_NO_ACCESS | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
-    batched(pt, gfn, reps, large, MAP_BATCH, calls, |gfn, n| {
+    batched(gfn, reps, large, MAP_BATCH, calls, |gfn, n| {
         hv.map_gpa_pages(pt, gfn, flags, ZERO_PFNS.get(..n).unwrap_or(&[]))
+            .inspect_err(|e| trace::hvcall_failure(abi::HVCALL_MAP_GPA_PAGES, pt, gfn, e.error.0))
     })
 }
 
@@ -205,8 +190,9 @@ pub(crate) fn unmap_batched(
     } else {
         0
     };
-    batched(pt, gfn, reps, large, UNMAP_BATCH, calls, |gfn, n| {
+    batched(gfn, reps, large, UNMAP_BATCH, calls, |gfn, n| {
         hv.unmap_gpa_pages(pt, gfn, n, flags)
+            .inspect_err(|e| trace::hvcall_failure(abi::HVCALL_UNMAP_GPA_PAGES, pt, gfn, e.error.0))
     })
 }
 

@@ -32,7 +32,10 @@
 use crate::{
     hv::{abi, calls, Hypervisor},
     mem::geometry::{self, GfnRange, HostPage},
-    sys::mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation},
+    sys::{
+        mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation},
+        trace,
+    },
 };
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
@@ -438,14 +441,15 @@ impl Movable {
                     &pfns[..k],
                     &self.stats.hypercalls,
                 );
-                pr_debug!(
-                    "mshv_rs_map_gpa: partition_id={} gfn={:#x} reps={} large={} writable={} ok={}\n",
+                trace::map_gpa(
                     self.pt,
                     gfn,
-                    k,
+                    k as u32,
                     run.large,
                     w,
-                    mapped.is_ok()
+                    mapped
+                        .as_ref()
+                        .map_or_else(|e| Error::from(e.error).to_errno(), |()| 0),
                 );
                 match mapped {
                     Ok(()) => {
@@ -567,12 +571,11 @@ impl Invalidate for Movable {
             return true;
         };
         Stats::add(&self.stats.invalidations, 1);
-        pr_debug!(
-            "mshv_rs_invalidate: partition_id={} gfn={:#x} pages={} blockable={}\n",
+        trace::invalidate(
             self.pt,
             self.start_gfn + range.first,
             range.count,
-            blockable
+            blockable,
         );
         if self.remap_no_access(&st, range).is_err() {
             // Remapping needs no hypervisor memory by construction, so this

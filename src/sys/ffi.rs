@@ -3,7 +3,7 @@
 //! Declarations of the C helpers (`include/mshv_rs_helpers.h`). Only `sys`
 //! uses these; see the header for each function's contract.
 
-use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
+use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 
 /// Opaque `struct mm_struct`.
 #[repr(C)]
@@ -94,6 +94,37 @@ extern "C" {
     ) -> i64;
     pub(crate) fn mshv_rs_unpin_pfns(pfns: *const u64, npages: c_ulong, dirty: bool);
     pub(crate) fn mshv_rs_mark_pfn_dirty(pfn: u64);
+
+    pub(crate) fn mshv_rs_trace_gpa_intercept(
+        partition_id: u64,
+        vp_index: u32,
+        gfn: u64,
+        access_type: u8,
+        handled: bool,
+    );
+    pub(crate) fn mshv_rs_trace_map_user_memory(
+        partition_id: u64,
+        start_uaddr: u64,
+        start_gfn: u64,
+        nr_pages: u64,
+        map_flags: u32,
+        ret: c_long,
+    );
+    pub(crate) fn mshv_rs_trace_map_gpa(
+        partition_id: u64,
+        gfn: u64,
+        reps: u32,
+        large: bool,
+        writable: bool,
+        ret: c_int,
+    );
+    pub(crate) fn mshv_rs_trace_invalidate(
+        partition_id: u64,
+        gfn: u64,
+        pages: u64,
+        blockable: bool,
+    );
+    pub(crate) fn mshv_rs_trace_hvcall_failure(code: u16, partition_id: u64, gfn: u64, status: u16);
     pub(crate) fn mshv_rs_pfn_dirty(pfn: u64) -> bool;
     pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
 

@@ -14,6 +14,7 @@ mod memory;
 mod scenarios;
 mod sim;
 mod state;
+mod trace;
 
 use crate::TestCase;
 
@@ -131,6 +132,11 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "injected_map_failure_is_clean",
         func: sim::injected_map_failure_is_clean,
+        timeout: 300,
+    },
+    TestCase {
+        name: "trace_events",
+        func: trace::trace_events,
         timeout: 300,
     },
     TestCase {

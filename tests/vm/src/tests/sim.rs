@@ -14,20 +14,20 @@ use crate::util::*;
 use crate::vmm::*;
 use crate::{ensure, ensure_eq, fail, note, skip};
 
-const DATA_GFN: u64 = 0x400;
-const DATA_GPA: u32 = 0x40_0000;
-const DATA_SIZE: usize = 4 * MIB;
+pub(crate) const DATA_GFN: u64 = 0x400;
+pub(crate) const DATA_GPA: u32 = 0x40_0000;
+pub(crate) const DATA_SIZE: usize = 4 * MIB;
 
 /// A partition running monitor32 (code region at gfn 0) with a 4 MiB
 /// movable data region at `DATA_GFN`, and its VP 0.
-struct Setup {
-    p: Partition,
-    code: Mmap,
-    data: Mmap,
-    vcpu: mshv_ioctls::VcpuFd,
+pub(crate) struct Setup {
+    pub(crate) p: Partition,
+    pub(crate) code: Mmap,
+    pub(crate) data: Mmap,
+    pub(crate) vcpu: mshv_ioctls::VcpuFd,
 }
 
-fn setup() -> TResult<Setup> {
+pub(crate) fn setup() -> TResult<Setup> {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let code = load_monitor(&p)?;
