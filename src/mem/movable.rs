@@ -322,6 +322,9 @@ impl Movable {
             },
             GFP_KERNEL,
         )?;
+        // The pfn list of each map hypercall batch, built under the lock.
+        let mut pfns = KVVec::new();
+        pfns.resize(n, 0u64, GFP_KERNEL)?;
 
         for _ in 0..MAX_FAULT_TRIES {
             if crate::sys::page::fatal_signal_pending() {
@@ -368,7 +371,7 @@ impl Movable {
                 crate::sys::page::cond_resched();
                 continue;
             }
-            match self.map_window(&mut st, window, pages, hmm) {
+            match self.map_window(&mut st, window, pages, hmm, &mut pfns) {
                 Ok(()) => return Ok(Fault::Mapped),
                 Err(e) if e.needs_memory() => {
                     drop(st);
@@ -385,12 +388,16 @@ impl Movable {
     /// frame, the pfn frame and the VMM's mapping allow, 4 KiB otherwise;
     /// writable only where the VMM's mapping is, and then the page is marked
     /// dirty (guest writes never set the dirty bit of the VMM's PTE).
+    /// `pfns` is scratch space for the pfn lists, as long as `pages`: a run
+    /// of equal permissions goes to [`calls::map_batched`] whole, which
+    /// splits it into hypercalls of one input page each.
     fn map_window(
         &self,
         st: &mut MovableState,
         window: GfnRange,
         pages: &[HostPage],
         hmm: &[HmmPfn],
+        pfns: &mut [u64],
     ) -> Result<(), crate::hv::HvError> {
         let base = abi::HV_MAP_GPA_READABLE
             | abi::HV_MAP_GPA_ADJUSTABLE
@@ -400,7 +407,6 @@ impl Movable {
                 0
             };
         let mut result = Ok(());
-        let mut pfns = [0u64; 64];
         geometry::plan_runs(window.first, pages, |run| {
             if result.is_err() {
                 return;
@@ -421,7 +427,9 @@ impl Movable {
                     && k < pfns.len()
                     && (self.writable && hmm.get(j).is_some_and(|h| h.writable())) == w
                 {
-                    pfns[k] = pages.get(j).map_or(0, |p| p.pfn);
+                    if let Some(slot) = pfns.get_mut(k) {
+                        *slot = pages.get(j).map_or(0, |p| p.pfn);
+                    }
                     k += 1;
                     j += step;
                 }
@@ -510,16 +518,46 @@ impl Movable {
 
     /// Remaps `range` NO_ACCESS, widened to whole large frames so that no
     /// large entry is split. Under the lock; no allocation.
+    ///
+    /// Every whole 2 MiB frame in the range becomes one 2 MiB NO_ACCESS
+    /// entry, whatever it was mapped as (like [`Movable::map_initial`]): one
+    /// rep instead of 512, and the hypervisor frees the frame's page table
+    /// instead of needing one. The next 4 KiB fault in the frame splits it
+    /// again, where deposits are allowed. Like [`Movable::for_each_rep`], a
+    /// failed run does not stop the others; the first error is returned.
     fn remap_no_access(
         &self,
-        st: &MovableState,
+        st: &mut MovableState,
         range: GfnRange,
     ) -> Result<(), crate::hv::RepError> {
         let range = self.widen(st, range);
         Stats::add(&self.stats.remapped_4k, range.count);
-        self.for_each_rep(st, range, |gfn, reps, large| {
-            calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
-        })
+        let mut res = Ok(());
+        geometry::split_by_frames(
+            self.start_gfn,
+            range,
+            |_| true,
+            |gfn, reps, large| {
+                let r = calls::map_no_access(
+                    &*self.hv,
+                    self.pt,
+                    gfn,
+                    reps,
+                    large,
+                    &self.stats.hypercalls,
+                );
+                if large {
+                    let done = r.as_ref().map_or_else(|e| e.done as u64, |()| reps);
+                    for f in 0..done {
+                        self.set_large(st, gfn + f * geometry::LARGE_PAGES, true);
+                    }
+                }
+                if res.is_ok() {
+                    res = r;
+                }
+            },
+        );
+        res
     }
 
     /// Unmaps `range`, widened like [`Movable::remap_no_access`].
@@ -551,7 +589,7 @@ impl Movable {
 
 impl Invalidate for Movable {
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
-        let st = if blockable {
+        let mut st = if blockable {
             self.state.lock()
         } else {
             match self.state.try_lock() {
@@ -577,7 +615,7 @@ impl Invalidate for Movable {
             range.count,
             blockable,
         );
-        if self.remap_no_access(&st, range).is_err() {
+        if self.remap_no_access(&mut st, range).is_err() {
             // Remapping needs no hypervisor memory by construction, so this
             // is an injected or hypervisor failure. The page must not stay
             // reachable: unmap instead (the guest then exits to the VMM).
