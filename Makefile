@@ -83,12 +83,10 @@ check:
 	$(REPO)/scripts/check
 
 # The VM tests on the debug kernel (KASAN, lockdep, DEBUG_VM, kmemleak,
-# failslab built in): any splat or leak report fails the run. Not part of
-# `make check` yet (its first build takes another ~15 minutes).
+# failslab built in): any splat or leak report fails the run. CI runs it
+# after `make check` (.ci/run); CHECK_DEBUG_ARGS filters the cases.
 check-debug:
-	$(REPO)/scripts/kernel --debug build >/dev/null
-	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
-	MSHV_DEBUG_KERNEL=1 $(REPO)/scripts/vm-test
+	$(REPO)/scripts/check-debug $(CHECK_DEBUG_ARGS)
 
 # The movable-memory scenarios on the debug kernel with failslab and the
 # sim's random hypercall failures (scripts/check-faults): passes if nothing
