@@ -233,6 +233,19 @@ impl Movable {
         }
     }
 
+    /// Records the `frames` 2 MiB frames from `gfn` as mapped by one
+    /// 2 MiB entry each.
+    fn set_large_frames(&self, st: &mut MovableState, gfn: u64, frames: u64) {
+        for f in 0..frames {
+            self.set_large(st, gfn + f * geometry::LARGE_PAGES, true);
+        }
+    }
+
+    /// Remaps `reps` reps from `gfn` NO_ACCESS (2 MiB reps if `large`).
+    fn map_no_access(&self, gfn: u64, reps: u64, large: bool) -> Result<(), crate::hv::RepError> {
+        calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
+    }
+
     fn all(&self) -> GfnRange {
         GfnRange {
             first: 0,
@@ -256,20 +269,10 @@ impl Movable {
                     // Record the large frames whatever happens: a retry maps
                     // the same layout again.
                     if large {
-                        for i in 0..reps {
-                            self.set_large(&mut st, gfn + i * geometry::LARGE_PAGES, true);
-                        }
+                        self.set_large_frames(&mut st, gfn, reps);
                     }
                     if err.is_none() {
-                        err = calls::map_no_access(
-                            &*self.hv,
-                            self.pt,
-                            gfn,
-                            reps,
-                            large,
-                            &self.stats.hypercalls,
-                        )
-                        .err();
+                        err = self.map_no_access(gfn, reps, large).err();
                     }
                 },
             );
@@ -473,9 +476,7 @@ impl Movable {
                         }
                         if run.large {
                             Stats::add(&self.stats.mapped_2m, k as u64);
-                            for f in 0..k as u64 {
-                                self.set_large(st, gfn + f * geometry::LARGE_PAGES, true);
-                            }
+                            self.set_large_frames(st, gfn, k as u64);
                         } else {
                             Stats::add(&self.stats.mapped_4k, k as u64);
                             // 4 KiB entries mean the frame's large entry was split.
@@ -538,19 +539,10 @@ impl Movable {
             range,
             |_| true,
             |gfn, reps, large| {
-                let r = calls::map_no_access(
-                    &*self.hv,
-                    self.pt,
-                    gfn,
-                    reps,
-                    large,
-                    &self.stats.hypercalls,
-                );
+                let r = self.map_no_access(gfn, reps, large);
                 if large {
                     let done = r.as_ref().map_or_else(|e| e.done as u64, |()| reps);
-                    for f in 0..done {
-                        self.set_large(st, gfn + f * geometry::LARGE_PAGES, true);
-                    }
+                    self.set_large_frames(st, gfn, done);
                 }
                 if res.is_ok() {
                     res = r;
