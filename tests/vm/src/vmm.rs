@@ -80,19 +80,30 @@ impl Partition {
             .map_err(|e| errno_failure(&format!("create_vcpu({index})"), e.errno()))
     }
 
+    /// Its debugfs directory, which must exist. With MSHV_FAULTS=1 a missing
+    /// one is an accepted outcome (SKIP): failslab may fail the driver's
+    /// debugfs_create_dir, and the driver, as kernel code should, carries on
+    /// without its debugfs files.
+    pub fn debugfs_dir(&self) -> TResult<PathBuf> {
+        match &self.debugfs {
+            Ok(d) => Ok(d.clone()),
+            Err(e) if faults_mode() => Err(Failure::Skip(format!(
+                "MSHV_FAULTS: injected failure accepted: no partition debugfs directory ({e})"
+            ))),
+            Err(e) => fail!("partition debugfs directory: {e}"),
+        }
+    }
+
     /// The partition's `stats`, which must exist.
     pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
-        let dir = match &self.debugfs {
-            Ok(dir) => dir,
-            Err(e) => fail!("partition debugfs directory: {e}"),
-        };
+        let dir = self.debugfs_dir()?;
         // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
-        let mut r = partition_stats(dir);
+        let mut r = partition_stats(&dir);
         for _ in 1..if faults_mode() { 5 } else { 1 } {
             if r.is_ok() {
                 break;
             }
-            r = partition_stats(dir);
+            r = partition_stats(&dir);
         }
         r
     }

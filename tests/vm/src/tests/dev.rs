@@ -161,10 +161,7 @@ pub fn create_partition_and_vp() -> TResult {
         vp0.get_vp_reg_page().is_some()
     );
 
-    let dir = match &p.debugfs {
-        Ok(d) => d.clone(),
-        Err(e) => fail!("partition debugfs directory: {e}"),
-    };
+    let dir = p.debugfs_dir()?;
     let stats = p.stats()?;
     note!("{}: {}", dir.display(), show_kv(&stats));
 

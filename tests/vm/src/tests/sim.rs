@@ -44,10 +44,7 @@ pub(crate) fn setup() -> TResult<Setup> {
 
 /// The simulator's counters for partition `p`; skips on another backend.
 pub(crate) fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
-    let dir = match &p.debugfs {
-        Ok(d) => d.clone(),
-        Err(e) => fail!("partition debugfs directory: {e}"),
-    };
+    let dir = p.debugfs_dir()?;
     let path = dir.join("sim_slat");
     if !path.exists() {
         skip!("{} missing: not the sim backend", path.display());
@@ -186,10 +183,7 @@ pub fn injected_map_failure_is_clean() -> TResult {
 
 /// Runs the mirror checker of partition `p`: (pages checked, violations).
 pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
-    let dir = match &p.debugfs {
-        Ok(d) => d.clone(),
-        Err(e) => fail!("partition debugfs directory: {e}"),
-    };
+    let dir = p.debugfs_dir()?;
     let path = dir.join("mirror_check");
     if !path.exists() {
         skip!("{} missing: not the sim backend", path.display());

@@ -157,11 +157,11 @@ pub fn trace_events() -> TResult {
         data,
         vcpu,
     } = setup()?;
-    let pt = match &p.debugfs {
-        Ok(d) => d.file_name().map(|n| n.to_string_lossy().into_owned()),
-        Err(e) => fail!("partition debugfs directory: {e}"),
-    }
-    .unwrap_or_default();
+    let pt = p
+        .debugfs_dir()?
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // A second region over the data region's GFNs: refused, and traced so.
     let overlap = mshv_user_mem_region {
         size: PAGE as u64,
