@@ -60,6 +60,11 @@ impl Record {
         self.fields.get(key).map_or("<missing>", |v| v.as_str())
     }
 
+    /// The values of `keys`, in that order.
+    fn values(&self, keys: &[&str]) -> Vec<&str> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     fn show(&self) -> String {
         let f: Vec<String> = self
             .fields
@@ -147,6 +152,23 @@ fn show_all(records: &[&Record]) -> String {
         .join("\n          ")
 }
 
+/// The records of `event`, which must number exactly `n`.
+fn exactly<'a>(records: &'a [Record], event: &str, n: usize) -> TResult<Vec<&'a Record>> {
+    let found = of(records, event);
+    let shown = show_all(&found);
+    ensure_eq!(found.len(), n, "{event} records:\n          {shown}");
+    Ok(found)
+}
+
+/// The values of `keys` in each record of `event` at `gfn`, in order.
+fn at_gfn<'a>(records: &'a [Record], event: &str, gfn: &str, keys: &[&str]) -> Vec<Vec<&'a str>> {
+    of(records, event)
+        .into_iter()
+        .filter(|r| r.get("gfn") == gfn)
+        .map(|r| r.values(keys))
+        .collect()
+}
+
 /// A fault, an injected map failure and its retry, and an invalidation,
 /// each leave the records they imply, with exact fields.
 pub fn trace_events() -> TResult {
@@ -202,111 +224,63 @@ pub fn trace_events() -> TResult {
     note!("{} mshv_rs trace records", records.len());
 
     // SET_GUEST_MEMORY: the code region, the data region, the refused overlap.
-    let maps = of(&records, "mshv_map_user_memory");
-    let shown = show_all(&maps);
-    ensure_eq!(
-        maps.len(),
-        3,
-        "mshv_map_user_memory records:\n          {shown}"
-    );
+    let maps = exactly(&records, "mshv_map_user_memory", 3)?;
+    let (uaddr, gfn0) = (format!("{:#x}", data.addr()), format!("{DATA_GFN:#x}"));
+    let data_pages = (DATA_SIZE / PAGE).to_string();
     let want = [
-        (
-            format!("{:#x}", data.addr()),
-            format!("{DATA_GFN:#x}"),
-            (DATA_SIZE / PAGE).to_string(),
-            "0",
-        ),
-        (
-            format!("{:#x}", data.addr()),
-            format!("{DATA_GFN:#x}"),
-            "1".to_string(),
-            "-17",
-        ),
+        [pt.as_str(), &uaddr, &gfn0, &data_pages, "0"],
+        [pt.as_str(), &uaddr, &gfn0, "1", "-17"],
     ];
-    for (r, (uaddr, gfn0, pages, ret)) in maps[1..].iter().zip(want.iter()) {
+    for (r, want) in maps[1..].iter().zip(want) {
         ensure_eq!(
-            (
-                r.get("partition_id"),
-                r.get("start_uaddr"),
-                r.get("start_gfn"),
-                r.get("nr_pages"),
-                r.get("ret")
-            ),
-            (
-                pt.as_str(),
-                uaddr.as_str(),
-                gfn0.as_str(),
-                pages.as_str(),
-                *ret
-            ),
+            r.values(&[
+                "partition_id",
+                "start_uaddr",
+                "start_gfn",
+                "nr_pages",
+                "ret"
+            ]),
+            want.to_vec(),
             "mshv_map_user_memory record {}",
             r.show()
         );
     }
 
     // Every GPA intercept is traced once; the injected one as not handled.
-    let ints = of(&records, "mshv_handle_gpa_intercept");
     ensure_eq!(
-        ints.len() as u64,
+        of(&records, "mshv_handle_gpa_intercept").len() as u64,
         stats.get("gpa_intercepts").copied().unwrap_or(u64::MAX),
         "mshv_handle_gpa_intercept records vs the gpa_intercepts counter"
     );
-    let at: Vec<(&str, &str)> = ints
-        .iter()
-        .filter(|r| r.get("gfn") == gfn_s)
-        .map(|r| (r.get("access_type"), r.get("handled")))
-        .collect();
     ensure_eq!(
-        at,
-        vec![("W", "0"), ("W", "1")],
+        at_gfn(
+            &records,
+            "mshv_handle_gpa_intercept",
+            &gfn_s,
+            &["access_type", "handled"]
+        ),
+        vec![vec!["W", "0"], vec!["W", "1"]],
         "intercepts at gfn {gfn:#x} (access_type, handled)"
     );
 
     // The failed hypercall, and the map runs at the window: failed, then done.
-    let fails = of(&records, "mshv_rs_hvcall_failure");
-    let shown = show_all(&fails);
+    let fails = exactly(&records, "mshv_rs_hvcall_failure", 1)?;
     ensure_eq!(
-        fails.len(),
-        1,
-        "mshv_rs_hvcall_failure records:\n          {shown}"
-    );
-    ensure_eq!(
-        (
-            fails[0].get("code"),
-            fails[0].get("partition_id"),
-            fails[0].get("gfn"),
-            fails[0].get("status")
-        ),
-        ("0x4b", pt.as_str(), window_s.as_str(), "0x5"),
+        fails[0].values(&["code", "partition_id", "gfn", "status"]),
+        vec!["0x4b", pt.as_str(), window_s.as_str(), "0x5"],
         "mshv_rs_hvcall_failure fields"
     );
-    let runs: Vec<(&str, &str)> = of(&records, "mshv_rs_map_gpa")
-        .iter()
-        .filter(|r| r.get("gfn") == window_s)
-        .map(|r| (r.get("writable"), r.get("ret")))
-        .collect();
     ensure_eq!(
-        runs,
-        vec![("1", "-22"), ("1", "0")],
+        at_gfn(&records, "mshv_rs_map_gpa", &window_s, &["writable", "ret"]),
+        vec![vec!["1", "-22"], vec!["1", "0"]],
         "mshv_rs_map_gpa at gfn {window:#x} (writable, ret)"
     );
 
     // MADV_DONTNEED of one page: one invalidation of exactly that page.
-    let invs = of(&records, "mshv_rs_invalidate");
-    let shown = show_all(&invs);
+    let invs = exactly(&records, "mshv_rs_invalidate", 1)?;
     ensure_eq!(
-        invs.len(),
-        1,
-        "mshv_rs_invalidate records:\n          {shown}"
-    );
-    ensure_eq!(
-        (
-            invs[0].get("partition_id"),
-            invs[0].get("gfn"),
-            invs[0].get("pages"),
-            invs[0].get("blockable")
-        ),
-        (pt.as_str(), gfn_s.as_str(), "1", "1"),
+        invs[0].values(&["partition_id", "gfn", "pages", "blockable"]),
+        vec![pt.as_str(), gfn_s.as_str(), "1", "1"],
         "mshv_rs_invalidate fields"
     );
     ensure_eq!(
