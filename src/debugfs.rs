@@ -87,6 +87,7 @@ fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "fault_retries {}", r(&s.fault_retries))?;
     writeln!(f, "deposit_retries {}", r(&s.deposit_retries))?;
     writeln!(f, "invalidate_failures {}", r(&s.invalidate_failures))?;
+    writeln!(f, "unmapped_refaults {}", r(&s.unmapped_refaults))?;
     writeln!(f, "remapped_4k {}", r(&s.remapped_4k))?;
     writeln!(f, "fault_ns {}", r(&s.fault_ns))
 }

@@ -11,6 +11,7 @@ use crate::{
     sys::{self, trace},
     uapi::{self, MshvRunVp},
 };
+use core::sync::atomic::Ordering;
 use kernel::{
     new_mutex,
     prelude::*,
@@ -19,7 +20,9 @@ use kernel::{
 };
 
 /// Offsets in an intercept message page (`struct hv_message`: a 16-byte
-/// header, then the payload), for the GPA intercept the driver handles.
+/// header, then the payload), for the memory intercepts the driver handles
+/// (`HVMSG_GPA_INTERCEPT` and `HVMSG_UNMAPPED_GPA` share the payload
+/// `hv_x64_memory_intercept_message`).
 const MSG_TYPE: usize = 0;
 const PAYLOAD: usize = 16;
 /// `hv_x64_intercept_message_header.intercept_access_type`.
@@ -104,6 +107,14 @@ impl Vp {
 
     /// `MSHV_RUN_VP`: runs until an exit the VMM must see. GPA intercepts on
     /// movable memory are resolved here without returning to userspace.
+    ///
+    /// So is `HVMSG_UNMAPPED_GPA` inside a movable region. A movable region
+    /// is never left unmapped by design (NO_ACCESS, not unmapped, is how an
+    /// invalidation takes pages away), but when an invalidation's NO_ACCESS
+    /// remap fails it unmaps instead (see `Movable::invalidate`): the next
+    /// guest access there is then an ordinary fault, not an MMIO exit for a
+    /// VMM that has no device at that address. Outside movable regions
+    /// `handle_gpa_intercept` forwards, as upstream does.
     fn run_vp(&self, user: UserPtr) -> Result {
         let _guard = self.run.lock();
         let p = &self.partition;
@@ -119,9 +130,11 @@ impl Vp {
                 RunExit::Signal => return Err(EINTR),
                 RunExit::Message => {}
             }
-            if self.msg_u32(MSG_TYPE) != abi::HVMSG_GPA_INTERCEPT {
-                break;
-            }
+            let unmapped = match self.msg_u32(MSG_TYPE) {
+                abi::HVMSG_GPA_INTERCEPT => false,
+                abi::HVMSG_UNMAPPED_GPA => true,
+                _ => break,
+            };
             let gpa = self.msg_u64(GPA);
             let mut access = [0u8; 1];
             self.read_msg(ACCESS_TYPE, &mut access);
@@ -134,15 +147,22 @@ impl Vp {
                 (last, same) = ((gpa >> 12, access[0]), 0);
             }
             let r = p.handle_gpa_intercept(gpa >> 12, Access::from_hv(access[0]));
-            trace::gpa_intercept(
-                p.id,
-                self.index,
-                gpa >> 12,
-                access[0],
-                matches!(r, Ok(Fault::Mapped)),
-            );
+            // An MMIO exit (unmapped, not in a movable region) is not a fault.
+            if !unmapped || !matches!(r, Ok(Fault::Forward)) {
+                trace::gpa_intercept(
+                    p.id,
+                    self.index,
+                    gpa >> 12,
+                    access[0],
+                    matches!(r, Ok(Fault::Mapped)),
+                );
+            }
             match r? {
-                Fault::Mapped => continue,
+                Fault::Mapped => {
+                    if unmapped {
+                        p.stats.unmapped_refaults.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Fault::Forward => break,
             }
         }

@@ -16,9 +16,11 @@
 //! (read_begin in the fault, set_seq in the invalidation, read_retry under
 //! the lock before mapping).
 //!
-//! NO_ACCESS rather than unmapped matters: the hypervisor reports an
-//! unmapped GPA to the VMM as `HVMSG_UNMAPPED_GPA` (MMIO emulation), a
-//! NO_ACCESS one as `HVMSG_GPA_INTERCEPT`, which this module handles.
+//! NO_ACCESS rather than unmapped: the hypervisor reports an unmapped GPA as
+//! `HVMSG_UNMAPPED_GPA`, which VMMs treat as MMIO, and a NO_ACCESS one as
+//! `HVMSG_GPA_INTERCEPT`, which this module handles. (The driver also
+//! resolves `HVMSG_UNMAPPED_GPA` inside a movable region, for the one case
+//! where an invalidation has to unmap: a failed NO_ACCESS remap.)
 //!
 //! # Locking
 //!
@@ -69,6 +71,9 @@ pub(crate) struct Stats {
     pub(crate) deposit_retries: AtomicU64,
     /// Remaps that failed inside an invalidation (then unmapped instead).
     pub(crate) invalidate_failures: AtomicU64,
+    /// `HVMSG_UNMAPPED_GPA` messages inside a movable region (left unmapped
+    /// by a failed remap) resolved by a fault instead of reaching the VMM.
+    pub(crate) unmapped_refaults: AtomicU64,
     /// 4 KiB pages remapped NO_ACCESS by invalidations (after widening to
     /// whole large entries).
     pub(crate) remapped_4k: AtomicU64,
@@ -610,7 +615,9 @@ impl Invalidate for Movable {
         if self.remap_no_access(&mut st, range).is_err() {
             // Remapping needs no hypervisor memory by construction, so this
             // is an injected or hypervisor failure. The page must not stay
-            // reachable: unmap instead (the guest then exits to the VMM).
+            // reachable: unmap instead. The guest's next access there comes
+            // back as HVMSG_UNMAPPED_GPA, which `Vp::run_vp` resolves with a
+            // fault like a GPA intercept.
             Stats::add(&self.stats.invalidate_failures, 1);
             if self.unmap(&st, range).is_err() {
                 pr_err!(

@@ -135,6 +135,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "injected_remap_failure_refaults",
+        func: sim::injected_remap_failure_refaults,
+        timeout: 300,
+    },
+    TestCase {
         name: "trace_events",
         func: trace::trace_events,
         timeout: 300,

@@ -135,9 +135,35 @@ impl Drop for Restore {
     }
 }
 
+/// Runs a helper program (mkswap, ...) to completion; fails on a non-zero
+/// exit. Under MSHV_FAULTS the helper leaves failslab's task filter: the
+/// faults are meant for the driver's calls, and a helper that cannot load
+/// its shared libraries tests nothing.
 fn run_cmd(prog: &str, args: &[&str]) -> TResult {
-    let out = Command::new(prog)
-        .args(args)
+    let mut cmd = Command::new(prog);
+    cmd.args(args);
+    if faults_mode() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and
+        // calls only open/write/close (async-signal-safe) on a static path.
+        unsafe {
+            cmd.pre_exec(|| {
+                // The open itself may meet an injected failure: retry.
+                for _ in 0..16 {
+                    let fd = libc::open(c"/proc/self/make-it-fail".as_ptr(), libc::O_WRONLY);
+                    if fd >= 0 {
+                        let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                        libc::close(fd);
+                        if ok {
+                            break;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        };
+    }
+    let out = cmd
         .output()
         .map_err(|e| Failure::Fail(format!("run {prog}: {e}")))?;
     ensure!(

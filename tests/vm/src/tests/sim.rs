@@ -44,12 +44,7 @@ pub(crate) fn setup() -> TResult<Setup> {
 
 /// The simulator's counters for partition `p`; skips on another backend.
 pub(crate) fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<String, u64>> {
-    let dir = p.debugfs_dir()?;
-    let path = dir.join("sim_slat");
-    if !path.exists() {
-        skip!("{} missing: not the sim backend", path.display());
-    }
-    read_kv(&path).ctx("sim_slat")
+    read_kv(&sim_file(p, "sim_slat")?).ctx("sim_slat")
 }
 
 pub(crate) fn inject(file: &str, value: &str) -> TResult {
@@ -181,13 +176,80 @@ pub fn injected_map_failure_is_clean() -> TResult {
     m.halt()
 }
 
-/// Runs the mirror checker of partition `p`: (pages checked, violations).
-pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
-    let dir = p.debugfs_dir()?;
-    let path = dir.join("mirror_check");
-    if !path.exists() {
+/// An invalidation whose NO_ACCESS remap fails unmaps the range instead.
+/// The guest's next access there is an `HVMSG_UNMAPPED_GPA` inside a movable
+/// region, which the driver resolves with a fault like a GPA intercept: the
+/// guest reads what the VMM wrote since, and RUN_VP does not return it.
+pub fn injected_remap_failure_refaults() -> TResult {
+    let Setup {
+        p,
+        code: _code,
+        data,
+        vcpu,
+    } = setup()?;
+    let mut m = Monitor::start(&vcpu)?;
+    // Map the first 2 MiB frame accessible, and the monitor's own pages.
+    m.touch(DATA_GPA, 8)?;
+    let before = p.stats()?;
+    // HV_STATUS_INVALID_PARAMETER (5) on the first rep of the next map
+    // hypercall: the invalidation's NO_ACCESS remap.
+    inject("inject_fail_at_rep", "0 5")?;
+    data.madvise(PAGE, PAGE, libc::MADV_DONTNEED)
+        .map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
+    let mid = p.stats()?;
+    note!("stats after the failed remap: {}", show_kv(&mid));
+    ensure_eq!(
+        mid["invalidate_failures"],
+        before["invalidate_failures"] + 1,
+        "invalidate_failures after one injected remap failure"
+    );
+    // A fresh zero page behind the VMM's address, then the VMM's bytes.
+    data.write_u32(PAGE, 0x00c0_ffee);
+    let v = m.read(DATA_GPA + PAGE as u32)?;
+    ensure_eq!(
+        Hex(v as u64),
+        Hex(0x00c0_ffee),
+        "guest read after the refault"
+    );
+    let after = p.stats()?;
+    note!("stats after the guest read: {}", show_kv(&after));
+    ensure_eq!(
+        after["unmapped_refaults"],
+        before["unmapped_refaults"] + 1,
+        "HVMSG_UNMAPPED_GPA messages resolved by a fault"
+    );
+    ensure_eq!(
+        mirror_check(&p)?.1,
+        0,
+        "mirror violations after the refault"
+    );
+    m.halt()
+}
+
+/// The path of `<partition debugfs>/<name>`, a file only the sim backend
+/// creates. Skips on another backend; under MSHV_FAULTS a file missing while
+/// the sim backend is loaded is an accepted outcome (failslab failed its
+/// creation, and the driver carried on without it).
+fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf> {
+    let path = p.debugfs_dir()?.join(name);
+    if path.exists() {
+        return Ok(path);
+    }
+    if !mshv_debugfs().join("sim").exists() {
         skip!("{} missing: not the sim backend", path.display());
     }
+    if faults_mode() {
+        skip!(
+            "MSHV_FAULTS: injected failure accepted: {} missing",
+            path.display()
+        );
+    }
+    fail!("{} missing on the sim backend", path.display())
+}
+
+/// Runs the mirror checker of partition `p`: (pages checked, violations).
+pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
+    let path = sim_file(p, "mirror_check")?;
     // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
     let tries = if faults_mode() { 5 } else { 1 };
     let mut kv = read_kv(&path);
