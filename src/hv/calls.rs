@@ -23,6 +23,10 @@ pub(crate) const MAX_DEPOSIT_ROUNDS: usize = 64;
 pub(crate) const MAP_BATCH: usize = geometry::reps_per_page(24, 8);
 /// Unmap reps per call (no list; upstream's `HV_UMAP_GPA_PAGES`).
 pub(crate) const UNMAP_BATCH: usize = 512;
+/// Attempts of one unmap call (resumed after its completed reps) before the
+/// failure is returned. Unmapping is how the driver takes a page from the
+/// guest, so a transient failure is retried rather than leaving the entry.
+pub(crate) const UNMAP_TRIES: usize = 3;
 /// Deposit pfns per input page: 8-byte header.
 pub(crate) const DEPOSIT_BATCH: usize = geometry::reps_per_page(8, 8);
 
@@ -175,8 +179,9 @@ pub(crate) fn map_no_access(
     })
 }
 
-/// Unmaps `reps` reps at `gfn` (2 MiB reps if `large`). Does not sleep or
-/// allocate.
+/// Unmaps `reps` reps at `gfn` (2 MiB reps if `large`). A failed call is
+/// resumed after its completed reps, [`UNMAP_TRIES`] attempts in all. Does
+/// not sleep or allocate.
 pub(crate) fn unmap_batched(
     hv: &dyn Hypervisor,
     pt: u64,
@@ -191,8 +196,23 @@ pub(crate) fn unmap_batched(
         0
     };
     batched(gfn, reps, large, UNMAP_BATCH, calls, |gfn, n| {
-        hv.unmap_gpa_pages(pt, gfn, n, flags)
-            .inspect_err(|e| trace::hvcall_failure(abi::HVCALL_UNMAP_GPA_PAGES, pt, gfn, e.error.0))
+        let mut done = 0;
+        for attempt in 1.. {
+            let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
+            let Err(e) = hv.unmap_gpa_pages(pt, base, n - done, flags) else {
+                break;
+            };
+            trace::hvcall_failure(abi::HVCALL_UNMAP_GPA_PAGES, pt, base, e.error.0);
+            done += e.done;
+            if attempt >= UNMAP_TRIES || done >= n {
+                return Err(RepError {
+                    done,
+                    error: e.error,
+                });
+            }
+            calls.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     })
 }
 

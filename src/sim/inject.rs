@@ -62,7 +62,7 @@ pub(crate) struct Inject {
     /// The next map or unmap call fails after some reps: `ARMED | status <<
     /// 32 | reps`, or 0 when disarmed.
     fail_at_rep: Atomic<u64>,
-    /// Random failures of map calls: `per_mille << 16 | status`, 0 = off.
+    /// Random failures of map and unmap calls: `per_mille << 16 | status`, 0 = off.
     random: Atomic<u64>,
     /// The PRNG state of the random failures.
     rng: Atomic<u64>,
@@ -79,8 +79,8 @@ impl Inject {
         }
     }
 
-    /// Makes each later map call fail with `status` at a random rep with a
-    /// probability of `per_mille`/1000 (clamped to 1000); 0 turns it off.
+    /// Makes each later map or unmap call fail with `status` at a random rep
+    /// with a probability of `per_mille`/1000 (clamped to 1000); 0 turns it off.
     pub(crate) fn set_random(&self, per_mille: u32, status: u16) {
         let v = if per_mille == 0 || status == 0 {
             0

@@ -43,7 +43,6 @@ fn set(buf: &mut [u8], off: usize, bytes: &[u8]) -> bool {
 #[kernel::prelude::kunit_tests(mshv_rs_sim_le)]
 mod tests {
     use super::*;
-    use kernel::prelude::*;
 
     #[test]
     fn le_fields_and_bounds() {

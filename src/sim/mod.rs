@@ -315,8 +315,8 @@ impl Sim {
         self.inject.set_fail_at_rep(rep, status);
     }
 
-    /// Makes each later map call fail with `status` at a random rep, with a
-    /// probability of `per_mille`/1000 (a deterministic PRNG); 0 turns it off.
+    /// Makes each later map or unmap call fail with `status` at a random rep,
+    /// with a probability of `per_mille`/1000 (a deterministic PRNG); 0 turns it off.
     pub(crate) fn inject_random(&self, per_mille: u32, status: u16) {
         self.inject.set_random(per_mille, status);
     }
@@ -652,7 +652,11 @@ impl Hypervisor for Sim {
         if inner.state != PartState::Initialized {
             return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
         }
-        match self.inject.take_fail_at_rep() {
+        let fail = self
+            .inject
+            .take_fail_at_rep()
+            .or_else(|| self.inject.take_random(count));
+        match fail {
             Some((reps, st)) if reps < count => {
                 inner.slat.unmap(&mut inner.pool, base_gfn, reps, flags)?;
                 Err(RepError {
@@ -949,6 +953,45 @@ mod tests {
         let stats = sim.partition_stats(pt)?;
         assert_eq!(stats.small_entries, 0);
         assert_eq!(stats.slat_tables, 0);
+        destroy(&sim, pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn unmap_batched_resumes_after_a_failure() -> Result {
+        use crate::hv::calls;
+        use core::sync::atomic::{AtomicU64, Ordering};
+        let sim = Sim::new()?;
+        let pt = sim.create_partition(&CreatePartition::default())?;
+        deposit_pages(&sim, pt, INIT_PAGES + 4)?;
+        sim.initialize_partition(pt)?;
+        let g = OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        let pfns = [g.pfn(); 8];
+        let calls = AtomicU64::new(0);
+
+        // One failure at rep 3: the call is resumed at rep 3 and completes.
+        sim.map_gpa_pages(pt, 0, rw, &pfns).map_err(rep)?;
+        sim.inject_fail_at_rep(3, status::OPERATION_FAILED);
+        assert_eq!(calls::unmap_batched(&*sim, pt, 0, 8, false, &calls), Ok(()));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 0);
+
+        // Every call fails: UNMAP_TRIES attempts, then the error, with the
+        // completed reps of all attempts.
+        sim.map_gpa_pages(pt, 0, rw, &pfns).map_err(rep)?;
+        calls.store(0, Ordering::Relaxed);
+        sim.inject_random(1000, status::INVALID_PARAMETER);
+        let r = calls::unmap_batched(&*sim, pt, 0, 8, false, &calls);
+        sim.inject_random(0, 0);
+        let left = sim.partition_stats(pt)?.small_entries;
+        assert_eq!(
+            r.map_err(|e| (e.error, e.done + left)),
+            Err((HvError(status::INVALID_PARAMETER), 8))
+        );
+        assert!(left > 0);
+        assert_eq!(calls.load(Ordering::Relaxed), calls::UNMAP_TRIES as u64);
+        assert_eq!(sim.unmap_gpa_pages(pt, 0, 8, 0), Ok(()));
         destroy(&sim, pt)?;
         Ok(())
     }

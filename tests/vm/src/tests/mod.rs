@@ -135,6 +135,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "injected_unmap_failure_is_retried",
+        func: sim::injected_unmap_failure_is_retried,
+        timeout: 300,
+    },
+    TestCase {
         name: "injected_remap_failure_refaults",
         func: sim::injected_remap_failure_refaults,
         timeout: 300,

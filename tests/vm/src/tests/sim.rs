@@ -69,6 +69,21 @@ fn region(gfn: u64, mem: &Mmap, size: usize, flags: u8) -> mshv_user_mem_region 
 /// ARCHITECTURE.md invariant 4: after its regions are removed, no SLAT entry
 /// (accessible or NO_ACCESS) remains and every SLAT table went back to the pool.
 pub fn removal_clears_slat() -> TResult {
+    remove_regions_expect_empty_slat(None)
+}
+
+/// An unmap hypercall that fails during region removal is resumed after its
+/// completed reps (`UNMAP_TRIES`), so the removal still leaves no entry.
+pub fn injected_unmap_failure_is_retried() -> TResult {
+    // HV_STATUS_INVALID_PARAMETER (5) at the first rep of the data region's
+    // first unmap call.
+    remove_regions_expect_empty_slat(Some("0 5"))
+}
+
+/// Maps and touches the data region, removes it (after arming
+/// `inject_fail_at_rep` with `fail_at_rep`, if given) and the code region,
+/// and expects an empty SLAT.
+fn remove_regions_expect_empty_slat(fail_at_rep: Option<&str>) -> TResult {
     let Setup {
         p,
         code,
@@ -90,6 +105,9 @@ pub fn removal_clears_slat() -> TResult {
         ("data", &data, DATA_GFN, DATA_SIZE),
         ("code", &code, CODE_GFN, CODE_SIZE),
     ] {
+        if let (Some(v), "data") = (fail_at_rep, what) {
+            inject("inject_fail_at_rep", v)?;
+        }
         p.vm.unmap_user_memory(region(gfn, mem, size, MEM_RWX))
             .map_err(|e| Failure::Fail(format!("unmap the {what} region: {}", show_err(e))))?;
     }
