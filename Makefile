@@ -75,6 +75,7 @@ kunit:
 host-test:
 	cd $(REPO)/tests/host && cargo test --locked
 	cd $(REPO)/vmm && cargo test --locked
+	cd $(REPO)/tests/vm && cargo test --locked
 
 vm-test: module
 	$(REPO)/scripts/vm-test

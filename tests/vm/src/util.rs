@@ -209,6 +209,46 @@ pub fn errno_failure(what: &str, e: i32) -> Failure {
     }
 }
 
+/// Set while [`crate_call`] runs a client-crate call whose panic it handles
+/// itself; the test runner's panic hook then stays quiet.
+pub static CRATE_PANIC_EXPECTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f`, a call into mshv-ioctls that unwraps some ioctl results itself
+/// (`create_vm` unwraps its host property queries). Under MSHV_FAULTS a
+/// panic on an errno (`Errno(Error(N))`) is that ioctl's clean error, and
+/// becomes [`errno_failure`]; any other panic fails the test with its
+/// message. Outside MSHV_FAULTS `f` runs as it is.
+pub fn crate_call<T>(what: &str, f: impl FnOnce() -> T) -> TResult<T> {
+    use std::sync::atomic::Ordering::SeqCst;
+    if !faults_mode() {
+        return Ok(f());
+    }
+    CRATE_PANIC_EXPECTED.store(true, SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CRATE_PANIC_EXPECTED.store(false, SeqCst);
+    match r {
+        Ok(v) => Ok(v),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            let errno = msg
+                .split_once("Errno(Error(")
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .and_then(|(n, _)| n.parse::<i32>().ok());
+            match errno {
+                Some(e) => Err(errno_failure(&format!("{what} (mshv-ioctls panicked)"), e)),
+                None => Err(Failure::Fail(format!(
+                    "{what}: mshv-ioctls panicked: {msg}"
+                ))),
+            }
+        }
+    }
+}
+
 /// The outcome of a raw ioctl: the return value or the errno.
 pub type IoctlResult = Result<i32, i32>;
 
@@ -741,5 +781,36 @@ impl Drop for ForcePinned {
         if let Err(e) = fs::write(&path, "0") {
             note(&format!("warning: writing 0 to {}: {e}", path.display()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_call_outcomes() {
+        // The only test in this binary that reads MSHV_FAULTS.
+        std::env::set_var("MSHV_FAULTS", "1");
+        std::panic::set_hook(Box::new(|_| {}));
+        let errno = crate_call("create_vm", || -> () {
+            let r: Result<(), String> = Err("Errno(Error(12))".into());
+            r.unwrap()
+        });
+        match errno {
+            Err(Failure::Skip(s)) => assert_eq!(
+                s,
+                "MSHV_FAULTS: clean error accepted: create_vm (mshv-ioctls panicked): ENOMEM (12)"
+            ),
+            other => panic!("errno panic: {other:?}"),
+        }
+        match crate_call("create_vm", || -> () { panic!("index out of bounds") }) {
+            Err(Failure::Fail(s)) => {
+                assert_eq!(s, "create_vm: mshv-ioctls panicked: index out of bounds")
+            }
+            other => panic!("other panic: {other:?}"),
+        }
+        assert_eq!(crate_call("create_vm", || 7).ok(), Some(7));
+        assert!(!CRATE_PANIC_EXPECTED.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -42,8 +42,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(mshv: &Mshv) -> TResult<Partition> {
-        let vm = mshv
-            .create_vm()
+        let vm = crate_call("create_vm", || mshv.create_vm())?
             .map_err(|e| errno_failure("create_vm", e.errno()))?;
         vm.initialize()
             .map_err(|e| errno_failure("MSHV_INITIALIZE_PARTITION", e.errno()))?;

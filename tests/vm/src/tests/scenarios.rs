@@ -135,6 +135,40 @@ impl Drop for Restore {
     }
 }
 
+/// Online CPUs (at least 1).
+fn online_cpus() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Runs `f` with the calling thread bound to CPU `cpu`, then restores the
+/// thread's CPU mask.
+fn on_cpu<T>(cpu: usize, f: impl FnOnce() -> TResult<T>) -> TResult<T> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a valid cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut old) } != 0 {
+        fail!("sched_getaffinity: {}", errname(errno()));
+    }
+    // SAFETY: as above.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    ensure!(cpu < 8 * size, "CPU {cpu} out of cpu_set_t range");
+    // SAFETY: CPU_SET writes bit `cpu` of `one`, checked above to be in range.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    // SAFETY: `one` is a valid cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_setaffinity(0, size, &one) } != 0 {
+        fail!("sched_setaffinity(CPU {cpu}): {}", errname(errno()));
+    }
+    let r = f();
+    // SAFETY: `old` is the mask read above.
+    if unsafe { libc::sched_setaffinity(0, size, &old) } != 0 {
+        note!("warning: restoring the CPU mask: {}", errname(errno()));
+    }
+    r
+}
+
 /// Runs a helper program (mkswap, ...) to completion; fails on a non-zero
 /// exit. Under MSHV_FAULTS the helper leaves failslab's task filter: the
 /// faults are meant for the driver's calls, and a helper that cannot load
@@ -798,15 +832,23 @@ pub fn scen_swap_pageout() -> TResult {
             let pm = pagemap(&data, 0, PAGES)?;
             let n = pm.iter().filter(|(s, _)| *s).count();
             note!("{when}: {n} of {PAGES} pages swapped");
+            if n != 0 && n != PAGES {
+                let resident: Vec<usize> = (0..PAGES).filter(|&i| !pm[i].0).collect();
+                note!("resident pages: {resident:?}");
+            }
             Ok(n)
         };
-        // MADV_PAGEOUT is best effort: pages still in another CPU's LRU
-        // batch (just faulted in by the VP) are skipped. Repeat (at most 5
-        // times) until every page is out.
+        // MADV_PAGEOUT drains only the calling CPU's LRU batches and skips
+        // pages still sitting in another CPU's batch (faulted in by the VP
+        // before the scheduler moved this thread). Each attempt runs on the
+        // next CPU, so within one attempt per CPU every batch is drained.
+        let cpus = online_cpus();
         let page_out = |when: &str| -> TResult<usize> {
             let mut n = 0;
             for attempt in 1..=5 {
-                madvise(&data, 0, SIZE, libc::MADV_PAGEOUT, "MADV_PAGEOUT")?;
+                on_cpu(attempt % cpus, || {
+                    madvise(&data, 0, SIZE, libc::MADV_PAGEOUT, "MADV_PAGEOUT")
+                })?;
                 n = swapped(&format!("{when} (attempt {attempt})"))?;
                 if n == PAGES {
                     break;
@@ -826,15 +868,10 @@ pub fn scen_swap_pageout() -> TResult {
         let seed2 = 0x696e_2121;
         m.pattern_write(GPA, dwords(SIZE), seed2)?;
 
-        // The second page-out is best effort in full runs: a few pages (11
-        // of 256, the same ones on every retry) sometimes stay resident
-        // after the guest's swap-ins, for reasons in reclaim this test does
-        // not control. Require most to go, and all bytes to be right.
-        let out = page_out("after the second MADV_PAGEOUT")?;
-        ensure!(
-            out >= PAGES / 2,
-            "pages swapped out by the second MADV_PAGEOUT\nexpected: >= {}\nactual:   {out}",
-            PAGES / 2
+        ensure_eq!(
+            page_out("after the second MADV_PAGEOUT")?,
+            PAGES,
+            "pages swapped out by the second MADV_PAGEOUT"
         );
         verify_pattern(
             &data,
