@@ -1461,7 +1461,10 @@ pub fn scen_unmap_race() -> TResult {
             let u = unmapper
                 .join()
                 .map_err(|_| Failure::Fail("the unmapper thread panicked".into()))?;
-            r.and(u)
+            // The unmapper's error first: when a map fails (an accepted
+            // clean error under MSHV_FAULTS) the region stays missing, and
+            // the VP's "still missing" failure is only its consequence.
+            u.and(r)
         })?;
         note!(
             "{} remaps; the VP completed {} fills, saw {} HVMSG_UNMAPPED_GPA, {} HVMSG_GPA_INTERCEPT, errnos {:?}",
