@@ -14,8 +14,8 @@
 //!   create hypercalls fail with INSUFFICIENT_MEMORY) and
 //!   `sim/inject_fail_at_rep` (write `REP STATUS`: the next map or unmap call
 //!   fails with STATUS after REP reps), `sim/inject_probability` (write
-//!   `PER_MILLE STATUS`: from now on each map or unmap call fails with STATUS at a
-//!   random rep with that probability; `0 0` stops it),
+//!   `PER_MILLE STATUS`: from now on each map or unmap call fails with
+//!   STATUS at a random rep with that probability; `0 0` stops it),
 //!   `partitions/<id>/mirror_check`
 //!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
 //!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point

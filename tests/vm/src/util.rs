@@ -209,6 +209,21 @@ pub fn errno_failure(what: &str, e: i32) -> Failure {
     }
 }
 
+/// Whether `path` exists. Unlike `Path::exists`, an error other than
+/// "not found" (failslab under MSHV_FAULTS makes lookups fail with ENOMEM)
+/// is not taken for absence: it is [`errno_failure`].
+pub fn present(path: impl AsRef<std::path::Path>) -> TResult<bool> {
+    let path = path.as_ref();
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(errno_failure(
+            &format!("stat {}", path.display()),
+            e.raw_os_error().unwrap_or(0),
+        )),
+    }
+}
+
 /// Set while [`crate_call`] runs a client-crate call whose panic it handles
 /// itself; the test runner's panic hook then stays quiet.
 pub static CRATE_PANIC_EXPECTED: std::sync::atomic::AtomicBool =

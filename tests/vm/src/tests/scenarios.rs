@@ -253,10 +253,13 @@ fn on_node(statuses: &[i32], node: i32) -> usize {
     statuses.iter().filter(|&&s| s == node).count()
 }
 
-fn numa_nodes() -> usize {
-    (0..64)
-        .take_while(|n| Path::new(&format!("/sys/devices/system/node/node{n}")).exists())
-        .count()
+fn numa_nodes() -> TResult<usize> {
+    for n in 0..64 {
+        if !present(format!("/sys/devices/system/node/node{n}"))? {
+            return Ok(n);
+        }
+    }
+    Ok(64)
 }
 
 /// /proc/self/pagemap bits 62 (swapped) and 63 (present) of each page.
@@ -412,7 +415,7 @@ pub fn scen_mremap() -> TResult {
 /// move_pages status query), the guest then reads the same bytes from the new
 /// pages and its writes reach the VMM.
 pub fn scen_numa_migrate() -> TResult {
-    let nodes = numa_nodes();
+    let nodes = numa_nodes()?;
     if nodes < 2 {
         skip!("{nodes} NUMA node(s): scripts/vm-run --numa gives two");
     }
@@ -548,7 +551,7 @@ const MADV_COLLAPSE: i32 = 25;
 /// large_entries); a partial MADV_DONTNEED then splits it: the guest reads
 /// zeros exactly there, the rest intact, through 4 KiB entries again.
 pub fn scen_thp_collapse_split() -> TResult {
-    if !Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+    if !present("/sys/kernel/mm/transparent_hugepage/enabled")? {
         skip!("no CONFIG_TRANSPARENT_HUGEPAGE");
     }
     scenario(|vm| {
@@ -647,7 +650,7 @@ const KSM: &str = "/sys/kernel/mm/ksm";
 /// for exactly that page, and both sides see exactly the right bytes; an
 /// unmerge (run=2) changes nothing either.
 pub fn scen_ksm_cow() -> TResult {
-    if !Path::new(KSM).join("run").exists() {
+    if !present(Path::new(KSM).join("run"))? {
         skip!("no {KSM} (CONFIG_KSM)");
     }
     scenario(|vm| {
@@ -773,7 +776,7 @@ struct ZramSwap {
 impl ZramSwap {
     fn on(size: &str) -> TResult<ZramSwap> {
         let ctl = "/sys/class/zram-control/hot_add";
-        if !Path::new(ctl).exists() {
+        if !present(ctl)? {
             skip!("no {ctl} (CONFIG_ZRAM)");
         }
         let id: u32 = read_trim(ctl)?
@@ -785,7 +788,7 @@ impl ZramSwap {
             on: false,
         };
         write_file(&format!("/sys/block/zram{id}/disksize"), size)?;
-        if !Path::new(&z.dev).exists() {
+        if !present(&z.dev)? {
             fail!("{} missing after hot_add", z.dev);
         }
         run_cmd("mkswap", &[&z.dev])?;
@@ -1182,7 +1185,7 @@ pub fn scen_memfd_punch_hole() -> TResult {
 /// entries.
 pub fn scen_hugetlb() -> TResult {
     let nr = "/proc/sys/vm/nr_hugepages";
-    if !Path::new(nr).exists() {
+    if !present(nr)? {
         skip!("no {nr} (CONFIG_HUGETLBFS)");
     }
     const SIZE: usize = 4 * MIB;
@@ -1518,7 +1521,7 @@ pub fn scen_stress() -> TResult {
         const PART: usize = 128 * 1024;
         const SIZE: usize = 3 * PART;
         let secs = stress_secs();
-        let nodes = numa_nodes();
+        let nodes = numa_nodes()?;
         let mut data = Mmap::anon(SIZE)?;
         let seeds = [0x5354_5230u32, 0x5354_5231];
         for (i, &seed) in seeds.iter().enumerate() {
