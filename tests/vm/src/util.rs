@@ -209,6 +209,15 @@ pub fn errno_failure(what: &str, e: i32) -> Failure {
     }
 }
 
+/// The failure for an I/O error: [`errno_failure`] when it carries an
+/// errno, a test failure otherwise.
+pub fn io_failure(what: &str, e: std::io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(n) => errno_failure(what, n),
+        None => Failure::Fail(format!("{what}: {e}")),
+    }
+}
+
 /// Whether `path` exists. Unlike `Path::exists`, an error other than
 /// "not found" (failslab under MSHV_FAULTS makes lookups fail with ENOMEM)
 /// is not taken for absence: it is [`errno_failure`].
@@ -217,10 +226,7 @@ pub fn present(path: impl AsRef<std::path::Path>) -> TResult<bool> {
     match std::fs::metadata(path) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(errno_failure(
-            &format!("stat {}", path.display()),
-            e.raw_os_error().unwrap_or(0),
-        )),
+        Err(e) => Err(io_failure(&format!("stat {}", path.display()), e)),
     }
 }
 

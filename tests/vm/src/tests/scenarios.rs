@@ -90,16 +90,13 @@ fn madvise(mem: &Mmap, off: usize, len: usize, advice: i32, name: &str) -> TResu
 }
 
 fn write_file(path: &str, value: &str) -> TResult {
-    fs::write(path, value).map_err(|e| match e.raw_os_error() {
-        Some(n) => errno_failure(&format!("write {value:?} to {path}"), n),
-        None => Failure::Fail(format!("write {value:?} to {path}: {e}")),
-    })
+    fs::write(path, value).map_err(|e| io_failure(&format!("write {value:?} to {path}"), e))
 }
 
 fn read_trim(path: &str) -> TResult<String> {
     fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|e| Failure::Fail(format!("read {path}: {e}")))
+        .map_err(|e| io_failure(&format!("read {path}"), e))
 }
 
 fn read_num(path: &str) -> TResult<u64> {
@@ -262,6 +259,20 @@ fn numa_nodes() -> TResult<usize> {
     Ok(64)
 }
 
+/// Whether the page at `addr` is mapped in this process (mincore).
+fn is_mapped(addr: u64) -> TResult<bool> {
+    let mut v = 0u8;
+    let page = addr & !(PAGE as u64 - 1);
+    // SAFETY: mincore only writes one byte (one page) to `v`.
+    if unsafe { libc::mincore(page as *mut libc::c_void, PAGE, &mut v) } == 0 {
+        return Ok(true);
+    }
+    match errno() {
+        libc::ENOMEM => Ok(false),
+        e => Err(errno_failure("mincore", e)),
+    }
+}
+
 /// /proc/self/pagemap bits 62 (swapped) and 63 (present) of each page.
 fn pagemap(mem: &Mmap, off: usize, pages: usize) -> TResult<Vec<(bool, bool)>> {
     use std::io::{Read, Seek, SeekFrom};
@@ -328,6 +339,21 @@ pub fn scen_mremap() -> TResult {
         )?;
         expect_mirror(&vm.p, 0, "after moving 64 KiB out")?;
         let gpa = GPA + off as u32 + 0x3000;
+        if is_mapped(data.addr() + off as u64 + 0x3000)? {
+            // move_vma() keeps the old range (now empty) mapped when
+            // unmapping it fails for want of memory, and mremap still
+            // succeeds. The guest must then see what the VMM sees there.
+            if !faults_mode() {
+                fail!("mremap succeeded but left the old range mapped");
+            }
+            let v = m.read(gpa)?;
+            ensure_eq!(
+                Hex(v as u64),
+                Hex(data.read_u32(off + 0x3000) as u64),
+                "guest read of the old range mremap left mapped vs the VMM's view"
+            );
+            skip!("MSHV_FAULTS: injected failure accepted: mremap left the old range mapped (its unmap failed); the guest read the VMM's bytes there");
+        }
         m.begin(CMD_READ, &[gpa])?;
         let exit = m.run_raw();
         expect_refused_access(
@@ -1678,7 +1704,7 @@ impl Cgroup {
         }
         write_file(&format!("{CGROOT}/cgroup.subtree_control"), "+memory")?;
         let dir = PathBuf::from(format!("{CGROOT}/mshv-scen-{}", std::process::id()));
-        fs::create_dir(&dir).ctx("mkdir the test cgroup")?;
+        fs::create_dir(&dir).map_err(|e| io_failure("mkdir the test cgroup", e))?;
         let cg = Cgroup(dir);
         write_file(cg.0.join("memory.max").to_str().unwrap(), max)?;
         write_file(cg.0.join("memory.high").to_str().unwrap(), high)?;
