@@ -11,7 +11,8 @@
 //!    `pt_mutex`.
 //! 2. `Partition::regions` — the region set; held only to look up, insert or
 //!    remove, never across a fault or a hypercall batch. The RUN_VP fault path
-//!    takes it alone (it does not take `inner`).
+//!    takes it alone (it does not take `inner`). Its `held` list has a
+//!    lock of its own, taken after `inner` and never with the others.
 //! 3. A movable region's state lock (`mem::movable`), also taken by the
 //!    MMU-notifier invalidate callback.
 
@@ -75,9 +76,32 @@ pub(crate) struct RegionSet {
     /// only region that can contain a gfn.
     #[pin]
     tree: Mutex<RBTree<u64, Arc<Region>>>,
+    /// Regions that left the set but whose unmap failed: the hypervisor may
+    /// still map their pages, so they (and a pinned region's pins) are only
+    /// released after the partition is deleted in the hypervisor.
+    #[pin]
+    held: Mutex<KVec<Arc<Region>>>,
 }
 
 impl RegionSet {
+    /// Removes `region`, which has left the set, from the hypervisor. If
+    /// that fails, keeps it until the partition is deleted and returns the
+    /// error.
+    fn retire(&self, region: Arc<Region>) -> Result {
+        let Err(e) = region.remove() else {
+            return Ok(());
+        };
+        let mut held = self.held.lock();
+        if held.reserve(1, GFP_KERNEL).is_err() {
+            // No memory to hold it: never release it.
+            core::mem::forget(region);
+        } else if let Err(unpushed) = held.push_within_capacity(region) {
+            // Unreachable after the reservation; never release it either.
+            core::mem::forget(unpushed.0);
+        }
+        Err(e)
+    }
+
     /// References to every region, for a walk that must not hold the lock.
     pub(crate) fn snapshot(&self) -> Result<KVec<Arc<Region>>> {
         let tree = self.tree.lock();
@@ -105,7 +129,10 @@ impl Partition {
         };
         let hv2 = hv.clone();
         let regions = match Arc::pin_init(
-            pin_init!(RegionSet { tree <- new_mutex!(RBTree::new()) }),
+            pin_init!(RegionSet {
+                tree <- new_mutex!(RBTree::new()),
+                held <- new_mutex!(KVec::new()),
+            }),
             GFP_KERNEL,
         ) {
             Ok(r) => r,
@@ -336,9 +363,8 @@ impl Partition {
             regions.remove(&last).ok_or(ENOENT)?
         };
         // Faults that already looked the region up see `removed` and give up.
-        region.remove();
         crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
-        Ok(())
+        self.regions.retire(region)
     }
 
     /// Resolves a GPA intercept for `gfn` inside RUN_VP.
@@ -370,7 +396,7 @@ impl PinnedDrop for Partition {
         self.irq.release();
         let regions = core::mem::take(&mut *self.regions.tree.lock());
         for (_, r) in regions.iter() {
-            r.remove();
+            let _ = self.regions.retire(r.clone());
             crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
         }
         drop(regions);
@@ -390,6 +416,8 @@ impl PinnedDrop for Partition {
             }
         }
         Self::destroy_in_hv(&*self.hv, self.id);
+        // The hypervisor can no longer reach them.
+        drop(core::mem::take(&mut *self.regions.held.lock()));
         crate::debugfs::live_add(crate::debugfs::Live::Partitions, -1);
     }
 }

@@ -570,17 +570,12 @@ impl Movable {
     }
 
     /// Unmaps the region's whole GPA range and stops faults. Called once on
-    /// removal, before the notifier is unregistered.
-    pub(crate) fn remove(&self) {
+    /// removal, before the notifier is unregistered. On failure some
+    /// entries may remain (see `RegionSet::retire`).
+    pub(crate) fn remove(&self) -> Result {
         let mut st = self.state.lock();
         st.removed = true;
-        if self.unmap(&st, self.all()).is_err() {
-            pr_warn!(
-                "pt {}: unmapping movable region at gfn {:#x} failed\n",
-                self.pt,
-                self.start_gfn
-            );
-        }
+        self.unmap(&st, self.all()).map_err(|e| e.error.into())
     }
 }
 

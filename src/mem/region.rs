@@ -214,8 +214,8 @@ impl Region {
 
     /// Unmaps the whole GPA range of an MMIO or pinned region, in the same
     /// layout it was mapped with (no split of large entries needed).
-    fn unmap_all(&self, pages: &[HostPage]) {
-        let res = self.for_each_run(pages, |gfn, pfns, large| {
+    fn unmap_all(&self, pages: &[HostPage]) -> Result {
+        self.for_each_run(pages, |gfn, pfns, large| {
             calls::unmap_batched(
                 &*self.hv,
                 self.pt,
@@ -225,14 +225,7 @@ impl Region {
                 &self.stats.hypercalls,
             )
             .map_err(|e| e.error.into())
-        });
-        if res.is_err() {
-            pr_warn!(
-                "pt {}: unmapping region at gfn {:#x} failed\n",
-                self.pt,
-                self.start_gfn
-            );
-        }
+        })
     }
 
     /// Handles a GPA intercept at `gfn`. Only movable regions resolve them;
@@ -248,19 +241,22 @@ impl Region {
     /// Unmaps the region's whole GPA range (MMIO included: upstream left MMIO
     /// mapped) and stops faults; what backs it is released when the value is
     /// dropped. Called by the region set's owner when the region leaves the
-    /// set; dropping an unremoved region (an error path) removes it first,
-    /// so no SLAT entry outlives the pages behind it.
-    pub(crate) fn remove(&self) {
+    /// set; dropping an unremoved region (an error path) removes it first.
+    ///
+    /// An error means the hypervisor may still map some of the range
+    /// (unmap calls are already retried, see `calls::unmap_batched`): the
+    /// caller must not release the region before the partition is deleted
+    /// (`RegionSet::retire`). Only the first call does anything.
+    pub(crate) fn remove(&self) -> Result {
         if self.removed.swap(true, Ordering::AcqRel) {
-            return;
+            return Ok(());
         }
-        match &self.kind {
+        let res = match &self.kind {
             RegionKind::Movable(m) => m.remove(),
             RegionKind::Mmio { pfn } => {
                 let pfn = *pfn;
-                if let Ok(pages) = self.host_pages(|i| (pfn + i as u64, 0)) {
-                    self.unmap_all(&pages);
-                }
+                self.host_pages(|i| (pfn + i as u64, 0))
+                    .and_then(|pages| self.unmap_all(&pages))
             }
             RegionKind::Pinned(p) => {
                 match self.host_pages(|i| {
@@ -270,26 +266,41 @@ impl Region {
                     )
                 }) {
                     Ok(pages) => self.unmap_all(&pages),
-                    Err(_) => {
-                        // Out of memory for the layout: unmap 4 KiB reps (may
-                        // need hypervisor memory to split; best effort).
-                        let _ = calls::unmap_batched(
-                            &*self.hv,
-                            self.pt,
-                            self.start_gfn,
-                            self.pages,
-                            false,
-                            &self.stats.hypercalls,
-                        );
-                    }
+                    // Out of memory for the layout: unmap 4 KiB reps (may
+                    // need hypervisor memory to split large entries).
+                    Err(_) => calls::unmap_batched(
+                        &*self.hv,
+                        self.pt,
+                        self.start_gfn,
+                        self.pages,
+                        false,
+                        &self.stats.hypercalls,
+                    )
+                    .map_err(|e| e.error.into()),
                 }
             }
+        };
+        if res.is_err() {
+            pr_err!(
+                "pt {}: unmapping region at gfn {:#x} failed; kept until the partition is deleted\n",
+                self.pt,
+                self.start_gfn
+            );
         }
+        res
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        self.remove();
+        if self.remove().is_err() {
+            // Only a region that never entered a set gets here unremoved (an
+            // error while creating it), and nothing can hold it any more.
+            // Its pinned pages may still be mapped in the hypervisor: never
+            // give them back to Linux.
+            if let RegionKind::Pinned(p) = &mut self.kind {
+                p.keep_pinned();
+            }
+        }
     }
 }

@@ -303,7 +303,7 @@ pub(crate) fn vma_kind(addr: u64) -> VmaKind {
     }
 }
 
-/// Long-term pins of user pages, released on drop.
+/// Long-term pins of user pages, released on drop (unless kept).
 ///
 /// # Invariants
 ///
@@ -311,6 +311,8 @@ pub(crate) fn vma_kind(addr: u64) -> VmaKind {
 pub(crate) struct PinnedPages {
     pfns: KVVec<u64>,
     dirty: bool,
+    /// Set by [`PinnedPages::keep_pinned`]: the pins are never released.
+    keep: bool,
 }
 
 impl PinnedPages {
@@ -329,7 +331,18 @@ impl PinnedPages {
         }
         crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, pages as i64);
         // INVARIANT: the helper pinned exactly `pages` pages into `pfns`.
-        Ok(Self { pfns, dirty: write })
+        Ok(Self {
+            pfns,
+            dirty: write,
+            keep: false,
+        })
+    }
+
+    /// Makes the pins permanent: for pages the hypervisor may still map
+    /// after an unmap failed, which Linux must never reuse. They stay
+    /// counted in `live_objects`' `pinned_pages`.
+    pub(crate) fn keep_pinned(&mut self) {
+        self.keep = true;
     }
 
     /// The pinned pages' frame numbers, in address order.
@@ -340,6 +353,13 @@ impl PinnedPages {
 
 impl Drop for PinnedPages {
     fn drop(&mut self) {
+        if self.keep {
+            pr_err!(
+                "{} pages kept pinned: the hypervisor may still map them\n",
+                self.pfns.len()
+            );
+            return;
+        }
         // SAFETY: by the type invariant each pfn is pinned once by us.
         unsafe {
             ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty)

@@ -140,6 +140,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "injected_unmap_failure_keeps_pins",
+        func: sim::injected_unmap_failure_keeps_pins,
+        timeout: 300,
+    },
+    TestCase {
         name: "injected_remap_failure_refaults",
         func: sim::injected_remap_failure_refaults,
         timeout: 300,

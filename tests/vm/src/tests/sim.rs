@@ -244,6 +244,69 @@ pub fn injected_remap_failure_refaults() -> TResult {
     m.halt()
 }
 
+/// A pinned region whose removal cannot unmap it (every unmap call fails)
+/// is kept, pins included, until the partition is deleted: SET_GUEST_MEMORY
+/// UNMAP returns the error, the pages stay pinned while the hypervisor may
+/// still map them, and closing the partition releases them.
+pub fn injected_unmap_failure_keeps_pins() -> TResult {
+    const SIZE: usize = MIB;
+    let pages = (SIZE / PAGE) as u64;
+    let pinned = || -> TResult<u64> {
+        match live_objects()? {
+            Some(l) => Ok(l["pinned_pages"]),
+            None => fail!("{} missing", live_objects_path().display()),
+        }
+    };
+    let mshv = open_mshv()?;
+    let start = pinned()?;
+    let p = Partition::new(&mshv)?;
+    let data = Mmap::anon(SIZE)?;
+    let pin = ForcePinned::on()?;
+    p.map(&data, 0, SIZE, DATA_GFN, MEM_RWX)?;
+    drop(pin);
+    ensure_eq!(
+        pinned()?,
+        start + pages,
+        "pinned pages with the region mapped"
+    );
+
+    /// Turns the random failures off however the test ends.
+    struct Off;
+    impl Drop for Off {
+        fn drop(&mut self) {
+            let _ = inject("inject_probability", "0 0");
+        }
+    }
+    // Every map and unmap call fails with HV_STATUS_INVALID_PARAMETER (5).
+    inject("inject_probability", "1000 5")?;
+    let off = Off;
+    let r =
+        p.vm.unmap_user_memory(region(DATA_GFN, &data, SIZE, MEM_RWX));
+    drop(off);
+    match r {
+        Err(e) => ensure_eq!(
+            errname(e.errno()),
+            errname(libc::EINVAL),
+            "SET_GUEST_MEMORY UNMAP errno when every unmap call fails"
+        ),
+        Ok(()) => fail!("SET_GUEST_MEMORY UNMAP with every unmap call failing succeeded"),
+    }
+    ensure_eq!(
+        pinned()?,
+        start + pages,
+        "pinned pages after the failed unmap (the hypervisor may still map them)"
+    );
+    let s = sim_slat(&p)?;
+    note!("sim_slat after the failed unmap: {}", show_kv(&s));
+    ensure!(
+        s["accessible_entries"] > 0,
+        "accessible SLAT entries after the failed unmap: 0 (then nothing was left to keep)"
+    );
+    drop(p);
+    ensure_eq!(pinned()?, start, "pinned pages after closing the partition");
+    Ok(())
+}
+
 /// The path of `<partition debugfs>/<name>`, a file only the sim backend
 /// creates. Skips on another backend; under MSHV_FAULTS a file missing while
 /// the sim backend is loaded is an accepted outcome (failslab failed its
