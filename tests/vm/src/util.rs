@@ -65,15 +65,30 @@ macro_rules! ensure_eq {
     }};
 }
 
-/// Attaches context to any displayable error: `x.ctx("mmap")?`.
+/// Attaches context to any displayable error: `x.ctx("mmap")?`. An error
+/// that carries an errno (std's I/O errors end in "(os error N)", also
+/// inside the text of `read_kv`'s errors) goes through [`errno_failure`]:
+/// under MSHV_FAULTS it is an accepted clean error.
 pub trait Ctx<T> {
     fn ctx(self, what: &str) -> TResult<T>;
 }
 
 impl<T, E: fmt::Display> Ctx<T> for Result<T, E> {
     fn ctx(self, what: &str) -> TResult<T> {
-        self.map_err(|e| Failure::Fail(format!("{what}: {e}")))
+        self.map_err(|e| {
+            let text = e.to_string();
+            match os_errno(&text) {
+                Some(n) => errno_failure(&format!("{what}: {text}"), n),
+                None => Failure::Fail(format!("{what}: {text}")),
+            }
+        })
     }
+}
+
+/// The N of a trailing "(os error N)" in `text`.
+fn os_errno(text: &str) -> Option<i32> {
+    let (_, rest) = text.rsplit_once("(os error ")?;
+    rest.strip_suffix(')')?.parse().ok()
 }
 
 /// Hex formatting in assertion messages: `Hex(x)` prints `0x...`.
@@ -808,6 +823,14 @@ impl Drop for ForcePinned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_errno_of_io_errors() {
+        let e = std::io::Error::from_raw_os_error(libc::ENOMEM);
+        assert_eq!(os_errno(&format!("read /x: {e}")), Some(libc::ENOMEM));
+        assert_eq!(os_errno("read /x: unexpected end of file"), None);
+        assert_eq!(os_errno("(os error 12) and more"), None);
+    }
 
     #[test]
     fn crate_call_outcomes() {

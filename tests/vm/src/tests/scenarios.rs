@@ -196,7 +196,7 @@ fn run_cmd(prog: &str, args: &[&str]) -> TResult {
     }
     let out = cmd
         .output()
-        .map_err(|e| Failure::Fail(format!("run {prog}: {e}")))?;
+        .map_err(|e| io_failure(&format!("run {prog}"), e))?;
     ensure!(
         out.status.success(),
         "`{prog} {}` failed ({}): {}{}",
