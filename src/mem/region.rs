@@ -212,6 +212,25 @@ impl Region {
         })
     }
 
+    /// Unmaps an MMIO or pinned region mapped up front with `page` (as
+    /// [`Region::map_up_front`]), in the layout it was mapped with; without
+    /// memory for the layout, in 4 KiB reps (which may need hypervisor
+    /// memory to split large entries).
+    fn unmap_mapped(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
+        match self.host_pages(page) {
+            Ok(pages) => self.unmap_all(&pages),
+            Err(_) => calls::unmap_batched(
+                &*self.hv,
+                self.pt,
+                self.start_gfn,
+                self.pages,
+                false,
+                &self.stats.hypercalls,
+            )
+            .map_err(|e| e.error.into()),
+        }
+    }
+
     /// Unmaps the whole GPA range of an MMIO or pinned region, in the same
     /// layout it was mapped with (no split of large entries needed).
     fn unmap_all(&self, pages: &[HostPage]) -> Result {
@@ -255,30 +274,14 @@ impl Region {
             RegionKind::Movable(m) => m.remove(),
             RegionKind::Mmio { pfn } => {
                 let pfn = *pfn;
-                self.host_pages(|i| (pfn + i as u64, 0))
-                    .and_then(|pages| self.unmap_all(&pages))
+                self.unmap_mapped(|i| (pfn + i as u64, 0))
             }
-            RegionKind::Pinned(p) => {
-                match self.host_pages(|i| {
-                    (
-                        p.pfns().get(i).copied().unwrap_or(0),
-                        mm::pinned_folio_order(p, i),
-                    )
-                }) {
-                    Ok(pages) => self.unmap_all(&pages),
-                    // Out of memory for the layout: unmap 4 KiB reps (may
-                    // need hypervisor memory to split large entries).
-                    Err(_) => calls::unmap_batched(
-                        &*self.hv,
-                        self.pt,
-                        self.start_gfn,
-                        self.pages,
-                        false,
-                        &self.stats.hypercalls,
-                    )
-                    .map_err(|e| e.error.into()),
-                }
-            }
+            RegionKind::Pinned(p) => self.unmap_mapped(|i| {
+                (
+                    p.pfns().get(i).copied().unwrap_or(0),
+                    mm::pinned_folio_order(p, i),
+                )
+            }),
         };
         if res.is_err() {
             pr_err!(
