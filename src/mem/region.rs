@@ -285,7 +285,7 @@ impl Region {
         };
         if res.is_err() {
             pr_err!(
-                "pt {}: unmapping region at gfn {:#x} failed; kept until the partition is deleted\n",
+                "pt {}: unmapping region at gfn {:#x} failed; not released while the hypervisor may map it\n",
                 self.pt,
                 self.start_gfn
             );

@@ -109,6 +109,12 @@ impl Inject {
         }
     }
 
+    /// Draws the failure of a map or unmap call of `reps` reps: the pending
+    /// fail-at-rep request, else a random one. `(rep, status)`.
+    pub(crate) fn take_rep_failure(&self, reps: usize) -> Option<(usize, u16)> {
+        self.take_fail_at_rep().or_else(|| self.take_random(reps))
+    }
+
     /// Makes the next `count` map/create calls fail with
     /// `HV_STATUS_INSUFFICIENT_MEMORY` (replacing any pending count).
     pub(crate) fn set_no_memory(&self, count: u32) {

@@ -625,11 +625,7 @@ impl Hypervisor for Sim {
         if self.inject.take_no_memory() {
             return Err(at_start(HvError(status::INSUFFICIENT_MEMORY)));
         }
-        let fail = self
-            .inject
-            .take_fail_at_rep()
-            .or_else(|| self.inject.take_random(pfns.len()));
-        match fail {
+        match self.inject.take_rep_failure(pfns.len()) {
             Some((reps, st)) if reps < pfns.len() => {
                 let head = pfns.get(..reps).unwrap_or(&[]);
                 inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;
@@ -652,11 +648,7 @@ impl Hypervisor for Sim {
         if inner.state != PartState::Initialized {
             return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
         }
-        let fail = self
-            .inject
-            .take_fail_at_rep()
-            .or_else(|| self.inject.take_random(count));
-        match fail {
+        match self.inject.take_rep_failure(count) {
             Some((reps, st)) if reps < count => {
                 inner.slat.unmap(&mut inner.pool, base_gfn, reps, flags)?;
                 Err(RepError {

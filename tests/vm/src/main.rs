@@ -210,13 +210,7 @@ fn child(t: &TestCase, wr: i32) -> ! {
         if util::CRATE_PANIC_EXPECTED.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
-        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            s.to_string()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "(non-string panic payload)".to_string()
-        };
+        let msg = util::panic_message(info.payload());
         let loc = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))

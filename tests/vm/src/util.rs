@@ -245,6 +245,30 @@ pub fn present(path: impl AsRef<std::path::Path>) -> TResult<bool> {
     }
 }
 
+/// Runs `f` again, up to 5 times in all, while it fails under MSHV_FAULTS
+/// (failslab may fail a read's own allocations); once otherwise.
+pub fn retry_under_faults<T, E>(mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut r = f();
+    for _ in 1..if faults_mode() { 5 } else { 1 } {
+        if r.is_ok() {
+            break;
+        }
+        r = f();
+    }
+    r
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
 /// Set while [`crate_call`] runs a client-crate call whose panic it handles
 /// itself; the test runner's panic hook then stays quiet.
 pub static CRATE_PANIC_EXPECTED: std::sync::atomic::AtomicBool =
@@ -266,11 +290,7 @@ pub fn crate_call<T>(what: &str, f: impl FnOnce() -> T) -> TResult<T> {
     match r {
         Ok(v) => Ok(v),
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let msg = panic_message(&*payload);
             let errno = msg
                 .split_once("Errno(Error(")
                 .and_then(|(_, rest)| rest.split_once(')'))

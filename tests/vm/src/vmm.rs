@@ -96,15 +96,7 @@ impl Partition {
     /// The partition's `stats`, which must exist.
     pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
         let dir = self.debugfs_dir()?;
-        // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
-        let mut r = partition_stats(&dir);
-        for _ in 1..if faults_mode() { 5 } else { 1 } {
-            if r.is_ok() {
-                break;
-            }
-            r = partition_stats(&dir);
-        }
-        r
+        retry_under_faults(|| partition_stats(&dir))
     }
 
     /// Logs the stats as a diagnostic, if they can be read.

@@ -49,7 +49,7 @@ pub(crate) fn sim_slat(p: &Partition) -> TResult<std::collections::BTreeMap<Stri
 
 pub(crate) fn inject(file: &str, value: &str) -> TResult {
     let path = mshv_debugfs().join("sim").join(file);
-    if !path.exists() {
+    if !present(&path)? {
         skip!("{} missing: not the sim backend", path.display());
     }
     fs::write(&path, value)
@@ -313,10 +313,10 @@ pub fn injected_unmap_failure_keeps_pins() -> TResult {
 /// creation, and the driver carried on without it).
 fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf> {
     let path = p.debugfs_dir()?.join(name);
-    if path.exists() {
+    if present(&path)? {
         return Ok(path);
     }
-    if !mshv_debugfs().join("sim").exists() {
+    if !present(mshv_debugfs().join("sim"))? {
         skip!("{} missing: not the sim backend", path.display());
     }
     if faults_mode() {
@@ -332,15 +332,7 @@ fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf> {
 pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
     let path = sim_file(p, "mirror_check")?;
     // Under MSHV_FAULTS failslab may fail the read's own allocations: retry.
-    let tries = if faults_mode() { 5 } else { 1 };
-    let mut kv = read_kv(&path);
-    for _ in 1..tries {
-        if kv.is_ok() {
-            break;
-        }
-        kv = read_kv(&path);
-    }
-    let kv = kv.ctx("mirror_check")?;
+    let kv = retry_under_faults(|| read_kv(&path)).ctx("mirror_check")?;
     match (kv.get("checked"), kv.get("violations")) {
         (Some(&c), Some(&v)) => Ok((c, v)),
         _ => fail!("{}: {}", path.display(), show_kv(&kv)),
