@@ -4,7 +4,7 @@
 //! through the `mshv-ioctls` crate) creates guest partitions, maps guest
 //! memory and runs virtual processors on a Microsoft Hyper-V root partition.
 //!
-//! Layers, top to bottom (see README.md and ARCHITECTURE.md):
+//! Layers, top to bottom (docs/design.md, "Layers", has the whole table):
 //! - [`uapi`]: the ioctl ABI, byte-compatible with Linux 7.3's `mshv.h`;
 //! - [`device`]: the misc device and its ioctls;
 //! - [`mem`]: guest memory regions and their pure [`mem::geometry`];

@@ -373,7 +373,7 @@ impl Partition {
     /// the region while this VP was running (the lookup races with
     /// `SET_GUEST_MEMORY`, which holds no VP lock), or the guest touched a
     /// hole. Either way the message goes to the VMM, which owns the guest
-    /// physical address space (the seed review's point g).
+    /// physical address space (docs/review-answers.md, point g).
     pub(crate) fn handle_gpa_intercept(&self, gfn: u64, access: Access) -> Result<Fault> {
         match self.region_of(gfn) {
             Some(r) => r.fault(gfn, access),

@@ -3,7 +3,7 @@
 //! The caller's side of hypercalls, shared by both backends: batching to one
 //! input page, deposit-and-retry, and withdrawing a partition's pool.
 //!
-//! Locking rule (invariant 5 of ARCHITECTURE.md): [`deposit`] allocates with
+//! Locking rule (docs/design.md, invariant 5): [`deposit`] allocates with
 //! `GFP_KERNEL`, so [`retry_with_deposit`] must never run under a lock that an
 //! MMU-notifier invalidation takes. Code under such a lock calls the raw
 //! batch functions and, on `INSUFFICIENT_MEMORY`, drops the lock, deposits and

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The mirror checker (`backend=sim`): compares the simulated hypervisor's
-//! SLAT with what backs each region now (ARCHITECTURE.md invariants 1 and 2).
+//! SLAT with what backs each region now (docs/design.md, invariants 1 and 2).
 //!
 //! - Movable: every accessible entry maps the pfn the VMM's page tables map
 //!   at the corresponding address *now* (a non-faulting lookup), and every

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A guest memory region: one enum of the three kinds (the seed review's
+//! A guest memory region: one enum of the three kinds (docs/review-answers.md,
 //! point c), each carrying only what it uses.
 //!
 //! The type is chosen by the driver, as upstream does: a `VM_IO | VM_PFNMAP`

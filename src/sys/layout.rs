@@ -3,7 +3,8 @@
 //! Layout canaries: the kernel crate reads some kernel structs through
 //! bindgen output, and the kernel runs bindgen with `--no-layout-tests`. With
 //! bindgen 0.73.2 and `CONFIG_SCHEDSTATS=n`, Rust's `task_struct` is 64 bytes
-//! short of C's and `current!().mm()` reads the wrong field (ARCHITECTURE.md).
+//! short of C's and `current!().mm()` reads the wrong field (docs/design.md,
+//! "Facts this design rests on").
 //! These tests compare Rust's view with C's `sizeof`/`offsetof`, so a kernel
 //! configuration that breaks the bindings fails `make kunit` loudly.
 
