@@ -165,13 +165,12 @@ pub fn create_partition_and_vp() -> TResult {
     let stats = p.stats()?;
     note!("{}: {}", dir.display(), show_kv(&stats));
 
-    if let Some(live) = live_objects()? {
-        note!("live_objects: {}", show_kv(&live));
-        ensure!(
-            live["partitions"] >= 1 && live["vps"] >= 2,
-            "live_objects while 1 partition with 2 VPs exists: {}",
-            show_kv(&live)
-        );
-    }
+    let live = live_objects()?;
+    note!("live_objects: {}", show_kv(&live));
+    ensure!(
+        live["partitions"] >= 1 && live["vps"] >= 2,
+        "live_objects while 1 partition with 2 VPs exists: {}",
+        show_kv(&live)
+    );
     Ok(())
 }

@@ -38,7 +38,8 @@ fn pattern_test(pinned: bool) -> TResult {
     drop(pin);
 
     let region_pages = ((2 * PAT_HALF + code.len()) / PAGE) as u64;
-    if let (Some(l0), Some(l1)) = (&live0, live_objects()?) {
+    {
+        let (l0, l1) = (&live0, live_objects()?);
         let delta = l1["pinned_pages"] as i64 - l0["pinned_pages"] as i64;
         note!(
             "pinned_pages after mapping: {} (was {})",
@@ -108,7 +109,8 @@ fn pattern_test(pinned: bool) -> TResult {
     p.note_stats("at the end");
 
     if pinned {
-        if let (Some(l0), Some(l1)) = (&live0, live_objects()?) {
+        {
+            let (l0, l1) = (&live0, live_objects()?);
             ensure!(
                 l1["pinned_pages"] >= l0["pinned_pages"] + region_pages,
                 "pinned_pages while the pinned regions are still mapped: {} (was {})",
