@@ -248,6 +248,27 @@ pub fn faults_allow(e: i32) -> bool {
     allowed_under(faults_status(), e)
 }
 
+/// Under MSHV_FAULTS, appends a partition's `stats` lines to the file
+/// `MSHV_FAULTS_LOG` names (scripts/check-faults sums `deposit_retries`
+/// over a pass to see that injected INSUFFICIENT_MEMORY was absorbed).
+pub fn faults_record(stats: &BTreeMap<String, u64>) {
+    let Some(path) = std::env::var_os("MSHV_FAULTS_LOG") else {
+        return;
+    };
+    let text: String = stats.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    let r = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = r {
+        note(&format!(
+            "warning: MSHV_FAULTS_LOG {}: {e}",
+            path.to_string_lossy()
+        ));
+    }
+}
+
 /// [`faults_allow`] for an injected `status`.
 fn allowed_under(status: Option<u16>, e: i32) -> bool {
     FAILSLAB_ERRNOS.contains(&e) || status.and_then(status_errno) == Some(e)
@@ -911,6 +932,33 @@ pub fn debugfs_missing(path: &Path, sim_only: bool) -> Failure {
         "{} missing, with the module loaded (backend={b})",
         path.display()
     ))
+}
+
+/// While alive, the driver's invariant-violation messages in the kernel log
+/// are expected (a test provokes one on purpose): scripts/vm-run, which
+/// fails a run on such a message, ignores the lines between the begin and
+/// end markers this writes to /dev/kmsg.
+pub struct ExpectKernelErrors(());
+
+impl ExpectKernelErrors {
+    pub fn begin(why: &str) -> TResult<ExpectKernelErrors> {
+        fs::write(
+            "/dev/kmsg",
+            format!("mshv-vmtests: expected driver errors begin ({why})\n"),
+        )
+        .ctx("write /dev/kmsg")?;
+        Ok(ExpectKernelErrors(()))
+    }
+}
+
+impl Drop for ExpectKernelErrors {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write("/dev/kmsg", "mshv-vmtests: expected driver errors end\n") {
+            note(&format!(
+                "warning: writing the end marker to /dev/kmsg: {e}"
+            ));
+        }
+    }
 }
 
 /// `force_pinned` = 1 while alive; written back to 0 on drop.

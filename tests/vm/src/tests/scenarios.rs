@@ -68,6 +68,11 @@ fn scenario(body: impl FnOnce(&Vm) -> TResult) -> TResult {
     if r.is_err() {
         vm.p.note_stats("when the scenario ended early");
     }
+    if faults_mode() {
+        if let Ok(s) = vm.p.stats() {
+            faults_record(&s);
+        }
+    }
     let m = mirror_check(&vm.p).and_then(|(checked, v)| {
         note!("mirror_check at the end: checked {checked}, violations {v}");
         ensure_eq!(v, 0, "mirror violations at the end of the scenario");
