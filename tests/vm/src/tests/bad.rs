@@ -11,10 +11,10 @@ use mshv_bindings::{
     hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
 };
 
+use crate::fail;
 use crate::uapi::*;
 use crate::util::*;
 use crate::vmm::*;
-use crate::{ensure, fail};
 
 fn open_dev() -> TResult<File> {
     // SAFETY: constant path.
@@ -476,6 +476,20 @@ pub fn bad_root_hvcall() -> TResult {
         ));
     }
 
+    // From here on, a refused call must not write the output buffer, and
+    // no call may write the input buffer or past out_sz.
+    const FILL: u8 = 0x5a;
+    let input_before = input.clone();
+    // SAFETY: `output` is live; `good.out_ptr` points into it, and no call
+    // is in flight.
+    unsafe { std::ptr::write_bytes(good.out_ptr as *mut u8, FILL, 2 * PAGE) };
+    let out_bytes = |from: usize| -> Vec<u8> {
+        // SAFETY: reading the live `output` buffer between calls.
+        unsafe {
+            std::slice::from_raw_parts((good.out_ptr as *const u8).add(from), 2 * PAGE - from)
+        }
+        .to_vec()
+    };
     for (code, name) in [
         (HVCALL_SET_VP_REGISTERS, "HVCALL_SET_VP_REGISTERS"),
         (
@@ -550,6 +564,13 @@ pub fn bad_root_hvcall() -> TResult {
         false,
     );
 
+    let touched = out_bytes(0).iter().filter(|&&b| b != FILL).count();
+    if touched != 0 {
+        c.failed(format!(
+            "refused ROOT_HVCALLs wrote {touched} bytes of the output buffer"
+        ));
+    }
+
     // The partition fd's allow-list has no partition-management calls, and
     // the VP fd cannot issue the asynchronous SET_PARTITION_PROPERTY.
     let mshv = open_mshv()?;
@@ -579,6 +600,16 @@ pub fn bad_root_hvcall() -> TResult {
         libc::EINVAL,
         false,
     );
-    ensure!(input.len() == 2 * PAGE, "buffers intact");
+    let out_sz = good.out_sz as usize;
+    let past = out_bytes(out_sz).iter().filter(|&&b| b != FILL).count();
+    if past != 0 {
+        c.failed(format!(
+            "ROOT_HVCALL wrote {past} bytes past out_sz ({out_sz}) of the output buffer"
+        ));
+    }
+    if input != input_before {
+        c.failed("ROOT_HVCALL wrote into the input buffer".into());
+    }
+    drop(output);
     c.finish()
 }

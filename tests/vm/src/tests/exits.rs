@@ -26,6 +26,10 @@ pub fn guest_io_and_halt() -> TResult {
     p.map(&rom, 0, 0x10000, 0xffff0, MEM_RWX)?;
     let vcpu = p.vcpu(0)?;
 
+    use guest::hello16::{HLT_INSN, START};
+    // The listing the RIP checks below assume: the HLT follows 0x1b bytes
+    // of code (hello16.S).
+    ensure_eq!(Hex(HLT_INSN - START), Hex(0x1b), "hello16's layout");
     let mut out = Vec::new();
     let mut echo = None;
     let mut halted = None;
@@ -44,10 +48,20 @@ pub fn guest_io_and_halt() -> TResult {
                 size,
                 rax,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(size, 1, "access size of OUT DX, AL ({exit})");
                 ensure_eq!(len, 1, "instruction_length of OUT DX, AL ({exit})");
+                // _start: MOV DX, imm16 (3 bytes), then MOV AL, imm8 (2) and
+                // OUT DX, AL (1) per character.
+                let want = START + 5 + 3 * out.len() as u64;
+                ensure_eq!(
+                    Hex(rip),
+                    Hex(want),
+                    "RIP of OUT #{} to port 0x3f8",
+                    out.len()
+                );
                 out.push(rax as u8);
                 complete_io(&vcpu, &exit, None)?;
             }
@@ -56,10 +70,12 @@ pub fn guest_io_and_halt() -> TResult {
                 write: false,
                 size,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(size, 1, "access size of IN AL, imm8 ({exit})");
                 ensure_eq!(len, 2, "instruction_length of IN AL, imm8 ({exit})");
+                ensure_eq!(Hex(rip), Hex(START + 0x15), "RIP of IN AL, 0xe0");
                 complete_io(&vcpu, &exit, Some(0x5a))?;
             }
             Exit::Io {
@@ -67,9 +83,12 @@ pub fn guest_io_and_halt() -> TResult {
                 write: true,
                 rax,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(len, 2, "instruction_length of OUT imm8, AL ({exit})");
+                // IN (2 bytes), ADD AL, 1 (2 bytes), then this OUT.
+                ensure_eq!(Hex(rip), Hex(START + 0x19), "RIP of OUT 0xe1, AL");
                 echo = Some(rax as u8);
                 complete_io(&vcpu, &exit, None)?;
             }

@@ -50,6 +50,14 @@ fn one_round(mshv: &mshv_ioctls::Mshv, round: usize, start: &BTreeMap<String, u6
     if round == 0 || round == 4 {
         let now = live_objects()?;
         note!("round {round} (pinned {pinned}) live: {}", show_kv(&now));
+        // deposited_pages must move too: a partition with a VP holds
+        // deposits (a counter that never moves would hide a leak).
+        ensure!(
+            now["deposited_pages"] > start["deposited_pages"],
+            "deposited_pages while a partition with 1 VP exists\nexpected: > {}\nactual:   {}",
+            start["deposited_pages"],
+            now["deposited_pages"]
+        );
         for (name, more) in [("partitions", 1), ("vps", 1), ("regions", 2)] {
             ensure!(
                 now[name] >= start[name] + more,

@@ -474,5 +474,14 @@ pub fn thp_unaligned_gets_2m() -> TResult {
         "2 MiB mappings of a THP-backed region at an unaligned guest_pfn ({GFN:#x}, congruent modulo 2 MiB)\nexpected: mapped_2m >= 1\nactual:   {}",
         show_kv(&after)
     );
+    // mapped_2m only counts what was ever mapped: the SLAT must hold a
+    // 2 MiB entry now.
+    let slat = super::sim::sim_slat(&p)?;
+    note!("sim_slat after the run: {}", show_kv(&slat));
+    ensure!(
+        slat["large_entries"] >= 1,
+        "2 MiB SLAT entries now, after the guest read and wrote the THP-backed region\nexpected: >= 1\nactual:   {}",
+        slat["large_entries"]
+    );
     Ok(())
 }
