@@ -613,3 +613,80 @@ pub fn bad_root_hvcall() -> TResult {
     drop(output);
     c.finish()
 }
+
+/// The partition id of `p`, from its debugfs directory's name.
+fn partition_id(p: &Partition) -> TResult<u64> {
+    let dir = p.debugfs_dir()?;
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Fail(format!("no partition id in {}", dir.display())))
+}
+
+/// ROOT_HVCALL on a partition fd acts on that partition whatever id the
+/// input names (the driver overwrites the id: the isolation guarantee), and
+/// reps above 0xfff (the hypercall's 12-bit rep count) are refused.
+pub fn root_hvcall_isolation() -> TResult {
+    const UNIMPLEMENTED_MSR_ACTION: u32 = 0x0005_0017;
+    let mshv = open_mshv()?;
+    let a = Partition::new(&mshv)?;
+    let b = Partition::new(&mshv)?;
+    let (ida, idb) = (partition_id(&a)?, partition_id(&b)?);
+    if ida == idb {
+        fail!("two partitions with the same id {ida}");
+    }
+    b.vm.set_partition_property(UNIMPLEMENTED_MSR_ACTION, 1)
+        .map_err(|e| errno_failure("set UNIMPLEMENTED_MSR_ACTION of B", e.errno()))?;
+    let get = |p: &Partition| {
+        p.vm.get_partition_property(UNIMPLEMENTED_MSR_ACTION)
+            .map_err(|e| errno_failure("get UNIMPLEMENTED_MSR_ACTION", e.errno()))
+    };
+    let (va, vb) = (get(&a)?, get(&b)?);
+    if va == vb {
+        fail!(
+            "A and B have the same UNIMPLEMENTED_MSR_ACTION {va}: the test cannot tell them apart"
+        );
+    }
+
+    let mut c = Checks::new();
+    let prop = hv_input_get_partition_property {
+        partition_id: idb,
+        property_code: UNIMPLEMENTED_MSR_ACTION,
+        ..Default::default()
+    };
+    let mut out = [0u64; 2];
+    let call = RootHvcall {
+        code: HVCALL_GET_PARTITION_PROPERTY,
+        reps: 0,
+        in_sz: std::mem::size_of_val(&prop) as u16,
+        out_sz: 8,
+        status: 0,
+        rsvd: [0; 6],
+        in_ptr: std::ptr::addr_of!(prop) as u64,
+        out_ptr: out.as_mut_ptr() as u64,
+    };
+    let mut first = call;
+    if c.success(
+        "GET_PARTITION_PROPERTY naming partition B, on A's fd",
+        hvcall(a.vm.as_raw_fd(), &mut first),
+    )
+    .is_some()
+        && out[0] != va
+    {
+        c.failed(format!(
+            "GET_PARTITION_PROPERTY naming B ({idb}) on A's ({ida}) fd returned {:#x}; A's value is {va:#x}, B's {vb:#x}",
+            out[0]
+        ));
+    }
+    for reps in [0x1000u16, 0xffff] {
+        let mut r = call;
+        r.reps = reps;
+        c.errno(
+            &format!("reps {reps:#x} (> 0xfff)"),
+            hvcall(a.vm.as_raw_fd(), &mut r),
+            libc::EINVAL,
+            false,
+        );
+    }
+    c.finish()
+}

@@ -602,27 +602,40 @@ pub fn assert_interrupt_errors() -> TResult {
         p.vm.request_virtual_interrupt(&req(0, 0x30, fixed, false)),
         "fixed 0x30 to VP 0",
     )?;
-    // Hyper-V: HV_STATUS_INVALID_VP_INDEX and HV_STATUS_INVALID_PARAMETER,
-    // both EINVAL through the driver's status table. The last two are
-    // limitations of the simulator's LAPIC (Hyper-V delivers INIT and
-    // logical destinations); they must fail cleanly there, with EINVAL.
-    for (r, what) in [
-        (req(1, 0x30, fixed, false), "APIC id 1 (no such VP)"),
-        (req(0, 0x0f, fixed, false), "fixed vector 15"),
+    // The hypercall's status (the crate reports a failed ROOT_HVCALL as
+    // MshvError::Hypercall with the raw status): HV_STATUS_INVALID_VP_INDEX
+    // (0xe) for a VP that does not exist, HV_STATUS_INVALID_PARAMETER (0x5)
+    // for a reserved vector. The last two are limitations of the
+    // simulator's LAPIC (Hyper-V delivers INIT and logical destinations);
+    // there they must fail cleanly, with INVALID_PARAMETER.
+    for (r, want, what) in [
+        (req(1, 0x30, fixed, false), 0xe, "APIC id 1 (no such VP)"),
+        (req(0, 0x0f, fixed, false), 0x5, "fixed vector 15"),
         (
             req(0, 0x30, 5, false),
+            0x5,
             "INIT (not modelled by the simulator)",
         ),
         (
             req(0, 0x30, fixed, true),
+            0x5,
             "logical destination (not modelled by the simulator)",
         ),
     ] {
-        expect_err(
-            p.vm.request_virtual_interrupt(&r),
-            libc::EINVAL,
-            &format!("request_virtual_interrupt with {what}"),
-        )?;
+        match p.vm.request_virtual_interrupt(&r) {
+            Err(mshv_ioctls::MshvError::Hypercall { status_raw, .. }) => ensure_eq!(
+                Hex(status_raw as u64),
+                Hex(want),
+                "hypercall status of request_virtual_interrupt with {what}"
+            ),
+            Err(e) => fail!(
+                "request_virtual_interrupt with {what}\nexpected: hypercall status {want:#x}\nactual:   {}",
+                show_err(e)
+            ),
+            Ok(()) => fail!(
+                "request_virtual_interrupt with {what}\nexpected: hypercall status {want:#x}\nactual:   success"
+            ),
+        }
     }
     Ok(())
 }
@@ -704,4 +717,26 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
     )?;
     ensure_eq!(count(&any), 0, "no signal after deassign");
     Ok(())
+}
+
+/// An irqfd registered for a GSI that has no route yet (Cloud Hypervisor
+/// registers irqfds and sets the routing table in either order): once the
+/// route exists, a signal raises its vector in the halted VP.
+pub fn irqfd_before_route() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let (_code, vcpu) = load_irq32(&p)?;
+    let vm = &p.vm;
+    let efd = eventfd()?;
+    expect_ok(
+        vm.register_irqfd(&efd, 6),
+        "register_irqfd gsi 6 with no routing table",
+    )?;
+    set_routes(vm, &[msi(6, 0, 0x40)])?;
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    wake_with(&vcpu, 0x40, "irqfd registered before its route", || {
+        efd.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    })?;
+    expect_out(&vcpu, 0x22, 2, "back after the first HLT")
 }
