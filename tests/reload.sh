@@ -5,7 +5,7 @@
 # Each cycle must unload cleanly (no fd keeps it busy, debugfs goes away)
 # and leave no live object; free memory and unreclaimable slab, measured
 # after every cycle, must not grow by what one leaked partition per cycle
-# costs. Needs MSHV_KO and MSHV_PARAMS (vm-run).
+# costs (two cycles at least; five or more for a steady slope). Needs MSHV_KO and MSHV_PARAMS (vm-run).
 set -u
 cycles=${1:-10}
 work=${2:-}
@@ -52,23 +52,25 @@ for i in $(seq 0 "$cycles"); do
 done
 if [ ${#errors[@]} = 0 ]; then ok "$cycles unload/reload cycles"; else nok "$cycles unload/reload cycles" "${errors[@]}"; fi
 grep -q '^mshv_rs ' /proc/modules && ok "module loaded at the end" || nok "module loaded at the end"
-# slope VALUES...: least-squares growth per cycle (kB), rounded.
-slope() { printf '%s\n' "$@" | awk '{ x[NR] = NR; y[NR] = $1; sx += NR; sy += $1 } END { if (NR < 2) { print 0; exit } mx = sx / NR; my = sy / NR; for (i = 1; i <= NR; i++) { num += (x[i] - mx) * (y[i] - my); den += (x[i] - mx) ^ 2 } printf "%d\n", num / den }'; }
+# slope VALUES...: growth per cycle (kB), the median of the slopes between
+# every two measurements (Theil-Sen): one cycle that happened to free or
+# hold on to a few MB (deferred frees) does not move it, a leak that
+# repeats every cycle does.
+slope() { printf '%s\n' "$@" | awk '{ y[NR] = $1 } END { n = 0; for (i = 1; i <= NR; i++) for (j = i + 1; j <= NR; j++) s[++n] = (y[j] - y[i]) / (j - i); if (n == 0) { print 0; exit } for (i = 2; i <= n; i++) { v = s[i]; for (k = i - 1; k >= 1 && s[k] > v; k--) s[k + 1] = s[k]; s[k + 1] = v } m = (n % 2) ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2; printf "%d\n", m }'; }
 echo "# MemFree + per-CPU free lists after each cycle (kB): ${frees[*]}"
 echo "# SUnreclaim after each cycle (kB): ${slabs[*]}"
 n_meas=${#frees[@]}
 if [ "$n_meas" -ge 2 ]; then
 	fs=$(slope "${frees[@]}") ss=$(slope "${slabs[@]}")
-	df=$((frees[0] - frees[n_meas - 1])) ds=$((slabs[n_meas - 1] - slabs[0]))
-	echo "# per cycle: MemFree ${fs} kB, SUnreclaim ${ss} kB; first to last measured cycle: MemFree -${df} kB, SUnreclaim +${ds} kB"
+	echo "# change per cycle (median of pairwise slopes): free ${fs} kB, SUnreclaim ${ss} kB; first to last measured cycle: free $((frees[n_meas - 1] - frees[0])) kB, SUnreclaim $((slabs[n_meas - 1] - slabs[0])) kB"
 	# Bounds a single leaked partition per cycle exceeds: its deposits
 	# alone (INIT_DEPOSIT_PAGES + CREATE_VP_DEPOSIT_PAGES, 298 pages) are
-	# 1192 kB; its kernel objects (partition, VP, regions, debugfs
-	# entries) several kB of unreclaimable slab.
-	[ "$fs" -gt -512 ] && ok "MemFree falls less than 512 kB per cycle (${fs} kB)" || nok "MemFree falls ${fs#-} kB per cycle (bound 512 kB: a leaked partition's deposits are 1192 kB)"
-	[ "$ss" -lt 8 ] && ok "SUnreclaim grows less than 8 kB per cycle (${ss} kB)" || nok "SUnreclaim grows ${ss} kB per cycle (bound 8 kB)"
+	# 1192 kB. Run-to-run noise (2026-12-06, test kernel, 10 cycles):
+	# free memory within +-600 kB of its mean, SUnreclaim within +-80 kB.
+	[ "$fs" -gt -512 ] && ok "free memory falls less than 512 kB per cycle (${fs} kB)" || nok "free memory falls ${fs#-} kB per cycle (bound 512 kB: a leaked partition's deposits are 1192 kB)"
+	[ "$ss" -lt 32 ] && ok "SUnreclaim grows less than 32 kB per cycle (${ss} kB)" || nok "SUnreclaim grows ${ss} kB per cycle (bound 32 kB)"
 else
-	nok "leak bounds" "fewer than two measured cycles (cycles=$cycles)"
+	nok "leak bounds" "fewer than two measured cycles (cycles=$cycles; at least 2)"
 	nok "leak bounds (slab)" "fewer than two measured cycles"
 fi
 echo "# reload: $((n - failed)) passed, $failed failed"
