@@ -19,6 +19,17 @@ check "root can open and close /dev/mshv" 'exec 3<>/dev/mshv && exec 3>&-'
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'exec 3<>/dev/mshv' 2>&1)
 rc=$?
 check "non-root open is refused with EACCES" '[ $rc != 0 ] && case "$out" in *"Permission denied"*) true;; *) false;; esac'
-check "unknown ioctl on /dev/mshv fails" '! python3 -c "import fcntl,os; fcntl.ioctl(os.open(\"/dev/mshv\", os.O_RDWR), 0xB8FF)" 2>/dev/null'
+# The errno of an unknown ioctl, printed by python3 (which must exist and
+# open the node: a missing interpreter or a failed open is a failure).
+got=$(python3 -c '
+import errno, fcntl, os
+fd = os.open("/dev/mshv", os.O_RDWR)
+try:
+    fcntl.ioctl(fd, 0xB8FF)
+    print("success")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+' 2>&1 | tail -1)
+check "unknown ioctl on /dev/mshv fails with ENOTTY (got: $got)" '[ "$got" = ENOTTY ]'
 echo "# smoke: $((n - failed)) passed, $failed failed"
 [ $failed = 0 ]

@@ -158,6 +158,10 @@ fn preflight() -> Result<(), String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("must run as root (inside the test VM)".into());
     }
+    match util::backend() {
+        Ok(b) => println!("# mshv_rs backend: {b}"),
+        Err(e) => return Err(format!("mshv_rs is not loaded as a module: {e}")),
+    }
     if let Err(e) = util::ensure_debugfs() {
         // Only some tests need debugfs; they fail with this reason.
         println!("# note: {e}");

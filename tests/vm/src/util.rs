@@ -210,14 +210,90 @@ pub fn faults_mode() -> bool {
     std::env::var("MSHV_FAULTS").is_ok_and(|v| v == "1")
 }
 
+/// The hypervisor status scripts/check-faults injects in the current pass
+/// (`MSHV_FAULTS_STATUS`, the status written to `sim/inject_probability`),
+/// if it says.
+pub fn faults_status() -> Option<u16> {
+    std::env::var("MSHV_FAULTS_STATUS")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Errnos Linux itself returns when failslab fails a slab allocation under
+/// a system call: ENOMEM, EFAULT from a page fault that could not allocate
+/// (`hmm_range_fault`, `get_user_pages` turn VM_FAULT_OOM into EFAULT), and
+/// EAGAIN from `fork` and `MADV_COLLAPSE`.
+pub const FAILSLAB_ERRNOS: [i32; 3] = [libc::ENOMEM, libc::EFAULT, libc::EAGAIN];
+
+/// The errno a correct driver returns for an injected hypervisor status it
+/// cannot absorb (the driver's status table, src/hv/status.rs), or `None`
+/// for INSUFFICIENT_MEMORY (11), which the driver must absorb by depositing
+/// and retrying (running out of deposit rounds is ENOMEM, already allowed
+/// by failslab's list).
+pub fn status_errno(status: u16) -> Option<i32> {
+    match status {
+        11 => None,
+        2 | 3 | 5 => Some(libc::EINVAL),
+        6 | 8 => Some(libc::EACCES),
+        _ => Some(libc::EIO),
+    }
+}
+
+/// Whether `e` is an outcome a correct driver (and Linux under failslab)
+/// may produce in the current MSHV_FAULTS pass: one of [`FAILSLAB_ERRNOS`],
+/// or the errno of the injected status ([`status_errno`]).
+pub fn faults_allow(e: i32) -> bool {
+    allowed_under(faults_status(), e)
+}
+
+/// Under MSHV_FAULTS, appends a partition's `stats` lines to the file
+/// `MSHV_FAULTS_LOG` names (scripts/check-faults sums `deposit_retries`
+/// over a pass to see that injected INSUFFICIENT_MEMORY was absorbed).
+pub fn faults_record(stats: &BTreeMap<String, u64>) {
+    let Some(path) = std::env::var_os("MSHV_FAULTS_LOG") else {
+        return;
+    };
+    let text: String = stats.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+    let r = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = r {
+        note(&format!(
+            "warning: MSHV_FAULTS_LOG {}: {e}",
+            path.to_string_lossy()
+        ));
+    }
+}
+
+/// [`faults_allow`] for an injected `status`.
+fn allowed_under(status: Option<u16>, e: i32) -> bool {
+    FAILSLAB_ERRNOS.contains(&e) || status.and_then(status_errno) == Some(e)
+}
+
 /// The failure for a system call that failed with `e`: a test failure, or
-/// with MSHV_FAULTS=1 an accepted outcome (reported as a SKIP whose reason
-/// starts with "MSHV_FAULTS", which scripts/check-faults counts).
+/// with MSHV_FAULTS=1 and an errno [`faults_allow`] accepts, an accepted
+/// outcome (reported as a SKIP whose reason starts with "MSHV_FAULTS", which
+/// scripts/check-faults counts). Any other errno fails under MSHV_FAULTS too.
 pub fn errno_failure(what: &str, e: i32) -> Failure {
-    if faults_mode() {
+    if faults_mode() && faults_allow(e) {
         Failure::Skip(format!(
             "MSHV_FAULTS: clean error accepted: {what}: {}",
             errname(e)
+        ))
+    } else if faults_mode() {
+        let mut allowed: Vec<String> = FAILSLAB_ERRNOS.iter().map(|&e| errname(e)).collect();
+        if let Some(x) = faults_status().and_then(status_errno) {
+            allowed.push(errname(x));
+        }
+        Failure::Fail(format!(
+            "{what}: {} (not an outcome of the injected failures: with status {} injected a correct driver returns only {})",
+            errname(e),
+            faults_status().map_or("(none)".to_string(), |s| s.to_string()),
+            allowed.join(", ")
         ))
     } else {
         Failure::Fail(format!("{what}: {}", errname(e)))
@@ -800,14 +876,15 @@ pub fn partition_stats(dir: &Path) -> TResult<BTreeMap<String, u64>> {
     Ok(map)
 }
 
-/// The driver's object counters, or `None` when the file does not exist.
-pub fn live_objects() -> TResult<Option<BTreeMap<String, u64>>> {
+/// The driver's object counters (`live_objects`, which the driver creates
+/// on every backend). A missing file is a failure ([`debugfs_missing`]).
+pub fn live_objects() -> TResult<BTreeMap<String, u64>> {
     let _ = ensure_debugfs();
     let path = live_objects_path();
-    if !path.exists() {
-        return Ok(None);
+    if !present(&path)? {
+        return Err(debugfs_missing(&path, false));
     }
-    let map = read_kv(&path).ctx("live_objects")?;
+    let map = retry_under_faults(|| read_kv(&path)).ctx("live_objects")?;
     for name in LIVE_NAMES {
         ensure!(
             map.contains_key(name),
@@ -816,7 +893,72 @@ pub fn live_objects() -> TResult<Option<BTreeMap<String, u64>>> {
             show_kv(&map)
         );
     }
-    Ok(Some(map))
+    Ok(map)
+}
+
+/// `/sys/module/mshv_rs/parameters/backend`: the backend the loaded module
+/// was asked for (`sim` runs the simulated hypervisor; the module refuses to
+/// load with anything else off a Hyper-V root).
+pub const BACKEND_PARAM: &str = "/sys/module/mshv_rs/parameters/backend";
+
+/// The loaded module's backend parameter, or why it cannot be read.
+pub fn backend() -> Result<String, String> {
+    fs::read_to_string(BACKEND_PARAM)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("read {BACKEND_PARAM}: {e}"))
+}
+
+/// The failure for a driver debugfs file or directory `path` that does not
+/// exist. `sim_only`: the file exists only with backend=sim, so on another
+/// backend the test is skipped. Otherwise (the module is loaded and must
+/// have created it) it is a test failure; only under MSHV_FAULTS, where
+/// failslab may fail `debugfs_create_*` and the driver rightly carries on
+/// without the file, it is an accepted outcome.
+pub fn debugfs_missing(path: &Path, sim_only: bool) -> Failure {
+    let b = backend().unwrap_or_else(|e| format!("unknown ({e})"));
+    if sim_only && b != "sim" {
+        return Failure::Skip(format!(
+            "{} missing: the module runs backend={b}, and only the simulator has it",
+            path.display()
+        ));
+    }
+    if faults_mode() {
+        return Failure::Skip(format!(
+            "MSHV_FAULTS: injected failure accepted: {} missing (failslab may fail its creation)",
+            path.display()
+        ));
+    }
+    Failure::Fail(format!(
+        "{} missing, with the module loaded (backend={b})",
+        path.display()
+    ))
+}
+
+/// While alive, the driver's invariant-violation messages in the kernel log
+/// are expected (a test provokes one on purpose): scripts/vm-run, which
+/// fails a run on such a message, ignores the lines between the begin and
+/// end markers this writes to /dev/kmsg.
+pub struct ExpectKernelErrors(());
+
+impl ExpectKernelErrors {
+    pub fn begin(why: &str) -> TResult<ExpectKernelErrors> {
+        fs::write(
+            "/dev/kmsg",
+            format!("mshv-vmtests: expected driver errors begin ({why})\n"),
+        )
+        .ctx("write /dev/kmsg")?;
+        Ok(ExpectKernelErrors(()))
+    }
+}
+
+impl Drop for ExpectKernelErrors {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write("/dev/kmsg", "mshv-vmtests: expected driver errors end\n") {
+            note(&format!(
+                "warning: writing the end marker to /dev/kmsg: {e}"
+            ));
+        }
+    }
 }
 
 /// `force_pinned` = 1 while alive; written back to 0 on drop.
@@ -850,6 +992,29 @@ mod tests {
         assert_eq!(os_errno(&format!("read /x: {e}")), Some(libc::ENOMEM));
         assert_eq!(os_errno("read /x: unexpected end of file"), None);
         assert_eq!(os_errno("(os error 12) and more"), None);
+    }
+
+    #[test]
+    fn faults_allow_lists() {
+        // INSUFFICIENT_MEMORY must be absorbed: only failslab's errnos.
+        for e in [libc::ENOMEM, libc::EFAULT, libc::EAGAIN] {
+            assert!(allowed_under(Some(11), e), "{e}");
+            assert!(allowed_under(None, e), "{e}");
+        }
+        for e in [
+            libc::EINVAL,
+            libc::EIO,
+            libc::EBUSY,
+            libc::EACCES,
+            libc::EBADF,
+        ] {
+            assert!(!allowed_under(Some(11), e), "{e}");
+            assert!(!allowed_under(None, e), "{e}");
+        }
+        // INVALID_PARAMETER surfaces as EINVAL, nothing else.
+        assert!(allowed_under(Some(5), libc::EINVAL));
+        assert!(!allowed_under(Some(5), libc::EIO));
+        assert!(!allowed_under(Some(5), libc::EACCES));
     }
 
     #[test]

@@ -79,17 +79,18 @@ impl Partition {
             .map_err(|e| errno_failure(&format!("create_vcpu({index})"), e.errno()))
     }
 
-    /// Its debugfs directory, which must exist. With MSHV_FAULTS=1 a missing
-    /// one is an accepted outcome (SKIP): failslab may fail the driver's
-    /// debugfs_create_dir, and the driver, as kernel code should, carries on
-    /// without its debugfs files.
+    /// Its debugfs directory, which must exist (the driver creates it on
+    /// every backend). A missing one fails the test, except under
+    /// MSHV_FAULTS (see [`debugfs_missing`]): failslab may fail the
+    /// driver's debugfs_create_dir, and the driver, as kernel code should,
+    /// carries on without its debugfs files.
     pub fn debugfs_dir(&self) -> TResult<PathBuf> {
         match &self.debugfs {
             Ok(d) => Ok(d.clone()),
-            Err(e) if faults_mode() => Err(Failure::Skip(format!(
-                "MSHV_FAULTS: injected failure accepted: no partition debugfs directory ({e})"
-            ))),
-            Err(e) => fail!("partition debugfs directory: {e}"),
+            Err(e) => {
+                note!("no partition debugfs directory: {e}");
+                Err(debugfs_missing(&partitions_dir().join("<id>"), false))
+            }
         }
     }
 

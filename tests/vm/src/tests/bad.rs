@@ -11,10 +11,10 @@ use mshv_bindings::{
     hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
 };
 
+use crate::fail;
 use crate::uapi::*;
 use crate::util::*;
 use crate::vmm::*;
-use crate::{ensure, fail};
 
 fn open_dev() -> TResult<File> {
     // SAFETY: constant path.
@@ -476,6 +476,20 @@ pub fn bad_root_hvcall() -> TResult {
         ));
     }
 
+    // From here on, a refused call must not write the output buffer, and
+    // no call may write the input buffer or past out_sz.
+    const FILL: u8 = 0x5a;
+    let input_before = input.clone();
+    // SAFETY: `output` is live; `good.out_ptr` points into it, and no call
+    // is in flight.
+    unsafe { std::ptr::write_bytes(good.out_ptr as *mut u8, FILL, 2 * PAGE) };
+    let out_bytes = |from: usize| -> Vec<u8> {
+        // SAFETY: reading the live `output` buffer between calls.
+        unsafe {
+            std::slice::from_raw_parts((good.out_ptr as *const u8).add(from), 2 * PAGE - from)
+        }
+        .to_vec()
+    };
     for (code, name) in [
         (HVCALL_SET_VP_REGISTERS, "HVCALL_SET_VP_REGISTERS"),
         (
@@ -550,6 +564,13 @@ pub fn bad_root_hvcall() -> TResult {
         false,
     );
 
+    let touched = out_bytes(0).iter().filter(|&&b| b != FILL).count();
+    if touched != 0 {
+        c.failed(format!(
+            "refused ROOT_HVCALLs wrote {touched} bytes of the output buffer"
+        ));
+    }
+
     // The partition fd's allow-list has no partition-management calls, and
     // the VP fd cannot issue the asynchronous SET_PARTITION_PROPERTY.
     let mshv = open_mshv()?;
@@ -579,6 +600,93 @@ pub fn bad_root_hvcall() -> TResult {
         libc::EINVAL,
         false,
     );
-    ensure!(input.len() == 2 * PAGE, "buffers intact");
+    let out_sz = good.out_sz as usize;
+    let past = out_bytes(out_sz).iter().filter(|&&b| b != FILL).count();
+    if past != 0 {
+        c.failed(format!(
+            "ROOT_HVCALL wrote {past} bytes past out_sz ({out_sz}) of the output buffer"
+        ));
+    }
+    if input != input_before {
+        c.failed("ROOT_HVCALL wrote into the input buffer".into());
+    }
+    drop(output);
+    c.finish()
+}
+
+/// The partition id of `p`, from its debugfs directory's name.
+fn partition_id(p: &Partition) -> TResult<u64> {
+    let dir = p.debugfs_dir()?;
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Failure::Fail(format!("no partition id in {}", dir.display())))
+}
+
+/// ROOT_HVCALL on a partition fd acts on that partition whatever id the
+/// input names (the driver overwrites the id: the isolation guarantee), and
+/// reps above 0xfff (the hypercall's 12-bit rep count) are refused.
+pub fn root_hvcall_isolation() -> TResult {
+    const UNIMPLEMENTED_MSR_ACTION: u32 = 0x0005_0017;
+    let mshv = open_mshv()?;
+    let a = Partition::new(&mshv)?;
+    let b = Partition::new(&mshv)?;
+    let (ida, idb) = (partition_id(&a)?, partition_id(&b)?);
+    if ida == idb {
+        fail!("two partitions with the same id {ida}");
+    }
+    b.vm.set_partition_property(UNIMPLEMENTED_MSR_ACTION, 1)
+        .map_err(|e| errno_failure("set UNIMPLEMENTED_MSR_ACTION of B", e.errno()))?;
+    let get = |p: &Partition| {
+        p.vm.get_partition_property(UNIMPLEMENTED_MSR_ACTION)
+            .map_err(|e| errno_failure("get UNIMPLEMENTED_MSR_ACTION", e.errno()))
+    };
+    let (va, vb) = (get(&a)?, get(&b)?);
+    if va == vb {
+        fail!(
+            "A and B have the same UNIMPLEMENTED_MSR_ACTION {va}: the test cannot tell them apart"
+        );
+    }
+
+    let mut c = Checks::new();
+    let prop = hv_input_get_partition_property {
+        partition_id: idb,
+        property_code: UNIMPLEMENTED_MSR_ACTION,
+        ..Default::default()
+    };
+    let mut out = [0u64; 2];
+    let call = RootHvcall {
+        code: HVCALL_GET_PARTITION_PROPERTY,
+        reps: 0,
+        in_sz: std::mem::size_of_val(&prop) as u16,
+        out_sz: 8,
+        status: 0,
+        rsvd: [0; 6],
+        in_ptr: std::ptr::addr_of!(prop) as u64,
+        out_ptr: out.as_mut_ptr() as u64,
+    };
+    let mut first = call;
+    if c.success(
+        "GET_PARTITION_PROPERTY naming partition B, on A's fd",
+        hvcall(a.vm.as_raw_fd(), &mut first),
+    )
+    .is_some()
+        && out[0] != va
+    {
+        c.failed(format!(
+            "GET_PARTITION_PROPERTY naming B ({idb}) on A's ({ida}) fd returned {:#x}; A's value is {va:#x}, B's {vb:#x}",
+            out[0]
+        ));
+    }
+    for reps in [0x1000u16, 0xffff] {
+        let mut r = call;
+        r.reps = reps;
+        c.errno(
+            &format!("reps {reps:#x} (> 0xfff)"),
+            hvcall(a.vm.as_raw_fd(), &mut r),
+            libc::EINVAL,
+            false,
+        );
+    }
     c.finish()
 }

@@ -65,14 +65,13 @@ pub fn parallel_partitions() -> TResult {
             Err(Failure::Skip(why)) => fail!("partition of thread {t} could not run: {why}"),
         }
     }
-    if let (Some(l0), Some(l1)) = (live0, live_objects()?) {
-        for k in ["partitions", "vps", "regions"] {
-            ensure_eq!(
-                l1[k],
-                l0[k],
-                "live {k} after every thread's partition is gone"
-            );
-        }
+    let l1 = live_objects()?;
+    for k in ["partitions", "vps", "regions"] {
+        ensure_eq!(
+            l1[k],
+            live0[k],
+            "live {k} after every thread's partition is gone"
+        );
     }
     Ok(())
 }
@@ -128,10 +127,9 @@ pub fn close_partition_while_vp_runs() -> TResult {
     note!("RUN_VP ran on after the partition fd was closed");
     drop(vcpu);
     drop(code);
-    if let (Some(l0), Some(l1)) = (live0, live_objects()?) {
-        for k in ["partitions", "vps", "regions"] {
-            ensure_eq!(l1[k], l0[k], "live {k} after the VP fd is closed too");
-        }
+    let l1 = live_objects()?;
+    for k in ["partitions", "vps", "regions"] {
+        ensure_eq!(l1[k], live0[k], "live {k} after the VP fd is closed too");
     }
     Ok(())
 }

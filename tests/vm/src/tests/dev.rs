@@ -155,23 +155,30 @@ pub fn create_partition_and_vp() -> TResult {
         ensure_eq!(cr0 & 1, 0, "CR0.PE of new VP {i} (real mode), CR0 {cr0:#x}");
     }
 
-    // The register page mshv-ioctls maps (ENODEV is tolerated by the crate).
-    note!(
-        "VP register page mapped: {}",
-        vp0.get_vp_reg_page().is_some()
+    // The register page mshv-ioctls maps (the crate tolerates ENODEV, so a
+    // driver that refused the mmap would go unnoticed by a VMM): the driver
+    // offers it on every VP.
+    ensure!(
+        vp0.get_vp_reg_page().is_some() && vp1.get_vp_reg_page().is_some(),
+        "VP register pages mapped: VP 0 {}, VP 1 {}",
+        vp0.get_vp_reg_page().is_some(),
+        vp1.get_vp_reg_page().is_some()
     );
 
+    // A partition with no memory and no VP run has counted nothing.
     let dir = p.debugfs_dir()?;
     let stats = p.stats()?;
     note!("{}: {}", dir.display(), show_kv(&stats));
-
-    if let Some(live) = live_objects()? {
-        note!("live_objects: {}", show_kv(&live));
-        ensure!(
-            live["partitions"] >= 1 && live["vps"] >= 2,
-            "live_objects while 1 partition with 2 VPs exists: {}",
-            show_kv(&live)
-        );
+    for name in ["gpa_intercepts", "mapped_4k", "mapped_2m", "invalidations"] {
+        ensure_eq!(stats[name], 0, "{name} of a partition that never ran");
     }
+
+    let live = live_objects()?;
+    note!("live_objects: {}", show_kv(&live));
+    ensure!(
+        live["partitions"] >= 1 && live["vps"] >= 2,
+        "live_objects while 1 partition with 2 VPs exists: {}",
+        show_kv(&live)
+    );
     Ok(())
 }

@@ -26,6 +26,10 @@ pub fn guest_io_and_halt() -> TResult {
     p.map(&rom, 0, 0x10000, 0xffff0, MEM_RWX)?;
     let vcpu = p.vcpu(0)?;
 
+    use guest::hello16::{HLT_INSN, START};
+    // The listing the RIP checks below assume: the HLT follows 0x1b bytes
+    // of code (hello16.S).
+    ensure_eq!(Hex(HLT_INSN - START), Hex(0x1b), "hello16's layout");
     let mut out = Vec::new();
     let mut echo = None;
     let mut halted = None;
@@ -44,10 +48,20 @@ pub fn guest_io_and_halt() -> TResult {
                 size,
                 rax,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(size, 1, "access size of OUT DX, AL ({exit})");
                 ensure_eq!(len, 1, "instruction_length of OUT DX, AL ({exit})");
+                // _start: MOV DX, imm16 (3 bytes), then MOV AL, imm8 (2) and
+                // OUT DX, AL (1) per character.
+                let want = START + 5 + 3 * out.len() as u64;
+                ensure_eq!(
+                    Hex(rip),
+                    Hex(want),
+                    "RIP of OUT #{} to port 0x3f8",
+                    out.len()
+                );
                 out.push(rax as u8);
                 complete_io(&vcpu, &exit, None)?;
             }
@@ -56,10 +70,12 @@ pub fn guest_io_and_halt() -> TResult {
                 write: false,
                 size,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(size, 1, "access size of IN AL, imm8 ({exit})");
                 ensure_eq!(len, 2, "instruction_length of IN AL, imm8 ({exit})");
+                ensure_eq!(Hex(rip), Hex(START + 0x15), "RIP of IN AL, 0xe0");
                 complete_io(&vcpu, &exit, Some(0x5a))?;
             }
             Exit::Io {
@@ -67,9 +83,12 @@ pub fn guest_io_and_halt() -> TResult {
                 write: true,
                 rax,
                 len,
+                rip,
                 ..
             } => {
                 ensure_eq!(len, 2, "instruction_length of OUT imm8, AL ({exit})");
+                // IN (2 bytes), ADD AL, 1 (2 bytes), then this OUT.
+                ensure_eq!(Hex(rip), Hex(START + 0x19), "RIP of OUT 0xe1, AL");
                 echo = Some(rax as u8);
                 complete_io(&vcpu, &exit, None)?;
             }
@@ -367,4 +386,114 @@ pub fn run_vp_eintr() -> TResult {
         "RIP after the interrupted runs (the `jmp .` at spin_insn)"
     );
     Ok(())
+}
+
+/// `mmap` of a VP fd at `pgoff` (in pages), `pages` long: the mapping or
+/// the errno.
+fn vp_mmap(fd: i32, pgoff: i64, pages: usize) -> Result<*mut u8, i32> {
+    // SAFETY: a fresh shared mapping of the VP fd at an address the kernel
+    // picks; the caller unmaps it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            pages * PAGE,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            pgoff * PAGE as i64,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// The VP fd's mmap offsets (upstream's MSHV_VP_MMAP_OFFSET_*): the
+/// intercept-message page (offset 1) holds the message MSHV_RUN_VP just
+/// returned; the GHCB page (offset 2) is ENODEV outside SEV-SNP; any other
+/// offset, or more than one page, is EINVAL.
+pub fn vp_mmap_offsets() -> TResult {
+    use std::os::fd::AsRawFd;
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let mut rom = Mmap::anon(0x10000)?;
+    rom.bytes_mut(0, guest::HELLO16.len())
+        .copy_from_slice(guest::HELLO16);
+    p.map(&rom, 0, 0x10000, 0xffff0, MEM_RWX)?;
+    let vcpu = p.vcpu(0)?;
+    let fd = vcpu.as_raw_fd();
+
+    let mut c = Checks::new();
+    for (pgoff, pages, want, what) in [
+        (2i64, 1usize, libc::ENODEV, "GHCB page (offset 2)"),
+        (3, 1, libc::EINVAL, "offset 3"),
+        (0x100, 1, libc::EINVAL, "offset 0x100"),
+        (1, 2, libc::EINVAL, "two pages at offset 1"),
+        (0, 2, libc::EINVAL, "two pages at offset 0"),
+    ] {
+        let r = vp_mmap(fd, pgoff, pages);
+        if let Ok(ptr) = r {
+            // SAFETY: the mapping just made.
+            unsafe { libc::munmap(ptr.cast(), pages * PAGE) };
+        }
+        c.errno(
+            &format!("mmap of the VP fd: {what}"),
+            r.map(|_| 0),
+            want,
+            false,
+        );
+    }
+
+    let page = match vp_mmap(fd, 1, 1) {
+        Ok(ptr) => ptr,
+        Err(e) => {
+            c.failed(format!(
+                "mmap of the intercept-message page (offset 1): {}",
+                errname(e)
+            ));
+            return c.finish();
+        }
+    };
+    /// Unmaps the message page however the test ends.
+    struct Unmap(*mut u8);
+    impl Drop for Unmap {
+        fn drop(&mut self) {
+            // SAFETY: our own one-page mapping.
+            unsafe { libc::munmap(self.0.cast(), PAGE) };
+        }
+    }
+    let _unmap = Unmap(page);
+    let msg = vcpu
+        .run()
+        .map_err(|e| errno_failure("MSHV_RUN_VP", e.errno()))?;
+    let exit = decode(&msg);
+    // SAFETY: `hv_message` is plain data of 256 bytes.
+    let returned = unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::addr_of!(msg).cast::<u8>(),
+            std::mem::size_of_val(&msg),
+        )
+    };
+    // SAFETY: the mapped page is readable and PAGE bytes long.
+    let mapped = unsafe { std::slice::from_raw_parts(page, returned.len()) };
+    if mapped != returned {
+        c.failed(format!(
+            "the intercept-message page after RUN_VP returned {exit}\nexpected: the returned message {:02x?}\nactual:   {:02x?}",
+            &returned[..32],
+            &mapped[..32]
+        ));
+    }
+    match exit {
+        Exit::Io {
+            port: 0x3f8,
+            write: true,
+            ..
+        } => {}
+        other => c.failed(format!(
+            "the first exit of hello16\nexpected: OUT to port 0x3f8\nactual:   {other}"
+        )),
+    }
+    c.finish()
 }

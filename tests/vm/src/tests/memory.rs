@@ -38,7 +38,8 @@ fn pattern_test(pinned: bool) -> TResult {
     drop(pin);
 
     let region_pages = ((2 * PAT_HALF + code.len()) / PAGE) as u64;
-    if let (Some(l0), Some(l1)) = (&live0, live_objects()?) {
+    {
+        let (l0, l1) = (&live0, live_objects()?);
         let delta = l1["pinned_pages"] as i64 - l0["pinned_pages"] as i64;
         note!(
             "pinned_pages after mapping: {} (was {})",
@@ -108,7 +109,8 @@ fn pattern_test(pinned: bool) -> TResult {
     p.note_stats("at the end");
 
     if pinned {
-        if let (Some(l0), Some(l1)) = (&live0, live_objects()?) {
+        {
+            let (l0, l1) = (&live0, live_objects()?);
             ensure!(
                 l1["pinned_pages"] >= l0["pinned_pages"] + region_pages,
                 "pinned_pages while the pinned regions are still mapped: {} (was {})",
@@ -471,6 +473,15 @@ pub fn thp_unaligned_gets_2m() -> TResult {
         after["mapped_2m"] >= 1,
         "2 MiB mappings of a THP-backed region at an unaligned guest_pfn ({GFN:#x}, congruent modulo 2 MiB)\nexpected: mapped_2m >= 1\nactual:   {}",
         show_kv(&after)
+    );
+    // mapped_2m only counts what was ever mapped: the SLAT must hold a
+    // 2 MiB entry now.
+    let slat = super::sim::sim_slat(&p)?;
+    note!("sim_slat after the run: {}", show_kv(&slat));
+    ensure!(
+        slat["large_entries"] >= 1,
+        "2 MiB SLAT entries now, after the guest read and wrote the THP-backed region\nexpected: >= 1\nactual:   {}",
+        slat["large_entries"]
     );
     Ok(())
 }

@@ -55,8 +55,18 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "root_hvcall_isolation",
+        func: bad::root_hvcall_isolation,
+        timeout: 60,
+    },
+    TestCase {
         name: "guest_io_and_halt",
         func: exits::guest_io_and_halt,
+        timeout: 60,
+    },
+    TestCase {
+        name: "vp_mmap_offsets",
+        func: exits::vp_mmap_offsets,
         timeout: 60,
     },
     TestCase {
@@ -182,6 +192,11 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "irqfd_wakes_halted_vp",
         func: irq::irqfd_wakes_halted_vp,
+        timeout: 120,
+    },
+    TestCase {
+        name: "irqfd_before_route",
+        func: irq::irqfd_before_route,
         timeout: 120,
     },
     TestCase {

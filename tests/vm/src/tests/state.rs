@@ -937,19 +937,43 @@ pub fn registers_round_trip() -> TResult {
         "XCR0"
     );
 
+    // Events: a value other than the reset state must come back (setting
+    // what was just read proves nothing). HV_X64_INTERRUPT_STATE_REGISTER
+    // bit 1 is NMI masked, bit 0 the interrupt shadow.
     let ev = vcpu
         .get_vcpu_events()
         .map_err(crate_err("get_vcpu_events"))?;
-    vcpu.set_vcpu_events(&ev)
+    ensure_eq!(
+        Hex(ev.interrupt_state),
+        Hex(0),
+        "interrupt state at reset (no shadow, NMIs unmasked)"
+    );
+    let mut masked = ev;
+    masked.interrupt_state = 0x2;
+    vcpu.set_vcpu_events(&masked)
         .map_err(crate_err("set_vcpu_events"))?;
     let ev2 = vcpu
         .get_vcpu_events()
         .map_err(crate_err("get_vcpu_events"))?;
+    ensure_eq!(
+        Hex(ev2.interrupt_state),
+        Hex(0x2),
+        "interrupt state after setting NMI masked"
+    );
     ensure!(
         ev2.pending_interruption == ev.pending_interruption
-            && ev2.interrupt_state == ev.interrupt_state
             && ev2.pending_event0 == ev.pending_event0,
-        "VP events round trip"
+        "VP events other than the interrupt state changed"
+    );
+    vcpu.set_vcpu_events(&ev)
+        .map_err(crate_err("set_vcpu_events (back to reset)"))?;
+    ensure_eq!(
+        Hex(vcpu
+            .get_vcpu_events()
+            .map_err(crate_err("get_vcpu_events"))?
+            .interrupt_state),
+        Hex(0),
+        "interrupt state set back to 0"
     );
     let misc = MiscRegs {
         hypercall: 0x2001,
@@ -1598,8 +1622,25 @@ pub fn cloud_hypervisor_boot_sequence() -> TResult {
     })
     .collect();
     ensure_eq!(msrs.len(), 7, "CH's boot MSRs are in the MSR index list");
+    // Non-zero first, so that the zeroing below is seen to take effect.
+    let ones: Vec<msr_entry> = msrs
+        .iter()
+        .map(|e| msr_entry {
+            index: e.index,
+            data: 0x10,
+            ..Default::default()
+        })
+        .collect();
+    vcpu.set_msrs(&Msrs::from_entries(&ones).map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?)
+        .map_err(crate_err("set_msrs (0x10)"))?;
     vcpu.set_msrs(&Msrs::from_entries(&msrs).map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?)
         .map_err(crate_err("set_msrs"))?;
+    let mut back = Msrs::from_entries(&ones).map_err(|e| Failure::Fail(format!("Msrs: {e:?}")))?;
+    let n = vcpu.get_msrs(&mut back).map_err(crate_err("get_msrs"))?;
+    ensure_eq!(n, 7, "boot MSRs read back");
+    for e in back.as_slice() {
+        ensure_eq!(Hex(e.data), Hex(0), "MSR {:#x} after CH zeroed it", e.index);
+    }
     let mut regs = vcpu.get_regs().map_err(crate_err("get_regs"))?;
     regs.rflags = 2;
     regs.rip = 0xfff0;
