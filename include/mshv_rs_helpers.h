@@ -43,6 +43,33 @@ struct mm_struct *mshv_rs_current_mm_grab(void);
 void mshv_rs_mmdrop(struct mm_struct *mm);
 /* True if the current task has a fatal signal pending. */
 bool mshv_rs_fatal_signal_pending(void);
+/* Whether @mm is the current task's mm. */
+bool mshv_rs_mm_is_current(struct mm_struct *mm);
+/* access_ok() on the user range [@addr, @addr + @size). */
+bool mshv_rs_access_ok(unsigned long addr, unsigned long size);
+/*
+ * Whether VMAs of the current mm cover [@start, @start + @len) without a
+ * hole (false also if the range wraps, or on a fatal signal).
+ */
+bool mshv_rs_range_mapped(unsigned long start, unsigned long len);
+
+/* ---- killable mutexes ----------------------------------------------------- */
+
+enum mshv_rs_mutex_class {
+	MSHV_RS_MUTEX_PARTITION = 0,
+	MSHV_RS_MUTEX_VP = 1,
+	MSHV_RS_MUTEX_CLASSES,
+};
+
+struct mutex;
+/* A new (kmalloc'd, GFP_KERNEL_ACCOUNT) mutex of lockdep class @class, or NULL. */
+struct mutex *mshv_rs_mutex_new(int class);
+/* Destroys and frees a mutex from mshv_rs_mutex_new(); it must be unlocked. */
+void mshv_rs_mutex_free(struct mutex *m);
+/* mutex_lock_killable(): 0, or -EINTR on a fatal signal. */
+int mshv_rs_mutex_lock_killable(struct mutex *m);
+void mshv_rs_mutex_lock(struct mutex *m);
+void mshv_rs_mutex_unlock(struct mutex *m);
 
 /* ---- mmu_interval_notifier --------------------------------------------- */
 
@@ -78,11 +105,25 @@ bool mshv_rs_mni_invalidate(void *owner, struct mshv_rs_mni *mni,
  * @write) with hmm_range_fault_unlocked_timeout() and fills @out with the
  * encoding above. *@seq receives the notifier sequence the result is valid
  * for: check it with mshv_rs_mni_read_retry() under the lock the invalidate
- * callback takes. @out must hold @npages u64s.
+ * callback takes. @out must hold @npages u64s. Holds a user reference on the
+ * mm (mmget_not_zero) while faulting: -EFAULT once the mm has no users.
  */
 int mshv_rs_hmm_fault(struct mshv_rs_mni *mni, unsigned long start,
 		      unsigned long npages, bool write, u64 *out,
 		      unsigned long *seq);
+/* What backs a whole fault window (mshv_rs_hmm_snapshot()). */
+#define MSHV_RS_BACKING_OTHER		0
+#define MSHV_RS_BACKING_ANON_PRIVATE	1	/* one private writable anonymous VMA */
+#define MSHV_RS_BACKING_HUGETLB		2	/* one hugetlb VMA */
+/*
+ * Which of @npages pages from @start are mapped now, without faulting:
+ * @out[i] is MSHV_RS_PFN_VALID or 0. *@backing says what one VMA covering
+ * the whole range is (MSHV_RS_BACKING_*), *@huge_pages the pages per huge
+ * page of a hugetlb VMA (else 0). A snapshot, for the fault policy only.
+ */
+int mshv_rs_hmm_snapshot(struct mshv_rs_mni *mni, unsigned long start,
+			 unsigned long npages, u64 *out, int *backing,
+			 unsigned long *huge_pages);
 
 /* ---- pinned pages ------------------------------------------------------- */
 

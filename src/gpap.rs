@@ -15,7 +15,8 @@
 //!   byte per page): batches of [`BATCH`] pages are read and packed into the
 //!   user bitmap one after the other. If the hypercall fails part-way, the
 //!   bytes of the batches before it are already written;
-//! - an `INSUFFICIENT_MEMORY` answer is handled by depositing and resuming.
+//! - an `INSUFFICIENT_MEMORY` answer is handled by depositing and resuming;
+//! - a fatal signal stops the walk between batches (`EINTR`).
 
 use crate::{
     hv::{
@@ -151,9 +152,14 @@ pub(crate) fn ioctl(hv: &dyn Hypervisor, pt: u64, user: UserPtr) -> Result {
         pack(s, req.mask, b);
         writer.write_slice(b)?;
         done += n as u64;
-        // No signal check: stopping half-way through a CLEAR would lose the
-        // bits of the pages already cleared.
+        // Only a fatal signal stops the walk (up to 2^32 pages): stopping
+        // half-way through a CLEAR loses the bits of the pages already
+        // cleared, which matters to nobody once the caller's process (the
+        // only one whose mm may use the partition) is dying.
         sys::page::cond_resched();
+        if done < req.count && sys::page::fatal_signal_pending() {
+            return Err(EINTR);
+        }
     }
     Ok(())
 }

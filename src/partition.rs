@@ -8,7 +8,7 @@
 //!
 //! 1. `Partition::inner` — serializes the partition fd's ioctls that change
 //!    state (initialize, create VP, set guest memory), like upstream's
-//!    `pt_mutex`.
+//!    `pt_mutex`; taken killably (a region set-up can hold it for long).
 //! 2. `Partition::regions` — the region set; held only to look up, insert or
 //!    remove, never across a fault or a hypercall batch. The RUN_VP fault path
 //!    takes it alone (it does not take `inner`). Its `held` list has a
@@ -23,7 +23,11 @@ use crate::{
         movable::{Access, Fault, Stats},
         region::{RamPolicy, Region},
     },
-    sys,
+    sys::{
+        self,
+        lock::{Class, KillableMutex},
+        mm::MmRef,
+    },
     uapi::{self, MshvCreateVp, MshvUserMemRegion},
     vp::Vp,
 };
@@ -60,8 +64,12 @@ pub(crate) struct Partition {
     pub(crate) id: u64,
     pub(crate) stats: Arc<Stats>,
     _debugfs: Option<crate::debugfs::PartitionFiles>,
-    #[pin]
-    inner: Mutex<Inner>,
+    /// The creator's address space: partition and VP fd ioctls from any
+    /// other mm fail with `EIO` (as KVM's `kvm->mm != current->mm`), so
+    /// every region, fault and pin belongs to this one mm, which is alive
+    /// (the caller uses it) whenever an ioctl runs.
+    pub(crate) mm: MmRef,
+    inner: KillableMutex<Inner>,
     /// The memory regions (shared with the debugfs mirror checker).
     pub(crate) regions: Arc<RegionSet>,
     /// MSI routing, irqfds and ioeventfds; also the hypervisor's
@@ -128,6 +136,22 @@ impl Partition {
             }
         };
         let hv2 = hv.clone();
+        let (mm, inner) = match MmRef::current().and_then(|mm| {
+            let inner = KillableMutex::new(
+                Class::Partition,
+                Inner {
+                    initialized: false,
+                    vps: [0; 4],
+                },
+            )?;
+            Ok((mm, inner))
+        }) {
+            Ok(v) => v,
+            Err(e) => {
+                Self::destroy_in_hv(&*hv, id);
+                return Err(e);
+            }
+        };
         let regions = match Arc::pin_init(
             pin_init!(RegionSet {
                 tree <- new_mutex!(RBTree::new()),
@@ -164,7 +188,8 @@ impl Partition {
                 id,
                 stats,
                 _debugfs: files,
-                inner <- new_mutex!(Inner { initialized: false, vps: [0; 4] }),
+                mm,
+                inner,
                 regions,
                 irq,
             }),
@@ -185,8 +210,18 @@ impl Partition {
         }
     }
 
+    /// `EIO` unless the caller's mm is the partition creator's.
+    pub(crate) fn check_mm(&self) -> Result {
+        if self.mm.is_current() {
+            Ok(())
+        } else {
+            Err(EIO)
+        }
+    }
+
     /// Dispatches a partition-fd ioctl.
     pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        self.check_mm()?;
         let user = UserPtr::from_addr(arg);
         match cmd {
             uapi::partition::INITIALIZE_PARTITION => self.initialize().map(|()| 0),
@@ -220,7 +255,7 @@ impl Partition {
     }
 
     fn initialize(&self) -> Result {
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.lock_killable()?;
         if inner.initialized {
             return Ok(());
         }
@@ -239,16 +274,31 @@ impl Partition {
         if index >= uapi::MSHV_MAX_VPS {
             return Err(EINVAL);
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.lock_killable()?;
         let (w, b) = ((index / 64) as usize, 1u64 << (index % 64));
         if inner.vps.get(w).is_some_and(|v| v & b != 0) {
             return Err(EEXIST);
         }
-        calls::deposit(&*self.hv, self.id, CREATE_VP_DEPOSIT_PAGES)?;
-        calls::retry_with_deposit(&*self.hv, self.id, || self.hv.create_vp(self.id, index))?;
-        let vp = Vp::new(self.into(), index).inspect_err(|_| {
-            let _ = self.hv.delete_vp(self.id, index);
-        })?;
+        // Upstream deposits 90 pages whatever the partition's state and
+        // keeps them when the hypercall fails: a loop of failing CREATE_VPs
+        // grew the pool without bound. No deposit before initialization
+        // (the hypercall can only fail then), and on any failure the free
+        // pages go back (the hypervisor asks again when it needs memory).
+        if inner.initialized {
+            calls::deposit(&*self.hv, self.id, CREATE_VP_DEPOSIT_PAGES).inspect_err(|_| {
+                calls::withdraw_all(&*self.hv, self.id);
+            })?;
+        }
+        let vp =
+            calls::retry_with_deposit(&*self.hv, self.id, || self.hv.create_vp(self.id, index))
+                .and_then(|()| {
+                    Vp::new(self.into(), index).inspect_err(|_| {
+                        let _ = self.hv.delete_vp(self.id, index);
+                    })
+                })
+                .inspect_err(|_| {
+                    calls::withdraw_all(&*self.hv, self.id);
+                })?;
         if let Some(v) = inner.vps.get_mut(w) {
             *v |= b;
         }
@@ -280,6 +330,16 @@ impl Partition {
         if m.flags & (1 << uapi::MSHV_SET_MEM_BIT_UNMAP) != 0 {
             return self.unmap_region(m.guest_pfn, pages, m.userspace_addr);
         }
+        // As upstream, the user range must be in user space (`access_ok`);
+        // and, unlike upstream, mapped, without a hole, when the region is
+        // created. Both bound the region's size by what the VMM really has
+        // mapped (a 2^44-byte region over a 4 KiB mapping is refused at
+        // once instead of setting up 2^32 pages of NO_ACCESS entries).
+        if !sys::mm::access_ok(m.userspace_addr, m.size)
+            || !sys::mm::range_mapped(m.userspace_addr, m.size)
+        {
+            return Err(EINVAL);
+        }
         let r = self.map_user_memory(m, pages);
         sys::trace::map_user_memory(
             self.id,
@@ -295,7 +355,7 @@ impl Partition {
     /// The map half of `MSHV_SET_GUEST_MEMORY`, on a validated `m` of
     /// `pages` pages: creates and inserts the region.
     fn map_user_memory(&self, m: &MshvUserMemRegion, pages: u64) -> Result {
-        let _inner = self.inner.lock();
+        let _inner = self.inner.lock_killable()?;
         // Check overlap first (and again at insert: the fault path never
         // inserts, and `inner` serializes inserters).
         if self.overlapping(m.guest_pfn, pages) {
@@ -347,7 +407,7 @@ impl Partition {
 
     /// `SET_GUEST_MEMORY` with `UNMAP`: the region must match exactly.
     fn unmap_region(&self, gfn: u64, pages: u64, uaddr: u64) -> Result {
-        let _inner = self.inner.lock();
+        let _inner = self.inner.lock_killable()?;
         let region = {
             let mut regions = self.regions.tree.lock();
             let Some(c) = regions.cursor_lower_bound(&gfn) else {

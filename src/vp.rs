@@ -8,14 +8,17 @@ use crate::{
     hvcall,
     mem::movable::{Access, Fault},
     partition::Partition,
-    sys::{self, trace},
+    sys::{
+        self,
+        lock::{Class, KillableMutex},
+        trace,
+    },
     uapi::{self, MshvRunVp},
 };
 use core::sync::atomic::Ordering;
 use kernel::{
-    new_mutex,
     prelude::*,
-    sync::{Arc, ArcBorrow, Mutex},
+    sync::{Arc, ArcBorrow},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -39,9 +42,10 @@ pub(crate) struct Vp {
     /// them; valid until the partition deletes the VP.
     regs_pfn: u64,
     msg_pfn: u64,
-    /// Serializes RUN_VP (and other VP ioctls), like upstream's `vp_mutex`.
-    #[pin]
-    run: Mutex<()>,
+    /// Serializes RUN_VP (and other VP ioctls), like upstream's `vp_mutex`;
+    /// taken killably, as upstream does: RUN_VP holds it while the guest
+    /// runs or halts, for as long as the guest likes.
+    run: KillableMutex<()>,
 }
 
 impl Vp {
@@ -51,13 +55,14 @@ impl Vp {
         let pt = partition.id;
         let msg_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::InterceptMessage)?;
         let regs_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::Registers)?;
+        let run = KillableMutex::new(Class::Vp, ())?;
         let vp = Arc::pin_init(
             pin_init!(Self {
                 partition,
                 index,
                 regs_pfn,
                 msg_pfn,
-                run <- new_mutex!(()),
+                run,
             }),
             GFP_KERNEL,
         )?;
@@ -67,11 +72,13 @@ impl Vp {
 
     /// Dispatches a VP-fd ioctl.
     pub(crate) fn ioctl(self: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        // Only the partition creator's mm (see `Partition::mm`).
+        self.partition.check_mm()?;
         let user = UserPtr::from_addr(arg);
         match cmd {
             uapi::vp::RUN_VP => self.run_vp(user).map(|()| 0),
             uapi::vp::GET_VP_STATE | uapi::vp::SET_VP_STATE => {
-                let _guard = self.run.lock();
+                let _guard = self.run.lock_killable()?;
                 let set = cmd == uapi::vp::SET_VP_STATE;
                 crate::vp_state::ioctl(&*self.partition.hv, self.partition.id, self.index, arg, set)
                     .map(|()| 0)
@@ -116,7 +123,7 @@ impl Vp {
     /// VMM that has no device at that address. Outside movable regions
     /// `handle_gpa_intercept` forwards, as upstream does.
     fn run_vp(&self, user: UserPtr) -> Result {
-        let _guard = self.run.lock();
+        let _guard = self.run.lock_killable()?;
         let p = &self.partition;
         // The same intercept right after it was resolved means the mapping
         // does not satisfy the access (an invalidation storm, or a hypervisor

@@ -30,11 +30,17 @@ pub(crate) const UNMAP_TRIES: usize = 3;
 /// Deposit pfns per input page: 8-byte header.
 pub(crate) const DEPOSIT_BATCH: usize = geometry::reps_per_page(8, 8);
 
-/// Allocates `pages` zeroed pages and deposits them into partition `pt`.
-/// Sleeps; never call under a region lock.
+/// Allocates `pages` zeroed pages (charged to the caller's memory cgroup)
+/// and deposits them into partition `pt`. Sleeps; never call under a region
+/// lock. Reschedules between batches and stops with `EINTR` on a fatal
+/// signal (pages already deposited stay with the partition, whose teardown
+/// withdraws them).
 pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
     let mut left = pages;
     while left > 0 {
+        if crate::sys::page::fatal_signal_pending() {
+            return Err(EINTR);
+        }
         let n = left.min(DEPOSIT_BATCH);
         let mut owned = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut pfns = KVec::with_capacity(n, GFP_KERNEL)?;
@@ -52,6 +58,7 @@ pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
             let _ = page.into_pfn();
         }
         left -= n;
+        crate::sys::page::cond_resched();
     }
     Ok(())
 }
@@ -74,6 +81,7 @@ pub(crate) fn withdraw_all(hv: &dyn Hypervisor, pt: u64) -> usize {
                 if pt != abi::HV_PARTITION_ID_SELF {
                     debugfs::live_add(debugfs::Live::DepositedPages, -(n as i64));
                 }
+                crate::sys::page::cond_resched();
             }
         }
     }

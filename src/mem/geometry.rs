@@ -82,6 +82,116 @@ pub(crate) fn narrow_window(window: GfnRange, gfn: u64) -> GfnRange {
     }
 }
 
+/// The index in `window` of the page a GPA intercept at `gfn` must fault
+/// for writing: `Some(gfn - window.first)` for a write (`write`) with `gfn`
+/// inside the window, `None` for a read or fetch (or a `gfn` outside).
+pub(crate) fn write_index(window: GfnRange, gfn: u64, write: bool) -> Option<usize> {
+    if !write || gfn < window.first || gfn >= window.end() {
+        return None;
+    }
+    usize::try_from(gfn - window.first).ok()
+}
+
+/// What backs a whole fault window in the VMM, for [`fault_for_write`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backing {
+    /// One private, writable, anonymous VMA covers the window.
+    AnonPrivate,
+    /// One hugetlb VMA of `pages`-page huge pages covers the window, whose
+    /// first page is user page `first_upage` (user address >> 12).
+    Hugetlb {
+        /// Pages per huge page.
+        pages: u64,
+        /// User page number of the window's first page.
+        first_upage: u64,
+    },
+    /// Anything else (file, shared, several VMAs, unknown).
+    Other,
+}
+
+/// Whether page `index` of a fault window is faulted for writing.
+///
+/// The page the guest wrote (`write_at`) is. Of the others, in private
+/// anonymous memory the pages not mapped yet (`!present`): a write fault
+/// there allocates a fresh page and breaks no sharing, and saves a guest
+/// writing sequentially an intercept per page. In hugetlb memory the pages
+/// of the written page's huge page (HMM reads the request of the first page
+/// of each huge page only, and a huge page is one folio either way).
+/// Everything else is faulted for reading: a write fault would break COW of
+/// pages shared with a fork, KSM or a private file mapping, dirty pages the
+/// guest never wrote, and fail with EPERM on a read-only VMA elsewhere in
+/// the frame.
+pub(crate) fn fault_for_write(
+    index: usize,
+    write_at: Option<usize>,
+    backing: Backing,
+    present: bool,
+) -> bool {
+    let Some(w) = write_at else {
+        return false;
+    };
+    if index == w {
+        return true;
+    }
+    match backing {
+        Backing::AnonPrivate => !present,
+        Backing::Hugetlb { pages, first_upage } if pages > 0 => {
+            let huge = |i: usize| first_upage.saturating_add(i as u64) / pages;
+            huge(index) == huge(w)
+        }
+        _ => false,
+    }
+}
+
+/// Calls `f(first, count)` for each maximal run of indexes in `0..n` where
+/// `pred` holds, in order.
+pub(crate) fn for_each_run(
+    n: usize,
+    pred: impl Fn(usize) -> bool,
+    mut f: impl FnMut(usize, usize),
+) {
+    let mut i = 0;
+    while i < n {
+        if !pred(i) {
+            i += 1;
+            continue;
+        }
+        let first = i;
+        while i < n && pred(i) {
+            i += 1;
+        }
+        f(first, i - first);
+    }
+}
+
+/// Pages per chunk of a region's set-up and removal: 1 GiB, a multiple of
+/// [`LARGE_PAGES`]. Between chunks the region lock is dropped (set-up), the
+/// task may be rescheduled and a fatal signal is checked (set-up).
+pub(crate) const SETUP_CHUNK_PAGES: u64 = 1 << 18;
+const _: () = assert!(SETUP_CHUNK_PAGES % LARGE_PAGES == 0);
+
+/// The chunk of a region `[start_gfn, start_gfn + pages)` that starts at
+/// page offset `next`, as page offsets: up to the next absolute gfn that is
+/// a multiple of [`SETUP_CHUNK_PAGES`] (so chunk edges fall on 2 MiB frame
+/// edges and splitting by chunks never splits a large entry), clamped to
+/// the region. Empty once `next >= pages`.
+pub(crate) fn setup_chunk(start_gfn: u64, pages: u64, next: u64) -> GfnRange {
+    if next >= pages {
+        return GfnRange {
+            first: pages,
+            count: 0,
+        };
+    }
+    let gfn = start_gfn.saturating_add(next);
+    // Saturating: at the top of the gfn space the chunk just ends the region.
+    let boundary = (gfn & !(SETUP_CHUNK_PAGES - 1)).saturating_add(SETUP_CHUNK_PAGES);
+    let end = boundary.saturating_sub(start_gfn).min(pages).max(next + 1);
+    GfnRange {
+        first: next,
+        count: end - next,
+    }
+}
+
 /// One host page as the fault path found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HostPage {
@@ -365,6 +475,191 @@ mod tests {
         // The top frame starts at MAX & !511.
         let frame = u64::MAX & !511;
         assert_eq!(fault_window(frame, 511, frame + 3), w(frame, 511));
+    }
+
+    #[test]
+    fn runs_of_a_predicate() -> Result {
+        let runs = |n: usize, set: &[usize]| -> Result<KVec<(usize, usize)>> {
+            let mut v = KVec::new();
+            let mut err = Ok(());
+            for_each_run(
+                n,
+                |i| set.contains(&i),
+                |a, b| {
+                    if err.is_ok() {
+                        err = v.push((a, b), GFP_KERNEL).map_err(Error::from);
+                    }
+                },
+            );
+            err.map(|()| v)
+        };
+        assert_eq!(&runs(0, &[])?[..], &[]);
+        assert_eq!(&runs(512, &[])?[..], &[]);
+        // One page: the written page of a file mapping.
+        assert_eq!(&runs(512, &[5])?[..], &[(5, 1)]);
+        // First and last index.
+        assert_eq!(&runs(512, &[0, 511])?[..], &[(0, 1), (511, 1)]);
+        // Runs split by gaps, one touching the end.
+        assert_eq!(&runs(8, &[1, 2, 3, 5, 6, 7])?[..], &[(1, 3), (5, 3)]);
+        // Everything: one run.
+        let all: KVec<usize> = {
+            let mut v = KVec::new();
+            for i in 0..512 {
+                v.push(i, GFP_KERNEL)?;
+            }
+            v
+        };
+        assert_eq!(&runs(512, &all)?[..], &[(0, 512)]);
+        // Indexes at or past `n` are never visited.
+        assert_eq!(&runs(4, &[3, 4, 5])?[..], &[(3, 1)]);
+        Ok(())
+    }
+
+    #[test]
+    fn setup_chunks() {
+        const C: u64 = SETUP_CHUNK_PAGES;
+        let r = |first: u64, count: u64| GfnRange { first, count };
+        // Aligned region of 2.5 chunks: two whole chunks and a half.
+        assert_eq!(setup_chunk(0, 2 * C + C / 2, 0), r(0, C));
+        assert_eq!(setup_chunk(0, 2 * C + C / 2, C), r(C, C));
+        assert_eq!(setup_chunk(0, 2 * C + C / 2, 2 * C), r(2 * C, C / 2));
+        assert_eq!(setup_chunk(0, 2 * C + C / 2, 2 * C + C / 2).count, 0);
+        // Unaligned start (gfn 0x210): the first chunk ends at gfn C, on a
+        // 2 MiB frame edge.
+        assert_eq!(setup_chunk(0x210, 3 * C, 0), r(0, C - 0x210));
+        assert_eq!(setup_chunk(0x210, 3 * C, C - 0x210), r(C - 0x210, C));
+        assert_eq!((0x210 + C - 0x210 + C) % LARGE_PAGES, 0);
+        // A region inside one chunk is one chunk.
+        assert_eq!(setup_chunk(0x1005, 3, 0), r(0, 3));
+        assert_eq!(setup_chunk(0x1005, 3, 1), r(1, 2));
+        // Every chunk of a 16 TiB region: whole, in order, 2^14 of them.
+        let (pages, mut next, mut n) = (1u64 << 32, 0u64, 0u64);
+        while next < pages {
+            let c = setup_chunk(0, pages, next);
+            assert!(c.first == next && c.count == C);
+            next = c.end();
+            n += 1;
+        }
+        assert_eq!((next, n), (pages, 1 << 14));
+        // At the top of the gfn space: progress, no overflow.
+        let top = u64::MAX - 10;
+        assert_eq!(setup_chunk(top, 10, 0), r(0, 10));
+        assert_eq!(setup_chunk(top, 10, 9), r(9, 1));
+        assert_eq!(setup_chunk(top, 10, 10).count, 0);
+        // Past the end: empty.
+        assert_eq!(setup_chunk(0, 5, 7).count, 0);
+    }
+
+    #[test]
+    fn write_index_edges() {
+        let win = GfnRange {
+            first: 0x400,
+            count: 512,
+        };
+        // First and last page of the window, and one past each end.
+        assert_eq!(write_index(win, 0x400, true), Some(0));
+        assert_eq!(write_index(win, 0x5ff, true), Some(511));
+        assert_eq!(write_index(win, 0x3ff, true), None);
+        assert_eq!(write_index(win, 0x600, true), None);
+        // Reads and fetches fault nothing for writing.
+        assert_eq!(write_index(win, 0x400, false), None);
+        assert_eq!(write_index(win, 0x4a7, false), None);
+        // A clamped window of an unaligned region, and its narrowed forms:
+        // the written page stays at its offset from the window's start.
+        let edge = GfnRange {
+            first: 0x210,
+            count: 0x1f0,
+        };
+        assert_eq!(write_index(edge, 0x210, true), Some(0));
+        assert_eq!(write_index(edge, 0x3ff, true), Some(0x1ef));
+        assert_eq!(write_index(edge, 0x20f, true), None);
+        let narrow = narrow_window(edge, 0x3ff);
+        assert_eq!(write_index(narrow, 0x3ff, true), Some(0x7f));
+        let one = GfnRange {
+            first: 0x4a7,
+            count: 1,
+        };
+        assert_eq!(write_index(one, 0x4a7, true), Some(0));
+        assert_eq!(write_index(one, 0x4a8, true), None);
+        // At the top of the gfn space: no overflow.
+        let top = GfnRange {
+            first: u64::MAX - 4,
+            count: 4,
+        };
+        assert_eq!(write_index(top, u64::MAX - 1, true), Some(3));
+        assert_eq!(write_index(top, u64::MAX, true), None);
+        // An empty window holds nothing.
+        let empty = GfnRange {
+            first: 0x400,
+            count: 0,
+        };
+        assert_eq!(write_index(empty, 0x400, true), None);
+    }
+
+    #[test]
+    fn fault_for_write_policy() {
+        use Backing::*;
+        let huge = Hugetlb {
+            pages: 512,
+            first_upage: 0x7f00_0000,
+        };
+        let all = [AnonPrivate, huge, Other];
+        // A read faults nothing for writing, whatever the mapping.
+        for b in all {
+            for present in [false, true] {
+                assert!(!fault_for_write(0, None, b, present));
+                assert!(!fault_for_write(7, None, b, present));
+            }
+        }
+        // The written page always, present or not.
+        for b in all {
+            for present in [false, true] {
+                assert!(fault_for_write(5, Some(5), b, present));
+            }
+        }
+        // Other pages of a file, shared or read-only mapping: never.
+        assert!(!fault_for_write(4, Some(5), Other, false));
+        assert!(!fault_for_write(6, Some(5), Other, true));
+        assert!(!fault_for_write(0, Some(511), Other, false));
+        // Of a private anonymous mapping: only pages not mapped yet (a
+        // mapped one may be a fork's COW page, KSM's or the zero page).
+        assert!(fault_for_write(4, Some(5), AnonPrivate, false));
+        assert!(fault_for_write(511, Some(0), AnonPrivate, false));
+        assert!(!fault_for_write(4, Some(5), AnonPrivate, true));
+        assert!(!fault_for_write(0, Some(511), AnonPrivate, true));
+        // hugetlb, window aligned to the huge page: the whole window.
+        assert!(fault_for_write(0, Some(300), huge, true));
+        assert!(fault_for_write(511, Some(300), huge, false));
+        // hugetlb, window straddling two huge pages (user page 0x7f00_0100
+        // first): pages 0..0xff are in the first, 0x100.. in the second.
+        let straddle = Hugetlb {
+            pages: 512,
+            first_upage: 0x7f00_0100,
+        };
+        assert!(fault_for_write(0, Some(0xff), straddle, true));
+        assert!(fault_for_write(0xfe, Some(0xff), straddle, true));
+        assert!(!fault_for_write(0x100, Some(0xff), straddle, true));
+        assert!(fault_for_write(0x1ff, Some(0x100), straddle, true));
+        assert!(!fault_for_write(0xff, Some(0x100), straddle, false));
+        // A 1 GiB huge page covers every window it holds.
+        let gig = Hugetlb {
+            pages: 1 << 18,
+            first_upage: 0x40_0200,
+        };
+        assert!(fault_for_write(0, Some(511), gig, true));
+        // Degenerate huge page size: only the written page.
+        let zero = Hugetlb {
+            pages: 0,
+            first_upage: 0,
+        };
+        assert!(!fault_for_write(1, Some(0), zero, false));
+        // At the top of the user page space: no overflow (saturates into
+        // the last huge page).
+        let top = Hugetlb {
+            pages: 512,
+            first_upage: u64::MAX - 1,
+        };
+        assert!(fault_for_write(0, Some(3), top, true));
     }
 
     fn pages(base_pfn: u64, n: usize, order: u32) -> Result<KVec<HostPage>> {

@@ -92,6 +92,11 @@ impl Stats {
 struct MovableState {
     /// Set when the region is being removed; faults then give up.
     removed: bool,
+    /// Pages from the region's start that [`Movable::map_initial`] has
+    /// reached (all of them once it is done): only these may have SLAT
+    /// entries, so invalidations and removal stop there (a killed set-up of
+    /// a huge region is undone in the time it took).
+    mapped_upto: u64,
     /// One bit per 2 MiB gfn frame that the SLAT holds as one large entry
     /// (accessible or NO_ACCESS), indexed from the first frame the region
     /// touches. Used to remap and unmap without splitting large entries.
@@ -164,9 +169,11 @@ impl Movable {
         exec: bool,
         stats: Arc<Stats>,
     ) -> Result<Pin<KBox<Self>>> {
-        let frames = (pages / geometry::LARGE_PAGES + 2) as usize;
+        let frames = usize::try_from(pages / geometry::LARGE_PAGES + 2).map_err(|_| EINVAL)?;
         let mut large = KVVec::new();
-        large.resize(frames.div_ceil(64), 0, GFP_KERNEL_ACCOUNT)?;
+        // Sized by userspace (bounded by the VMAs it has mapped): charged to
+        // its memory cgroup, no allocation-failure warning.
+        large.resize(frames.div_ceil(64), 0, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
         let this = KBox::pin_init(
             pin_init!(Self {
                 notifier: SetOnce::new(),
@@ -178,7 +185,11 @@ impl Movable {
                 writable,
                 exec,
                 stats,
-                state <- new_mutex!(MovableState { removed: false, large }),
+                state <- new_mutex!(MovableState {
+                    removed: false,
+                    mapped_upto: 0,
+                    large,
+                }),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -251,24 +262,39 @@ impl Movable {
         calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
     }
 
-    fn all(&self) -> GfnRange {
-        GfnRange {
-            first: 0,
-            count: self.pages,
-        }
-    }
-
     /// Maps the whole region NO_ACCESS: whole aligned frames as 2 MiB
     /// entries, the rest as 4 KiB entries. Deposits as needed (no lock the
     /// notifier takes is held: the state lock is dropped around deposits).
-    /// On error the caller removes the region ([`Movable::remove`]).
+    ///
+    /// Works in chunks of [`geometry::SETUP_CHUNK_PAGES`] (ending on
+    /// absolute 2 MiB gfn frames, so the layout is the same as in one go):
+    /// the lock is dropped between chunks, the task may be rescheduled, and
+    /// a fatal signal stops the set-up with `EINTR`. Deposit rounds are
+    /// bounded per chunk. On error the caller removes the region
+    /// ([`Movable::remove`]), which unmaps what was mapped.
     pub(crate) fn map_initial(&self) -> Result {
+        let mut next = 0u64;
+        while next < self.pages {
+            let chunk = geometry::setup_chunk(self.start_gfn, self.pages, next);
+            self.map_initial_chunk(chunk)?;
+            next = chunk.end();
+            crate::sys::page::cond_resched();
+            if crate::sys::page::fatal_signal_pending() {
+                return Err(EINTR);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Movable::map_initial`] of one chunk (page offsets in the region).
+    fn map_initial_chunk(&self, chunk: GfnRange) -> Result {
         for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
             let mut st = self.state.lock();
+            st.mapped_upto = st.mapped_upto.max(chunk.end());
             let mut err = None;
             geometry::split_by_frames(
                 self.start_gfn,
-                self.all(),
+                chunk,
                 |_| true,
                 |gfn, reps, large| {
                     // Record the large frames whatever happens: a retry maps
@@ -343,9 +369,25 @@ impl Movable {
                 return Err(EINVAL);
             };
             let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
-            // Fault in for writing only when the guest writes: a read must not
-            // break COW or allocate (and works on read-only VMAs).
-            let seq = match notifier.hmm_fault(uaddr, write, hmm) {
+            // Fault for writing only the page the guest writes (and, in
+            // private anonymous memory, pages not there yet; in hugetlb
+            // memory, its huge page), then the whole window for reading: a
+            // read must not break COW, allocate or dirty, and works on
+            // read-only VMAs. The write faults come first, in ranges of
+            // their own (HMM write-faults to the end of a page table
+            // whatever the other pages ask); the read fault's sequence
+            // validates everything mapped below.
+            if let Some(w) = geometry::write_index(window, gfn, write) {
+                let Some(scratch) = pfns.get_mut(..n) else {
+                    return Err(EINVAL);
+                };
+                match self.fault_writes(notifier, uaddr, w, hmm, scratch) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Fault::Forward),
+                    Err(e) => return Err(e),
+                }
+            }
+            let seq = match notifier.hmm_fault(uaddr, false, hmm) {
                 Ok(seq) => seq,
                 // HMM ran out of retries: the window's pages keep being
                 // invalidated while it faults the others in (reclaim under
@@ -390,6 +432,57 @@ impl Movable {
             }
         }
         Err(EAGAIN)
+    }
+
+    /// The write half of a write fault on the window at `uaddr` (of
+    /// `hmm.len()` pages) whose page `w` the guest wrote: faults for writing
+    /// the pages [`geometry::fault_for_write`] picks, in maximal runs, using
+    /// `hmm` and `scratch` (as long as `hmm`) as scratch space. `Ok(false)`:
+    /// page `w` cannot be written (a read-only VMA, no VMA): the VMM gets
+    /// the intercept, as upstream. Failures elsewhere only cost the guest an
+    /// intercept later.
+    fn fault_writes(
+        &self,
+        notifier: &IntervalNotifier<Movable>,
+        uaddr: u64,
+        w: usize,
+        hmm: &mut [HmmPfn],
+        scratch: &mut [u64],
+    ) -> Result<bool> {
+        // A failed snapshot only costs the guest more intercepts.
+        let backing = notifier
+            .hmm_snapshot(uaddr, hmm)
+            .unwrap_or(geometry::Backing::Other);
+        for (i, (slot, h)) in scratch.iter_mut().zip(hmm.iter()).enumerate() {
+            *slot = u64::from(geometry::fault_for_write(i, Some(w), backing, h.valid()));
+        }
+        let mut res = Ok(true);
+        geometry::for_each_run(
+            scratch.len(),
+            |i| scratch.get(i) == Some(&1),
+            |first, count| {
+                if !matches!(res, Ok(true)) {
+                    return;
+                }
+                let Some(out) = hmm.get_mut(first..first + count) else {
+                    return;
+                };
+                let at = uaddr + first as u64 * geometry::PAGE_SIZE;
+                match notifier.hmm_fault(at, true, out) {
+                    Ok(_) => {}
+                    Err(e) if e == EINTR => res = Err(e),
+                    Err(e) if (first..first + count).contains(&w) => {
+                        if e == EPERM || e == EFAULT {
+                            res = Ok(false);
+                        } else if e != EBUSY {
+                            res = Err(e);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            },
+        );
+        res
     }
 
     /// Maps a faulted window under the lock: 2 MiB entries where the gfn
@@ -572,10 +665,27 @@ impl Movable {
     /// Unmaps the region's whole GPA range and stops faults. Called once on
     /// removal, before the notifier is unregistered. On failure some
     /// entries may remain (see `RegionSet::retire`).
+    ///
+    /// In chunks like [`Movable::map_initial`], rescheduling between them
+    /// (the lock stays held: an invalidation of a region being removed must
+    /// wait until its pages are unmapped). Not interruptible: removal must
+    /// finish.
     pub(crate) fn remove(&self) -> Result {
         let mut st = self.state.lock();
         st.removed = true;
-        self.unmap(&st, self.all()).map_err(|e| e.error.into())
+        let mut res = Ok(());
+        let mut next = 0u64;
+        let upto = st.mapped_upto.min(self.pages);
+        while next < upto {
+            let chunk = geometry::setup_chunk(self.start_gfn, upto, next);
+            let r = self.unmap(&st, chunk);
+            if res.is_ok() {
+                res = r;
+            }
+            next = chunk.end();
+            crate::sys::page::cond_resched();
+        }
+        res.map_err(|e| e.error.into())
     }
 }
 
@@ -597,7 +707,10 @@ impl Invalidate for Movable {
         if st.removed {
             return true;
         }
-        let Some(range) = geometry::clamp_invalidation(self.uaddr, self.pages, start, end) else {
+        // Pages past `mapped_upto` have no entry yet (set-up maps them
+        // NO_ACCESS when it gets there).
+        let Some(range) = geometry::clamp_invalidation(self.uaddr, st.mapped_upto, start, end)
+        else {
             return true;
         };
         Stats::add(&self.stats.invalidations, 1);

@@ -18,6 +18,10 @@ use crate::{
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::{prelude::*, sync::Arc};
 
+/// Reps per slice of an MMIO or pinned region's map and unmap, between
+/// which the task may be rescheduled (64 Ki reps: 128 map hypercalls).
+const RESCHED_REPS: usize = 1 << 16;
+
 /// What backs a region.
 pub(crate) enum RegionKind {
     /// Device memory at host pfn `pfn`, mapped uncached, never faulted.
@@ -205,10 +209,20 @@ impl Region {
         let flags = self.base_flags();
         self.for_each_run(&pages, |gfn, pfns, large| {
             let flags = flags | if large { abi::HV_MAP_GPA_LARGE_PAGE } else { 0 };
-            calls::retry_with_deposit(&*self.hv, self.pt, || {
-                calls::map_batched(&*self.hv, self.pt, gfn, flags, pfns, &self.stats.hypercalls)
-                    .map_err(|e| e.error)
-            })
+            // In slices, rescheduling between them; a fatal signal stops
+            // the set-up (the caller's drop unmaps what was mapped).
+            for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
+                let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
+                calls::retry_with_deposit(&*self.hv, self.pt, || {
+                    calls::map_batched(&*self.hv, self.pt, at, flags, slice, &self.stats.hypercalls)
+                        .map_err(|e| e.error)
+                })?;
+                crate::sys::page::cond_resched();
+                if crate::sys::page::fatal_signal_pending() {
+                    return Err(EINTR);
+                }
+            }
+            Ok(())
         })
     }
 
@@ -235,15 +249,25 @@ impl Region {
     /// layout it was mapped with (no split of large entries needed).
     fn unmap_all(&self, pages: &[HostPage]) -> Result {
         self.for_each_run(pages, |gfn, pfns, large| {
-            calls::unmap_batched(
-                &*self.hv,
-                self.pt,
-                gfn,
-                pfns.len() as u64,
-                large,
-                &self.stats.hypercalls,
-            )
-            .map_err(|e| e.error.into())
+            let mut res = Ok(());
+            // In slices, rescheduling between them (not interruptible).
+            for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
+                let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
+                let r = calls::unmap_batched(
+                    &*self.hv,
+                    self.pt,
+                    at,
+                    slice.len() as u64,
+                    large,
+                    &self.stats.hypercalls,
+                )
+                .map_err(|e| e.error.into());
+                if res.is_ok() {
+                    res = r;
+                }
+                crate::sys::page::cond_resched();
+            }
+            res
         })
     }
 

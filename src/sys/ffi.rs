@@ -17,6 +17,15 @@ pub(crate) struct RawMni {
     _opaque: [u8; 0],
 }
 
+/// Opaque `struct mutex` (allocated by `mshv_rs_mutex_new`).
+#[repr(C)]
+pub(crate) struct RawMutex {
+    _opaque: [u8; 0],
+}
+
+pub(crate) const MUTEX_PARTITION: c_int = 0;
+pub(crate) const MUTEX_VP: c_int = 1;
+
 /// Opaque `struct eventfd_ctx`.
 #[repr(C)]
 pub(crate) struct EventfdCtx {
@@ -37,6 +46,9 @@ pub(crate) const PFN_WRITE: u64 = 1 << 62;
 pub(crate) const PFN_ORDER_SHIFT: u32 = 56;
 pub(crate) const PFN_ORDER_MASK: u64 = 0x1f;
 pub(crate) const PFN_MASK: u64 = (1 << 52) - 1;
+
+pub(crate) const BACKING_ANON_PRIVATE: c_int = 1;
+pub(crate) const BACKING_HUGETLB: c_int = 2;
 
 pub(crate) const VMA_RAM: c_int = 1;
 pub(crate) const VMA_IO: c_int = 2;
@@ -64,6 +76,15 @@ extern "C" {
     pub(crate) fn mshv_rs_current_mm_grab() -> *mut MmStruct;
     pub(crate) fn mshv_rs_mmdrop(mm: *mut MmStruct);
     pub(crate) fn mshv_rs_fatal_signal_pending() -> bool;
+    pub(crate) fn mshv_rs_mm_is_current(mm: *mut MmStruct) -> bool;
+    pub(crate) fn mshv_rs_access_ok(addr: c_ulong, size: c_ulong) -> bool;
+    pub(crate) fn mshv_rs_range_mapped(start: c_ulong, len: c_ulong) -> bool;
+
+    pub(crate) fn mshv_rs_mutex_new(class: c_int) -> *mut RawMutex;
+    pub(crate) fn mshv_rs_mutex_free(m: *mut RawMutex);
+    pub(crate) fn mshv_rs_mutex_lock_killable(m: *mut RawMutex) -> c_int;
+    pub(crate) fn mshv_rs_mutex_lock(m: *mut RawMutex);
+    pub(crate) fn mshv_rs_mutex_unlock(m: *mut RawMutex);
 
     pub(crate) fn mshv_rs_mni_create(
         mm: *mut MmStruct,
@@ -84,6 +105,14 @@ extern "C" {
         write: bool,
         out: *mut u64,
         seq: *mut c_ulong,
+    ) -> c_int;
+    pub(crate) fn mshv_rs_hmm_snapshot(
+        mni: *mut RawMni,
+        start: c_ulong,
+        npages: c_ulong,
+        out: *mut u64,
+        backing: *mut c_int,
+        huge_pages: *mut c_ulong,
     ) -> c_int;
 
     pub(crate) fn mshv_rs_pin_user_pfns(

@@ -9,6 +9,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/highmem.h>
+#include <linux/hugetlb.h>
 #include <linux/hmm.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
@@ -17,6 +18,8 @@
 #include <linux/poll.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/uaccess.h>
+#include <linux/mutex.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/wait.h>
@@ -146,6 +149,81 @@ bool mshv_rs_fatal_signal_pending(void)
 	return fatal_signal_pending(current);
 }
 
+bool mshv_rs_mm_is_current(struct mm_struct *mm)
+{
+	return current->mm == mm;
+}
+
+bool mshv_rs_access_ok(unsigned long addr, unsigned long size)
+{
+	return access_ok((const void __user *)addr, size);
+}
+
+bool mshv_rs_range_mapped(unsigned long start, unsigned long len)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long end = start + len, addr = start;
+	struct vm_area_struct *vma;
+	bool mapped = true;
+
+	if (!mm || end < start)
+		return false;
+	if (mmap_read_lock_killable(mm))
+		return false;
+	/* Each VMA must start where the previous one ended (no hole). */
+	while (addr < end) {
+		vma = vma_lookup(mm, addr);
+		if (!vma) {
+			mapped = false;
+			break;
+		}
+		addr = vma->vm_end;
+	}
+	mmap_read_unlock(mm);
+	return mapped;
+}
+
+/* ---- killable mutexes ----------------------------------------------------- */
+
+struct mutex *mshv_rs_mutex_new(int class)
+{
+	/* One lockdep class per user (see enum mshv_rs_mutex_class). */
+	static struct lock_class_key keys[MSHV_RS_MUTEX_CLASSES];
+	static const char *const names[MSHV_RS_MUTEX_CLASSES] = {
+		[MSHV_RS_MUTEX_PARTITION] = "mshv_rs_partition",
+		[MSHV_RS_MUTEX_VP] = "mshv_rs_vp",
+	};
+	struct mutex *m;
+
+	if (class < 0 || class >= MSHV_RS_MUTEX_CLASSES)
+		return NULL;
+	m = kmalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
+	if (m)
+		__mutex_init(m, names[class], &keys[class]);
+	return m;
+}
+
+void mshv_rs_mutex_free(struct mutex *m)
+{
+	mutex_destroy(m);
+	kfree(m);
+}
+
+int mshv_rs_mutex_lock_killable(struct mutex *m)
+{
+	return mutex_lock_killable(m);
+}
+
+void mshv_rs_mutex_lock(struct mutex *m)
+{
+	mutex_lock(m);
+}
+
+void mshv_rs_mutex_unlock(struct mutex *m)
+{
+	mutex_unlock(m);
+}
+
 /* ---- mmu_interval_notifier --------------------------------------------- */
 
 struct mshv_rs_mni {
@@ -222,19 +300,31 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
 {
 	/* hmm_pfns are unsigned long; on 64-bit they share the u64 array. */
 	unsigned long *pfns = (unsigned long *)out;
+	struct mm_struct *mm = m->mni.mm;
 	struct hmm_range range = {
 		.notifier = &m->mni,
 		.start = start,
 		.end = start + npages * PAGE_SIZE,
 		.hmm_pfns = pfns,
+		/*
+		 * One request for the whole range: HMM write-faults from the
+		 * first page that needs it to the end of its page table, so
+		 * per-page write requests (pfn_flags_mask) would not stay on
+		 * their pages. The caller faults the pages to write first, in
+		 * ranges of their own.
+		 */
 		.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 	};
 	unsigned long i;
 	int ret;
 
 	BUILD_BUG_ON(sizeof(unsigned long) != sizeof(u64));
+	/* The VMM may be exiting: never fault on an mm without users. */
+	if (!mmget_not_zero(mm))
+		return -EFAULT;
 	ret = hmm_range_fault_unlocked_timeout(&range,
 			msecs_to_jiffies(MSHV_RS_HMM_TIMEOUT_MS));
+	mmput(mm);
 	if (ret)
 		return ret;
 	*seq = range.notifier_seq;
@@ -251,6 +341,57 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
 		out[i] = e;
 	}
 	return 0;
+}
+
+int mshv_rs_hmm_snapshot(struct mshv_rs_mni *m, unsigned long start,
+			 unsigned long npages, u64 *out, int *backing,
+			 unsigned long *huge_pages)
+{
+	unsigned long *pfns = (unsigned long *)out;
+	struct mm_struct *mm = m->mni.mm;
+	struct hmm_range range = {
+		.notifier = &m->mni,
+		.start = start,
+		.end = start + npages * PAGE_SIZE,
+		.hmm_pfns = pfns,
+	};
+	struct vm_area_struct *vma;
+	unsigned long i;
+	int ret;
+
+	*backing = MSHV_RS_BACKING_OTHER;
+	*huge_pages = 0;
+	memset(pfns, 0, npages * sizeof(*pfns));
+	if (!mmget_not_zero(mm))
+		return -EFAULT;
+	range.notifier_seq = mmu_interval_read_begin(&m->mni);
+	ret = mmap_read_lock_killable(mm);
+	if (ret)
+		goto out_put;
+	vma = vma_lookup(mm, start);
+	if (vma && range.end <= vma->vm_end) {
+#ifdef CONFIG_HUGETLB_PAGE
+		if (is_vm_hugetlb_page(vma)) {
+			*backing = MSHV_RS_BACKING_HUGETLB;
+			*huge_pages = pages_per_huge_page(hstate_vma(vma));
+		} else
+#endif
+		if (vma_is_anonymous(vma) &&
+			   !(vma->vm_flags & VM_SHARED) &&
+			   (vma->vm_flags & VM_WRITE)) {
+			*backing = MSHV_RS_BACKING_ANON_PRIVATE;
+		}
+	}
+	/* No REQ_FAULT: reports what is mapped, faults nothing. */
+	ret = hmm_range_fault(&range);
+	mmap_read_unlock(mm);
+	if (ret)
+		goto out_put;
+	for (i = 0; i < npages; i++)
+		out[i] = (pfns[i] & HMM_PFN_VALID) ? MSHV_RS_PFN_VALID : 0;
+out_put:
+	mmput(mm);
+	return ret;
 }
 
 /* ---- pinned pages ------------------------------------------------------- */

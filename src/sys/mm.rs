@@ -4,6 +4,7 @@
 //! part of it, HMM faults, long-term pins and VMA classification.
 
 use super::ffi;
+pub(crate) use crate::mem::geometry::Backing;
 use core::marker::PhantomData;
 use kernel::{
     ffi::{c_int, c_ulong, c_void},
@@ -38,6 +39,13 @@ impl MmRef {
 }
 
 impl MmRef {
+    /// Whether this is the calling task's mm (threads, and `CLONE_VM`
+    /// children, share it; a `fork` child or another process does not).
+    pub(crate) fn is_current(&self) -> bool {
+        // SAFETY: `self.mm` is referenced (type invariant); only compared.
+        unsafe { ffi::mshv_rs_mm_is_current(self.mm) }
+    }
+
     /// Read-locks the address space (`mmap_read_lock`) if it still has
     /// users; `None` once the process is gone.
     pub(crate) fn read_lock(&self) -> Option<MmReadGuard<'_>> {
@@ -176,6 +184,12 @@ impl<T: Invalidate> IntervalNotifier<T> {
     /// notifier sequence the result is valid for: check it with
     /// [`IntervalNotifier::read_retry`] under the lock the invalidate callback
     /// takes before using the pfns. Must not be called under that lock.
+    /// Holds a user reference on the mm while faulting (`EFAULT` once the
+    /// mm has no users).
+    ///
+    /// HMM write-faults from the first page that needs it to the end of its
+    /// page table, whatever the others ask: to write only some pages, fault
+    /// them first in calls of their own.
     pub(crate) fn hmm_fault(&self, start: u64, write: bool, out: &mut [HmmPfn]) -> Result<u64> {
         let mut seq: c_ulong = 0;
         // SAFETY: `mni` is live; `out` is `out.len()` u64s (`HmmPfn` is
@@ -194,6 +208,36 @@ impl<T: Invalidate> IntervalNotifier<T> {
             return Err(Error::from_errno(ret));
         }
         Ok(seq as u64)
+    }
+
+    /// Which of `out.len()` pages from `start` are mapped now, without
+    /// faulting ([`HmmPfn::valid`] only), and what one VMA covering them
+    /// all is. A hint for the fault policy, not valid beyond the call.
+    pub(crate) fn hmm_snapshot(&self, start: u64, out: &mut [HmmPfn]) -> Result<Backing> {
+        let mut backing: c_int = 0;
+        let mut huge: c_ulong = 0;
+        // SAFETY: `mni` is live; `out` is `out.len()` u64s.
+        let ret = unsafe {
+            ffi::mshv_rs_hmm_snapshot(
+                self.mni,
+                start as c_ulong,
+                out.len() as c_ulong,
+                out.as_mut_ptr().cast::<u64>(),
+                &mut backing,
+                &mut huge,
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(match backing {
+            ffi::BACKING_ANON_PRIVATE => Backing::AnonPrivate,
+            ffi::BACKING_HUGETLB => Backing::Hugetlb {
+                pages: huge as u64,
+                first_upage: start >> crate::mem::geometry::PAGE_SHIFT,
+            },
+            _ => Backing::Other,
+        })
     }
 }
 
@@ -281,6 +325,20 @@ pub(crate) fn pfn_dirty(pfn: u64) -> bool {
     unsafe { ffi::mshv_rs_pfn_dirty(pfn) }
 }
 
+/// `access_ok` on the user range `[addr, addr + size)` of the current task:
+/// the range lies in user space (does not reach kernel addresses or wrap).
+pub(crate) fn access_ok(addr: u64, size: u64) -> bool {
+    // SAFETY: only compares the range against the user address limit.
+    unsafe { ffi::mshv_rs_access_ok(addr as c_ulong, size as c_ulong) }
+}
+
+/// Whether VMAs of the current task cover `[start, start + len)` without a
+/// hole. Cost: one VMA lookup per VMA in the range.
+pub(crate) fn range_mapped(start: u64, len: u64) -> bool {
+    // SAFETY: looks the range up in the current mm under its mmap lock.
+    unsafe { ffi::mshv_rs_range_mapped(start as c_ulong, len as c_ulong) }
+}
+
 /// What backs a user address, for choosing a region type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum VmaKind {
@@ -319,8 +377,10 @@ impl PinnedPages {
     /// Pins `pages` pages from `start` (for writing if `write`), charging the
     /// array to the caller's memory cgroup.
     pub(crate) fn pin(start: u64, pages: usize, write: bool) -> Result<Self> {
-        let mut pfns = KVVec::with_capacity(pages, GFP_KERNEL_ACCOUNT)?;
-        pfns.resize(pages, 0, GFP_KERNEL_ACCOUNT)?;
+        // Sized by userspace: no allocation-failure warning.
+        let gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN;
+        let mut pfns = KVVec::with_capacity(pages, gfp)?;
+        pfns.resize(pages, 0, gfp)?;
         // SAFETY: `pfns` has room for `pages` u64s; on failure the helper
         // unpins whatever it pinned.
         let ret = unsafe {

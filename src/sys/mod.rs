@@ -12,6 +12,7 @@ pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod ffi;
 pub(crate) mod layout;
+pub(crate) mod lock;
 pub(crate) mod mm;
 pub(crate) mod page;
 pub(crate) mod trace;

@@ -8,6 +8,7 @@ mod bad;
 mod concurrency;
 mod dev;
 pub(crate) mod exits;
+mod hardening;
 mod irq;
 mod leaks;
 mod memory;
@@ -320,5 +321,36 @@ pub static ALL: &[TestCase] = &[
         name: "scen_memcg_pressure",
         func: scenarios::scen_memcg_pressure,
         timeout: 900,
+    },
+    // Issue 14: hardening (foreign mm, region bounds, killable waits).
+    TestCase {
+        name: "foreign_mm_ioctls_eio",
+        func: hardening::foreign_mm_ioctls_eio,
+        timeout: 180,
+    },
+    TestCase {
+        name: "set_memory_bounds",
+        func: hardening::set_memory_bounds,
+        timeout: 300,
+    },
+    TestCase {
+        name: "region_setup_killable",
+        func: hardening::region_setup_killable,
+        timeout: 900,
+    },
+    TestCase {
+        name: "create_vp_failure_keeps_no_deposit",
+        func: hardening::create_vp_failure_keeps_no_deposit,
+        timeout: 60,
+    },
+    TestCase {
+        name: "write_fault_only_written_page",
+        func: hardening::write_fault_only_written_page,
+        timeout: 120,
+    },
+    TestCase {
+        name: "vp_wait_killable",
+        func: hardening::vp_wait_killable,
+        timeout: 180,
     },
 ];
