@@ -5,6 +5,7 @@
 // driver tear the partition down).
 
 mod bad;
+mod ch;
 mod concurrency;
 mod dev;
 pub(crate) mod exits;
@@ -305,5 +306,31 @@ pub static ALL: &[TestCase] = &[
         name: "scen_memcg_pressure",
         func: scenarios::scen_memcg_pressure,
         timeout: 900,
+    },
+    // The real Cloud Hypervisor (MSHV_CH_BIN, built by scripts/cloud-hypervisor).
+    TestCase {
+        name: "ch_hello",
+        func: ch::ch_hello,
+        timeout: 180,
+    },
+    TestCase {
+        name: "ch_memory",
+        func: ch::ch_memory,
+        timeout: 900,
+    },
+    TestCase {
+        name: "ch_smp",
+        func: ch::ch_smp,
+        timeout: 300,
+    },
+    TestCase {
+        name: "ch_reboot",
+        func: ch::ch_reboot,
+        timeout: 300,
+    },
+    TestCase {
+        name: "ch_rng",
+        func: ch::ch_rng,
+        timeout: 400,
     },
 ];
