@@ -80,6 +80,12 @@ const GUESTS: &[Guest] = &[
         size: None,
         pvh: true,
     },
+    Guest {
+        name: "ch_pause",
+        text: 0x100000,
+        size: None,
+        pvh: true,
+    },
 ];
 
 fn run(tool: &str, args: &[&str]) -> String {

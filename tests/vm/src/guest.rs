@@ -29,3 +29,6 @@ pub static CH_REBOOT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ch_reboo
 /// ch_rng.S: virtio-rng over PCI, an ioeventfd doorbell and an MSI-X
 /// interrupt (a PVH ELF64).
 pub static CH_RNG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ch_rng.elf"));
+
+/// ch_pause.S: ticks on the serial port, for ch-remote pause/resume (a PVH ELF64).
+pub static CH_PAUSE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ch_pause.elf"));

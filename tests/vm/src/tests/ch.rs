@@ -81,9 +81,27 @@ fn scaled(limit: Duration) -> Duration {
     limit.mul_f64(scale)
 }
 
+/// Something to do while cloud-hypervisor runs, once its serial output
+/// contains `when`; `action` gets a reader of the serial output so far.
+struct Hook<'a> {
+    when: &'a str,
+    action: &'a dyn Fn(&dyn Fn() -> String) -> TResult,
+}
+
 /// Runs cloud-hypervisor with `guest` as its `--kernel` and `args`, for at
 /// most `limit` (scaled; then kills it and fails).
 fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<ChRun> {
+    run_ch_with(name, image, args, limit, None)
+}
+
+/// [`run_ch`], running `hook` once on the way (a failed hook kills it).
+fn run_ch_with(
+    name: &str,
+    image: &[u8],
+    args: &[&str],
+    limit: Duration,
+    hook: Option<Hook<'_>>,
+) -> TResult<ChRun> {
     let limit = scaled(limit);
     let dir = ch_dir()?;
     ensure_debugfs().map_err(Failure::Fail)?;
@@ -115,6 +133,8 @@ fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<C
     let mut out = child.stdout.take().unwrap();
     let first = Arc::new(Mutex::new((None, None)));
     let first_w = first.clone();
+    let so_far = Arc::new(Mutex::new(Vec::new()));
+    let so_far_w = so_far.clone();
     let out_thread = std::thread::spawn(move || {
         let mut all = Vec::new();
         let mut buf = [0u8; 4096];
@@ -129,6 +149,7 @@ fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<C
                     }
                     f.1 = now;
                     all.extend_from_slice(&buf[..n]);
+                    so_far_w.lock().unwrap().extend_from_slice(&buf[..n]);
                 }
             }
         }
@@ -164,7 +185,24 @@ fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<C
         (p, r, pin, stats)
     });
 
+    let read_serial = || String::from_utf8_lossy(&so_far.lock().unwrap()).into_owned();
+    let mut hook = hook;
     let status = loop {
+        if let Some(h) = hook.as_ref() {
+            if read_serial().contains(h.when) {
+                let res = (h.action)(&read_serial);
+                hook = None;
+                if let Err(e) = res {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    done.store(true, Ordering::SeqCst);
+                    let _ = std::fs::remove_file(&kernel);
+                    let log = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+                    note!("cloud-hypervisor log:\n{log}");
+                    return Err(e);
+                }
+            }
+        }
         match child.try_wait() {
             Ok(Some(st)) => break st,
             Ok(None) if started.elapsed() > limit => {
@@ -406,3 +444,72 @@ pub fn ch_rng() -> TResult {
     );
     Ok(())
 }
+
+/// ch_pause.S under `ch-remote pause` / `resume` (through `--api-socket`):
+/// Cloud Hypervisor freezes the partition's time (TIME_FREEZE) and stops
+/// its vCPU; while paused the guest prints nothing; resumed, it goes on to
+/// its last tick and shuts down with every tick in order.
+pub fn ch_pause_resume() -> TResult {
+    let dir = ch_dir()?;
+    let sock = std::env::temp_dir().join(format!("mshv-ch-api-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let api = format!("path={}", sock.display());
+    let remote = |what: &str| -> TResult {
+        let out = Command::new(dir.join("ch-remote"))
+            .arg("--api-socket")
+            .arg(&sock)
+            .arg(what)
+            .output()
+            .ctx("run ch-remote")?;
+        ensure!(
+            out.status.success(),
+            "ch-remote {what}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let action = |serial: &dyn Fn() -> String| -> TResult {
+        remote("pause")?;
+        // Output already on its way may still arrive; then nothing.
+        std::thread::sleep(Duration::from_millis(300));
+        let paused = serial();
+        std::thread::sleep(Duration::from_millis(1500));
+        ensure_eq!(serial(), paused.clone(), "serial output while paused");
+        ensure!(
+            !paused.contains("ch_pause: done"),
+            "the guest finished before the pause took effect: {paused:?}"
+        );
+        note!("paused after {:?}", paused.lines().last());
+        remote("resume")
+    };
+    let run = run_ch_with(
+        "ch_pause",
+        guest::CH_PAUSE,
+        &[
+            "--cpus",
+            "boot=1",
+            "--memory",
+            "size=64M",
+            "--api-socket",
+            &api,
+        ],
+        Duration::from_secs(300),
+        Some(Hook {
+            when: "ch_pause: tick 1\n",
+            action: &action,
+        }),
+    );
+    let _ = std::fs::remove_file(&sock);
+    let run = run?;
+    let mut want = String::new();
+    for i in 0..CH_PAUSE_TICKS {
+        want.push_str(&format!("ch_pause: tick {i}\n"));
+    }
+    want.push_str("ch_pause: done\n");
+    expect(&run, &want)
+}
+
+/// The ticks ch_pause.S prints (TICKS there).
+const CH_PAUSE_TICKS: u32 = 8;

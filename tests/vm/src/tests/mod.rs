@@ -333,4 +333,9 @@ pub static ALL: &[TestCase] = &[
         func: ch::ch_rng,
         timeout: 400,
     },
+    TestCase {
+        name: "ch_pause_resume",
+        func: ch::ch_pause_resume,
+        timeout: 400,
+    },
 ];
