@@ -37,7 +37,7 @@ all: module
 help:
 	@sed -n 's/^#   //p' $(REPO)/Makefile | head -3; \
 	echo "targets: module kunit check run bench demo-smoke fmt fmtcheck clippy install clean"; \
-	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1"
+	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1  VMM=mshv-demo|cloud-hypervisor (make run)"
 
 setup:
 	$(REPO)/scripts/setup
@@ -99,8 +99,25 @@ check-faults:
 
 # The demo VMM (vmm/, mshv-demo) runs the demo guest over 1 GiB of movable
 # RAM on two NUMA nodes while migrating, paging out and punching holes in it.
+# VMM=cloud-hypervisor: the real Cloud Hypervisor (scripts/cloud-hypervisor,
+# built on first use) runs the ch_memory guest (tests/guest/ch_memory.S)
+# over 512 MiB with its seccomp filter on, printing its serial console.
+VMM ?= mshv-demo
+ifeq ($(VMM),cloud-hypervisor)
+run: module
+	cd $(REPO)/tests/vm && cargo build --release --locked --quiet
+	target=$$(cd $(REPO)/tests/vm && cargo metadata --format-version 1 --no-deps | \
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'); \
+	elf=$$(ls -t $$target/release/build/mshv-vmtests-*/out/ch_memory.elf | head -1); \
+	MSHV_CH_BIN=$$($(REPO)/scripts/cloud-hypervisor build) && export MSHV_CH_BIN && \
+	$(REPO)/scripts/vm-run --memory 3G --numa -- $(REPO)/scripts/demo --cloud-hypervisor $$elf
+else ifeq ($(VMM),mshv-demo)
 run: module demo-build
 	$(REPO)/scripts/vm-run --memory 3G --numa -- $(REPO)/scripts/demo
+else
+run:
+	@echo "VMM=$(VMM): choose mshv-demo (the default) or cloud-hypervisor" >&2; exit 2
+endif
 
 demo-build:
 	cd $(REPO)/vmm && cargo build --release --locked --quiet

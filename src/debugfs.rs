@@ -89,7 +89,8 @@ fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "invalidate_failures {}", r(&s.invalidate_failures))?;
     writeln!(f, "unmapped_refaults {}", r(&s.unmapped_refaults))?;
     writeln!(f, "remapped_4k {}", r(&s.remapped_4k))?;
-    writeln!(f, "fault_ns {}", r(&s.fault_ns))
+    writeln!(f, "fault_ns {}", r(&s.fault_ns))?;
+    writeln!(f, "doorbells {}", r(&s.doorbells))
 }
 
 /// Reads up to 32 bytes of whitespace-separated decimal numbers.

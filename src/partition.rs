@@ -165,7 +165,7 @@ impl Partition {
                 return Err(e);
             }
         };
-        let irq = match IrqState::new(hv.clone(), id).and_then(|irq| {
+        let irq = match IrqState::new(hv.clone(), id, stats.clone()).and_then(|irq| {
             let n: Arc<dyn Notify> = irq.clone();
             hv.set_notify(id, Some(n))?;
             Ok(irq)

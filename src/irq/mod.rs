@@ -28,9 +28,11 @@ pub(crate) mod routing;
 
 use crate::{
     hv::{Doorbell, Hypervisor, Notify},
+    mem::movable::Stats,
     sys::eventfd::EventFd,
     uapi::{self, MshvUserIoeventfd, MshvUserIrqEntry, MshvUserIrqTable, MshvUserIrqfd},
 };
+use core::sync::atomic::Ordering;
 use kernel::{
     new_mutex, new_spinlock,
     prelude::*,
@@ -53,6 +55,8 @@ pub(crate) struct Core {
 #[pin_data]
 pub(crate) struct IrqState {
     core: Arc<Core>,
+    /// The partition's statistics (`doorbells`).
+    stats: Arc<Stats>,
     #[pin]
     irqfds: Mutex<KVec<irqfd::Entry>>,
     /// The next doorbell port id.
@@ -64,7 +68,7 @@ pub(crate) struct IrqState {
 
 impl IrqState {
     /// The state of partition `pt`, with no routes, irqfds or ioeventfds.
-    pub(crate) fn new(hv: Arc<dyn Hypervisor>, pt: u64) -> Result<Arc<Self>> {
+    pub(crate) fn new(hv: Arc<dyn Hypervisor>, pt: u64, stats: Arc<Stats>) -> Result<Arc<Self>> {
         let core = Arc::pin_init(
             pin_init!(Core {
                 hv,
@@ -76,6 +80,7 @@ impl IrqState {
         Arc::pin_init(
             pin_init!(IrqState {
                 core,
+                stats,
                 irqfds <- new_mutex!(KVec::new(), "mshv_rs_irqfds"),
                 ioeventfd_ioctl <- new_mutex!(1, "mshv_rs_ioeventfd_ioctl"),
                 ioeventfds <- new_spinlock!(KVec::new(), "mshv_rs_ioeventfds"),
@@ -274,6 +279,7 @@ impl Notify for IrqState {
         let list = self.ioeventfds.lock();
         if let Some(e) = list.iter().find(|e| e.port == port) {
             e.eventfd.signal();
+            self.stats.doorbells.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -80,6 +80,9 @@ pub(crate) struct Stats {
     /// Nanoseconds spent in the fault path (GPA intercept to mapped or
     /// forwarded), summed over all intercepts.
     pub(crate) fault_ns: AtomicU64,
+    /// Guest writes completed by the hypervisor as doorbells that signalled
+    /// an ioeventfd (no exit to the VMM).
+    pub(crate) doorbells: AtomicU64,
 }
 
 impl Stats {

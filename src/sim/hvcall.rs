@@ -10,7 +10,9 @@
 //!
 //! - `GET_VP_REGISTERS` / `SET_VP_REGISTERS` (rep; honour `rep_start`);
 //! - `GET_PARTITION_PROPERTY` and `_EX` (root: host values; child: stored or
-//!   derived values; `_EX` also answers `VMM_CAPABILITIES` with no bits set);
+//!   derived values; `_EX` also answers the root's banked properties
+//!   `VMM_CAPABILITIES` and `ASSIGNABLE_SYNTHETIC_PROC_FEATURES`, see
+//!   `props`);
 //! - `SET_PARTITION_PROPERTY` (see `props::write_rule`: early properties
 //!   only before initialization, read-only ones `ACCESS_DENIED`, unknown ones
 //!   `UNKNOWN_PROPERTY`, invalid values `PROPERTY_VALUE_OUT_OF_RANGE`;
@@ -237,11 +239,22 @@ impl Sim {
         let (Some(pt), Some(code)) = (le::u64_at(input, 0), le::u32_at(input, 8)) else {
             return fail(status::INVALID_HYPERCALL_INPUT);
         };
-        if ex && code == abi::HV_PARTITION_PROPERTY_VMM_CAPABILITIES {
-            // `struct hv_partition_property_vmm_capabilities`: one bank, no
-            // capability (no overlay pages, no assignable synthetic
-            // features, no integrated scheduler).
-            if !(le::set_u64(output, 0, 1) && le::set_u64(output, 8, 0)) {
+        // Banked properties (`struct hv_partition_property_vmm_capabilities`
+        // shape: `bank_count` u16, three reserved u16, then the banks), of
+        // the root only and through `_EX` only.
+        let bank = match code {
+            // Only `assignable_synthetic_proc_features` (no overlay pages,
+            // no integrated scheduler).
+            abi::HV_PARTITION_PROPERTY_VMM_CAPABILITIES => {
+                Some(super::props::HOST_VMM_CAPABILITIES)
+            }
+            super::props::ASSIGNABLE_SYNTHETIC_PROC_FEATURES if pt == abi::HV_PARTITION_ID_SELF => {
+                Some(super::props::HOST_ASSIGNABLE_SYNTHETIC)
+            }
+            _ => None,
+        };
+        if let (true, Some(bank)) = (ex, bank) {
+            if !(le::set_u64(output, 0, 1) && le::set_u64(output, 8, bank)) {
                 return fail(status::INVALID_HYPERCALL_INPUT);
             }
             return OK;

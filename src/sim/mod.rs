@@ -1052,6 +1052,14 @@ mod tests {
         let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 0));
         assert!(le(outp, 0, 8) != 0);
+        // ASSIGNABLE_SYNTHETIC_PROC_FEATURES: banked, through _EX only.
+        inp[8..12].copy_from_slice(&props::ASSIGNABLE_SYNTHETIC_PROC_FEATURES.to_le_bytes());
+        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, inp, outp);
+        assert_eq!(res, abi::result(status::SUCCESS, 0));
+        assert_eq!(le(outp, 0, 8), 1);
+        assert_eq!(le(outp, 8, 8), props::HOST_ASSIGNABLE_SYNTHETIC);
+        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        assert_eq!(res, abi::result(status::UNKNOWN_PROPERTY, 0));
         inp[..8].copy_from_slice(&pt.to_le_bytes());
         inp[8..12]
             .copy_from_slice(&abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES.to_le_bytes());

@@ -8,6 +8,31 @@
 //! physical addresses. A child partition reports the host's compatibility
 //! properties minus what its creation disabled, and stores whatever else is
 //! set (reading 0 until then).
+//!
+//! # Assignable synthetic processor features (a modelling choice)
+//!
+//! The simulated hypervisor is a Hyper-V recent enough to report
+//! `HV_PARTITION_PROPERTY_ASSIGNABLE_SYNTHETIC_PROC_FEATURES` (0x90009): its
+//! `VMM_CAPABILITIES` bank has `assignable_synthetic_proc_features` (bit 4),
+//! and `GET_PARTITION_PROPERTY_EX` of 0x90009 on the root answers the banked
+//! shape of `hv_partition_property_vmm_capabilities` (`bank_count` 1, three
+//! reserved `u16`, bank 0 at byte 8). mshv-ioctls 0.7.0 (Cloud Hypervisor)
+//! reads it unconditionally and 0.7.1 when that capability bit is set; on a
+//! Hyper-V without it the read fails with `HV_STATUS_UNKNOWN_PROPERTY`, which
+//! is what this simulator answered before Cloud Hypervisor ran on it.
+//! Which bits a real root assigns is not knowable without one; the mask is
+//! the features Linux 7.3's `hvhdk.h` names (not `reserved_z*`) minus those
+//! documented as privileges or nested-only: hypervisor present, HV#1, the
+//! MSR access bits 2-11, extended GVA ranges for flush (15), direct
+//! synthetic timers (22), extended processor masks (24), TB flush hypercalls
+//! (25), synthetic cluster IPI (26), notify long spin wait (27), query NUMA
+//! distance (28), signal events (29), retarget device interrupt (30),
+//! restore time (31). Not assignable: fast hypercall output (18) and start
+//! virtual processor (20), which the TLFS lists as partition privileges, and
+//! enlightened VMCS (32, nested). Setting `SYNTHETIC_PROC_FEATURES` with a
+//! bit outside the mask fails with `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE`
+//! (the simulator's status for a value Hyper-V does not accept; never
+//! kinder than a real root).
 
 use crate::hv::{abi, status, CreatePartition, HvError, HvResult};
 
@@ -66,6 +91,19 @@ const fn bits(list: &[u32]) -> u64 {
     }
     v
 }
+
+/// `HV_PARTITION_PROPERTY_ASSIGNABLE_SYNTHETIC_PROC_FEATURES` (an extended
+/// property: `GET_PARTITION_PROPERTY_EX` only).
+pub(crate) const ASSIGNABLE_SYNTHETIC_PROC_FEATURES: u32 = 0x0009_0009;
+
+/// `VMM_CAPABILITIES` bank 0: `assignable_synthetic_proc_features` (bit 4).
+pub(crate) const HOST_VMM_CAPABILITIES: u64 = 1 << 4;
+
+/// Bank 0 of `ASSIGNABLE_SYNTHETIC_PROC_FEATURES` (see the module
+/// documentation for the choice).
+pub(crate) const HOST_ASSIGNABLE_SYNTHETIC: u64 = bits(&[
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 15, 22, 24, 25, 26, 27, 28, 29, 30, 31,
+]);
 
 /// The root partition's (host's) value of property `code`, or `None` if the
 /// simulator does not know the property for the root.
@@ -162,6 +200,9 @@ pub(crate) fn check_value(code: u32, value: u64) -> HvResult {
         // HV_UNIMPLEMENTED_MSR_ACTION_FAULT (0) or _IGNORE_WRITE_READ_ZERO (1).
         abi::HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION => value <= 1,
         PROCESSORS_PER_SOCKET => (1..=u64::from(super::MAX_VPS)).contains(&value),
+        abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES => {
+            value & !HOST_ASSIGNABLE_SYNTHETIC == 0
+        }
         _ => true,
     };
     if ok {

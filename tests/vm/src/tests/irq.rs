@@ -716,6 +716,16 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
         "write after the ioeventfd was removed",
     )?;
     ensure_eq!(count(&any), 0, "no signal after deassign");
+    // debugfs counts the writes completed as doorbells: three to the
+    // wildcard address and one of 7, not the two that exited.
+    match &p.debugfs {
+        Ok(dir) => ensure_eq!(
+            partition_stats(dir)?.get("doorbells").copied(),
+            Some(4),
+            "debugfs doorbells after four doorbell writes and two exits"
+        ),
+        Err(why) => fail!("partition debugfs directory: {why}"),
+    }
     Ok(())
 }
 

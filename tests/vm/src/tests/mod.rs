@@ -5,6 +5,7 @@
 // driver tear the partition down).
 
 mod bad;
+mod ch;
 mod concurrency;
 mod dev;
 pub(crate) mod exits;
@@ -352,5 +353,36 @@ pub static ALL: &[TestCase] = &[
         name: "vp_wait_killable",
         func: hardening::vp_wait_killable,
         timeout: 180,
+    },
+    // The real Cloud Hypervisor (MSHV_CH_BIN, built by scripts/cloud-hypervisor).
+    TestCase {
+        name: "ch_hello",
+        func: ch::ch_hello,
+        timeout: 180,
+    },
+    TestCase {
+        name: "ch_memory",
+        func: ch::ch_memory,
+        timeout: 900,
+    },
+    TestCase {
+        name: "ch_smp",
+        func: ch::ch_smp,
+        timeout: 300,
+    },
+    TestCase {
+        name: "ch_reboot",
+        func: ch::ch_reboot,
+        timeout: 300,
+    },
+    TestCase {
+        name: "ch_rng",
+        func: ch::ch_rng,
+        timeout: 400,
+    },
+    TestCase {
+        name: "ch_pause_resume",
+        func: ch::ch_pause_resume,
+        timeout: 400,
     },
 ];

@@ -695,6 +695,30 @@ pub fn register_page_protocol() -> TResult {
     Ok(())
 }
 
+/// `HVCALL_GET_PARTITION_PROPERTY_EX` of `code` on a new /dev/mshv fd: the raw
+/// status and the output page.
+fn root_property_ex(code: u32) -> TResult<(u16, Vec<u8>)> {
+    let mut input = [0u8; 24];
+    input[8..12].copy_from_slice(&code.to_le_bytes());
+    let mut output = vec![0u8; 4072];
+    let mut a = RootHvcall {
+        code: 0x0101,
+        in_sz: input.len() as u16,
+        out_sz: output.len() as u16,
+        in_ptr: input.as_ptr() as u64,
+        out_ptr: output.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let dev = std::fs::File::open("/dev/mshv").ctx("open /dev/mshv")?;
+    // SAFETY: a RootHvcall whose buffers outlive the call.
+    let r = unsafe { ioctl_raw(dev.as_raw_fd(), MSHV_ROOT_HVCALL, &mut a) };
+    match r {
+        Ok(_) => Ok((0, output)),
+        Err(_) if a.status != 0 => Ok((a.status, output)),
+        Err(e) => Err(errno_failure("MSHV_ROOT_HVCALL 0x101", e)),
+    }
+}
+
 /// The raw status of a failed hypercall-backed crate call.
 fn hv_status<T>(r: Result<T, mshv_ioctls::MshvError>) -> Option<u16> {
     match r {
@@ -1115,11 +1139,57 @@ pub fn partition_properties() -> TResult {
     ensure_eq!(host(0x0006_0009)?, 2_400_000_000, "host clock frequency");
     let caps = mshv.get_vmm_caps().map_err(crate_err("get_vmm_caps"))?;
     ensure_eq!(caps.bank_count, 1, "VMM capabilities bank count");
+    // SAFETY: reading the bank of a plain-data union.
+    let cap_bank = unsafe { caps.__bindgen_anon_1.as_uint64[0] };
+    ensure_eq!(
+        Hex(cap_bank),
+        Hex(1 << 4),
+        "VMM capabilities: assignable_synthetic_proc_features only"
+    );
     ensure_eq!(
         hv_status(mshv.get_host_partition_property(0x0012_3456)),
         Some(0x9),
         "unknown host property"
     );
+    // ASSIGNABLE_SYNTHETIC_PROC_FEATURES (0x90009): banked, through
+    // GET_PARTITION_PROPERTY_EX only (what Cloud Hypervisor's mshv-ioctls
+    // 0.7.0 reads unconditionally before creating a partition).
+    let (st, out) = root_property_ex(0x0009_0009)?;
+    ensure_eq!(
+        st,
+        0,
+        "GET_PARTITION_PROPERTY_EX of ASSIGNABLE_SYNTHETIC_PROC_FEATURES"
+    );
+    ensure_eq!(
+        (
+            u16::from_le_bytes([out[0], out[1]]),
+            Hex(u64::from_le_bytes(out[8..16].try_into().unwrap()))
+        ),
+        (1, Hex(0xff40_8fff)),
+        "its bank count and bank 0 (the simulator's assignable set, src/sim/props.rs)"
+    );
+    ensure_eq!(
+        hv_status(mshv.get_host_partition_property(0x0009_0009)),
+        Some(0x9),
+        "ASSIGNABLE_SYNTHETIC_PROC_FEATURES through the non-EX call"
+    );
+    // A partition may not get a synthetic feature outside that set.
+    let args = mshv.make_default_partition_create_arg(mshv_ioctls::VmType::Normal);
+    let early = mshv
+        .create_vm_with_args(&args)
+        .map_err(crate_err("create_vm_with_args"))?;
+    ensure_eq!(
+        hv_status(early.set_partition_property(0x0001_0001, 0x3 | 1 << 18)),
+        Some(0xa),
+        "SYNTHETIC_PROC_FEATURES with fast_hypercall_output (not assignable)"
+    );
+    ensure!(
+        early
+            .set_partition_property(0x0001_0001, 0xff40_8fff)
+            .is_ok(),
+        "SYNTHETIC_PROC_FEATURES = the whole assignable set"
+    );
+    drop(early);
 
     let p = Partition::new(&mshv)?;
     let vm = &p.vm;

@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: GPL-2.0
+//
+// The real Cloud Hypervisor binary (mshv-only, built from the vendored
+// tarballs by scripts/cloud-hypervisor) runs the guests of tests/guest/ch_*.S
+// on /dev/mshv, with its default seccomp filter on (which allows exactly the
+// ioctl numbers of mshv-ioctls 0.7: a check of the ABI in itself). Each case
+// checks the exact serial output, the exit status, that RAM was movable
+// (faulted in through GPA intercepts, never pinned) and that everything was
+// released afterwards.
+//
+// MSHV_CH_BIN: the directory holding cloud-hypervisor and ch-remote
+// (scripts/vm-test sets it after building them on the host).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::guest;
+use crate::util::*;
+use crate::{ensure, ensure_eq, fail, note};
+
+/// The directory with the Cloud Hypervisor binaries.
+fn ch_dir() -> TResult<PathBuf> {
+    let Some(dir) = std::env::var_os("MSHV_CH_BIN") else {
+        fail!(
+            "MSHV_CH_BIN is not set: run through scripts/vm-test, which builds Cloud Hypervisor (scripts/cloud-hypervisor)"
+        );
+    };
+    let dir = PathBuf::from(dir);
+    ensure!(
+        dir.join("cloud-hypervisor").is_file(),
+        "{}/cloud-hypervisor missing (scripts/cloud-hypervisor builds it)",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// What one cloud-hypervisor run produced.
+struct ChRun {
+    /// Exit status (`None`: killed by a signal).
+    status: Option<i32>,
+    /// The signal that killed it, if any.
+    signal: Option<i32>,
+    /// Everything the guest wrote to the serial port (cloud-hypervisor's
+    /// stdout with `--serial tty`).
+    serial: String,
+    /// cloud-hypervisor's log (stderr).
+    log: String,
+    /// From spawning cloud-hypervisor to the guest's first and last serial
+    /// bytes.
+    first_byte: Option<Duration>,
+    last_byte: Option<Duration>,
+    /// From spawning it to its exit.
+    total: Duration,
+    /// The most partitions, regions and pinned pages seen alive in
+    /// live_objects while it ran.
+    max_partitions: u64,
+    max_regions: u64,
+    max_pinned: u64,
+    /// The last debugfs `stats` read of each partition (by id) while it ran.
+    stats: BTreeMap<String, BTreeMapU64>,
+}
+
+fn live() -> BTreeMapU64 {
+    read_kv(&live_objects_path()).unwrap_or_default()
+}
+
+type BTreeMapU64 = std::collections::BTreeMap<String, u64>;
+
+/// `limit` times MSHV_VMTESTS_TIMEOUT_SCALE (the debug kernel is slower).
+fn scaled(limit: Duration) -> Duration {
+    let scale = std::env::var("MSHV_VMTESTS_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(1.0);
+    limit.mul_f64(scale)
+}
+
+/// Something to do while cloud-hypervisor runs, once its serial output
+/// contains `when`; `action` gets a reader of the serial output so far.
+struct Hook<'a> {
+    when: &'a str,
+    action: &'a dyn Fn(&dyn Fn() -> String) -> TResult,
+}
+
+/// Runs cloud-hypervisor with `guest` as its `--kernel` and `args`, for at
+/// most `limit` (scaled; then kills it and fails).
+fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<ChRun> {
+    run_ch_with(name, image, args, limit, None)
+}
+
+/// [`run_ch`], running `hook` once on the way (a failed hook kills it).
+fn run_ch_with(
+    name: &str,
+    image: &[u8],
+    args: &[&str],
+    limit: Duration,
+    hook: Option<Hook<'_>>,
+) -> TResult<ChRun> {
+    let limit = scaled(limit);
+    let dir = ch_dir()?;
+    ensure_debugfs().map_err(Failure::Fail)?;
+    let pinned = std::fs::read_to_string(force_pinned_path()).ctx("read force_pinned")?;
+    ensure_eq!(pinned.trim(), "0", "force_pinned before the run");
+    let before = live();
+    for k in ["partitions", "vps", "regions"] {
+        ensure_eq!(
+            before.get(k).copied(),
+            Some(0),
+            "live_objects {k} before cloud-hypervisor runs"
+        );
+    }
+
+    let kernel = std::env::temp_dir().join(format!("mshv-{name}-{}.elf", std::process::id()));
+    std::fs::write(&kernel, image).ctx("write the guest image")?;
+    let mut cmd = Command::new(dir.join("cloud-hypervisor"));
+    cmd.arg("--kernel")
+        .arg(&kernel)
+        .args(args)
+        .args(["--serial", "tty", "--console", "off"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    note!("{cmd:?}");
+    let started = Instant::now();
+    let mut child = cmd.spawn().ctx("spawn cloud-hypervisor")?;
+
+    let mut out = child.stdout.take().unwrap();
+    let first = Arc::new(Mutex::new((None, None)));
+    let first_w = first.clone();
+    let so_far = Arc::new(Mutex::new(Vec::new()));
+    let so_far_w = so_far.clone();
+    let out_thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut f = first_w.lock().unwrap();
+                    let now = Some(started.elapsed());
+                    if f.0.is_none() {
+                        f.0 = now;
+                    }
+                    f.1 = now;
+                    all.extend_from_slice(&buf[..n]);
+                    so_far_w.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+        all
+    });
+    let mut err = child.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = err.read_to_end(&mut all);
+        all
+    });
+    // Samples live_objects while it runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let done_r = done.clone();
+    let sampler = std::thread::spawn(move || {
+        let (mut p, mut r, mut pin) = (0, 0, 0);
+        let mut stats = BTreeMap::new();
+        while !done_r.load(Ordering::SeqCst) {
+            let l = live();
+            let get = |k: &str| l.get(k).copied().unwrap_or(0);
+            p = p.max(get("partitions"));
+            r = r.max(get("regions"));
+            pin = pin.max(get("pinned_pages"));
+            if let Ok(dir) = std::fs::read_dir(partitions_dir()) {
+                for ent in dir.flatten() {
+                    if let Ok(kv) = read_kv(&ent.path().join("stats")) {
+                        stats.insert(ent.file_name().to_string_lossy().into_owned(), kv);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (p, r, pin, stats)
+    });
+
+    let read_serial = || String::from_utf8_lossy(&so_far.lock().unwrap()).into_owned();
+    let mut hook = hook;
+    let status = loop {
+        if let Some(h) = hook.as_ref() {
+            if read_serial().contains(h.when) {
+                let res = (h.action)(&read_serial);
+                hook = None;
+                if let Err(e) = res {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    done.store(true, Ordering::SeqCst);
+                    let _ = std::fs::remove_file(&kernel);
+                    let log = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+                    note!("cloud-hypervisor log:\n{log}");
+                    return Err(e);
+                }
+            }
+        }
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                done.store(true, Ordering::SeqCst);
+                let serial = String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned();
+                let log = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+                let _ = std::fs::remove_file(&kernel);
+                fail!(
+                    "cloud-hypervisor still running after {limit:?}; killed\nserial: {serial:?}\nlog:\n{log}"
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => fail!("wait for cloud-hypervisor: {e}"),
+        }
+    };
+    let total = started.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let serial = String::from_utf8_lossy(&out_thread.join().unwrap()).into_owned();
+    let log = String::from_utf8_lossy(&err_thread.join().unwrap()).into_owned();
+    let (max_partitions, max_regions, max_pinned, stats) = sampler.join().unwrap();
+    let _ = std::fs::remove_file(&kernel);
+    use std::os::unix::process::ExitStatusExt;
+    let (first_byte, last_byte) = *first.lock().unwrap();
+    let run = ChRun {
+        status: status.code(),
+        signal: status.signal(),
+        serial,
+        log,
+        first_byte,
+        last_byte,
+        total,
+        max_partitions,
+        max_regions,
+        max_pinned,
+        stats,
+    };
+    note!(
+        "cloud-hypervisor exited {:?} (signal {:?}) after {:.3} s; first serial byte after {}",
+        run.status,
+        run.signal,
+        run.total.as_secs_f64(),
+        run.first_byte
+            .map_or("never".into(), |d| format!("{:.3} s", d.as_secs_f64()))
+    );
+    note!("serial output: {:?}", run.serial);
+    if let (Some(a), Some(b)) = (run.first_byte, run.last_byte) {
+        let n = run.serial.len().max(2) - 1;
+        note!(
+            "serial bytes after the first: {n} in {:.3} ms ({:.1} us each, one OUT exit per byte)",
+            (b - a).as_secs_f64() * 1e3,
+            (b - a).as_secs_f64() * 1e6 / n as f64
+        );
+    }
+    note!(
+        "while it ran: partitions {} regions {} pinned_pages {} (most seen)",
+        run.max_partitions,
+        run.max_regions,
+        run.max_pinned
+    );
+    for (id, kv) in &run.stats {
+        note!("partition {id}, last stats read: {}", show_kv(kv));
+    }
+    if !run.log.is_empty() {
+        note!("cloud-hypervisor log:\n{}", run.log);
+    }
+    Ok(run)
+}
+
+/// Most pages MSHV_GET/SET_VP_STATE pins for one call (a 4 KiB LAPIC state
+/// buffer per vCPU, two vCPUs at once at most here).
+const MAX_TRANSIENT_PINS: u64 = 2;
+
+/// The checks every run must pass: exit status 0 (not a signal: a seccomp
+/// violation is SIGSYS), the exact serial output, a partition that existed
+/// with movable RAM, and nothing left behind.
+fn expect(run: &ChRun, serial: &str) -> TResult {
+    ensure_eq!(
+        (run.status, run.signal),
+        (Some(0), None),
+        "cloud-hypervisor's exit status (and signal); its serial output and log are above"
+    );
+    ensure_eq!(run.serial.as_str(), serial, "the guest's serial output");
+    ensure!(
+        run.max_partitions >= 1 && run.max_regions >= 1,
+        "live_objects never showed cloud-hypervisor's partition and RAM region (partitions {}, regions {})",
+        run.max_partitions,
+        run.max_regions
+    );
+    // Movable RAM: nothing pins it (the only pins are MSHV_GET/SET_VP_STATE's
+    // buffer, a page or two for the moment of the call; a pinned 64 MiB
+    // region would hold 16384), and the guest's first touches of it were
+    // GPA intercepts the driver resolved (a pinned region is mapped whole
+    // when it is created and never intercepts).
+    ensure!(
+        run.max_pinned <= MAX_TRANSIENT_PINS,
+        "pinned pages while cloud-hypervisor ran: {} (at most {MAX_TRANSIENT_PINS}: its RAM must be movable)",
+        run.max_pinned
+    );
+    ensure!(
+        !run.stats.is_empty(),
+        "no partition stats read while it ran"
+    );
+    for (id, kv) in &run.stats {
+        ensure!(
+            kv.get("gpa_intercepts").copied().unwrap_or(0) >= 1,
+            "partition {id}: no GPA intercept resolved (movable RAM faults in): {}",
+            show_kv(kv)
+        );
+    }
+    let after = live();
+    for k in ["partitions", "vps", "regions", "pinned_pages"] {
+        ensure_eq!(
+            after.get(k).copied(),
+            Some(0),
+            "live_objects {k} after cloud-hypervisor exited"
+        );
+    }
+    Ok(())
+}
+
+/// ch_hello.S: serial output, then ACPI shutdown; cloud-hypervisor exits 0.
+pub fn ch_hello() -> TResult {
+    let run = run_ch(
+        "ch_hello",
+        guest::CH_HELLO,
+        &["--cpus", "boot=1", "--memory", "size=64M"],
+        Duration::from_secs(120),
+    )?;
+    expect(&run, "hello\n")
+}
+
+/// ch_memory.S: long mode on its own page tables, a pattern written and
+/// verified over all 256 MiB of RAM above 2 MiB (one qword per 4 KiB page).
+pub fn ch_memory() -> TResult {
+    let run = run_ch(
+        "ch_memory",
+        guest::CH_MEMORY,
+        &["--cpus", "boot=1", "--memory", "size=256M"],
+        Duration::from_secs(600),
+    )?;
+    expect(&run, CH_MEMORY_SERIAL)
+}
+
+/// The E820 map Cloud Hypervisor gives a 256 MiB guest has RAM at
+/// [0, 0xa0000) (640 KiB) and [1 MiB, 256 MiB) (255 MiB): 261760 KiB; the
+/// pages from 2 MiB to 256 MiB are 65024.
+const CH_MEMORY_SERIAL: &str =
+    "ch_memory: long mode, RAM 261760 KiB, 65024 pages written and verified\n";
+
+/// ch_smp.S: `--cpus boot=2`, each vCPU reports (vCPU 1, then vCPU 0).
+pub fn ch_smp() -> TResult {
+    let run = run_ch(
+        "ch_smp",
+        guest::CH_SMP,
+        &["--cpus", "boot=2", "--memory", "size=64M"],
+        Duration::from_secs(180),
+    )?;
+    expect(&run, "ch_smp: vcpu 1 up\nch_smp: vcpu 0 up, saw vcpu 1\n")
+}
+
+/// ch_reboot.S: an i8042 reset makes Cloud Hypervisor tear the partition
+/// down and build a new one in the same process; the guest's RAM is a
+/// shared file (on tmpfs), so the second boot sees the first one's marker
+/// and shuts down.
+pub fn ch_reboot() -> TResult {
+    let file = std::env::temp_dir().join(format!("mshv-ch_reboot-ram-{}", std::process::id()));
+    let f = std::fs::File::create(&file).ctx("create the RAM file")?;
+    f.set_len(64 << 20).ctx("size the RAM file")?;
+    drop(f);
+    let zone = format!("id=mem0,size=64M,file={},shared=on", file.display());
+    let run = run_ch(
+        "ch_reboot",
+        guest::CH_REBOOT,
+        &[
+            "--cpus",
+            "boot=1",
+            "--memory",
+            "size=0",
+            "--memory-zone",
+            &zone,
+        ],
+        Duration::from_secs(180),
+    );
+    let _ = std::fs::remove_file(&file);
+    let run = run?;
+    expect(
+        &run,
+        "ch_reboot: boot 1, resetting\nch_reboot: boot 2, shutting down\n",
+    )?;
+    ensure!(
+        run.log.is_empty() || !run.log.contains("Error"),
+        "cloud-hypervisor logged an error:\n{}",
+        run.log
+    );
+    Ok(())
+}
+
+/// ch_rng.S: Cloud Hypervisor's virtio-rng through PCI config space, its
+/// queue notified through an ioeventfd doorbell (Cloud Hypervisor ignores
+/// notify writes that reach it as exits, so the device runs only if the
+/// doorbell works), its MSI-X interrupt taken in `sti; hlt` inside
+/// MSHV_RUN_VP. The 16 bytes are random: the line is checked up to them,
+/// then for 32 hex digits that are not all zero.
+pub fn ch_rng() -> TResult {
+    let run = run_ch(
+        "ch_rng",
+        guest::CH_RNG,
+        &["--cpus", "boot=1", "--memory", "size=64M"],
+        Duration::from_secs(300),
+    )?;
+    let prefix = "ch_rng: virtio-rng 00:01.0, msi-x vector 0x40 taken, 16 bytes: ";
+    let hex = run
+        .serial
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_suffix('\n'));
+    let well_formed = hex.is_some_and(|h| {
+        h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()) && h != "0".repeat(32)
+    });
+    let shown = if well_formed {
+        run.serial.clone()
+    } else {
+        format!("{prefix}<32 hex digits, not all zero>\n")
+    };
+    expect(&run, &shown)?;
+    // The one queue notification was a doorbell (an ioeventfd signalled by
+    // the hypervisor), not an MMIO exit that Cloud Hypervisor forwarded.
+    ensure_eq!(run.stats.len(), 1, "partitions seen in debugfs");
+    let doorbells = run
+        .stats
+        .values()
+        .next()
+        .and_then(|kv| kv.get("doorbells").copied());
+    ensure_eq!(
+        doorbells,
+        Some(1),
+        "debugfs doorbells of the partition (last read before it went)"
+    );
+    Ok(())
+}
+
+/// ch_pause.S under `ch-remote pause` / `resume` (through `--api-socket`):
+/// Cloud Hypervisor freezes the partition's time (TIME_FREEZE) and stops
+/// its vCPU; while paused the guest prints nothing; resumed, it goes on to
+/// its last tick and shuts down with every tick in order.
+pub fn ch_pause_resume() -> TResult {
+    let dir = ch_dir()?;
+    let sock = std::env::temp_dir().join(format!("mshv-ch-api-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let api = format!("path={}", sock.display());
+    let remote = |what: &str| -> TResult {
+        let out = Command::new(dir.join("ch-remote"))
+            .arg("--api-socket")
+            .arg(&sock)
+            .arg(what)
+            .output()
+            .ctx("run ch-remote")?;
+        ensure!(
+            out.status.success(),
+            "ch-remote {what}: {}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let action = |serial: &dyn Fn() -> String| -> TResult {
+        remote("pause")?;
+        // Output already on its way may still arrive; then nothing.
+        std::thread::sleep(Duration::from_millis(300));
+        let paused = serial();
+        std::thread::sleep(Duration::from_millis(1500));
+        ensure_eq!(serial(), paused.clone(), "serial output while paused");
+        ensure!(
+            !paused.contains("ch_pause: done"),
+            "the guest finished before the pause took effect: {paused:?}"
+        );
+        note!("paused after {:?}", paused.lines().last());
+        remote("resume")
+    };
+    let run = run_ch_with(
+        "ch_pause",
+        guest::CH_PAUSE,
+        &[
+            "--cpus",
+            "boot=1",
+            "--memory",
+            "size=64M",
+            "--api-socket",
+            &api,
+        ],
+        Duration::from_secs(300),
+        Some(Hook {
+            when: "ch_pause: tick 1\n",
+            action: &action,
+        }),
+    );
+    let _ = std::fs::remove_file(&sock);
+    let run = run?;
+    let mut want = String::new();
+    for i in 0..CH_PAUSE_TICKS {
+        want.push_str(&format!("ch_pause: tick {i}\n"));
+    }
+    want.push_str("ch_pause: done\n");
+    expect(&run, &want)
+}
+
+/// The ticks ch_pause.S prints (TICKS there).
+const CH_PAUSE_TICKS: u32 = 8;
