@@ -199,6 +199,15 @@ const char *mshv_rs_backend_param(void);
  */
 bool mshv_rs_c_mshv_root_present(void);
 
+/* ---- test-only side channel (src/sys/testdev.c; backend=sim) ---------- */
+
+/* Pages behind debugfs mshv_rs/sim/pfnmap (see testdev.c). */
+#define MSHV_RS_PFNMAP_PAGES	16
+/* Allocates the pages and creates mshv_rs/sim/pfnmap (the directory must exist). */
+int mshv_rs_test_pfnmap_create(void);
+/* Removes the file and frees the pages; only at module unload. */
+void mshv_rs_test_pfnmap_destroy(void);
+
 /* ---- trace events (src/sys/trace.c, include/mshv_rs_trace.h) ----------- */
 
 /* Each fires the event of the same name; see mshv_rs_trace.h for fields. */

@@ -167,6 +167,8 @@ extern "C" {
 
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
+    pub(crate) fn mshv_rs_test_pfnmap_create() -> c_int;
+    pub(crate) fn mshv_rs_test_pfnmap_destroy();
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;
 }

@@ -14,6 +14,7 @@ pub(crate) mod ffi;
 pub(crate) mod layout;
 pub(crate) mod mm;
 pub(crate) mod page;
+pub(crate) mod testdev;
 pub(crate) mod trace;
 
 /// Whether the C driver `mshv_root` is loaded (or built in), in which case it
