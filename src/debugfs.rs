@@ -16,6 +16,8 @@
 //!   fails with STATUS after REP reps), `sim/inject_probability` (write
 //!   `PER_MILLE STATUS`: from now on each map or unmap call fails with
 //!   STATUS at a random rep with that probability; `0 0` stops it),
+//!   `sim/inject_finalize_failure` (write N: the next N finalize calls
+//!   fail, so the partition cannot be deleted either),
 //!   `partitions/<id>/sim_entries` (every accessible SLAT entry inside the
 //!   partition's regions: `GFN PFN FLAGS` per line), `partitions/<id>/mirror_check`
 //!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
@@ -139,6 +141,18 @@ impl Reader for InjectFailAtRep {
     }
 }
 
+/// `sim/inject_finalize_failure`.
+struct InjectFinalize(Arc<Sim>);
+
+impl Reader for InjectFinalize {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .inject_finalize_failure(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_probability`.
 struct InjectProbability(Arc<Sim>);
 
@@ -238,6 +252,8 @@ struct SimFiles {
     corrupt: File<InjectCorruptEntry>,
     #[pin]
     probability: File<InjectProbability>,
+    #[pin]
+    finalize: File<InjectFinalize>,
     _dir: Dir,
 }
 
@@ -265,6 +281,7 @@ impl Debugfs {
                 (InjectNoMemory(sim.clone()), InjectFailAtRep(sim.clone()));
             let corrupt = InjectCorruptEntry(sim.clone());
             let probability = InjectProbability(sim.clone());
+            let finalize = InjectFinalize(sim.clone());
             // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
             // Best effort, like the other files.
             let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
@@ -275,6 +292,7 @@ impl Debugfs {
                     fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
                     corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
                     probability <- dir.write_only_file(c"inject_probability", probability),
+                    finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                     _dir: dir,
                 }? Error),
                 GFP_KERNEL,

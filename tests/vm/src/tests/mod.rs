@@ -156,6 +156,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "kept_region_pins_survive_failed_delete",
+        func: sim::kept_region_pins_survive_failed_delete,
+        timeout: 300,
+    },
+    TestCase {
         name: "injected_remap_failure_refaults",
         func: sim::injected_remap_failure_refaults,
         timeout: 300,

@@ -531,10 +531,13 @@ pub fn kept_region_holds_pages() -> TResult {
     let r = s.data.madvise(0, DATA_SIZE, libc::MADV_DONTNEED);
     drop(off);
     r.map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
-    ensure_eq!(
-        sim_slat(&s.p)?["accessible_entries"],
-        left,
-        "accessible SLAT entries after MADV_DONTNEED with every unmap and remap failing"
+    // Each failing call still applies the reps before its failing one, and
+    // never the failing one: some entries go, at least one per call stays.
+    let mid = sim_slat(&s.p)?["accessible_entries"];
+    note!("accessible SLAT entries after MADV_DONTNEED with every call failing: {mid}");
+    ensure!(
+        mid > 0 && mid <= left,
+        "accessible SLAT entries after MADV_DONTNEED with every unmap and remap failing: {mid} (expected 1..={left})"
     );
     ensure_eq!(
         held()?,
@@ -552,5 +555,45 @@ pub fn kept_region_holds_pages() -> TResult {
     );
     drop(s);
     ensure_eq!(held()?, start, "pages held after closing the partition");
+    Ok(())
+}
+
+/// Issue 14 defect 4: when the partition cannot be finalized (and so not
+/// deleted), a pinned region kept after a failed removal keeps its pins for
+/// good: the hypervisor may still map the pages, so closing the partition
+/// must not give them back to Linux. Leaks the pins and the simulated
+/// partition on purpose (until the module is unloaded).
+pub fn kept_region_pins_survive_failed_delete() -> TResult {
+    const SIZE: usize = MIB;
+    let pages = (SIZE / PAGE) as u64;
+    let pinned = || -> TResult<u64> {
+        match live_objects()? {
+            Some(l) => Ok(l["pinned_pages"]),
+            None => fail!("{} missing", live_objects_path().display()),
+        }
+    };
+    let mshv = open_mshv()?;
+    let start = pinned()?;
+    let p = Partition::new(&mshv)?;
+    let data = Mmap::anon(SIZE)?;
+    let pin = ForcePinned::on()?;
+    p.map(&data, 0, SIZE, DATA_GFN, MEM_RWX)?;
+    drop(pin);
+    inject("inject_probability", "1000 5")?;
+    let off = InjectOff;
+    let r =
+        p.vm.unmap_user_memory(region(DATA_GFN, &data, SIZE, MEM_RWX));
+    drop(off);
+    ensure!(
+        r.is_err(),
+        "SET_GUEST_MEMORY UNMAP with every unmap call failing succeeded"
+    );
+    inject("inject_finalize_failure", "1")?;
+    drop(p);
+    ensure_eq!(
+        pinned()?,
+        start + pages,
+        "pinned pages after closing a partition that could not be finalized"
+    );
     Ok(())
 }
