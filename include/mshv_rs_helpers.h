@@ -74,22 +74,31 @@ void mshv_rs_mutex_unlock(struct mutex *m);
 /* ---- mmu_interval_notifier --------------------------------------------- */
 
 /*
+ * The invalidate callback of one notifier: @owner as given to
+ * mshv_rs_mni_create(); the rest as mmu_interval_notifier_ops.invalidate
+ * (@blockable from mmu_notifier_range_blockable()). Returns false only for
+ * a non-blockable range it could not handle.
+ */
+typedef bool (*mshv_rs_mni_invalidate_fn)(void *owner, struct mshv_rs_mni *mni,
+					  unsigned long start, unsigned long end,
+					  bool blockable, unsigned long cur_seq);
+
+/*
  * Registers an interval notifier over [@start, @start + @length) of @mm.
- * Invalidations call the Rust callback mshv_rs_mni_invalidate(@owner, ...),
- * which must stay valid until mshv_rs_mni_destroy() returns.
+ * Invalidations call @cb(@owner, ...); both must stay valid until
+ * mshv_rs_mni_destroy() returns. The notifier holds a reference on this
+ * module while registered (its callbacks are module text); fails with
+ * -ENODEV while the module is going away.
  */
 struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
-				       unsigned long length, void *owner, int *err);
-/* Unregisters (waiting for running invalidations) and frees. */
+				       unsigned long length,
+				       mshv_rs_mni_invalidate_fn cb, void *owner,
+				       int *err);
+/* Unregisters (waiting for running invalidations), frees, drops the module. */
 void mshv_rs_mni_destroy(struct mshv_rs_mni *mni);
 unsigned long mshv_rs_mni_read_begin(struct mshv_rs_mni *mni);
 bool mshv_rs_mni_read_retry(struct mshv_rs_mni *mni, unsigned long seq);
 void mshv_rs_mni_set_seq(struct mshv_rs_mni *mni, unsigned long seq);
-
-/* Implemented in Rust (src/mem/movable.rs). */
-bool mshv_rs_mni_invalidate(void *owner, struct mshv_rs_mni *mni,
-			    unsigned long start, unsigned long end,
-			    bool blockable, unsigned long cur_seq);
 
 /* ---- HMM ----------------------------------------------------------------- */
 
@@ -102,14 +111,15 @@ bool mshv_rs_mni_invalidate(void *owner, struct mshv_rs_mni *mni,
 
 /*
  * Faults in @npages pages from @start of the notifier's mm (read, or write if
- * @write) with hmm_range_fault_unlocked_timeout() and fills @out with the
- * encoding above. *@seq receives the notifier sequence the result is valid
- * for: check it with mshv_rs_mni_read_retry() under the lock the invalidate
- * callback takes. @out must hold @npages u64s. Holds a user reference on the
+ * @write; with !@fault only looks at what is present) with
+ * hmm_range_fault_unlocked_timeout() and fills @out with the encoding
+ * above. *@seq receives the notifier sequence the result is valid for: check
+ * it with mshv_rs_mni_read_retry() under the lock the invalidate callback
+ * takes. @out must hold @npages u64s. Holds a user reference on the
  * mm (mmget_not_zero) while faulting: -EFAULT once the mm has no users.
  */
 int mshv_rs_hmm_fault(struct mshv_rs_mni *mni, unsigned long start,
-		      unsigned long npages, bool write, u64 *out,
+		      unsigned long npages, bool fault, bool write, u64 *out,
 		      unsigned long *seq);
 /* What backs a whole fault window (mshv_rs_hmm_snapshot()). */
 #define MSHV_RS_BACKING_OTHER		0
@@ -124,6 +134,36 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *mni, unsigned long start,
 int mshv_rs_hmm_snapshot(struct mshv_rs_mni *mni, unsigned long start,
 			 unsigned long npages, u64 *out, int *backing,
 			 unsigned long *huge_pages);
+
+/* ---- page references of kept regions --------------------------------- */
+
+/*
+ * get_page() on the page at @pfn, which a validated HMM snapshot says the
+ * VMM maps (see helpers.c); false (no reference) for the zero page or a pfn
+ * without struct page. mshv_rs_pfn_put() drops it.
+ */
+bool mshv_rs_pfn_get(u64 pfn);
+void mshv_rs_pfn_put(u64 pfn);
+
+/* ---- MMIO (VM_IO | VM_PFNMAP) ------------------------------------------ */
+
+/*
+ * 0 if one VM_IO or VM_PFNMAP, readable VMA of the current mm covers
+ * [@start, @start + @npages pages), else -EINVAL.
+ */
+int mshv_rs_mmio_check(unsigned long start, unsigned long npages);
+/*
+ * Fills @out (@npages u64s, the encoding above, order 0) with the pfns the
+ * notifier's mm maps at @start.. now, from the page tables
+ * (follow_pfnmap_start(), faulting unpopulated pages in with
+ * fixup_user_fault(), as KVM does), never from vm_pgoff. MSHV_RS_PFN_WRITE
+ * only if @write and the VMM's mapping is writable. -EFAULT if the range
+ * is no longer inside one such VMA or does not populate; -EINTR on a fatal
+ * signal. Check the result against the notifier's sequence (read_begin
+ * before this call, read_retry under the lock the callback takes).
+ */
+int mshv_rs_mmio_pfns(struct mshv_rs_mni *mni, unsigned long start,
+		      unsigned long npages, bool write, u64 *out);
 
 /* ---- pinned pages ------------------------------------------------------- */
 
@@ -144,7 +184,10 @@ unsigned int mshv_rs_pfn_folio_order(u64 pfn);
 bool mshv_rs_mm_read_lock(struct mm_struct *mm);
 /* mmap_read_unlock + mmput. */
 void mshv_rs_mm_read_unlock(struct mm_struct *mm);
-/* With @mm read-locked: the pfn mapped at @addr now, without faulting; 0 if none. */
+/*
+ * With @mm read-locked: the pfn mapped at @addr now, without faulting (a
+ * VM_IO/VM_PFNMAP VMA through follow_pfnmap_start()); 0 if none.
+ */
 u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr);
 
 /* ---- VMA queries ---------------------------------------------------------- */
@@ -152,9 +195,14 @@ u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr);
 #define MSHV_RS_VMA_NONE	0	/* no VMA covers the address */
 #define MSHV_RS_VMA_RAM		1
 #define MSHV_RS_VMA_IO		2	/* VM_IO | VM_PFNMAP */
-/* Classifies the VMA at @addr of the current mm; *@pfn receives the first
- * pfn of an IO mapping. */
-int mshv_rs_vma_kind(unsigned long addr, u64 *pfn);
+/* Classifies the VMA at @addr of the current mm. */
+int mshv_rs_vma_kind(unsigned long addr);
+/*
+ * 0 if VMAs of the current mm, none VM_IO or VM_PFNMAP, cover
+ * [@start, @start + @npages pages) without a hole, else -EFAULT
+ * (-EINVAL if the range wraps).
+ */
+int mshv_rs_ram_check(unsigned long start, unsigned long npages);
 
 /* ---- host pages ------------------------------------------------------------ */
 
@@ -239,6 +287,15 @@ const char *mshv_rs_backend_param(void);
  * as absent. Does not sleep (an RCU symbol lookup).
  */
 bool mshv_rs_c_mshv_root_present(void);
+
+/* ---- test-only side channel (src/sys/testdev.c; backend=sim) ---------- */
+
+/* Pages behind debugfs mshv_rs/sim/pfnmap (see testdev.c). */
+#define MSHV_RS_PFNMAP_PAGES	16
+/* Allocates the pages and creates mshv_rs/sim/pfnmap (the directory must exist). */
+int mshv_rs_test_pfnmap_create(void);
+/* Removes the file and frees the pages; only at module unload. */
+void mshv_rs_test_pfnmap_destroy(void);
 
 /* ---- trace events (src/sys/trace.c, include/mshv_rs_trace.h) ----------- */
 

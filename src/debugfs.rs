@@ -16,10 +16,16 @@
 //!   fails with STATUS after REP reps), `sim/inject_probability` (write
 //!   `PER_MILLE STATUS`: from now on each map or unmap call fails with
 //!   STATUS at a random rep with that probability; `0 0` stops it),
-//!   `partitions/<id>/mirror_check`
+//!   `sim/inject_finalize_failure` (write N: the next N finalize calls
+//!   fail, so the partition cannot be deleted either),
+//!   `partitions/<id>/sim_entries` (every accessible SLAT entry inside the
+//!   partition's regions: `GFN PFN FLAGS` per line), `partitions/<id>/mirror_check`
 //!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
 //!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point
-//!   that accessible SLAT entry at a wrong page, to test the checker).
+//!   that accessible SLAT entry at a wrong page, to test the checker), and
+//!   `sim/pfnmap` (test only: `mmap` it `MAP_SHARED` at any offset to get a
+//!   `VM_IO | VM_PFNMAP` mapping of up to 16 module-owned pages whose
+//!   `vm_pgoff` is that offset, not their pfn; see `src/sys/testdev.c`).
 
 use crate::{mem::movable::Stats, partition::RegionSet, sim::Sim};
 use core::{
@@ -136,6 +142,18 @@ impl Reader for InjectFailAtRep {
     }
 }
 
+/// `sim/inject_finalize_failure`.
+struct InjectFinalize(Arc<Sim>);
+
+impl Reader for InjectFinalize {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .inject_finalize_failure(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_probability`.
 struct InjectProbability(Arc<Sim>);
 
@@ -178,6 +196,37 @@ fn show_mirror_check(d: &MirrorCheck, f: &mut fmt::Formatter<'_>) -> fmt::Result
     }
 }
 
+/// `partitions/<id>/sim_entries`: every accessible SLAT entry inside the
+/// partition's regions, one line each: `GFN PFN FLAGS` (hex; FLAGS `w` or
+/// `-` for writable, then `L` or `-` for a 2 MiB entry).
+fn show_entries(d: &MirrorCheck, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let Ok(regions) = d.regions.snapshot() else {
+        return writeln!(f, "error {}", ENOMEM.to_errno());
+    };
+    let mut res = Ok(());
+    for r in regions.iter() {
+        let walked = d.sim.for_each_gpa_entry(
+            d.pt,
+            r.start_gfn,
+            r.pages,
+            |gfn, pfn, accessible, large, writable| {
+                if accessible && res.is_ok() {
+                    res = writeln!(
+                        f,
+                        "{gfn:#x} {pfn:#x} {}{}",
+                        if writable { 'w' } else { '-' },
+                        if large { 'L' } else { '-' }
+                    );
+                }
+            },
+        );
+        if walked.is_err() {
+            return writeln!(f, "gone");
+        }
+    }
+    res
+}
+
 fn show_sim(d: &(Arc<Sim>, u64), f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let Ok(s) = d.0.partition_stats(d.1) else {
         return writeln!(f, "gone");
@@ -194,6 +243,8 @@ fn show_sim(d: &(Arc<Sim>, u64), f: &mut fmt::Formatter<'_>) -> fmt::Result {
 /// Fault-injection files of the simulated hypervisor.
 #[pin_data]
 struct SimFiles {
+    /// `sim/pfnmap` (tests only); first, so it goes before the directory.
+    _pfnmap: Option<crate::sys::testdev::TestPfnmap>,
     #[pin]
     no_memory: File<InjectNoMemory>,
     #[pin]
@@ -202,6 +253,8 @@ struct SimFiles {
     corrupt: File<InjectCorruptEntry>,
     #[pin]
     probability: File<InjectProbability>,
+    #[pin]
+    finalize: File<InjectFinalize>,
     _dir: Dir,
 }
 
@@ -229,12 +282,18 @@ impl Debugfs {
                 (InjectNoMemory(sim.clone()), InjectFailAtRep(sim.clone()));
             let corrupt = InjectCorruptEntry(sim.clone());
             let probability = InjectProbability(sim.clone());
+            let finalize = InjectFinalize(sim.clone());
+            // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
+            // Best effort, like the other files.
+            let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
             let files = KBox::pin_init(
                 try_pin_init!(SimFiles {
+                    _pfnmap: pfnmap,
                     no_memory <- dir.write_only_file(c"inject_insufficient_memory", no_memory),
                     fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
                     corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
                     probability <- dir.write_only_file(c"inject_probability", probability),
+                    finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                     _dir: dir,
                 }? Error),
                 GFP_KERNEL,
@@ -269,7 +328,7 @@ impl Debugfs {
             dir.read_callback_file(c"stats", stats, &show_stats),
             GFP_KERNEL,
         )?;
-        let (sim, check) = match &self.sim {
+        let (sim, check, entries) = match &self.sim {
             Some((sim, _)) => {
                 let slat = KBox::pin_init(
                     dir.read_callback_file(c"sim_slat", (sim.clone(), id), &show_sim),
@@ -278,20 +337,30 @@ impl Debugfs {
                 let data = MirrorCheck {
                     sim: sim.clone(),
                     pt: id,
-                    regions,
+                    regions: regions.clone(),
                 };
                 let check = KBox::pin_init(
                     dir.read_callback_file(c"mirror_check", data, &show_mirror_check),
                     GFP_KERNEL,
                 )?;
-                (Some(slat), Some(check))
+                let data = MirrorCheck {
+                    sim: sim.clone(),
+                    pt: id,
+                    regions,
+                };
+                let entries = KBox::pin_init(
+                    dir.read_callback_file(c"sim_entries", data, &show_entries),
+                    GFP_KERNEL,
+                )?;
+                (Some(slat), Some(check), Some(entries))
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         Ok(PartitionFiles {
             _stats: stats,
             _sim: sim,
             _check: check,
+            _entries: entries,
             _dir: dir,
         })
     }
@@ -305,5 +374,6 @@ pub(crate) struct PartitionFiles {
     _stats: Pin<KBox<File<Arc<Stats>>>>,
     _sim: Option<Pin<KBox<SimSlatFile>>>,
     _check: Option<Pin<KBox<File<MirrorCheck>>>>,
+    _entries: Option<Pin<KBox<File<MirrorCheck>>>>,
     _dir: Dir,
 }

@@ -31,6 +31,7 @@ use crate::{
     uapi::{self, MshvCreateVp, MshvUserMemRegion},
     vp::Vp,
 };
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -78,15 +79,25 @@ pub(crate) struct Partition {
 }
 
 /// A partition's regions.
+///
+/// # Invariants
+///
+/// `held` has room for every region in `tree` (`capacity >= len +
+/// in_tree`), so that [`RegionSet::retire`] never allocates.
 #[pin_data]
 pub(crate) struct RegionSet {
     /// Regions keyed by their *last* gfn, so a lower-bound lookup finds the
     /// only region that can contain a gfn.
     #[pin]
     tree: Mutex<RBTree<u64, Arc<Region>>>,
+    /// Regions in `tree`; changed with `Partition::inner` held.
+    in_tree: AtomicUsize,
     /// Regions that left the set but whose unmap failed: the hypervisor may
-    /// still map their pages, so they (and a pinned region's pins) are only
-    /// released after the partition is deleted in the hypervisor.
+    /// still map their pages, so they (and a pinned region's pins, a
+    /// movable region's held pages) are only released after the partition
+    /// is deleted in the hypervisor, and their GPA ranges stay reserved to
+    /// them (a movable or MMIO region goes on unmapping what Linux takes
+    /// back, see `mem::Phase::Kept`).
     #[pin]
     held: Mutex<KVec<Arc<Region>>>,
 }
@@ -99,12 +110,16 @@ impl RegionSet {
         let Err(e) = region.remove() else {
             return Ok(());
         };
-        let mut held = self.held.lock();
-        if held.reserve(1, GFP_KERNEL).is_err() {
-            // No memory to hold it: never release it.
-            core::mem::forget(region);
-        } else if let Err(unpushed) = held.push_within_capacity(region) {
-            // Unreachable after the reservation; never release it either.
+        if let Err(unpushed) = self.held.lock().push_within_capacity(region) {
+            // Unreachable: `map_user_memory` reserved a slot for every
+            // region (type invariant). Should it happen, the region is
+            // leaked, never released: a movable or MMIO one stays
+            // registered and keeps invalidating, and its notifier's module
+            // reference keeps the module (its callback) loaded.
+            pr_err!(
+                "region at gfn {:#x} leaked after a failed removal\n",
+                unpushed.0.start_gfn
+            );
             core::mem::forget(unpushed.0);
         }
         Err(e)
@@ -131,7 +146,7 @@ impl Partition {
         let stats = match Arc::new(Stats::default(), GFP_KERNEL) {
             Ok(s) => s,
             Err(e) => {
-                Self::destroy_in_hv(&*hv, id);
+                Self::destroy_in_hv(&*hv, id, false);
                 return Err(e.into());
             }
         };
@@ -148,20 +163,21 @@ impl Partition {
         }) {
             Ok(v) => v,
             Err(e) => {
-                Self::destroy_in_hv(&*hv, id);
+                Self::destroy_in_hv(&*hv, id, false);
                 return Err(e);
             }
         };
         let regions = match Arc::pin_init(
             pin_init!(RegionSet {
                 tree <- new_mutex!(RBTree::new()),
+                in_tree: AtomicUsize::new(0),
                 held <- new_mutex!(KVec::new()),
             }),
             GFP_KERNEL,
         ) {
             Ok(r) => r,
             Err(e) => {
-                Self::destroy_in_hv(&*hv, id);
+                Self::destroy_in_hv(&*hv, id, false);
                 return Err(e);
             }
         };
@@ -172,7 +188,7 @@ impl Partition {
         }) {
             Ok(irq) => irq,
             Err(e) => {
-                Self::destroy_in_hv(&*hv, id);
+                Self::destroy_in_hv(&*hv, id, false);
                 return Err(e);
             }
         };
@@ -195,19 +211,27 @@ impl Partition {
             }),
             GFP_KERNEL,
         )
-        .inspect_err(|_| Self::destroy_in_hv(&*hv2, id))?;
+        .inspect_err(|_| {
+            Self::destroy_in_hv(&*hv2, id, false);
+        })?;
         crate::debugfs::live_add(crate::debugfs::Live::Partitions, 1);
         Ok(p)
     }
 
-    fn destroy_in_hv(hv: &dyn Hypervisor, id: u64) {
+    /// Finalizes and deletes partition `id`. Returns whether the hypervisor
+    /// can no longer map anything for it: the delete succeeded, and so did
+    /// the finalize of an `initialized` partition (which unmaps its GPA
+    /// mappings).
+    fn destroy_in_hv(hv: &dyn Hypervisor, id: u64, initialized: bool) -> bool {
         // The receiver references the partition's IrqState: drop it first.
         let _ = hv.set_notify(id, None);
-        let _ = hv.finalize_partition(id);
+        let finalized = hv.finalize_partition(id).is_ok();
         calls::withdraw_all(hv, id);
-        if hv.delete_partition(id).is_err() {
+        let deleted = hv.delete_partition(id).is_ok();
+        if !deleted {
             pr_warn!("pt {}: delete failed\n", id);
         }
+        deleted && (finalized || !initialized)
     }
 
     /// `EIO` unless the caller's mm is the partition creator's.
@@ -361,6 +385,13 @@ impl Partition {
         if self.overlapping(m.guest_pfn, pages) {
             return Err(EEXIST);
         }
+        // A slot in `held` for this region, so that `retire` never has to
+        // allocate (`RegionSet`'s invariant).
+        let in_tree = self.regions.in_tree.load(Ordering::Relaxed);
+        self.regions
+            .held
+            .lock()
+            .reserve(in_tree + 1, GFP_KERNEL_ACCOUNT)?;
         let policy = if self.shared.debugfs.force_pinned() {
             RamPolicy::Pinned
         } else {
@@ -384,17 +415,25 @@ impl Partition {
         // On failure the region is dropped, which removes it.
         let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL)?;
         self.regions.tree.lock().insert(node);
+        self.regions.in_tree.fetch_add(1, Ordering::Relaxed);
         crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
         Ok(())
     }
 
-    /// Whether any region intersects `[gfn, gfn + pages)`.
+    /// Whether any region, or the reserved range of a region kept after a
+    /// failed removal, intersects `[gfn, gfn + pages)`.
     fn overlapping(&self, gfn: u64, pages: u64) -> bool {
-        let regions = self.regions.tree.lock();
-        match regions.cursor_lower_bound(&gfn) {
+        let in_tree = match self.regions.tree.lock().cursor_lower_bound(&gfn) {
             Some(c) => c.current().1.start_gfn < gfn + pages,
             None => false,
-        }
+        };
+        in_tree
+            || self
+                .regions
+                .held
+                .lock()
+                .iter()
+                .any(|r| r.start_gfn < gfn + pages && gfn < r.start_gfn + r.pages)
     }
 
     /// The region containing `gfn`, if any.
@@ -422,6 +461,7 @@ impl Partition {
             }
             regions.remove(&last).ok_or(ENOENT)?
         };
+        self.regions.in_tree.fetch_sub(1, Ordering::Relaxed);
         // Faults that already looked the region up see `removed` and give up.
         crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
         self.regions.retire(region)
@@ -475,9 +515,16 @@ impl PinnedDrop for Partition {
                 }
             }
         }
-        Self::destroy_in_hv(&*self.hv, self.id);
-        // The hypervisor can no longer reach them.
-        drop(core::mem::take(&mut *self.regions.held.lock()));
+        let initialized = self.inner.lock().initialized;
+        let gone = Self::destroy_in_hv(&*self.hv, self.id, initialized);
+        let held = core::mem::take(&mut *self.regions.held.lock());
+        if !gone {
+            // The hypervisor may still map their pages: never give them back.
+            for r in held.iter() {
+                r.keep_forever();
+            }
+        }
+        drop(held);
         crate::debugfs::live_add(crate::debugfs::Live::Partitions, -1);
     }
 }

@@ -8,7 +8,8 @@
 //!   writable entry maps a page Linux knows is dirty (guest writes bypass
 //!   the VMM's PTE dirty bit; a clean page could be dropped by reclaim).
 //! - Pinned: every accessible entry maps the page the region pinned there.
-//! - MMIO: every accessible entry maps the device pfn at that offset.
+//! - MMIO: every accessible entry maps the pfn the VMM's `VM_PFNMAP` pte
+//!   maps at the corresponding address now (looked up like movable pages).
 //!
 //! A movable region is checked without holding its lock across the VMM
 //! page-table lookups: those may take locks (a hugetlb VMA's lock, for one)
@@ -108,58 +109,92 @@ fn compare(
 }
 
 fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
-    let mut entries = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
     match &r.kind {
-        RegionKind::Movable(m) => {
-            let Some(mm) = m.mm() else {
-                return Ok(());
-            };
-            let mut pfns = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
-            for _ in 0..CHECK_TRIES {
-                let Some(seq) = m.read_begin() else {
-                    return Ok(());
-                };
-                pfns.clear();
-                {
-                    let Some(guard) = mm.read_lock() else {
-                        return Ok(());
-                    };
-                    collect(sim, pt, r, &mut entries)?;
-                    let mut overflow = false;
-                    pages_of(r, &entries, |off, _, _| {
-                        let uaddr = r.uaddr + off * super::geometry::PAGE_SIZE;
-                        overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
-                    });
-                    if overflow {
-                        return Err(EOVERFLOW);
-                    }
-                }
-                let Some(_st) = m.lock_live() else {
-                    return Ok(());
-                };
-                if m.read_retry(seq) {
-                    continue;
-                }
-                // No invalidation since `seq`: neither the VMM's pages nor
-                // the entries found then can have changed (a fault maps
-                // only after the same check); new entries are not checked.
-                let mut it = pfns.iter().copied();
-                compare(r, &entries, report, true, |_| it.next().flatten());
-                return Ok(());
-            }
-            return Err(EBUSY);
-        }
+        RegionKind::Movable(m) => check_followed(
+            sim,
+            pt,
+            r,
+            report,
+            true,
+            m.mm(),
+            || m.read_begin(),
+            || m.lock_live(),
+            |seq| m.read_retry(seq),
+        ),
+        RegionKind::Mmio(m) => check_followed(
+            sim,
+            pt,
+            r,
+            report,
+            false,
+            m.mm(),
+            || m.read_begin(),
+            || m.lock_live(),
+            |seq| m.read_retry(seq),
+        ),
         RegionKind::Pinned(p) => {
+            let mut entries = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
             collect(sim, pt, r, &mut entries)?;
             // Pinned pages are marked dirty when unpinned.
             compare(r, &entries, report, false, |off| {
                 p.pfns().get(off as usize).copied()
             });
-        }
-        RegionKind::Mmio { pfn } => {
-            collect(sim, pt, r, &mut entries)?;
-            compare(r, &entries, report, false, |off| Some(pfn + off));
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// Checks a region that follows the VMM's page tables with a notifier
+/// (movable RAM, MMIO): every accessible entry maps what the VMM maps at
+/// that address now (for MMIO, the pfn of its `VM_PFNMAP` pte).
+#[allow(clippy::too_many_arguments)]
+fn check_followed<G>(
+    sim: &Sim,
+    pt: u64,
+    r: &Region,
+    report: &mut Report,
+    dirty_required: bool,
+    mm: Option<&crate::sys::mm::MmRef>,
+    read_begin: impl Fn() -> Option<u64>,
+    lock_live: impl Fn() -> Option<G>,
+    read_retry: impl Fn(u64) -> bool,
+) -> Result {
+    let Some(mm) = mm else {
+        return Ok(());
+    };
+    let mut entries = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
+    let mut pfns = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
+    for _ in 0..CHECK_TRIES {
+        let Some(seq) = read_begin() else {
+            return Ok(());
+        };
+        pfns.clear();
+        {
+            let Some(guard) = mm.read_lock() else {
+                return Ok(());
+            };
+            collect(sim, pt, r, &mut entries)?;
+            let mut overflow = false;
+            pages_of(r, &entries, |off, _, _| {
+                let uaddr = r.uaddr + off * super::geometry::PAGE_SIZE;
+                overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
+            });
+            if overflow {
+                return Err(EOVERFLOW);
+            }
+        }
+        let Some(_st) = lock_live() else {
+            return Ok(());
+        };
+        if read_retry(seq) {
+            continue;
+        }
+        // No invalidation since `seq`: neither the VMM's pages nor the
+        // entries found then can have changed (a fault maps only after the
+        // same check); new entries are not checked.
+        let mut it = pfns.iter().copied();
+        compare(r, &entries, report, dirty_required, |_| it.next().flatten());
+        return Ok(());
+    }
+    Err(EBUSY)
 }

@@ -92,22 +92,9 @@ pub(crate) fn write_index(window: GfnRange, gfn: u64, write: bool) -> Option<usi
     usize::try_from(gfn - window.first).ok()
 }
 
-/// What backs a whole fault window in the VMM, for [`fault_for_write`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Backing {
-    /// One private, writable, anonymous VMA covers the window.
-    AnonPrivate,
-    /// One hugetlb VMA of `pages`-page huge pages covers the window, whose
-    /// first page is user page `first_upage` (user address >> 12).
-    Hugetlb {
-        /// Pages per huge page.
-        pages: u64,
-        /// User page number of the window's first page.
-        first_upage: u64,
-    },
-    /// Anything else (file, shared, several VMAs, unknown).
-    Other,
-}
+/// What backs a whole fault window in the VMM, for [`fault_for_write`]
+/// (found by [`crate::sys::mm::IntervalNotifier::hmm_snapshot`]).
+pub(crate) use crate::sys::mm::Backing;
 
 /// Whether page `index` of a fault window is faulted for writing.
 ///

@@ -33,9 +33,12 @@
 
 use crate::{
     hv::{abi, calls, Hypervisor},
-    mem::geometry::{self, GfnRange, HostPage},
+    mem::{
+        geometry::{self, GfnRange, HostPage},
+        Phase,
+    },
     sys::{
-        mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation},
+        mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation, PageRefs},
         trace,
     },
 };
@@ -86,20 +89,24 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn add(c: &AtomicU64, n: u64) {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
 }
 
 /// State under the region lock.
 struct MovableState {
-    /// Set when the region is being removed; faults then give up.
-    removed: bool,
     /// Pages from the region's start that [`Movable::map_initial`] has
     /// reached (all of them once it is done): only these may have SLAT
     /// entries, so invalidations and removal stop there (a killed set-up of
     /// a huge region is undone in the time it took).
     mapped_upto: u64,
+    /// Faults map only while [`Phase::Live`].
+    phase: Phase,
+    /// References on the pages the VMM mapped when the removal failed
+    /// ([`Phase::Kept`]): the hypervisor may still map them, so Linux must
+    /// not free them even if an invalidation cannot unmap them either.
+    held: PageRefs,
     /// One bit per 2 MiB gfn frame that the SLAT holds as one large entry
     /// (accessible or NO_ACCESS), indexed from the first frame the region
     /// touches. Used to remap and unmap without splitting large entries.
@@ -189,8 +196,9 @@ impl Movable {
                 exec,
                 stats,
                 state <- new_mutex!(MovableState {
-                    removed: false,
                     mapped_upto: 0,
+                    phase: Phase::Live,
+                    held: PageRefs::new(),
                     large,
                 }),
             }),
@@ -198,7 +206,9 @@ impl Movable {
         )?;
         let owner: *const Movable = &*this;
         // SAFETY: `this` is pinned in its box and outlives the notifier: the
-        // notifier is a field of it, dropped in `PinnedDrop` before the box.
+        // notifier is its first field, so it drops (unregisters, waiting for
+        // running callbacks) before the other fields and before the box is
+        // freed.
         let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
@@ -214,7 +224,7 @@ impl Movable {
     /// checker; see `check.rs` for the order it takes locks in).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
         let st = self.state.lock();
-        (!st.removed).then_some(st)
+        (st.phase == Phase::Live).then_some(st)
     }
 
     /// The notifier sequence now (`mmu_interval_read_begin`), for the
@@ -415,7 +425,7 @@ impl Movable {
                 };
             }
             let mut st = self.state.lock();
-            if st.removed {
+            if st.phase != Phase::Live {
                 return Ok(Fault::Forward);
             }
             if notifier.read_retry(seq) {
@@ -667,7 +677,11 @@ impl Movable {
 
     /// Unmaps the region's whole GPA range and stops faults. Called once on
     /// removal, before the notifier is unregistered. On failure some
-    /// entries may remain (see `RegionSet::retire`).
+    /// entries may remain: the region becomes [`Phase::Kept`] (its
+    /// invalidations go on unmapping, see `RegionSet::retire`) and takes a
+    /// reference on every page the VMM maps now, which covers every page a
+    /// surviving accessible entry can map (invariant 1: an accessible entry
+    /// maps the page the VMM maps there).
     ///
     /// In chunks like [`Movable::map_initial`], rescheduling between them
     /// (the lock stays held: an invalidation of a region being removed must
@@ -675,7 +689,7 @@ impl Movable {
     /// finish.
     pub(crate) fn remove(&self) -> Result {
         let mut st = self.state.lock();
-        st.removed = true;
+        st.phase = Phase::Removed;
         let mut res = Ok(());
         let mut next = 0u64;
         let upto = st.mapped_upto.min(self.pages);
@@ -688,7 +702,83 @@ impl Movable {
             next = chunk.end();
             crate::sys::page::cond_resched();
         }
-        res.map_err(|e| e.error.into())
+        let Err(e) = res else {
+            return Ok(());
+        };
+        st.phase = Phase::Kept;
+        drop(st);
+        self.hold_pages();
+        Err(e.error.into())
+    }
+
+    /// Takes a reference on each page the VMM maps in the region now
+    /// ([`MovableState::held`]), a chunk at a time: snapshot without
+    /// faulting, then references under the lock if no invalidation ran
+    /// meanwhile (the fault path's protocol; a page invalidated before its
+    /// chunk is taken was unmapped, or remapped NO_ACCESS, by that
+    /// invalidation). Best effort: without memory for the references, the
+    /// invalidations alone protect the pages.
+    fn hold_pages(&self) {
+        const CHUNK: u64 = 512;
+        let Some(notifier) = self.notifier.as_ref() else {
+            return;
+        };
+        let mut snap = KVVec::new();
+        if snap
+            .resize(
+                self.pages.min(CHUNK) as usize,
+                HmmPfn::default(),
+                GFP_KERNEL,
+            )
+            .is_err()
+        {
+            return;
+        }
+        // Filled outside the region lock (it allocates), moved in at the end.
+        let mut held = PageRefs::new();
+        let mut off = 0u64;
+        while off < self.pages {
+            let count = (self.pages - off).min(CHUNK) as usize;
+            let Some(snap) = snap.get_mut(..count) else {
+                break;
+            };
+            let uaddr = self.uaddr + off * geometry::PAGE_SIZE;
+            for _ in 0..MAX_FAULT_TRIES {
+                let Ok(seq) = notifier.hmm_present(uaddr, snap) else {
+                    continue;
+                };
+                let present = snap.iter().filter(|h| h.valid()).count();
+                if held.reserve(present).is_err() {
+                    pr_err!("pt {}: no memory to hold a kept region's pages\n", self.pt);
+                    break;
+                }
+                let st = self.state.lock();
+                if notifier.read_retry(seq) {
+                    drop(st);
+                    crate::sys::page::cond_resched();
+                    continue;
+                }
+                for h in snap.iter().filter(|h| h.valid()) {
+                    // SAFETY: `h` comes from the snapshot whose sequence was
+                    // just validated under the region lock, still held.
+                    unsafe { held.get(h.pfn()) };
+                }
+                break;
+            }
+            off += count as u64;
+            crate::sys::page::cond_resched();
+        }
+        let mut st = self.state.lock();
+        // Only this function fills it, once: nothing is dropped here.
+        core::mem::swap(&mut st.held, &mut held);
+        drop(st);
+        drop(held);
+    }
+
+    /// Never releases the pages held after a failed removal (the
+    /// partition could not be deleted: the hypervisor may map them for good).
+    pub(crate) fn keep_forever(&self) {
+        self.state.lock().held.keep_forever();
     }
 }
 
@@ -707,7 +797,7 @@ impl Invalidate for Movable {
         };
         inv.set_seq();
         // A removed region's GPA range may already belong to a new region.
-        if st.removed {
+        if st.phase == Phase::Removed {
             return true;
         }
         // Pages past `mapped_upto` have no entry yet (set-up maps them
@@ -723,21 +813,38 @@ impl Invalidate for Movable {
             range.count,
             blockable,
         );
-        if self.remap_no_access(&mut st, range).is_err() {
+        if st.phase == Phase::Kept {
+            // The hypervisor refused to unmap this region, whose GPA range
+            // stays reserved to it: unmap what Linux takes back now, and
+            // failing that at least take access away.
+            if self.unmap(&st, range).is_ok() {
+                return true;
+            }
+            Stats::add(&self.stats.invalidate_failures, 1);
+            if self.remap_no_access(&mut st, range).is_ok() {
+                return true;
+            }
+        } else if self.remap_no_access(&mut st, range).is_ok() {
+            return true;
+        } else {
             // Remapping needs no hypervisor memory by construction, so this
             // is an injected or hypervisor failure. The page must not stay
             // reachable: unmap instead. The guest's next access there comes
             // back as HVMSG_UNMAPPED_GPA, which `Vp::run_vp` resolves with a
             // fault like a GPA intercept.
             Stats::add(&self.stats.invalidate_failures, 1);
-            if self.unmap(&st, range).is_err() {
-                pr_err!(
-                    "pt {}: could not invalidate gfn range at {:#x}; guest may see freed memory\n",
-                    self.pt,
-                    self.start_gfn + range.first
-                );
+            if self.unmap(&st, range).is_ok() {
+                return true;
             }
         }
-        true
+        pr_err!(
+            "pt {}: could not invalidate gfn range at {:#x} ({} pages held); guest may see freed memory\n",
+            self.pt,
+            self.start_gfn + range.first,
+            st.held.len()
+        );
+        // Linux ignores the answer to a blockable invalidation; a
+        // non-blockable one must not claim success.
+        blockable
     }
 }

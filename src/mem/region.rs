@@ -9,6 +9,7 @@
 
 use super::{
     geometry::{self, HostPage},
+    mmio::Mmio,
     movable::{Access, Fault, Movable, Stats},
 };
 use crate::{
@@ -16,7 +17,7 @@ use crate::{
     sys::mm::{self, PinnedPages},
 };
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{prelude::*, sync::Arc};
+use kernel::{alloc::flags::__GFP_NOWARN, prelude::*, sync::Arc};
 
 /// Reps per slice of an MMIO or pinned region's map and unmap, between
 /// which the task may be rescheduled (64 Ki reps: 128 map hypercalls).
@@ -24,11 +25,9 @@ const RESCHED_REPS: usize = 1 << 16;
 
 /// What backs a region.
 pub(crate) enum RegionKind {
-    /// Device memory at host pfn `pfn`, mapped uncached, never faulted.
-    Mmio {
-        /// First host pfn.
-        pfn: u64,
-    },
+    /// Device memory (a `VM_IO | VM_PFNMAP` VMA), mapped uncached up
+    /// front with the pfns the VMM's page tables hold; see [`super::mmio`].
+    Mmio(Pin<KBox<Mmio>>),
     /// RAM pinned for the region's lifetime and mapped up front.
     Pinned(PinnedPages),
     /// RAM mirrored with HMM; see [`super::movable`].
@@ -81,7 +80,16 @@ impl Region {
     ) -> Result<Self> {
         let kind = match mm::vma_kind(uaddr) {
             mm::VmaKind::None => return Err(EINVAL),
-            mm::VmaKind::Io(pfn) => RegionKind::Mmio { pfn },
+            mm::VmaKind::Io => RegionKind::Mmio(Mmio::new(
+                hv.clone(),
+                pt,
+                start_gfn,
+                pages,
+                uaddr,
+                writable,
+                exec,
+                stats.clone(),
+            )?),
             mm::VmaKind::Ram => {
                 // As upstream: pinned is the fallback when the notifier cannot
                 // be registered (and the choice of encrypted partitions/tests).
@@ -126,9 +134,9 @@ impl Region {
                 // On error, dropping `region` removes it.
                 m.map_initial()?;
             }
-            RegionKind::Mmio { pfn } => {
-                let pfn = *pfn;
-                region.map_up_front(|i| (pfn + i as u64, 0))?
+            RegionKind::Mmio(m) => {
+                // On error, dropping `region` removes it.
+                m.map_initial()?;
             }
             RegionKind::Pinned(p) => region.map_up_front(|i| {
                 (
@@ -140,23 +148,23 @@ impl Region {
         Ok(region)
     }
 
+    /// Map flags of a pinned region.
     fn base_flags(&self) -> u32 {
-        let mut f = abi::HV_MAP_GPA_READABLE;
+        let mut f = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_ADJUSTABLE;
         if self.writable {
             f |= abi::HV_MAP_GPA_WRITABLE;
         }
         if self.exec {
             f |= abi::HV_MAP_GPA_EXECUTABLE;
         }
-        match self.kind {
-            RegionKind::Mmio { .. } => f | abi::HV_MAP_GPA_NOT_CACHED,
-            _ => f | abi::HV_MAP_GPA_ADJUSTABLE,
-        }
+        f
     }
 
-    /// Pages of the region as `(pfn, folio order)`, for MMIO and pinned.
+    /// Pages of a pinned region as `(pfn, folio order)`. Only after the
+    /// pages were pinned: the size is then backed by real pages.
     fn host_pages(&self, page: impl Fn(usize) -> (u64, u32)) -> Result<KVVec<HostPage>> {
-        let mut v = KVVec::with_capacity(self.pages as usize, GFP_KERNEL)?;
+        let gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN;
+        let mut v = KVVec::with_capacity(self.pages as usize, gfp)?;
         for i in 0..self.pages as usize {
             let (pfn, order) = page(i);
             v.push(
@@ -164,7 +172,7 @@ impl Region {
                     pfn,
                     map_order: order,
                 },
-                GFP_KERNEL,
+                gfp,
             )?;
         }
         Ok(v)
@@ -201,7 +209,7 @@ impl Region {
         res
     }
 
-    /// Maps an MMIO or pinned region whole, 2 MiB entries where possible.
+    /// Maps a pinned region whole, 2 MiB entries where possible.
     /// Every failure is returned (upstream ignored pinned map failures); the
     /// caller drops the region, which unmaps what was mapped.
     fn map_up_front(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
@@ -226,7 +234,7 @@ impl Region {
         })
     }
 
-    /// Unmaps an MMIO or pinned region mapped up front with `page` (as
+    /// Unmaps a pinned region mapped up front with `page` (as
     /// [`Region::map_up_front`]), in the layout it was mapped with; without
     /// memory for the layout, in 4 KiB reps (which may need hypervisor
     /// memory to split large entries).
@@ -245,7 +253,7 @@ impl Region {
         }
     }
 
-    /// Unmaps the whole GPA range of an MMIO or pinned region, in the same
+    /// Unmaps the whole GPA range of a pinned region, in the same
     /// layout it was mapped with (no split of large entries needed).
     fn unmap_all(&self, pages: &[HostPage]) -> Result {
         self.for_each_run(pages, |gfn, pfns, large| {
@@ -289,17 +297,17 @@ impl Region {
     /// An error means the hypervisor may still map some of the range
     /// (unmap calls are already retried, see `calls::unmap_batched`): the
     /// caller must not release the region before the partition is deleted
-    /// (`RegionSet::retire`). Only the first call does anything.
+    /// (`RegionSet::retire`). Movable and MMIO regions then go on
+    /// following Linux (`Phase::Kept`); a movable region also holds the
+    /// pages the VMM mapped, a pinned region keeps its pins. Only the first
+    /// call does anything.
     pub(crate) fn remove(&self) -> Result {
         if self.removed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let res = match &self.kind {
             RegionKind::Movable(m) => m.remove(),
-            RegionKind::Mmio { pfn } => {
-                let pfn = *pfn;
-                self.unmap_mapped(|i| (pfn + i as u64, 0))
-            }
+            RegionKind::Mmio(m) => m.remove(),
             RegionKind::Pinned(p) => self.unmap_mapped(|i| {
                 (
                     p.pfns().get(i).copied().unwrap_or(0),
@@ -316,6 +324,18 @@ impl Region {
         }
         res
     }
+
+    /// Never gives the region's pages back to Linux: for a region whose
+    /// removal failed in a partition the hypervisor could not delete (or a
+    /// region dropped without a partition to keep it in).
+    pub(crate) fn keep_forever(&self) {
+        match &self.kind {
+            RegionKind::Pinned(p) => p.keep_pinned(),
+            RegionKind::Movable(m) => m.keep_forever(),
+            // Device memory is not Linux's to reuse.
+            RegionKind::Mmio(_) => {}
+        }
+    }
 }
 
 impl Drop for Region {
@@ -323,11 +343,9 @@ impl Drop for Region {
         if self.remove().is_err() {
             // Only a region that never entered a set gets here unremoved (an
             // error while creating it), and nothing can hold it any more.
-            // Its pinned pages may still be mapped in the hypervisor: never
-            // give them back to Linux.
-            if let RegionKind::Pinned(p) = &mut self.kind {
-                p.keep_pinned();
-            }
+            // Its pages may still be mapped in the hypervisor: never give
+            // them back to Linux.
+            self.keep_forever();
         }
     }
 }

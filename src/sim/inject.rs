@@ -66,6 +66,8 @@ pub(crate) struct Inject {
     random: Atomic<u64>,
     /// The PRNG state of the random failures.
     rng: Atomic<u64>,
+    /// How many of the next `finalize_partition` calls fail.
+    finalize: Atomic<u32>,
 }
 
 impl Inject {
@@ -76,6 +78,7 @@ impl Inject {
             fail_at_rep: Atomic::new(0),
             random: Atomic::new(0),
             rng: Atomic::new(Prng::new(0).0),
+            finalize: Atomic::new(0),
         }
     }
 
@@ -135,9 +138,23 @@ impl Inject {
 
     /// Consumes one injected INSUFFICIENT_MEMORY, if any is pending.
     pub(crate) fn take_no_memory(&self) -> bool {
-        let mut cur = self.no_memory.load(Relaxed);
+        Self::take(&self.no_memory)
+    }
+
+    /// Makes the next `count` `finalize_partition` calls fail.
+    pub(crate) fn set_finalize(&self, count: u32) {
+        self.finalize.store(count, Relaxed);
+    }
+
+    /// Consumes one pending finalize failure, if any.
+    pub(crate) fn take_finalize(&self) -> bool {
+        Self::take(&self.finalize)
+    }
+
+    fn take(counter: &Atomic<u32>) -> bool {
+        let mut cur = counter.load(Relaxed);
         while cur > 0 {
-            match self.no_memory.cmpxchg(cur, cur - 1, Relaxed) {
+            match counter.cmpxchg(cur, cur - 1, Relaxed) {
                 Ok(_) => return true,
                 Err(now) => cur = now,
             }

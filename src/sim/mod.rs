@@ -315,6 +315,13 @@ impl Sim {
         self.inject.set_fail_at_rep(rep, status);
     }
 
+    /// Makes the next `count` `finalize_partition` calls fail with
+    /// `HV_STATUS_OPERATION_FAILED`, changing nothing (the partition then
+    /// cannot be deleted either: it is still initialized).
+    pub(crate) fn inject_finalize_failure(&self, count: u32) {
+        self.inject.set_finalize(count);
+    }
+
     /// Makes each later map or unmap call fail with `status` at a random rep,
     /// with a probability of `per_mille`/1000 (a deterministic PRNG); 0 turns it off.
     pub(crate) fn inject_random(&self, per_mille: u32, status: u16) {
@@ -466,6 +473,9 @@ impl Hypervisor for Sim {
 
     fn finalize_partition(&self, pt: u64) -> HvResult {
         let part = self.partition(pt)?;
+        if self.inject.take_finalize() {
+            return Err(HvError(status::OPERATION_FAILED));
+        }
         let vps = {
             let mut inner = part.inner.lock();
             if inner.state != PartState::Initialized {

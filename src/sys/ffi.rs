@@ -38,6 +38,16 @@ pub(crate) struct RawIrqfd {
     _opaque: [u8; 0],
 }
 
+/// `mshv_rs_mni_invalidate_fn`: a notifier's invalidate callback.
+pub(crate) type MniInvalidateFn = unsafe extern "C" fn(
+    owner: *mut c_void,
+    mni: *mut RawMni,
+    start: c_ulong,
+    end: c_ulong,
+    blockable: bool,
+    cur_seq: c_ulong,
+) -> bool;
+
 pub(crate) const FD_PARTITION: c_int = 0;
 pub(crate) const FD_VP: c_int = 1;
 
@@ -90,6 +100,7 @@ extern "C" {
         mm: *mut MmStruct,
         start: c_ulong,
         length: c_ulong,
+        cb: MniInvalidateFn,
         owner: *mut c_void,
         err: *mut c_int,
     ) -> *mut RawMni;
@@ -102,6 +113,7 @@ extern "C" {
         mni: *mut RawMni,
         start: c_ulong,
         npages: c_ulong,
+        fault: bool,
         write: bool,
         out: *mut u64,
         seq: *mut c_ulong,
@@ -114,6 +126,17 @@ extern "C" {
         backing: *mut c_int,
         huge_pages: *mut c_ulong,
     ) -> c_int;
+    pub(crate) fn mshv_rs_pfn_get(pfn: u64) -> bool;
+    pub(crate) fn mshv_rs_pfn_put(pfn: u64);
+    pub(crate) fn mshv_rs_mmio_check(start: c_ulong, npages: c_ulong) -> c_int;
+    pub(crate) fn mshv_rs_mmio_pfns(
+        mni: *mut RawMni,
+        start: c_ulong,
+        npages: c_ulong,
+        write: bool,
+        out: *mut u64,
+    ) -> c_int;
+    pub(crate) fn mshv_rs_ram_check(start: c_ulong, npages: c_ulong) -> c_int;
 
     pub(crate) fn mshv_rs_pin_user_pfns(
         start: c_ulong,
@@ -161,7 +184,7 @@ extern "C" {
     pub(crate) fn mshv_rs_mm_read_unlock(mm: *mut MmStruct);
     pub(crate) fn mshv_rs_user_pfn_locked(mm: *mut MmStruct, addr: c_ulong) -> u64;
 
-    pub(crate) fn mshv_rs_vma_kind(addr: c_ulong, pfn: *mut u64) -> c_int;
+    pub(crate) fn mshv_rs_vma_kind(addr: c_ulong) -> c_int;
 
     pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
     pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
@@ -196,6 +219,8 @@ extern "C" {
 
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
+    pub(crate) fn mshv_rs_test_pfnmap_create() -> c_int;
+    pub(crate) fn mshv_rs_test_pfnmap_destroy();
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;
 }

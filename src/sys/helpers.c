@@ -228,6 +228,7 @@ void mshv_rs_mutex_unlock(struct mutex *m)
 
 struct mshv_rs_mni {
 	struct mmu_interval_notifier mni;
+	mshv_rs_mni_invalidate_fn cb;
 	void *owner;
 };
 
@@ -237,30 +238,44 @@ static bool mshv_rs_mni_invalidate_cb(struct mmu_interval_notifier *mni,
 {
 	struct mshv_rs_mni *m = container_of(mni, struct mshv_rs_mni, mni);
 
-	return mshv_rs_mni_invalidate(m->owner, m, range->start, range->end,
-				      mmu_notifier_range_blockable(range),
-				      cur_seq);
+	return m->cb(m->owner, m, range->start, range->end,
+		     mmu_notifier_range_blockable(range), cur_seq);
 }
 
 static const struct mmu_interval_notifier_ops mshv_rs_mni_ops = {
 	.invalidate = mshv_rs_mni_invalidate_cb,
 };
 
+/*
+ * Each registered notifier holds a reference on this module: its ops and
+ * callback are module text, called for as long as it is registered, so
+ * the module must not go while one is (even one leaked on purpose).
+ */
 struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
-				       unsigned long length, void *owner, int *err)
+				       unsigned long length,
+				       mshv_rs_mni_invalidate_fn cb, void *owner,
+				       int *err)
 {
-	struct mshv_rs_mni *m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
+	struct mshv_rs_mni *m;
 	int ret;
 
+	if (!try_module_get(THIS_MODULE)) {
+		*err = -ENODEV;
+		return NULL;
+	}
+	m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
 	if (!m) {
+		module_put(THIS_MODULE);
 		*err = -ENOMEM;
 		return NULL;
 	}
+	m->cb = cb;
 	m->owner = owner;
 	ret = mmu_interval_notifier_insert(&m->mni, mm, start, length,
 					   &mshv_rs_mni_ops);
 	if (ret) {
 		kfree(m);
+		module_put(THIS_MODULE);
 		*err = ret;
 		return NULL;
 	}
@@ -272,6 +287,8 @@ void mshv_rs_mni_destroy(struct mshv_rs_mni *m)
 {
 	mmu_interval_notifier_remove(&m->mni);
 	kfree(m);
+	/* Our caller runs on behalf of an fd, which holds the module too. */
+	module_put(THIS_MODULE);
 }
 
 unsigned long mshv_rs_mni_read_begin(struct mshv_rs_mni *m)
@@ -295,7 +312,7 @@ void mshv_rs_mni_set_seq(struct mshv_rs_mni *m, unsigned long seq)
 #define MSHV_RS_HMM_TIMEOUT_MS 1000
 
 int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
-		      unsigned long npages, bool write, u64 *out,
+		      unsigned long npages, bool fault, bool write, u64 *out,
 		      unsigned long *seq)
 {
 	/* hmm_pfns are unsigned long; on 64-bit they share the u64 array. */
@@ -311,9 +328,10 @@ int mshv_rs_hmm_fault(struct mshv_rs_mni *m, unsigned long start,
 		 * first page that needs it to the end of its page table, so
 		 * per-page write requests (pfn_flags_mask) would not stay on
 		 * their pages. The caller faults the pages to write first, in
-		 * ranges of their own.
+		 * ranges of their own. Without @fault, nothing is faulted in.
 		 */
-		.default_flags = HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
+		.default_flags = !fault ? 0 :
+			HMM_PFN_REQ_FAULT | (write ? HMM_PFN_REQ_WRITE : 0),
 	};
 	unsigned long i;
 	int ret;
@@ -390,6 +408,125 @@ int mshv_rs_hmm_snapshot(struct mshv_rs_mni *m, unsigned long start,
 	for (i = 0; i < npages; i++)
 		out[i] = (pfns[i] & HMM_PFN_VALID) ? MSHV_RS_PFN_VALID : 0;
 out_put:
+	mmput(mm);
+	return ret;
+}
+
+/* ---- page references of kept regions --------------------------------- */
+
+/*
+ * A reference on the page at @pfn, which the caller's validated HMM
+ * snapshot says the VMM maps (the caller holds the lock its invalidate
+ * callback takes, so the page cannot be freed meanwhile). False for a pfn
+ * that needs none (the zero page, no struct page).
+ */
+bool mshv_rs_pfn_get(u64 pfn)
+{
+	if (!pfn_valid(pfn) || is_zero_pfn(pfn))
+		return false;
+	get_page(pfn_to_page(pfn));
+	return true;
+}
+
+void mshv_rs_pfn_put(u64 pfn)
+{
+	put_page(pfn_to_page(pfn));
+}
+
+/* ---- MMIO (VM_IO | VM_PFNMAP) ------------------------------------------ */
+
+/*
+ * The VMA an MMIO region over [@start, @start + @len) may use: one VMA
+ * covering it all, VM_IO or VM_PFNMAP, readable. NULL if there is none.
+ */
+static struct vm_area_struct *mshv_rs_mmio_vma(struct mm_struct *mm,
+					       unsigned long start,
+					       unsigned long len)
+{
+	struct vm_area_struct *vma = vma_lookup(mm, start);
+
+	if (!vma || !(vma->vm_flags & (VM_IO | VM_PFNMAP)) ||
+	    !(vma->vm_flags & VM_READ) || len > vma->vm_end - start)
+		return NULL;
+	return vma;
+}
+
+int mshv_rs_mmio_check(unsigned long start, unsigned long npages)
+{
+	struct mm_struct *mm = current->mm;
+	int ret = 0;
+
+	if (!mm || npages > (ULONG_MAX - start) >> PAGE_SHIFT)
+		return -EINVAL;
+	mmap_read_lock(mm);
+	if (!mshv_rs_mmio_vma(mm, start, npages << PAGE_SHIFT))
+		ret = -EINVAL;
+	mmap_read_unlock(mm);
+	return ret;
+}
+
+/* Faults per page before giving up on a mapping that will not populate. */
+#define MSHV_RS_MMIO_FAULT_TRIES 3
+
+/*
+ * Looks the pfns up as KVM's hva_to_pfn_remapped() does: from the page
+ * tables with follow_pfnmap_start(), faulting the mapping in with
+ * fixup_user_fault() where it is not populated yet (vfio-pci maps BARs
+ * on first touch). Never from vm_pgoff.
+ */
+int mshv_rs_mmio_pfns(struct mshv_rs_mni *m, unsigned long start,
+		      unsigned long npages, bool write, u64 *out)
+{
+	struct mm_struct *mm = m->mni.mm;
+	struct vm_area_struct *vma;
+	unsigned long i = 0;
+	int ret = 0, tries = 0;
+
+	if (!mmget_not_zero(mm))
+		return -EFAULT;
+	mmap_read_lock(mm);
+	while (i < npages) {
+		unsigned long addr = start + i * PAGE_SIZE;
+		struct follow_pfnmap_args args = { .address = addr };
+		bool want_write, unlocked = false;
+
+		if (fatal_signal_pending(current)) {
+			ret = -EINTR;
+			break;
+		}
+		vma = mshv_rs_mmio_vma(mm, addr, (npages - i) << PAGE_SHIFT);
+		if (!vma) {
+			ret = -EFAULT;
+			break;
+		}
+		/* Writable only where the VMM's own mapping may be written. */
+		want_write = write && (vma->vm_flags & VM_WRITE);
+		args.vma = vma;
+		if (!follow_pfnmap_start(&args)) {
+			if (!want_write || args.writable || tries) {
+				out[i] = MSHV_RS_PFN_VALID |
+					 (args.pfn & MSHV_RS_PFN_MASK) |
+					 (want_write && args.writable ?
+					  MSHV_RS_PFN_WRITE : 0);
+				follow_pfnmap_end(&args);
+				i++;
+				tries = 0;
+				continue;
+			}
+			follow_pfnmap_end(&args);
+		}
+		/* Not populated (or read-only where we want write): fault it in. */
+		if (++tries > MSHV_RS_MMIO_FAULT_TRIES) {
+			ret = -EFAULT;
+			break;
+		}
+		ret = fixup_user_fault(mm, addr, want_write ? FAULT_FLAG_WRITE : 0,
+				       &unlocked);
+		if (ret)
+			break;
+		/* Look the VMA up again: the lock may have been dropped. */
+	}
+	mmap_read_unlock(mm);
 	mmput(mm);
 	return ret;
 }
@@ -497,10 +634,21 @@ void mshv_rs_mm_read_unlock(struct mm_struct *mm)
 
 u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr)
 {
+	struct vm_area_struct *vma;
 	struct page *page;
 	u64 pfn;
 
 	mmap_assert_locked(mm);
+	vma = vma_lookup(mm, addr);
+	if (vma && (vma->vm_flags & (VM_IO | VM_PFNMAP))) {
+		struct follow_pfnmap_args args = { .vma = vma, .address = addr };
+
+		if (follow_pfnmap_start(&args))
+			return 0;
+		pfn = args.pfn;
+		follow_pfnmap_end(&args);
+		return pfn;
+	}
 	if (get_user_pages_remote(mm, addr, 1, FOLL_NOFAULT, &page, NULL) != 1)
 		return 0;
 	pfn = page_to_pfn(page);
@@ -510,7 +658,7 @@ u64 mshv_rs_user_pfn_locked(struct mm_struct *mm, unsigned long addr)
 
 /* ---- VMA queries ---------------------------------------------------------- */
 
-int mshv_rs_vma_kind(unsigned long addr, u64 *pfn)
+int mshv_rs_vma_kind(unsigned long addr)
 {
 	struct mm_struct *mm = current->mm;
 	struct vm_area_struct *vma;
@@ -520,16 +668,34 @@ int mshv_rs_vma_kind(unsigned long addr, u64 *pfn)
 		return MSHV_RS_VMA_NONE;
 	mmap_read_lock(mm);
 	vma = vma_lookup(mm, addr);
-	if (vma) {
-		kind = MSHV_RS_VMA_RAM;
-		if (vma->vm_flags & (VM_IO | VM_PFNMAP)) {
-			kind = MSHV_RS_VMA_IO;
-			/* As upstream: VFIO maps BARs with vm_pgoff = first pfn. */
-			*pfn = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
-		}
-	}
+	if (vma)
+		kind = vma->vm_flags & (VM_IO | VM_PFNMAP) ?
+			MSHV_RS_VMA_IO : MSHV_RS_VMA_RAM;
 	mmap_read_unlock(mm);
 	return kind;
+}
+
+int mshv_rs_ram_check(unsigned long start, unsigned long npages)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	unsigned long addr = start, end;
+	int ret = 0;
+
+	if (!mm || npages > (ULONG_MAX - start) >> PAGE_SHIFT)
+		return -EINVAL;
+	end = start + (npages << PAGE_SHIFT);
+	mmap_read_lock(mm);
+	while (addr < end) {
+		vma = vma_lookup(mm, addr);
+		if (!vma || (vma->vm_flags & (VM_IO | VM_PFNMAP))) {
+			ret = -EFAULT;
+			break;
+		}
+		addr = vma->vm_end;
+	}
+	mmap_read_unlock(mm);
+	return ret;
 }
 
 /* ---- host pages ------------------------------------------------------------ */

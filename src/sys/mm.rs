@@ -4,12 +4,34 @@
 //! part of it, HMM faults, long-term pins and VMA classification.
 
 use super::ffi;
-pub(crate) use crate::mem::geometry::Backing;
-use core::marker::PhantomData;
+use core::{
+    marker::PhantomData,
+    sync::atomic::{AtomicBool, Ordering},
+};
 use kernel::{
+    alloc::flags::__GFP_NOWARN,
     ffi::{c_int, c_ulong, c_void},
     prelude::*,
 };
+
+/// What backs a whole range of the VMM's address space
+/// ([`IntervalNotifier::hmm_snapshot`]), for the fault policy
+/// (`mem::geometry::fault_for_write`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backing {
+    /// One private, writable, anonymous VMA covers the window.
+    AnonPrivate,
+    /// One hugetlb VMA of `pages`-page huge pages covers the window, whose
+    /// first page is user page `first_upage` (user address >> 12).
+    Hugetlb {
+        /// Pages per huge page.
+        pages: u64,
+        /// User page number of the window's first page.
+        first_upage: u64,
+    },
+    /// Anything else (file, shared, several VMAs, unknown).
+    Other,
+}
 
 /// A reference (`mmgrab`) on the current task's `mm_struct`.
 ///
@@ -87,8 +109,10 @@ pub(crate) trait Invalidate: Sync {
     /// Linux is taking back the user pages in `[start, end)` (not necessarily
     /// page aligned, possibly beyond the registered interval). Must call
     /// [`Invalidation::set_seq`] under the lock that fault paths check the
-    /// sequence under. If `blockable` is false it must not sleep and may
-    /// return `false` to make the caller retry.
+    /// sequence under. If `blockable` is false it must not sleep and
+    /// returns `false` when it could not do its work (the caller then
+    /// retries or gives up on the range); if `blockable` is true the return
+    /// value is ignored by Linux, which goes on in any case.
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool;
 }
 
@@ -112,9 +136,13 @@ impl Invalidation<'_> {
 ///
 /// # Invariants
 ///
-/// `mni` is a live notifier registered with `owner` as its owner; `owner`
-/// points to a `T` that outlives the registration (the caller of [`new`]
-/// promises it). Dropping unregisters, waiting for running callbacks.
+/// `mni` is a live notifier registered with `owner` as its owner and
+/// [`trampoline::<T>`] as its callback; `owner` points to a `T` that
+/// outlives the registration (the caller of [`new`] promises it). Dropping
+/// unregisters, waiting for running callbacks. While registered it holds a
+/// reference on the module (taken by the C helper), so a notifier that is
+/// never dropped keeps the module loaded instead of leaving callbacks into
+/// unloaded code.
 ///
 /// [`new`]: IntervalNotifier::new
 pub(crate) struct IntervalNotifier<T: Invalidate> {
@@ -139,13 +167,15 @@ impl<T: Invalidate> IntervalNotifier<T> {
     pub(crate) unsafe fn new(owner: *const T, start: u64, length: u64) -> Result<Self> {
         let mm = MmRef::current()?;
         let mut err: c_int = 0;
-        // SAFETY: `mm.mm` is referenced; the callback trampoline below casts
-        // `owner` back to `T`, valid per this function's contract.
+        // SAFETY: `mm.mm` is referenced; `trampoline::<T>` casts `owner`
+        // back to the `T` it was made from, valid per this function's
+        // contract until the notifier is dropped.
         let mni = unsafe {
             ffi::mshv_rs_mni_create(
                 mm.mm,
                 start as c_ulong,
                 length as c_ulong,
+                trampoline::<T>,
                 owner as *mut c_void,
                 &mut err,
             )
@@ -191,6 +221,16 @@ impl<T: Invalidate> IntervalNotifier<T> {
     /// page table, whatever the others ask: to write only some pages, fault
     /// them first in calls of their own.
     pub(crate) fn hmm_fault(&self, start: u64, write: bool, out: &mut [HmmPfn]) -> Result<u64> {
+        self.hmm(start, true, write, out)
+    }
+
+    /// As [`IntervalNotifier::hmm_fault`], but faults nothing in: entries
+    /// of pages not present are not [`HmmPfn::valid`].
+    pub(crate) fn hmm_present(&self, start: u64, out: &mut [HmmPfn]) -> Result<u64> {
+        self.hmm(start, false, false, out)
+    }
+
+    fn hmm(&self, start: u64, fault: bool, write: bool, out: &mut [HmmPfn]) -> Result<u64> {
         let mut seq: c_ulong = 0;
         // SAFETY: `mni` is live; `out` is `out.len()` u64s (`HmmPfn` is
         // `repr(transparent)` over u64).
@@ -199,6 +239,7 @@ impl<T: Invalidate> IntervalNotifier<T> {
                 self.mni,
                 start as c_ulong,
                 out.len() as c_ulong,
+                fault,
                 write,
                 out.as_mut_ptr().cast::<u64>(),
                 &mut seq,
@@ -234,10 +275,34 @@ impl<T: Invalidate> IntervalNotifier<T> {
             ffi::BACKING_ANON_PRIVATE => Backing::AnonPrivate,
             ffi::BACKING_HUGETLB => Backing::Hugetlb {
                 pages: huge as u64,
-                first_upage: start >> crate::mem::geometry::PAGE_SHIFT,
+                first_upage: start >> kernel::page::PAGE_SHIFT,
             },
             _ => Backing::Other,
         })
+    }
+
+    /// Fills `out` with the pfns of the `VM_IO | VM_PFNMAP` mapping at
+    /// `start` (one VMA must cover all of it), looked up in the page tables
+    /// and faulted in where not populated; [`HmmPfn::writable`] where
+    /// `write` and the VMM's mapping is writable. Check the result as for
+    /// [`IntervalNotifier::hmm_fault`] (`read_begin` before, `read_retry`
+    /// under the callback's lock). Sleeps; takes the mmap lock.
+    pub(crate) fn mmio_pfns(&self, start: u64, write: bool, out: &mut [HmmPfn]) -> Result {
+        // SAFETY: `mni` is live; `out` is `out.len()` u64s (`HmmPfn` is
+        // `repr(transparent)` over u64).
+        let ret = unsafe {
+            ffi::mshv_rs_mmio_pfns(
+                self.mni,
+                start as c_ulong,
+                out.len() as c_ulong,
+                write,
+                out.as_mut_ptr().cast::<u64>(),
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
     }
 }
 
@@ -248,14 +313,16 @@ impl<T: Invalidate> Drop for IntervalNotifier<T> {
     }
 }
 
-/// The C trampoline's target for invalidations.
+/// The invalidate callback of an `IntervalNotifier<T>`: one instance per
+/// `T`, so the owner pointer is always cast back to the type it was made
+/// from.
 ///
 /// # Safety
 ///
 /// Only called by `src/sys/helpers.c` for a notifier created by
-/// [`IntervalNotifier::new`]; `owner` is that notifier's owner.
-#[no_mangle]
-unsafe extern "C" fn mshv_rs_mni_invalidate(
+/// `IntervalNotifier::<T>::new`; `owner` is that notifier's owner, a `T`
+/// valid while the notifier is registered, and `mni` the live notifier.
+unsafe extern "C" fn trampoline<T: Invalidate>(
     owner: *mut c_void,
     mni: *mut ffi::RawMni,
     start: c_ulong,
@@ -263,10 +330,9 @@ unsafe extern "C" fn mshv_rs_mni_invalidate(
     blockable: bool,
     cur_seq: c_ulong,
 ) -> bool {
-    // SAFETY: every owner passed to `mshv_rs_mni_create` is a
-    // `crate::mem::movable::Movable` (the only `Invalidate` implementor), valid
-    // while registered per `IntervalNotifier::new`'s contract.
-    let owner = unsafe { &*owner.cast::<crate::mem::movable::Movable>() };
+    // SAFETY: per this function's contract `owner` was made from a `*const
+    // T` by `IntervalNotifier::<T>::new` and is valid while registered.
+    let owner = unsafe { &*owner.cast::<T>() };
     let inv = Invalidation {
         mni,
         cur_seq,
@@ -346,18 +412,127 @@ pub(crate) enum VmaKind {
     None,
     /// Ordinary memory.
     Ram,
-    /// `VM_IO | VM_PFNMAP` (a device BAR); the pfn mapped at the address.
-    Io(u64),
+    /// `VM_IO | VM_PFNMAP` (a device BAR).
+    Io,
 }
 
 /// Classifies the VMA of the current task at `addr`.
 pub(crate) fn vma_kind(addr: u64) -> VmaKind {
-    let mut pfn = 0u64;
     // SAFETY: looks up the current mm under its mmap lock.
-    match unsafe { ffi::mshv_rs_vma_kind(addr as c_ulong, &mut pfn) } {
+    match unsafe { ffi::mshv_rs_vma_kind(addr as c_ulong) } {
         ffi::VMA_RAM => VmaKind::Ram,
-        ffi::VMA_IO => VmaKind::Io(pfn),
+        ffi::VMA_IO => VmaKind::Io,
         _ => VmaKind::None,
+    }
+}
+
+/// Whether one readable `VM_IO | VM_PFNMAP` VMA of the current task covers
+/// `pages` pages from `start` (`EINVAL` if not). Allocates nothing.
+pub(crate) fn mmio_check(start: u64, pages: u64) -> Result {
+    // SAFETY: looks the current mm up under its mmap lock; any values.
+    let ret = unsafe { ffi::mshv_rs_mmio_check(start as c_ulong, pages as c_ulong) };
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(())
+}
+
+/// Whether ordinary (not `VM_IO | VM_PFNMAP`) VMAs of the current task
+/// cover `pages` pages from `start` without a hole (`EFAULT` if not).
+/// Allocates nothing.
+pub(crate) fn ram_check(start: u64, pages: u64) -> Result {
+    // SAFETY: looks the current mm up under its mmap lock; any values.
+    let ret = unsafe { ffi::mshv_rs_ram_check(start as c_ulong, pages as c_ulong) };
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(())
+}
+
+/// References (`get_page`) on user pages that a second-level entry may
+/// still map after the hypervisor refused to unmap it, so that Linux cannot
+/// free and reuse them. Released on drop, unless kept for good.
+///
+/// # Invariants
+///
+/// Each element of `pfns` holds one page reference taken by [`Self::get`].
+pub(crate) struct PageRefs {
+    pfns: KVVec<u64>,
+    keep: AtomicBool,
+}
+
+impl PageRefs {
+    /// No references.
+    pub(crate) fn new() -> Self {
+        Self {
+            pfns: KVVec::new(),
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes room for `n` more references (accounted to the caller's memcg).
+    pub(crate) fn reserve(&mut self, n: usize) -> Result {
+        self.pfns.reserve(n, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
+        Ok(())
+    }
+
+    /// Takes a reference on the page at `pfn`, if there is room reserved
+    /// and the page needs one (not the zero page). Returns whether it did.
+    ///
+    /// # Safety
+    ///
+    /// As [`mark_pfn_dirty`]: `pfn` comes from a notifier snapshot whose
+    /// sequence the caller validated under the lock its invalidation
+    /// callback takes, and the caller still holds that lock.
+    pub(crate) unsafe fn get(&mut self, pfn: u64) -> bool {
+        if self.pfns.len() == self.pfns.capacity() {
+            return false;
+        }
+        // SAFETY: by the function's contract the page is mapped by the VMM
+        // and cannot be freed until the invalidation waiting for our lock.
+        if !unsafe { ffi::mshv_rs_pfn_get(pfn) } {
+            return false;
+        }
+        // INVARIANT: one reference taken just above.
+        if self.pfns.push_within_capacity(pfn).is_err() {
+            // Unreachable: checked for room above. Do not leak the page.
+            // SAFETY: the reference just taken.
+            unsafe { ffi::mshv_rs_pfn_put(pfn) };
+            return false;
+        }
+        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, 1);
+        true
+    }
+
+    /// References held.
+    pub(crate) fn len(&self) -> usize {
+        self.pfns.len()
+    }
+
+    /// Never releases the references (the hypervisor may map the pages
+    /// for good: its partition could not be deleted).
+    pub(crate) fn keep_forever(&self) {
+        self.keep.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for PageRefs {
+    fn drop(&mut self) {
+        if self.pfns.is_empty() {
+            return;
+        }
+        if self.keep.load(Ordering::Relaxed) {
+            pr_err!(
+                "{} pages kept: the hypervisor may still map them\n",
+                self.pfns.len()
+            );
+            return;
+        }
+        for &pfn in self.pfns.iter() {
+            // SAFETY: by the type invariant we hold one reference on it.
+            unsafe { ffi::mshv_rs_pfn_put(pfn) };
+        }
+        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, -(self.pfns.len() as i64));
     }
 }
 
@@ -370,13 +545,15 @@ pub(crate) struct PinnedPages {
     pfns: KVVec<u64>,
     dirty: bool,
     /// Set by [`PinnedPages::keep_pinned`]: the pins are never released.
-    keep: bool,
+    keep: AtomicBool,
 }
 
 impl PinnedPages {
     /// Pins `pages` pages from `start` (for writing if `write`), charging the
-    /// array to the caller's memory cgroup.
+    /// array to the caller's memory cgroup. The range is checked first
+    /// ([`ram_check`]): no array is allocated for a size nothing backs.
     pub(crate) fn pin(start: u64, pages: usize, write: bool) -> Result<Self> {
+        ram_check(start, pages as u64)?;
         // Sized by userspace: no allocation-failure warning.
         let gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN;
         let mut pfns = KVVec::with_capacity(pages, gfp)?;
@@ -394,15 +571,15 @@ impl PinnedPages {
         Ok(Self {
             pfns,
             dirty: write,
-            keep: false,
+            keep: AtomicBool::new(false),
         })
     }
 
     /// Makes the pins permanent: for pages the hypervisor may still map
     /// after an unmap failed, which Linux must never reuse. They stay
     /// counted in `live_objects`' `pinned_pages`.
-    pub(crate) fn keep_pinned(&mut self) {
-        self.keep = true;
+    pub(crate) fn keep_pinned(&self) {
+        self.keep.store(true, Ordering::Relaxed);
     }
 
     /// The pinned pages' frame numbers, in address order.
@@ -413,7 +590,7 @@ impl PinnedPages {
 
 impl Drop for PinnedPages {
     fn drop(&mut self) {
-        if self.keep {
+        if self.keep.load(Ordering::Relaxed) {
             pr_err!(
                 "{} pages kept pinned: the hypervisor may still map them\n",
                 self.pfns.len()

@@ -15,6 +15,7 @@ pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mm;
 pub(crate) mod page;
+pub(crate) mod testdev;
 pub(crate) mod trace;
 
 /// Whether the C driver `mshv_root` is loaded (or built in), in which case it

@@ -507,12 +507,19 @@ impl Mmap {
 
     /// `mmap(NULL, len, prot, flags, fd, 0)`, unmapped on drop.
     pub fn map(len: usize, prot: i32, flags: i32, fd: i32) -> TResult<Mmap> {
+        Self::map_at(len, prot, flags, fd, 0)
+    }
+
+    /// `mmap(NULL, len, prot, flags, fd, offset)`, unmapped on drop.
+    pub fn map_at(len: usize, prot: i32, flags: i32, fd: i32, offset: i64) -> TResult<Mmap> {
         // SAFETY: a fresh mapping at an address the kernel picks; we own it
         // until drop.
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, 0) };
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd, offset) };
         if p == libc::MAP_FAILED {
             return Err(errno_failure(
-                &format!("mmap of {len:#x} bytes (prot {prot:#x}, flags {flags:#x})"),
+                &format!(
+                    "mmap of {len:#x} bytes (prot {prot:#x}, flags {flags:#x}, offset {offset:#x})"
+                ),
                 errno(),
             ));
         }

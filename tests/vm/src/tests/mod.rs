@@ -13,8 +13,9 @@ mod hardening;
 mod irq;
 mod leaks;
 mod memory;
+mod mmio;
 mod scenarios;
-mod sim;
+pub(crate) mod sim;
 mod state;
 mod trace;
 
@@ -157,8 +158,43 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "kept_region_invalidation_unmaps",
+        func: sim::kept_region_invalidation_unmaps,
+        timeout: 300,
+    },
+    TestCase {
+        name: "kept_region_holds_pages",
+        func: sim::kept_region_holds_pages,
+        timeout: 300,
+    },
+    TestCase {
+        name: "kept_region_pins_survive_failed_delete",
+        func: sim::kept_region_pins_survive_failed_delete,
+        timeout: 300,
+    },
+    TestCase {
         name: "injected_remap_failure_refaults",
         func: sim::injected_remap_failure_refaults,
+        timeout: 300,
+    },
+    TestCase {
+        name: "mmio_pfnmap_pgoff_not_pfn",
+        func: mmio::mmio_pfnmap_pgoff_not_pfn,
+        timeout: 300,
+    },
+    TestCase {
+        name: "mmio_region_larger_than_vma",
+        func: mmio::mmio_region_larger_than_vma,
+        timeout: 300,
+    },
+    TestCase {
+        name: "mmio_readonly_vma_maps_readonly",
+        func: mmio::mmio_readonly_vma_maps_readonly,
+        timeout: 300,
+    },
+    TestCase {
+        name: "mmio_munmap_unmaps_slat",
+        func: mmio::mmio_munmap_unmaps_slat,
         timeout: 300,
     },
     TestCase {

@@ -309,7 +309,7 @@ pub fn injected_unmap_failure_keeps_pins() -> TResult {
 /// creates. Skips on another backend; missing on the sim backend it is a
 /// failure (or, under MSHV_FAULTS, an accepted outcome of failslab:
 /// [`debugfs_missing`]).
-fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf> {
+pub(crate) fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf> {
     let path = p.debugfs_dir()?.join(name);
     if present(&path)? {
         return Ok(path);
@@ -409,6 +409,180 @@ pub fn mirror_checker_catches_corruption() -> TResult {
         mirror_check(&p)?.1,
         0,
         "mirror violations after removing the region"
+    );
+    Ok(())
+}
+
+/// Turns the sim's random hypercall failures off however a test ends.
+struct InjectOff;
+
+impl Drop for InjectOff {
+    fn drop(&mut self) {
+        let _ = inject("inject_probability", "0 0");
+    }
+}
+
+/// A movable data region (every page touched by the guest) whose removal
+/// fails (every map and unmap call fails), with the code region already
+/// removed: the returned partition's SLAT holds only what the kept data
+/// region left. Returns the setup (VP halted) and the accessible entries
+/// left.
+fn kept_movable_region() -> TResult<(Setup, u64)> {
+    let s = setup()?;
+    {
+        let mut m = Monitor::start(&s.vcpu)?;
+        m.touch(DATA_GPA, (DATA_SIZE / PAGE) as u32)?;
+        m.halt()?;
+    }
+    s.p.vm
+        .unmap_user_memory(region(CODE_GFN, &s.code, CODE_SIZE, MEM_RWX))
+        .map_err(|e| Failure::Fail(format!("unmap the code region: {}", show_err(e))))?;
+    inject("inject_probability", "1000 5")?;
+    let off = InjectOff;
+    let r =
+        s.p.vm
+            .unmap_user_memory(region(DATA_GFN, &s.data, DATA_SIZE, MEM_RWX));
+    drop(off);
+    match r {
+        Err(e) => ensure_eq!(
+            errname(e.errno()),
+            errname(libc::EINVAL),
+            "SET_GUEST_MEMORY UNMAP errno when every unmap call fails"
+        ),
+        Ok(()) => fail!("SET_GUEST_MEMORY UNMAP with every unmap call failing succeeded"),
+    }
+    let left = sim_slat(&s.p)?["accessible_entries"];
+    note!("accessible SLAT entries left by the failed removal: {left}");
+    ensure!(
+        left > 0,
+        "accessible SLAT entries after the failed removal: 0 (nothing left to protect)"
+    );
+    Ok((s, left))
+}
+
+/// Issue 14 defect 4: a movable region kept after a failed removal still
+/// follows Linux. MADV_DONTNEED of its pages (which frees them) runs its
+/// invalidation, which now unmaps the range: no accessible SLAT entry is
+/// left to map a freed page. (Before, a kept region's invalidations did
+/// nothing and every entry stayed.)
+pub fn kept_region_invalidation_unmaps() -> TResult {
+    let (s, _) = kept_movable_region()?;
+    s.data
+        .madvise(0, DATA_SIZE, libc::MADV_DONTNEED)
+        .map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
+    let after = sim_slat(&s.p)?;
+    note!("sim_slat after MADV_DONTNEED: {}", show_kv(&after));
+    ensure_eq!(
+        after["accessible_entries"],
+        0,
+        "accessible SLAT entries of the kept region after MADV_DONTNEED freed its pages"
+    );
+    // The GPA range stays reserved until the region is gone for good.
+    match s
+        .p
+        .vm
+        .map_user_memory(region(DATA_GFN, &s.data, DATA_SIZE, MEM_RWX))
+    {
+        Err(e) => ensure_eq!(
+            errname(e.errno()),
+            errname(libc::EEXIST),
+            "SET_GUEST_MEMORY over the kept region's GPA range"
+        ),
+        Ok(()) => fail!("SET_GUEST_MEMORY over the kept region's GPA range succeeded"),
+    }
+    Ok(())
+}
+
+/// Issue 14 defect 4, the worst case: the hypervisor refuses the removal
+/// and then every invalidation's unmap and remap too. The kept region
+/// holds a reference on each page the VMM mapped when the removal failed
+/// (counted in `live_objects` `pinned_pages`), so MADV_DONTNEED cannot free
+/// a page a surviving entry maps; once the hypervisor answers again the
+/// next invalidation unmaps the entries, and closing the partition releases
+/// the pages.
+pub fn kept_region_holds_pages() -> TResult {
+    let held = || -> TResult<u64> {
+        match live_objects()? {
+            Some(l) => Ok(l["pinned_pages"]),
+            None => fail!("{} missing", live_objects_path().display()),
+        }
+    };
+    let start = held()?;
+    let (s, left) = kept_movable_region()?;
+    let pages = (DATA_SIZE / PAGE) as u64;
+    ensure_eq!(
+        held()?,
+        start + pages,
+        "pages held after the failed removal of a region whose {pages} pages the guest wrote"
+    );
+    inject("inject_probability", "1000 5")?;
+    let off = InjectOff;
+    let r = s.data.madvise(0, DATA_SIZE, libc::MADV_DONTNEED);
+    drop(off);
+    r.map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
+    // Each failing call still applies the reps before its failing one, and
+    // never the failing one: some entries go, at least one per call stays.
+    let mid = sim_slat(&s.p)?["accessible_entries"];
+    note!("accessible SLAT entries after MADV_DONTNEED with every call failing: {mid}");
+    ensure!(
+        mid > 0 && mid <= left,
+        "accessible SLAT entries after MADV_DONTNEED with every unmap and remap failing: {mid} (expected 1..={left})"
+    );
+    ensure_eq!(
+        held()?,
+        start + pages,
+        "pages held while the hypervisor may still map them"
+    );
+    // The hypervisor answers again: the next invalidation unmaps.
+    s.data
+        .madvise(0, DATA_SIZE, libc::MADV_DONTNEED)
+        .map_err(|e| Failure::Fail(format!("madvise(MADV_DONTNEED): {}", errname(e))))?;
+    ensure_eq!(
+        sim_slat(&s.p)?["accessible_entries"],
+        0,
+        "accessible SLAT entries after an invalidation the hypervisor accepts"
+    );
+    drop(s);
+    ensure_eq!(held()?, start, "pages held after closing the partition");
+    Ok(())
+}
+
+/// Issue 14 defect 4: when the partition cannot be finalized (and so not
+/// deleted), a pinned region kept after a failed removal keeps its pins for
+/// good: the hypervisor may still map the pages, so closing the partition
+/// must not give them back to Linux. Leaks the pins and the simulated
+/// partition on purpose (until the module is unloaded).
+pub fn kept_region_pins_survive_failed_delete() -> TResult {
+    const SIZE: usize = MIB;
+    let pages = (SIZE / PAGE) as u64;
+    let pinned = || -> TResult<u64> {
+        match live_objects()? {
+            Some(l) => Ok(l["pinned_pages"]),
+            None => fail!("{} missing", live_objects_path().display()),
+        }
+    };
+    let mshv = open_mshv()?;
+    let start = pinned()?;
+    let p = Partition::new(&mshv)?;
+    let data = Mmap::anon(SIZE)?;
+    let pin = ForcePinned::on()?;
+    p.map(&data, 0, SIZE, DATA_GFN, MEM_RWX)?;
+    drop(pin);
+    inject("inject_probability", "1000 5")?;
+    let off = InjectOff;
+    let r =
+        p.vm.unmap_user_memory(region(DATA_GFN, &data, SIZE, MEM_RWX));
+    drop(off);
+    ensure!(
+        r.is_err(),
+        "SET_GUEST_MEMORY UNMAP with every unmap call failing succeeded"
+    );
+    inject("inject_finalize_failure", "1")?;
+    drop(p);
+    ensure_eq!(
+        pinned()?,
+        start + pages,
+        "pinned pages after closing a partition that could not be finalized"
     );
     Ok(())
 }

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! MMIO regions: device memory the VMM maps `VM_IO | VM_PFNMAP` (a vfio
+//! BAR), mapped into the guest uncached and up front.
+//!
+//! The pfns come from the VMM's page tables (`follow_pfnmap_start`, faulting
+//! unpopulated pages in with `fixup_user_fault`, as KVM's
+//! `hva_to_pfn_remapped` does), never from `vm_pgoff`: vfio-pci stores
+//! `index << 28 | offset` there, and upstream's `vm_pgoff + offset` handed
+//! the guest whatever host memory that number names. One readable VMA must
+//! cover the whole region; the guest gets write access only where the
+//! VMM's own mapping is writable.
+//!
+//! An interval notifier keeps the mapping coherent: when Linux zaps the
+//! VMA's ptes (munmap, vfio-pci disabling a BAR on reset), the invalidation
+//! unmaps that part of the region (or, if the hypervisor refuses, remaps it
+//! NO_ACCESS), so the guest never keeps a pfn the VMM no longer maps. The
+//! guest's next access there is an `HVMSG_UNMAPPED_GPA` (or intercept) for
+//! the VMM; the driver does not map the pages back in by itself.
+//!
+//! # Locking
+//!
+//! `Mmio::state` protects the region's SLAT entries and its [`Phase`]. The
+//! map path takes it after looking the pfns up (the mmap lock is not held
+//! under it) and maps only if no invalidation ran since; invalidations take
+//! it (try-lock when not blockable). Under it: hypercalls only; deposits
+//! happen with it dropped.
+
+use super::{geometry, movable::Stats, Phase};
+use crate::{
+    hv::{abi, calls, Hypervisor},
+    sys::{
+        mm::{self, HmmPfn, IntervalNotifier, Invalidate, Invalidation},
+        trace,
+    },
+};
+use kernel::{
+    alloc::flags::__GFP_NOWARN,
+    new_mutex,
+    prelude::*,
+    sync::{Arc, Mutex, SetOnce},
+};
+
+/// Pages looked up and mapped per round (one input page of pfns).
+const CHUNK: u64 = 512;
+/// Bound on rounds of one chunk restarted by a racing invalidation or a
+/// deposit.
+const MAX_TRIES: usize = 32;
+
+/// The state of an MMIO region.
+#[pin_data]
+pub(crate) struct Mmio {
+    /// Declared first so that it drops (unregisters, waiting for running
+    /// callbacks) before any field the callback uses. Set once, right after
+    /// construction; empty only until then.
+    notifier: SetOnce<IntervalNotifier<Mmio>>,
+    hv: Arc<dyn Hypervisor>,
+    pt: u64,
+    start_gfn: u64,
+    pages: u64,
+    uaddr: u64,
+    writable: bool,
+    exec: bool,
+    stats: Arc<Stats>,
+    #[pin]
+    state: Mutex<Phase>,
+}
+
+impl Mmio {
+    /// Checks that one `VM_IO | VM_PFNMAP` VMA covers the region (`EINVAL`
+    /// otherwise, before anything is allocated) and registers the notifier.
+    /// The caller then maps it with [`Mmio::map_initial`]. Sleeps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        hv: Arc<dyn Hypervisor>,
+        pt: u64,
+        start_gfn: u64,
+        pages: u64,
+        uaddr: u64,
+        writable: bool,
+        exec: bool,
+        stats: Arc<Stats>,
+    ) -> Result<Pin<KBox<Self>>> {
+        mm::mmio_check(uaddr, pages)?;
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                notifier: SetOnce::new(),
+                hv,
+                pt,
+                start_gfn,
+                pages,
+                uaddr,
+                writable,
+                exec,
+                stats,
+                state <- new_mutex!(Phase::Live),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let owner: *const Mmio = &*this;
+        // SAFETY: `this` is pinned in its box and outlives the notifier: the
+        // notifier is its first field, dropped (unregistered) before the
+        // others and before the box is freed.
+        let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
+        // Cannot fail: this is the only place that populates it.
+        this.notifier.populate(notifier);
+        Ok(this)
+    }
+
+    /// The VMM's address space (for the mirror checker).
+    pub(crate) fn mm(&self) -> Option<&mm::MmRef> {
+        self.notifier.as_ref().map(|n| n.mm())
+    }
+
+    /// The notifier sequence now, for the mirror checker (see
+    /// `Movable::read_begin`).
+    pub(crate) fn read_begin(&self) -> Option<u64> {
+        self.notifier.as_ref().map(|n| n.read_begin())
+    }
+
+    /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
+    pub(crate) fn read_retry(&self, seq: u64) -> bool {
+        self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))
+    }
+
+    /// Holds the region lock while the region is live (mirror checker).
+    pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
+        let st = self.state.lock();
+        (*st == Phase::Live).then_some(st)
+    }
+
+    fn base_flags(&self) -> u32 {
+        abi::HV_MAP_GPA_READABLE
+            | abi::HV_MAP_GPA_NOT_CACHED
+            | if self.exec {
+                abi::HV_MAP_GPA_EXECUTABLE
+            } else {
+                0
+            }
+    }
+
+    /// Maps the whole region, [`CHUNK`] pages at a time: looks the pfns up
+    /// (sleeps, takes the mmap lock), then under the region lock maps them
+    /// if no invalidation ran meanwhile. Memory for the lookup is one chunk,
+    /// whatever the region's size. On error the caller removes the region.
+    pub(crate) fn map_initial(&self) -> Result {
+        let Some(notifier) = self.notifier.as_ref() else {
+            return Err(EINVAL);
+        };
+        let n = self.pages.min(CHUNK) as usize;
+        let mut found = KVVec::new();
+        found.resize(n, HmmPfn::default(), GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
+        let mut pfns = KVVec::new();
+        pfns.resize(n, 0u64, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
+        let mut off = 0u64;
+        let mut tries = 0;
+        while off < self.pages {
+            if crate::sys::page::fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            tries += 1;
+            if tries > MAX_TRIES {
+                return Err(EAGAIN);
+            }
+            let count = (self.pages - off).min(CHUNK) as usize;
+            let found = found.get_mut(..count).ok_or(EINVAL)?;
+            let seq = notifier.read_begin();
+            notifier.mmio_pfns(self.uaddr + off * geometry::PAGE_SIZE, self.writable, found)?;
+            let st = self.state.lock();
+            if *st != Phase::Live {
+                return Err(EINVAL);
+            }
+            if notifier.read_retry(seq) {
+                drop(st);
+                crate::sys::page::cond_resched();
+                continue;
+            }
+            let r = self.map_chunk(self.start_gfn + off, found, &mut pfns);
+            drop(st);
+            match r {
+                Ok(()) => {
+                    off += count as u64;
+                    tries = 0;
+                }
+                Err(e) if e.needs_memory() => {
+                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            crate::sys::page::cond_resched();
+        }
+        Ok(())
+    }
+
+    /// Maps `found` at `gfn` in runs of equal write permission (4 KiB
+    /// entries: device memory is never mapped large). Under the lock; no
+    /// allocation (`pfns` is scratch space at least as long as `found`).
+    fn map_chunk(
+        &self,
+        gfn: u64,
+        found: &[HmmPfn],
+        pfns: &mut [u64],
+    ) -> Result<(), crate::hv::HvError> {
+        let mut i = 0;
+        while i < found.len() {
+            let w = found.get(i).is_some_and(|p| p.writable());
+            let mut k = 0;
+            while let Some(p) = found.get(i + k).filter(|p| p.writable() == w) {
+                if let Some(slot) = pfns.get_mut(k) {
+                    *slot = p.pfn();
+                }
+                k += 1;
+            }
+            let flags = self.base_flags() | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 };
+            calls::map_batched(
+                &*self.hv,
+                self.pt,
+                gfn + i as u64,
+                flags,
+                pfns.get(..k).unwrap_or(&[]),
+                &self.stats.hypercalls,
+            )
+            .map_err(|e| e.error)?;
+            i += k;
+        }
+        Ok(())
+    }
+
+    fn unmap(&self, first: u64, count: u64) -> Result<(), crate::hv::RepError> {
+        calls::unmap_batched(
+            &*self.hv,
+            self.pt,
+            self.start_gfn + first,
+            count,
+            false,
+            &self.stats.hypercalls,
+        )
+    }
+
+    /// Unmaps the region's whole GPA range. Called once on removal. On
+    /// failure the region is [`Phase::Kept`]: its invalidations go on
+    /// unmapping (see `RegionSet::retire`).
+    pub(crate) fn remove(&self) -> Result {
+        let mut st = self.state.lock();
+        *st = Phase::Removed;
+        let r = self.unmap(0, self.pages);
+        if r.is_err() {
+            *st = Phase::Kept;
+        }
+        r.map_err(|e| e.error.into())
+    }
+}
+
+impl Invalidate for Mmio {
+    fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
+        let st = if blockable {
+            self.state.lock()
+        } else {
+            match self.state.try_lock() {
+                Some(g) => g,
+                None => {
+                    Stats::add(&self.stats.invalidations_busy, 1);
+                    return false;
+                }
+            }
+        };
+        inv.set_seq();
+        if *st == Phase::Removed {
+            return true;
+        }
+        let Some(range) = geometry::clamp_invalidation(self.uaddr, self.pages, start, end) else {
+            return true;
+        };
+        Stats::add(&self.stats.invalidations, 1);
+        trace::invalidate(
+            self.pt,
+            self.start_gfn + range.first,
+            range.count,
+            blockable,
+        );
+        // Device memory has no NO_ACCESS use: unmap, so that the guest's
+        // next access goes to the VMM as an unmapped GPA. All entries are
+        // 4 KiB, so this needs no hypervisor memory.
+        if self.unmap(range.first, range.count).is_ok() {
+            return true;
+        }
+        Stats::add(&self.stats.invalidate_failures, 1);
+        if calls::map_no_access(
+            &*self.hv,
+            self.pt,
+            self.start_gfn + range.first,
+            range.count,
+            false,
+            &self.stats.hypercalls,
+        )
+        .is_ok()
+        {
+            return true;
+        }
+        pr_err!(
+            "pt {}: could not invalidate MMIO gfn range at {:#x}; guest may reach a pfn the VMM no longer maps\n",
+            self.pt,
+            self.start_gfn + range.first
+        );
+        // Linux ignores the answer to a blockable invalidation; a
+        // non-blockable one must not claim success.
+        blockable
+    }
+}
