@@ -64,7 +64,7 @@ impl Vp {
                 msg_pfn,
                 run,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         debugfs::live_add(debugfs::Live::Vps, 1);
         Ok(vp)

@@ -376,6 +376,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 900,
     },
     TestCase {
+        name: "gpap_walk_killable",
+        func: hardening::gpap_walk_killable,
+        timeout: 300,
+    },
+    TestCase {
         name: "create_vp_failure_keeps_no_deposit",
         func: hardening::create_vp_failure_keeps_no_deposit,
         timeout: 60,
