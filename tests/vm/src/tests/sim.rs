@@ -502,10 +502,7 @@ pub fn kept_region_invalidation_unmaps() -> TResult {
 /// the pages.
 pub fn kept_region_holds_pages() -> TResult {
     let held = || -> TResult<u64> {
-        match live_objects()? {
-            Some(l) => Ok(l["pinned_pages"]),
-            None => fail!("{} missing", live_objects_path().display()),
-        }
+        Ok(live_objects()?["pinned_pages"])
     };
     let start = held()?;
     let (s, left) = kept_movable_region()?;
@@ -556,10 +553,7 @@ pub fn kept_region_pins_survive_failed_delete() -> TResult {
     const SIZE: usize = MIB;
     let pages = (SIZE / PAGE) as u64;
     let pinned = || -> TResult<u64> {
-        match live_objects()? {
-            Some(l) => Ok(l["pinned_pages"]),
-            None => fail!("{} missing", live_objects_path().display()),
-        }
+        Ok(live_objects()?["pinned_pages"])
     };
     let mshv = open_mshv()?;
     let start = pinned()?;
