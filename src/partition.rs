@@ -120,7 +120,7 @@ impl Partition {
         let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
             hv.create_partition(args)
         })?;
-        let stats = match Arc::new(Stats::default(), GFP_KERNEL) {
+        let stats = match Arc::new(Stats::default(), GFP_KERNEL_ACCOUNT) {
             Ok(s) => s,
             Err(e) => {
                 Self::destroy_in_hv(&*hv, id);
@@ -133,7 +133,7 @@ impl Partition {
                 tree <- new_mutex!(RBTree::new()),
                 held <- new_mutex!(KVec::new()),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -168,7 +168,7 @@ impl Partition {
                 regions,
                 irq,
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
         .inspect_err(|_| Self::destroy_in_hv(&*hv2, id))?;
         crate::debugfs::live_add(crate::debugfs::Live::Partitions, 1);
@@ -319,10 +319,10 @@ impl Partition {
             policy,
             &self.stats,
         )?;
-        let region = Arc::new(region, GFP_KERNEL)?;
+        let region = Arc::new(region, GFP_KERNEL_ACCOUNT)?;
         let last = m.guest_pfn + pages - 1;
         // On failure the region is dropped, which removes it.
-        let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL)?;
+        let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL_ACCOUNT)?;
         self.regions.tree.lock().insert(node);
         crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
         Ok(())

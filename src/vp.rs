@@ -59,7 +59,7 @@ impl Vp {
                 msg_pfn,
                 run <- new_mutex!(()),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         debugfs::live_add(debugfs::Live::Vps, 1);
         Ok(vp)
