@@ -204,6 +204,8 @@ struct Shared {
     /// Per thread: ms since start when its RUN_VP began, 0 when not in one.
     in_run: Vec<AtomicU64>,
     tids: Vec<AtomicU64>,
+    /// Kernel thread ids (for /proc/self/task/<tid>).
+    ktids: Vec<AtomicI32>,
     logs: Vec<Mutex<VecDeque<String>>>,
     start: Instant,
     wild_sizes: bool,
@@ -302,7 +304,9 @@ impl Worker {
 
     fn fd(&mut self, table: &[AtomicI32]) -> i32 {
         if self.rng.chance(20) {
-            return self.rng.pick(&[-1, 0, 1, 2, 1000, i32::MAX]);
+            // Never 0..2: a write to the console may block (the first
+            // stall this fuzzer found was its own).
+            return self.rng.pick(&[-1, 1000, 4095, i32::MAX]);
         }
         table[self.rng.below(table.len() as u64) as usize].load(Relaxed)
     }
@@ -947,8 +951,21 @@ impl Worker {
         self.count("fork", pid as i64);
         if pid > 0 {
             let mut st = 0;
+            // Five seconds, then SIGKILL; a child that does not die even
+            // then is stuck in the kernel, and the stall check reports it.
+            for _ in 0..500 {
+                // SAFETY: our child.
+                if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } != 0 {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.log(format!("child {pid} still running after 5 s: SIGKILL"));
             // SAFETY: our child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut st, 0)
+            };
         }
     }
 
@@ -1237,6 +1254,53 @@ impl Kmsg {
 
 // ---------------------------------------------------------------------------
 
+/// No call completing for this long is a failure (a hang).
+const STALL_SECS: u64 = 60;
+
+fn print_report(sh: &Shared, klog: &[String], seed: u64) {
+    println!(
+        "mshv-fuzz: KERNEL REPORT or STALL (seed {seed:#018x}); the kernel log since the start:"
+    );
+    for l in klog {
+        println!("  | {l}");
+    }
+    for (i, l) in sh.logs.iter().enumerate() {
+        println!("mshv-fuzz: thread {i}'s last operations:");
+        for s in l.lock().unwrap().iter() {
+            println!("    {s}");
+        }
+    }
+}
+
+/// Where each thread (and each child of ours) waits in the kernel.
+fn show_tasks(sh: &Shared) {
+    let read = |p: String| std::fs::read_to_string(&p).unwrap_or_else(|e| format!("({p}: {e})"));
+    let mut pids = Vec::new();
+    for (i, t) in sh.ktids.iter().enumerate() {
+        let tid = t.load(Relaxed);
+        println!(
+            "mshv-fuzz: thread {i} (tid {tid}): wchan {} state {}",
+            read(format!("/proc/self/task/{tid}/wchan")),
+            read(format!("/proc/self/task/{tid}/stat"))
+                .split(' ')
+                .nth(2)
+                .unwrap_or("?")
+        );
+        print!("{}", read(format!("/proc/self/task/{tid}/stack")));
+        if let Ok(c) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
+            pids.extend(c.split_whitespace().map(str::to_string));
+        }
+    }
+    for pid in pids {
+        println!(
+            "mshv-fuzz: child {pid}: wchan {} stat {}",
+            read(format!("/proc/{pid}/wchan")),
+            read(format!("/proc/{pid}/stat"))
+        );
+        print!("{}", read(format!("/proc/{pid}/stack")));
+    }
+}
+
 extern "C" fn on_signal(_: libc::c_int) {}
 
 struct Args {
@@ -1356,6 +1420,7 @@ fn main() {
         calls: AtomicU64::new(0),
         in_run: (0..args.threads).map(|_| AtomicU64::new(0)).collect(),
         tids: (0..args.threads).map(|_| AtomicU64::new(0)).collect(),
+        ktids: (0..args.threads).map(|_| AtomicI32::new(0)).collect(),
         logs: (0..args.threads)
             .map(|_| Mutex::new(VecDeque::new()))
             .collect(),
@@ -1390,6 +1455,8 @@ fn main() {
         handles.push(std::thread::spawn(move || {
             // SAFETY: pthread_self is always safe.
             sh.tids[id].store(unsafe { libc::pthread_self() } as u64, Relaxed);
+            // SAFETY: plain syscall.
+            sh.ktids[id].store(unsafe { libc::gettid() }, Relaxed);
             // Scratch + guard, placed by the kernel.
             // SAFETY: a new private mapping.
             let scratch = unsafe {
@@ -1428,6 +1495,9 @@ fn main() {
     let deadline = sh.start + Duration::from_secs_f64(args.minutes * 60.0);
     let mut last_print = Instant::now();
     let mut report = false;
+    let mut stalled = false;
+    let mut last_calls = 0;
+    let mut last_progress = Instant::now();
     while Instant::now() < deadline && sh.calls.load(Relaxed) < args.calls {
         std::thread::sleep(Duration::from_millis(100));
         let now = sh.start.elapsed().as_millis() as u64;
@@ -1444,6 +1514,19 @@ fn main() {
             report = true;
             break;
         }
+        let calls = sh.calls.load(Relaxed);
+        if calls != last_calls {
+            last_calls = calls;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > Duration::from_secs(STALL_SECS) {
+            println!(
+                "mshv-fuzz: STALL: no call completed for {STALL_SECS} s (seed {:#018x})",
+                args.seed
+            );
+            show_tasks(&sh);
+            stalled = true;
+            break;
+        }
         if last_print.elapsed() >= Duration::from_secs(10) {
             last_print = Instant::now();
             println!(
@@ -1454,6 +1537,12 @@ fn main() {
         }
     }
     sh.stop.store(true, Relaxed);
+    if stalled {
+        kmsg.poll(&mut klog);
+        print_report(&sh, &klog, args.seed);
+        // Threads stuck in the kernel cannot be joined.
+        std::process::exit(1);
+    }
     // Threads blocked in RUN_VP get a signal until they leave.
     let mut stats = Stats::default();
     for (i, h) in handles.into_iter().enumerate() {
@@ -1520,19 +1609,7 @@ fn main() {
     );
     print!("{out}");
     if report {
-        println!(
-            "mshv-fuzz: KERNEL REPORT (seed {:#018x}); the kernel log since the start:",
-            args.seed
-        );
-        for l in &klog {
-            println!("  | {l}");
-        }
-        for (i, l) in sh.logs.iter().enumerate() {
-            println!("mshv-fuzz: thread {i}'s last operations:");
-            for s in l.lock().unwrap().iter() {
-                println!("    {s}");
-            }
-        }
+        print_report(&sh, &klog, args.seed);
         std::process::exit(1);
     }
     println!("mshv-fuzz: no kernel report");
