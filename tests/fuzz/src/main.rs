@@ -201,7 +201,9 @@ struct Shared {
     slot_lock: Vec<Mutex<()>>,
     stop: AtomicBool,
     calls: AtomicU64,
-    /// Per thread: ms since start when its RUN_VP began, 0 when not in one.
+    /// Per thread: ms since start when its current ioctl began, 0 when not
+    /// in one (the watchdog signals it after a second: a RUN_VP of a guest
+    /// that never exits, or a sleeping HLT, returns EINTR).
     in_run: Vec<AtomicU64>,
     tids: Vec<AtomicU64>,
     /// Kernel thread ids (for /proc/self/task/<tid>).
@@ -294,11 +296,14 @@ impl Worker {
     /// ioctl(fd, cmd, arg), logged and counted.
     fn ioctl(&mut self, op: &'static str, fd: i32, cmd: u64, arg: u64) -> i64 {
         self.log(format!("{op} fd {fd} cmd {cmd:#x} arg {arg:#x}"));
+        let now = self.sh.start.elapsed().as_millis() as u64 + 1;
+        self.sh.in_run[self.id].store(now, Relaxed);
         // SAFETY: every pointer argument is either a bad pointer the kernel
         // must refuse or lies in this thread's scratch area (followed by a
         // guard), a memory slot, or a live local; the kernel writes at most
         // within those or faults.
         let r = unsafe { libc::ioctl(fd, cmd as _, arg) } as i64;
+        self.sh.in_run[self.id].store(0, Relaxed);
         self.count(op, r)
     }
 
@@ -722,11 +727,7 @@ impl Worker {
     }
 
     fn run_vp(&mut self, vp: i32, ptr: u64) -> i64 {
-        let now = self.sh.start.elapsed().as_millis() as u64 + 1;
-        self.sh.in_run[self.id].store(now, Relaxed);
-        let r = self.ioctl("RUN_VP", vp, VP_RUN, ptr);
-        self.sh.in_run[self.id].store(0, Relaxed);
-        r
+        self.ioctl("RUN_VP", vp, VP_RUN, ptr)
     }
 
     fn op_vp_mmap(&mut self) {
