@@ -28,7 +28,7 @@ endif
 MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
 KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
-.PHONY: all module setup kernel kernel-debug kunit check check-debug check-faults run bench \
+.PHONY: all module setup kernel kernel-debug kunit check check-debug check-faults fuzz run bench \
 	demo-build demo-smoke \
 	vm-test host-test fmt fmtcheck clippy install clean help
 
@@ -36,7 +36,7 @@ all: module
 
 help:
 	@sed -n 's/^#   //p' $(REPO)/Makefile | head -3; \
-	echo "targets: module kunit check run bench demo-smoke fmt fmtcheck clippy install clean"; \
+	echo "targets: module kunit check check-debug fuzz run bench demo-smoke fmt fmtcheck clippy install clean"; \
 	echo "variables: KDIR=<kernel build dir>  V=1  WERROR=1  VMM=mshv-demo|cloud-hypervisor (make run)"
 
 setup:
@@ -89,6 +89,13 @@ check:
 check-debug:
 	$(REPO)/scripts/check-debug $(CHECK_DEBUG_ARGS)
 
+# The fuzzer (tests/fuzz, scripts/fuzz) in the debug-kernel VM for
+# FUZZ_MINUTES (default 10) per seed; FUZZ_SEED=N replays a seed (default:
+# a fresh one, printed). FUZZ_ARGS are passed to scripts/fuzz (for example
+# --test-kernel, or "-- --threads 8 --wild-sizes" for the fuzzer).
+fuzz:
+	$(REPO)/scripts/fuzz $(if $(FUZZ_MINUTES),--minutes $(FUZZ_MINUTES)) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)) $(FUZZ_ARGS)
+
 # The movable-memory scenarios on the debug kernel with failslab and the
 # sim's random hypercall failures (scripts/check-faults): passes if nothing
 # splats, leaks or leaves a stale translation.
@@ -139,5 +146,6 @@ clean:
 	cd $(REPO)/tests/host && cargo clean
 	cd $(REPO)/tests/vm && cargo clean
 	cd $(REPO)/vmm && cargo clean
+	cd $(REPO)/tests/fuzz && cargo clean
 
 endif

@@ -237,23 +237,26 @@ void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx);
  * the work item calls the Rust callback mshv_rs_irqfd_fire(@owner) in
  * process context, once per batch of signals. If the eventfd is already
  * readable when the hook is installed, the work item is queued at once.
- * EPOLLHUP (the eventfd file closed) is ignored: the hook holds no reference
- * on the file, only the caller's on @ctx, and stays until destroyed.
+ * On EPOLLHUP (the eventfd file released) the wakeup unhooks from the wait
+ * queue and queues a second work item that calls the Rust callback
+ * mshv_rs_irqfd_hup(@owner) once, in process context; the callback may
+ * destroy the hook (it is then not waited for).
  * Returns NULL with *@err = -ENOMEM on failure. @ctx and @owner must stay
  * valid until mshv_rs_irqfd_destroy() returns.
  */
 struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
 					   void *owner, int *err);
 /*
- * Unhooks from the wait queue, waits for a queued or running work item
- * (cancel_work_sync) and frees. After it returns mshv_rs_irqfd_fire() is not
- * running and will not be called for @w. May sleep; the caller must not hold
- * a lock that mshv_rs_irqfd_fire() takes.
+ * Unhooks from the wait queue, waits for queued or running work items
+ * (cancel_work_sync; not for the hup item when called from it) and frees.
+ * After it returns neither callback is running or will be called for @w.
+ * May sleep; the caller must not hold a lock that either callback takes.
  */
 void mshv_rs_irqfd_destroy(struct mshv_rs_irqfd *w);
 
-/* Implemented in Rust (src/irq/irqfd.rs). */
+/* Implemented in Rust (src/sys/eventfd.rs). */
 void mshv_rs_irqfd_fire(void *owner);
+void mshv_rs_irqfd_hup(void *owner);
 
 /* ---- layout canaries ------------------------------------------------------- */
 

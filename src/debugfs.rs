@@ -53,9 +53,15 @@ pub(crate) enum Live {
     PinnedPages = 3,
     /// Pages deposited into child partitions and not yet withdrawn.
     DepositedPages = 4,
+    /// Registered irqfds.
+    Irqfds = 5,
+    /// Registered ioeventfds.
+    Ioeventfds = 6,
 }
 
-static LIVE: [AtomicI64; 5] = [
+static LIVE: [AtomicI64; 7] = [
+    AtomicI64::new(0),
+    AtomicI64::new(0),
     AtomicI64::new(0),
     AtomicI64::new(0),
     AtomicI64::new(0),
@@ -79,7 +85,9 @@ fn show_live(_: &(), f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "vps {}", get(Live::Vps))?;
     writeln!(f, "regions {}", get(Live::Regions))?;
     writeln!(f, "pinned_pages {}", get(Live::PinnedPages))?;
-    writeln!(f, "deposited_pages {}", get(Live::DepositedPages))
+    writeln!(f, "deposited_pages {}", get(Live::DepositedPages))?;
+    writeln!(f, "irqfds {}", get(Live::Irqfds))?;
+    writeln!(f, "ioeventfds {}", get(Live::Ioeventfds))
 }
 
 fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -53,7 +53,7 @@ impl MiscDevice for MshvDev {
             MshvDev {
                 shared: module.shared.clone(),
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?)
     }
 

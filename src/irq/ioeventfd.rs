@@ -9,12 +9,21 @@
 //! EINVAL, PIO EOPNOTSUPP, a length other than 0/1/2/4/8 or a range that
 //! wraps EINVAL, an address/length already registered with an overlapping
 //! value set EEXIST, a deassign that matches nothing ENOENT (it must repeat
-//! the address, length and datamatch form of the assign).
+//! the address, length and datamatch form of the assign). One more than
+//! [`MAX_IOEVENTFDS`] is ENOSPC (upstream has no limit).
 
 use crate::{hv::Doorbell, sys::eventfd::EventFd, uapi::MshvUserIoeventfd};
 use kernel::prelude::*;
 
-/// A registered ioeventfd.
+/// At most this many ioeventfds per partition (KVM's `NR_IOBUS_DEVS`;
+/// upstream mshv has no limit). An ioeventfd, unlike an irqfd, does not
+/// hook its eventfd's wait queue and so outlives the eventfd's last fd,
+/// after which it can no longer be deassigned (that needs the fd): without
+/// a limit `eventfd(); MSHV_IOEVENTFD; close()` grows the list, and the
+/// O(n) collision check and doorbell lookup, without bound.
+pub(crate) const MAX_IOEVENTFDS: usize = 1000;
+
+/// A registered ioeventfd (counted in `live_objects` as `ioeventfds`).
 pub(crate) struct Entry {
     /// The doorbell port it is connected as.
     pub(crate) port: u32,
@@ -22,6 +31,24 @@ pub(crate) struct Entry {
     pub(crate) doorbell: Doorbell,
     /// What a ring signals.
     pub(crate) eventfd: EventFd,
+}
+
+impl Entry {
+    /// An entry for `eventfd` connected as `port`.
+    pub(crate) fn new(port: u32, doorbell: Doorbell, eventfd: EventFd) -> Self {
+        crate::debugfs::live_add(crate::debugfs::Live::Ioeventfds, 1);
+        Self {
+            port,
+            doorbell,
+            eventfd,
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        crate::debugfs::live_add(crate::debugfs::Live::Ioeventfds, -1);
+    }
 }
 
 /// Checks the length and range of `args` (flags were checked by the caller).

@@ -11,9 +11,14 @@
 //! issues the hypercall from the wakeup; the cost here is one work-item
 //! latency per batch of signals.)
 //!
-//! Differences from upstream: an irqfd stays registered when its eventfd
-//! file is closed (upstream drops it on EPOLLHUP) until it is deassigned or
-//! the partition is released; resampling matches the EOI's vector against
+//! When the eventfd file is released (its last fd closed), the hook is
+//! unhooked in the wakeup (`EPOLLHUP`) and the irqfd is dropped from the
+//! partition's list by a second work item ([`Irqfd::hup`]), as upstream and
+//! KVM do: an irqfd never outlives its eventfd, so the list is bounded by the
+//! caller's open eventfds (each irqfd needs its own), and its memory is
+//! charged to the caller's memcg.
+//!
+//! Difference from upstream: resampling matches the EOI's vector against
 //! the vector of each resampling irqfd's current route (upstream compares
 //! the vector with the GSI number, which only works when they are equal).
 
@@ -49,6 +54,21 @@ impl Irqfd {
             }
         }
     }
+
+    /// The eventfd file was released: drops this irqfd's entry from the
+    /// partition's list, unless a deassign or the partition's release took
+    /// it first (they then wait for this call before freeing the hook).
+    /// Called from the hook's hup work item, without locks held.
+    pub(crate) fn hup(self: &Arc<Self>) {
+        let removed = {
+            let mut list = self.core.irqfds.lock();
+            let i = list.iter().position(|e| Arc::ptr_eq(e.hook.owner(), self));
+            i.and_then(|i| list.remove(i).ok())
+        };
+        // Outside the list lock: destroying the hook waits for its fire
+        // work item (which takes `routes`), never for this one.
+        drop(removed);
+    }
 }
 
 /// The route of `gsi` in `table`.
@@ -56,7 +76,7 @@ pub(crate) fn route(table: &[Option<Route>], gsi: u32) -> Option<Route> {
     table.get(gsi as usize).copied().flatten()
 }
 
-/// A registered irqfd.
+/// A registered irqfd (counted in `live_objects` as `irqfds`).
 pub(crate) struct Entry {
     /// The wait-queue hook; dropped first, which stops the work item.
     pub(crate) hook: EventHook,

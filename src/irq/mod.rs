@@ -13,9 +13,10 @@
 //!
 //! - `Core::routes` (mutex): the routing table; held across the assert
 //!   hypercall of an irqfd (see [`irqfd::Irqfd::fire`]).
-//! - `IrqState::irqfds` (mutex): the irqfd list. Dropping an entry waits for
-//!   its work item, which takes `routes`: so `irqfds` may be held while
-//!   `routes` is taken (by that work item or by assign), never the reverse.
+//! - `Core::irqfds` (mutex): the irqfd list. `routes` may be taken while it
+//!   is held (assign, EOI), never the reverse. An entry is never dropped
+//!   with it held: dropping one waits for the hook's work items, and the hup
+//!   work item ([`irqfd::Irqfd::hup`]) takes `irqfds`.
 //! - `IrqState::ioeventfd_ioctl` (mutex): serializes `MSHV_IOEVENTFD`, like
 //!   upstream's `pt_mutex`; protects the next port id.
 //! - `IrqState::ioeventfds` (spinlock): the ioeventfd list, looked up when a
@@ -49,6 +50,10 @@ pub(crate) struct Core {
     /// The routing table, indexed by GSI.
     #[pin]
     routes: Mutex<KVec<Option<Route>>>,
+    /// The irqfds. Each entry holds an `Arc<Core>` through its hook's
+    /// owner: [`IrqState::release`] empties the list, which breaks the cycle.
+    #[pin]
+    irqfds: Mutex<KVec<irqfd::Entry>>,
 }
 
 /// A partition's routing table, irqfds and ioeventfds.
@@ -57,8 +62,6 @@ pub(crate) struct IrqState {
     core: Arc<Core>,
     /// The partition's statistics (`doorbells`).
     stats: Arc<Stats>,
-    #[pin]
-    irqfds: Mutex<KVec<irqfd::Entry>>,
     /// The next doorbell port id.
     #[pin]
     ioeventfd_ioctl: Mutex<u32>,
@@ -74,25 +77,25 @@ impl IrqState {
                 hv,
                 pt,
                 routes <- new_mutex!(KVec::new(), "mshv_rs_irq_routes"),
+                irqfds <- new_mutex!(KVec::new(), "mshv_rs_irqfds"),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         Arc::pin_init(
             pin_init!(IrqState {
                 core,
                 stats,
-                irqfds <- new_mutex!(KVec::new(), "mshv_rs_irqfds"),
                 ioeventfd_ioctl <- new_mutex!(1, "mshv_rs_ioeventfd_ioctl"),
                 ioeventfds <- new_spinlock!(KVec::new(), "mshv_rs_ioeventfds"),
             }),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )
     }
 
     /// Releases every irqfd and ioeventfd (the partition fd was closed).
     pub(crate) fn release(&self) {
-        let irqfds = core::mem::take(&mut *self.irqfds.lock());
-        // Each hook waits for its work item here.
+        let irqfds = core::mem::take(&mut *self.core.irqfds.lock());
+        // Each hook waits for its work items here, outside the lock.
         drop(irqfds);
         let _ioctl = self.ioeventfd_ioctl.lock();
         let entries = core::mem::take(&mut *self.ioeventfds.lock());
@@ -122,7 +125,7 @@ impl IrqState {
         } else {
             None
         };
-        let mut irqfds = self.irqfds.lock();
+        let mut irqfds = self.core.irqfds.lock();
         if irqfds.iter().any(|e| e.hook.eventfd().same(&eventfd)) {
             return Err(EBUSY);
         }
@@ -135,18 +138,32 @@ impl IrqState {
             }
         }
         irqfds.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        // Hooked under the list lock: an EPOLLHUP that comes at once waits
+        // for the entry to be in the list before looking for it.
         let hook = irqfd::hook(&self.core, args.fd, eventfd, args.gsi)?;
-        irqfds.push(irqfd::Entry { hook, resample }, GFP_KERNEL_ACCOUNT)?;
+        if let Err(e) = irqfds.push_within_capacity(irqfd::Entry { hook, resample }) {
+            // Unreachable after the reservation; dropped outside the lock.
+            drop(irqfds);
+            drop(e);
+            return Err(ENOMEM);
+        }
         Ok(())
     }
 
     fn irqfd_deassign(&self, args: &MshvUserIrqfd) -> Result {
         let eventfd = EventFd::from_fd(args.fd)?;
-        // Dropping an entry unhooks it and waits for its work item.
-        self.irqfds
-            .lock()
-            .retain(|e| !(e.hook.eventfd().same(&eventfd) && e.gsi() == args.gsi));
-        // Nothing matching is not an error (upstream).
+        let removed = {
+            let mut list = self.core.irqfds.lock();
+            let i = list
+                .iter()
+                .position(|e| e.hook.eventfd().same(&eventfd) && e.gsi() == args.gsi);
+            // At most one: assign refuses a second irqfd on an eventfd.
+            i.and_then(|i| list.remove(i).ok())
+        };
+        // Dropping the entry unhooks it and waits for its work items, which
+        // may take the list lock: outside it. Nothing matching is not an
+        // error (upstream).
+        drop(removed);
         Ok(())
     }
 
@@ -196,13 +213,17 @@ impl IrqState {
         ioeventfd::check_range(&args)?;
         let eventfd = EventFd::from_fd(args.fd)?;
         let mut next_port = self.ioeventfd_ioctl.lock();
-        if self
-            .ioeventfds
-            .lock()
-            .iter()
-            .any(|e| ioeventfd::collides(&e.doorbell, &doorbell))
         {
-            return Err(EEXIST);
+            let list = self.ioeventfds.lock();
+            if list
+                .iter()
+                .any(|e| ioeventfd::collides(&e.doorbell, &doorbell))
+            {
+                return Err(EEXIST);
+            }
+            if list.len() >= ioeventfd::MAX_IOEVENTFDS {
+                return Err(ENOSPC);
+            }
         }
         let port = *next_port;
         let next = port.checked_add(1).ok_or(ENOSPC)?;
@@ -212,11 +233,7 @@ impl IrqState {
             .hv
             .connect_doorbell(self.core.pt, port, &doorbell)?;
         *next_port = next;
-        let entry = ioeventfd::Entry {
-            port,
-            doorbell,
-            eventfd,
-        };
+        let entry = ioeventfd::Entry::new(port, doorbell, eventfd);
         if let Err(e) = self.ioeventfds.lock().push_within_capacity(entry) {
             // Unreachable: room was made under the same ioctl mutex.
             drop(e);
@@ -284,7 +301,7 @@ impl Notify for IrqState {
     }
 
     fn eoi(&self, _vp: u32, vector: u32) {
-        let irqfds = self.irqfds.lock();
+        let irqfds = self.core.irqfds.lock();
         let routes = self.core.routes.lock();
         for e in irqfds.iter() {
             if let Some(rs) = &e.resample {

@@ -6,7 +6,11 @@
 use super::ffi;
 use crate::irq::irqfd::Irqfd;
 use core::ptr::NonNull;
-use kernel::{ffi::c_void, prelude::*, sync::Arc};
+use kernel::{
+    ffi::c_void,
+    prelude::*,
+    sync::{Arc, ArcBorrow},
+};
 
 /// A counted reference to an eventfd context (`struct eventfd_ctx`).
 ///
@@ -57,7 +61,10 @@ impl Drop for EventFd {
 }
 
 /// A hook on an eventfd's wait queue that calls [`Irqfd::fire`] from a
-/// work item of the system workqueue (process context) after signals.
+/// work item of the system workqueue (process context) after signals, and
+/// [`Irqfd::hup`] from another once the eventfd file is released (the hook
+/// is unhooked from the wait queue then, so it fires no more). Counted in
+/// `live_objects` as `irqfds`.
 ///
 /// # Invariants
 ///
@@ -88,6 +95,7 @@ impl EventHook {
         let raw =
             unsafe { ffi::mshv_rs_irqfd_create(fd, eventfd.ctx.as_ptr(), owner_ptr, &mut err) };
         let raw = NonNull::new(raw).ok_or_else(|| Error::from_errno(err))?;
+        crate::debugfs::live_add(crate::debugfs::Live::Irqfds, 1);
         // INVARIANT: created above with `owner` and `eventfd`.
         Ok(Self {
             raw,
@@ -111,7 +119,8 @@ impl Drop for EventHook {
     fn drop(&mut self) {
         // SAFETY: by the type invariant `raw` is live and destroyed only here;
         // after this returns the C side no longer uses `owner` or the context.
-        unsafe { ffi::mshv_rs_irqfd_destroy(self.raw.as_ptr()) }
+        unsafe { ffi::mshv_rs_irqfd_destroy(self.raw.as_ptr()) };
+        crate::debugfs::live_add(crate::debugfs::Live::Irqfds, -1);
     }
 }
 
@@ -126,4 +135,22 @@ unsafe extern "C" fn mshv_rs_irqfd_fire(owner: *mut c_void) {
     // SAFETY: by the function's safety contract.
     let irqfd = unsafe { &*owner.cast::<Irqfd>() };
     irqfd.fire();
+}
+
+/// Called by the hook's hup work item, once, after the eventfd file was
+/// released, with the owner pointer given at creation.
+///
+/// # Safety
+///
+/// As for [`mshv_rs_irqfd_fire`]: `owner` is kept alive by its `EventHook`
+/// until the hook is destroyed, and destroying it from anywhere but this
+/// call waits for this call to return.
+#[no_mangle]
+unsafe extern "C" fn mshv_rs_irqfd_hup(owner: *mut c_void) {
+    // SAFETY: by the function's safety contract `owner` came from
+    // `Arc::as_ptr` of an `Arc<Irqfd>` that is alive for the whole call.
+    // Our own reference keeps it alive after `hup` drops the entry (and with
+    // it the hook's reference).
+    let irqfd: Arc<Irqfd> = unsafe { ArcBorrow::from_raw(owner.cast::<Irqfd>()) }.into();
+    irqfd.hup();
 }

@@ -835,7 +835,10 @@ struct mshv_rs_irqfd {
 	wait_queue_entry_t wait;
 	poll_table pt;
 	wait_queue_head_t *wqh;
+	/* Calls mshv_rs_irqfd_fire() after signals. */
 	struct work_struct fire;
+	/* Calls mshv_rs_irqfd_hup() once the eventfd file is released. */
+	struct work_struct hup;
 };
 
 static void mshv_rs_irqfd_work(struct work_struct *work)
@@ -843,6 +846,14 @@ static void mshv_rs_irqfd_work(struct work_struct *work)
 	struct mshv_rs_irqfd *w = container_of(work, struct mshv_rs_irqfd, fire);
 
 	mshv_rs_irqfd_fire(w->owner);
+}
+
+static void mshv_rs_irqfd_hup_work(struct work_struct *work)
+{
+	struct mshv_rs_irqfd *w = container_of(work, struct mshv_rs_irqfd, hup);
+
+	/* May free @w (mshv_rs_irqfd_destroy() from this work item): not used after. */
+	mshv_rs_irqfd_hup(w->owner);
 }
 
 static int mshv_rs_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode,
@@ -856,6 +867,17 @@ static int mshv_rs_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode,
 		/* Called with the wait-queue lock held, as the helper wants. */
 		eventfd_ctx_do_read(w->ctx, &cnt);
 		queue_work(system_wq, &w->fire);
+	}
+	if (flags & EPOLLHUP) {
+		/*
+		 * The eventfd file is being released (KVM's irqfd_wakeup):
+		 * unhook now, under the wait-queue lock (__wake_up_common
+		 * allows the current entry to remove itself), so a signal
+		 * through a context reference someone else still holds no
+		 * longer fires, and let process context drop the irqfd.
+		 */
+		list_del_init(&w->wait.entry);
+		queue_work(system_wq, &w->hup);
 	}
 	return 0;
 }
@@ -900,6 +922,7 @@ struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
 	w->ctx = ctx;
 	w->owner = owner;
 	INIT_WORK(&w->fire, mshv_rs_irqfd_work);
+	INIT_WORK(&w->hup, mshv_rs_irqfd_hup_work);
 	init_waitqueue_func_entry(&w->wait, mshv_rs_irqfd_wakeup);
 	init_poll_funcptr(&w->pt, mshv_rs_irqfd_queue);
 	/* Hooks the wait queue through eventfd's poll; fires a signal that came first. */
@@ -913,7 +936,15 @@ void mshv_rs_irqfd_destroy(struct mshv_rs_irqfd *w)
 {
 	u64 cnt;
 
+	/* A no-op removal if EPOLLHUP already unhooked it (list_del_init). */
 	eventfd_ctx_remove_wait_queue(w->ctx, &w->wait, &cnt);
 	cancel_work_sync(&w->fire);
+	/*
+	 * Called from the hup work item itself, that item is running, not
+	 * pending, and may free its own work_struct (the workqueue allows
+	 * it); called from anywhere else, wait for it: it uses the owner.
+	 */
+	if (current_work() != &w->hup)
+		cancel_work_sync(&w->hup);
 	kfree(w);
 }

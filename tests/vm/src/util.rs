@@ -749,12 +749,14 @@ pub const STAT_NAMES: [&str; 6] = [
     "hypercalls",
     "deposit_retries",
 ];
-pub const LIVE_NAMES: [&str; 5] = [
+pub const LIVE_NAMES: [&str; 7] = [
     "partitions",
     "vps",
     "regions",
     "pinned_pages",
     "deposited_pages",
+    "irqfds",
+    "ioeventfds",
 ];
 
 /// Mounts debugfs at /sys/kernel/debug if mshv_rs' directory is not visible.

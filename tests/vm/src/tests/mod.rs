@@ -248,6 +248,16 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "irqfd_gone_with_its_eventfd",
+        func: irq::irqfd_gone_with_its_eventfd,
+        timeout: 300,
+    },
+    TestCase {
+        name: "ioeventfd_limit",
+        func: irq::ioeventfd_limit,
+        timeout: 300,
+    },
+    TestCase {
         name: "ioeventfd_fires_on_guest_write",
         func: irq::ioeventfd_fires_on_guest_write,
         timeout: 120,
