@@ -27,11 +27,13 @@
 //!   `VM_IO | VM_PFNMAP` mapping of up to 16 module-owned pages whose
 //!   `vm_pgoff` is that offset, not their pfn; see `src/sys/testdev.c`).
 
-use crate::{mem::movable::Stats, partition::RegionSet, sim::Sim};
-use core::{
-    fmt,
-    sync::atomic::{AtomicI64, Ordering},
+use crate::{
+    mem::movable::Stats,
+    partition::RegionSet,
+    sim::Sim,
+    stats::{self, Live},
 };
+use core::{fmt, sync::atomic::Ordering};
 use kernel::{
     debugfs::{Dir, File, Reader},
     prelude::*,
@@ -40,47 +42,8 @@ use kernel::{
     uaccess::UserSliceReader,
 };
 
-/// A kind of object counted in `live_objects`.
-#[derive(Clone, Copy)]
-pub(crate) enum Live {
-    /// Partitions.
-    Partitions = 0,
-    /// VP objects.
-    Vps = 1,
-    /// Memory regions.
-    Regions = 2,
-    /// Pages pinned by pinned regions.
-    PinnedPages = 3,
-    /// Pages deposited into child partitions and not yet withdrawn.
-    DepositedPages = 4,
-    /// Registered irqfds.
-    Irqfds = 5,
-    /// Registered ioeventfds.
-    Ioeventfds = 6,
-}
-
-static LIVE: [AtomicI64; 7] = [
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-    AtomicI64::new(0),
-];
-
-/// Adds `n` to the live count of `kind`.
-pub(crate) fn live_add(kind: Live, n: i64) {
-    if let Some(c) = LIVE.get(kind as usize) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 fn show_live(_: &(), f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let get = |k: Live| {
-        LIVE.get(k as usize)
-            .map_or(0, |c| c.load(Ordering::Relaxed))
-    };
+    let get = stats::live;
     writeln!(f, "partitions {}", get(Live::Partitions))?;
     writeln!(f, "vps {}", get(Live::Vps))?;
     writeln!(f, "regions {}", get(Live::Regions))?;

@@ -29,6 +29,7 @@ mod irq;
 mod mem;
 mod partition;
 mod sim;
+mod stats;
 mod sys;
 mod uapi;
 mod vp;

@@ -214,7 +214,7 @@ impl Partition {
         .inspect_err(|_| {
             Self::destroy_in_hv(&*hv2, id, false);
         })?;
-        crate::debugfs::live_add(crate::debugfs::Live::Partitions, 1);
+        crate::stats::live_add(crate::stats::Live::Partitions, 1);
         Ok(p)
     }
 
@@ -416,7 +416,7 @@ impl Partition {
         let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL_ACCOUNT)?;
         self.regions.tree.lock().insert(node);
         self.regions.in_tree.fetch_add(1, Ordering::Relaxed);
-        crate::debugfs::live_add(crate::debugfs::Live::Regions, 1);
+        crate::stats::live_add(crate::stats::Live::Regions, 1);
         Ok(())
     }
 
@@ -463,7 +463,7 @@ impl Partition {
         };
         self.regions.in_tree.fetch_sub(1, Ordering::Relaxed);
         // Faults that already looked the region up see `removed` and give up.
-        crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
+        crate::stats::live_add(crate::stats::Live::Regions, -1);
         self.regions.retire(region)
     }
 
@@ -497,7 +497,7 @@ impl PinnedDrop for Partition {
         let regions = core::mem::take(&mut *self.regions.tree.lock());
         for (_, r) in regions.iter() {
             let _ = self.regions.retire(r.clone());
-            crate::debugfs::live_add(crate::debugfs::Live::Regions, -1);
+            crate::stats::live_add(crate::stats::Live::Regions, -1);
         }
         drop(regions);
         let vps = self.inner.lock().vps;
@@ -525,7 +525,7 @@ impl PinnedDrop for Partition {
             }
         }
         drop(held);
-        crate::debugfs::live_add(crate::debugfs::Live::Partitions, -1);
+        crate::stats::live_add(crate::stats::Live::Partitions, -1);
     }
 }
 

@@ -3,11 +3,11 @@
 //! A virtual processor: its fd, the RUN_VP loop and its shared pages.
 
 use crate::{
-    debugfs,
     hv::{self, abi, RunExit},
     hvcall,
     mem::movable::{Access, Fault},
     partition::Partition,
+    stats,
     sys::{
         self,
         lock::{Class, KillableMutex},
@@ -66,7 +66,7 @@ impl Vp {
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
-        debugfs::live_add(debugfs::Live::Vps, 1);
+        stats::live_add(stats::Live::Vps, 1);
         Ok(vp)
     }
 
@@ -197,6 +197,6 @@ impl PinnedDrop for Vp {
     fn drop(self: Pin<&mut Self>) {
         // The hypervisor VP lives until the partition is torn down, like
         // upstream (a VP index cannot be reused).
-        debugfs::live_add(debugfs::Live::Vps, -1);
+        stats::live_add(stats::Live::Vps, -1);
     }
 }

@@ -10,7 +10,7 @@
 //! starts over.
 
 use super::{abi, status, HvError, HvResult, Hypervisor, RepError};
-use crate::{debugfs, mem::geometry, sys::page::OwnedPage, sys::trace};
+use crate::{mem::geometry, stats, sys::page::OwnedPage, sys::trace};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
@@ -51,7 +51,7 @@ pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
         }
         hv.deposit(pt, &pfns)?;
         if pt != abi::HV_PARTITION_ID_SELF {
-            debugfs::live_add(debugfs::Live::DepositedPages, n as i64);
+            stats::live_add(stats::Live::DepositedPages, n as i64);
         }
         // The hypervisor owns them now.
         for page in owned.drain_all() {
@@ -79,7 +79,7 @@ pub(crate) fn withdraw_all(hv: &dyn Hypervisor, pt: u64) -> usize {
                 }
                 total += n;
                 if pt != abi::HV_PARTITION_ID_SELF {
-                    debugfs::live_add(debugfs::Live::DepositedPages, -(n as i64));
+                    stats::live_add(stats::Live::DepositedPages, -(n as i64));
                 }
                 crate::sys::page::cond_resched();
             }

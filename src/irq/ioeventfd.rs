@@ -36,7 +36,7 @@ pub(crate) struct Entry {
 impl Entry {
     /// An entry for `eventfd` connected as `port`.
     pub(crate) fn new(port: u32, doorbell: Doorbell, eventfd: EventFd) -> Self {
-        crate::debugfs::live_add(crate::debugfs::Live::Ioeventfds, 1);
+        crate::stats::live_add(crate::stats::Live::Ioeventfds, 1);
         Self {
             port,
             doorbell,
@@ -47,7 +47,7 @@ impl Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        crate::debugfs::live_add(crate::debugfs::Live::Ioeventfds, -1);
+        crate::stats::live_add(crate::stats::Live::Ioeventfds, -1);
     }
 }
 

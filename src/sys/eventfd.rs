@@ -95,7 +95,7 @@ impl EventHook {
         let raw =
             unsafe { ffi::mshv_rs_irqfd_create(fd, eventfd.ctx.as_ptr(), owner_ptr, &mut err) };
         let raw = NonNull::new(raw).ok_or_else(|| Error::from_errno(err))?;
-        crate::debugfs::live_add(crate::debugfs::Live::Irqfds, 1);
+        crate::stats::live_add(crate::stats::Live::Irqfds, 1);
         // INVARIANT: created above with `owner` and `eventfd`.
         Ok(Self {
             raw,
@@ -120,7 +120,7 @@ impl Drop for EventHook {
         // SAFETY: by the type invariant `raw` is live and destroyed only here;
         // after this returns the C side no longer uses `owner` or the context.
         unsafe { ffi::mshv_rs_irqfd_destroy(self.raw.as_ptr()) };
-        crate::debugfs::live_add(crate::debugfs::Live::Irqfds, -1);
+        crate::stats::live_add(crate::stats::Live::Irqfds, -1);
     }
 }
 

@@ -500,7 +500,7 @@ impl PageRefs {
             unsafe { ffi::mshv_rs_pfn_put(pfn) };
             return false;
         }
-        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, 1);
+        crate::stats::live_add(crate::stats::Live::PinnedPages, 1);
         true
     }
 
@@ -532,7 +532,7 @@ impl Drop for PageRefs {
             // SAFETY: by the type invariant we hold one reference on it.
             unsafe { ffi::mshv_rs_pfn_put(pfn) };
         }
-        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, -(self.pfns.len() as i64));
+        crate::stats::live_add(crate::stats::Live::PinnedPages, -(self.pfns.len() as i64));
     }
 }
 
@@ -566,7 +566,7 @@ impl PinnedPages {
         if ret < 0 {
             return Err(Error::from_errno(ret as i32));
         }
-        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, pages as i64);
+        crate::stats::live_add(crate::stats::Live::PinnedPages, pages as i64);
         // INVARIANT: the helper pinned exactly `pages` pages into `pfns`.
         Ok(Self {
             pfns,
@@ -601,7 +601,7 @@ impl Drop for PinnedPages {
         unsafe {
             ffi::mshv_rs_unpin_pfns(self.pfns.as_ptr(), self.pfns.len() as c_ulong, self.dirty)
         };
-        crate::debugfs::live_add(crate::debugfs::Live::PinnedPages, -(self.pfns.len() as i64));
+        crate::stats::live_add(crate::stats::Live::PinnedPages, -(self.pfns.len() as i64));
     }
 }
 
