@@ -7,7 +7,7 @@
 //!   and after to catch leaks);
 //! - `force_pinned`: write 1 to make new RAM regions pinned (tests);
 //! - `partitions/<id>/stats`: one `name value` line per counter of
-//!   [`crate::mem::movable::Stats`];
+//!   [`crate::mem::Stats`];
 //! - with `backend=sim`: `partitions/<id>/sim_slat` (the simulated
 //!   hypervisor's view: pool pages, SLAT tables, 4 KiB, 2 MiB and accessible
 //!   entries), `sim/inject_insufficient_memory` (write N: the next N map or
@@ -28,7 +28,7 @@
 //!   `vm_pgoff` is that offset, not their pfn; see `src/sys/testdev.c`).
 
 use crate::{
-    mem::movable::Stats,
+    mem::Stats,
     partition::RegionSet,
     sim::Sim,
     stats::{self, Live},
@@ -178,8 +178,8 @@ fn show_entries(d: &MirrorCheck, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for r in regions.iter() {
         let walked = d.sim.for_each_gpa_entry(
             d.pt,
-            r.start_gfn,
-            r.pages,
+            r.spec.start_gfn,
+            r.spec.pages,
             |gfn, pfn, accessible, large, writable| {
                 if accessible && res.is_ok() {
                     res = writeln!(

@@ -20,8 +20,9 @@ use crate::{
     hv::{self, abi, calls, CreatePartition, Hypervisor, Notify},
     irq::IrqState,
     mem::{
-        movable::{Access, Fault, Stats},
+        movable::{Access, Fault},
         region::{RamPolicy, Region},
+        RegionSpec, Stats,
     },
     sys::{
         self,
@@ -118,7 +119,7 @@ impl RegionSet {
             // reference keeps the module (its callback) loaded.
             pr_err!(
                 "region at gfn {:#x} leaked after a failed removal\n",
-                unpushed.0.start_gfn
+                unpushed.0.spec.start_gfn
             );
             core::mem::forget(unpushed.0);
         }
@@ -399,17 +400,17 @@ impl Partition {
         };
         let writable = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_WRITABLE) != 0;
         let exec = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_EXECUTABLE) != 0;
-        let region = Region::new(
-            self.hv.clone(),
-            self.id,
-            m.guest_pfn,
+        let spec = RegionSpec {
+            hv: self.hv.clone(),
+            pt: self.id,
+            start_gfn: m.guest_pfn,
             pages,
-            m.userspace_addr,
+            uaddr: m.userspace_addr,
             writable,
             exec,
-            policy,
-            &self.stats,
-        )?;
+            stats: self.stats.clone(),
+        };
+        let region = Region::new(spec, policy)?;
         let region = Arc::new(region, GFP_KERNEL_ACCOUNT)?;
         let last = m.guest_pfn + pages - 1;
         // On failure the region is dropped, which removes it.
@@ -424,7 +425,7 @@ impl Partition {
     /// failed removal, intersects `[gfn, gfn + pages)`.
     fn overlapping(&self, gfn: u64, pages: u64) -> bool {
         let in_tree = match self.regions.tree.lock().cursor_lower_bound(&gfn) {
-            Some(c) => c.current().1.start_gfn < gfn + pages,
+            Some(c) => c.current().1.spec.start_gfn < gfn + pages,
             None => false,
         };
         in_tree
@@ -433,7 +434,7 @@ impl Partition {
                 .held
                 .lock()
                 .iter()
-                .any(|r| r.start_gfn < gfn + pages && gfn < r.start_gfn + r.pages)
+                .any(|r| r.spec.start_gfn < gfn + pages && gfn < r.spec.start_gfn + r.spec.pages)
     }
 
     /// The region containing `gfn`, if any.
@@ -441,7 +442,7 @@ impl Partition {
         let regions = self.regions.tree.lock();
         let c = regions.cursor_lower_bound(&gfn)?;
         let r = c.current().1;
-        (r.start_gfn <= gfn).then(|| r.clone())
+        (r.spec.start_gfn <= gfn).then(|| r.clone())
     }
 
     /// `SET_GUEST_MEMORY` with `UNMAP`: the region must match exactly.
@@ -453,10 +454,10 @@ impl Partition {
                 return Err(ENOENT);
             };
             let (&last, r) = c.current();
-            if r.start_gfn > gfn {
+            if r.spec.start_gfn > gfn {
                 return Err(ENOENT);
             }
-            if r.start_gfn != gfn || r.pages != pages || r.uaddr != uaddr {
+            if r.spec.start_gfn != gfn || r.spec.pages != pages || r.spec.uaddr != uaddr {
                 return Err(EINVAL);
             }
             regions.remove(&last).ok_or(ENOENT)?

@@ -29,7 +29,7 @@ pub(crate) mod routing;
 
 use crate::{
     hv::{Doorbell, Hypervisor, Notify},
-    mem::movable::Stats,
+    mem::Stats,
     sys::eventfd::EventFd,
     uapi::{self, MshvUserIoeventfd, MshvUserIrqEntry, MshvUserIrqTable, MshvUserIrqfd},
 };

@@ -55,8 +55,8 @@ fn collect(sim: &Sim, pt: u64, r: &Region, entries: &mut KVVec<Entry>) -> Result
     let mut overflow = false;
     sim.for_each_gpa_entry(
         pt,
-        r.start_gfn,
-        r.pages,
+        r.spec.start_gfn,
+        r.spec.pages,
         |gfn, pfn, accessible, large, writable| {
             if accessible {
                 overflow |= entries
@@ -81,7 +81,10 @@ fn pages_of(r: &Region, entries: &[Entry], mut f: impl FnMut(u64, u64, bool)) {
             1
         };
         for i in 0..n {
-            if let Some(off) = (gfn + i).checked_sub(r.start_gfn).filter(|&o| o < r.pages) {
+            if let Some(off) = (gfn + i)
+                .checked_sub(r.spec.start_gfn)
+                .filter(|&o| o < r.spec.pages)
+            {
                 f(off, pfn + i, writable);
             }
         }
@@ -133,7 +136,7 @@ fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
             |seq| m.read_retry(seq),
         ),
         RegionKind::Pinned(p) => {
-            let mut entries = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
+            let mut entries = KVVec::with_capacity(r.spec.pages as usize, GFP_KERNEL)?;
             collect(sim, pt, r, &mut entries)?;
             // Pinned pages are marked dirty when unpinned.
             compare(r, &entries, report, false, |off| {
@@ -162,8 +165,8 @@ fn check_followed<G>(
     let Some(mm) = mm else {
         return Ok(());
     };
-    let mut entries = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
-    let mut pfns = KVVec::with_capacity(r.pages as usize, GFP_KERNEL)?;
+    let mut entries = KVVec::with_capacity(r.spec.pages as usize, GFP_KERNEL)?;
+    let mut pfns = KVVec::with_capacity(r.spec.pages as usize, GFP_KERNEL)?;
     for _ in 0..CHECK_TRIES {
         let Some(seq) = read_begin() else {
             return Ok(());
@@ -176,7 +179,7 @@ fn check_followed<G>(
             collect(sim, pt, r, &mut entries)?;
             let mut overflow = false;
             pages_of(r, &entries, |off, _, _| {
-                let uaddr = r.uaddr + off * super::geometry::PAGE_SIZE;
+                let uaddr = r.spec.uaddr + off * super::geometry::PAGE_SIZE;
                 overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
             });
             if overflow {

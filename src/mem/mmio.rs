@@ -26,9 +26,9 @@
 //! it (try-lock when not blockable). Under it: hypercalls only; deposits
 //! happen with it dropped.
 
-use super::{geometry, movable::Stats, Phase};
+use super::{geometry, Phase, RegionSpec, Stats};
 use crate::{
-    hv::{abi, calls, Hypervisor},
+    hv::{abi, calls},
     sys::{
         mm::{self, HmmPfn, IntervalNotifier, Invalidate, Invalidation},
         trace,
@@ -38,7 +38,7 @@ use kernel::{
     alloc::flags::__GFP_NOWARN,
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex, SetOnce},
+    sync::{Mutex, SetOnce},
 };
 
 /// Pages looked up and mapped per round (one input page of pfns).
@@ -54,14 +54,8 @@ pub(crate) struct Mmio {
     /// callbacks) before any field the callback uses. Set once, right after
     /// construction; empty only until then.
     notifier: SetOnce<IntervalNotifier<Mmio>>,
-    hv: Arc<dyn Hypervisor>,
-    pt: u64,
-    start_gfn: u64,
-    pages: u64,
-    uaddr: u64,
-    writable: bool,
-    exec: bool,
-    stats: Arc<Stats>,
+    /// Where the region is and what the guest may do there.
+    spec: RegionSpec,
     #[pin]
     state: Mutex<Phase>,
 }
@@ -70,29 +64,12 @@ impl Mmio {
     /// Checks that one `VM_IO | VM_PFNMAP` VMA covers the region (`EINVAL`
     /// otherwise, before anything is allocated) and registers the notifier.
     /// The caller then maps it with [`Mmio::map_initial`]. Sleeps.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        hv: Arc<dyn Hypervisor>,
-        pt: u64,
-        start_gfn: u64,
-        pages: u64,
-        uaddr: u64,
-        writable: bool,
-        exec: bool,
-        stats: Arc<Stats>,
-    ) -> Result<Pin<KBox<Self>>> {
-        mm::mmio_check(uaddr, pages)?;
+    pub(crate) fn new(spec: RegionSpec) -> Result<Pin<KBox<Self>>> {
+        mm::mmio_check(spec.uaddr, spec.pages)?;
         let this = KBox::pin_init(
             pin_init!(Self {
                 notifier: SetOnce::new(),
-                hv,
-                pt,
-                start_gfn,
-                pages,
-                uaddr,
-                writable,
-                exec,
-                stats,
+                spec,
                 state <- new_mutex!(Phase::Live),
             }),
             GFP_KERNEL_ACCOUNT,
@@ -101,7 +78,13 @@ impl Mmio {
         // SAFETY: `this` is pinned in its box and outlives the notifier: the
         // notifier is its first field, dropped (unregistered) before the
         // others and before the box is freed.
-        let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
+        let notifier = unsafe {
+            IntervalNotifier::new(
+                owner,
+                this.spec.uaddr,
+                this.spec.pages * geometry::PAGE_SIZE,
+            )
+        }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
         Ok(this)
@@ -132,7 +115,7 @@ impl Mmio {
     fn base_flags(&self) -> u32 {
         abi::HV_MAP_GPA_READABLE
             | abi::HV_MAP_GPA_NOT_CACHED
-            | if self.exec {
+            | if self.spec.exec {
                 abi::HV_MAP_GPA_EXECUTABLE
             } else {
                 0
@@ -147,14 +130,14 @@ impl Mmio {
         let Some(notifier) = self.notifier.as_ref() else {
             return Err(EINVAL);
         };
-        let n = self.pages.min(CHUNK) as usize;
+        let n = self.spec.pages.min(CHUNK) as usize;
         let mut found = KVVec::new();
         found.resize(n, HmmPfn::default(), GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
         let mut pfns = KVVec::new();
         pfns.resize(n, 0u64, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
         let mut off = 0u64;
         let mut tries = 0;
-        while off < self.pages {
+        while off < self.spec.pages {
             if crate::sys::page::fatal_signal_pending() {
                 return Err(EINTR);
             }
@@ -162,10 +145,14 @@ impl Mmio {
             if tries > MAX_TRIES {
                 return Err(EAGAIN);
             }
-            let count = (self.pages - off).min(CHUNK) as usize;
+            let count = (self.spec.pages - off).min(CHUNK) as usize;
             let found = found.get_mut(..count).ok_or(EINVAL)?;
             let seq = notifier.read_begin();
-            notifier.mmio_pfns(self.uaddr + off * geometry::PAGE_SIZE, self.writable, found)?;
+            notifier.mmio_pfns(
+                self.spec.uaddr + off * geometry::PAGE_SIZE,
+                self.spec.writable,
+                found,
+            )?;
             let st = self.state.lock();
             if *st != Phase::Live {
                 return Err(EINVAL);
@@ -175,7 +162,7 @@ impl Mmio {
                 crate::sys::page::cond_resched();
                 continue;
             }
-            let r = self.map_chunk(self.start_gfn + off, found, &mut pfns);
+            let r = self.map_chunk(self.spec.start_gfn + off, found, &mut pfns);
             drop(st);
             match r {
                 Ok(()) => {
@@ -183,7 +170,7 @@ impl Mmio {
                     tries = 0;
                 }
                 Err(e) if e.needs_memory() => {
-                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                    calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -213,12 +200,12 @@ impl Mmio {
             }
             let flags = self.base_flags() | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 };
             calls::map_batched(
-                &*self.hv,
-                self.pt,
+                &*self.spec.hv,
+                self.spec.pt,
                 gfn + i as u64,
                 flags,
                 pfns.get(..k).unwrap_or(&[]),
-                &self.stats.hypercalls,
+                &self.spec.stats.hypercalls,
             )
             .map_err(|e| e.error)?;
             i += k;
@@ -228,12 +215,12 @@ impl Mmio {
 
     fn unmap(&self, first: u64, count: u64) -> Result<(), crate::hv::RepError> {
         calls::unmap_batched(
-            &*self.hv,
-            self.pt,
-            self.start_gfn + first,
+            &*self.spec.hv,
+            self.spec.pt,
+            self.spec.start_gfn + first,
             count,
             false,
-            &self.stats.hypercalls,
+            &self.spec.stats.hypercalls,
         )
     }
 
@@ -243,7 +230,7 @@ impl Mmio {
     pub(crate) fn remove(&self) -> Result {
         let mut st = self.state.lock();
         *st = Phase::Removed;
-        let r = self.unmap(0, self.pages);
+        let r = self.unmap(0, self.spec.pages);
         if r.is_err() {
             *st = Phase::Kept;
         }
@@ -259,7 +246,7 @@ impl Invalidate for Mmio {
             match self.state.try_lock() {
                 Some(g) => g,
                 None => {
-                    Stats::add(&self.stats.invalidations_busy, 1);
+                    Stats::add(&self.spec.stats.invalidations_busy, 1);
                     return false;
                 }
             }
@@ -268,13 +255,15 @@ impl Invalidate for Mmio {
         if *st == Phase::Removed {
             return true;
         }
-        let Some(range) = geometry::clamp_invalidation(self.uaddr, self.pages, start, end) else {
+        let Some(range) =
+            geometry::clamp_invalidation(self.spec.uaddr, self.spec.pages, start, end)
+        else {
             return true;
         };
-        Stats::add(&self.stats.invalidations, 1);
+        Stats::add(&self.spec.stats.invalidations, 1);
         trace::invalidate(
-            self.pt,
-            self.start_gfn + range.first,
+            self.spec.pt,
+            self.spec.start_gfn + range.first,
             range.count,
             blockable,
         );
@@ -284,14 +273,14 @@ impl Invalidate for Mmio {
         if self.unmap(range.first, range.count).is_ok() {
             return true;
         }
-        Stats::add(&self.stats.invalidate_failures, 1);
+        Stats::add(&self.spec.stats.invalidate_failures, 1);
         if calls::map_no_access(
-            &*self.hv,
-            self.pt,
-            self.start_gfn + range.first,
+            &*self.spec.hv,
+            self.spec.pt,
+            self.spec.start_gfn + range.first,
             range.count,
             false,
-            &self.stats.hypercalls,
+            &self.spec.stats.hypercalls,
         )
         .is_ok()
         {
@@ -299,8 +288,8 @@ impl Invalidate for Mmio {
         }
         pr_err!(
             "pt {}: could not invalidate MMIO gfn range at {:#x}; guest may reach a pfn the VMM no longer maps\n",
-            self.pt,
-            self.start_gfn + range.first
+            self.spec.pt,
+            self.spec.start_gfn + range.first
         );
         // Linux ignores the answer to a blockable invalidation; a
         // non-blockable one must not claim success.

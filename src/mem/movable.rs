@@ -32,67 +32,25 @@
 //! fault path allocates and deposits with the lock dropped, then starts over.
 
 use crate::{
-    hv::{abi, calls, Hypervisor},
+    hv::{abi, calls},
     mem::{
         geometry::{self, GfnRange, HostPage},
-        Phase,
+        Phase, RegionSpec, Stats,
     },
     sys::{
         mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation, PageRefs},
         trace,
     },
 };
-use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex, SetOnce},
+    sync::{Mutex, SetOnce},
     time::{Instant, Monotonic}, //
 };
 
 /// Bound on fault attempts (sequence retries and deposit rounds) per intercept.
 const MAX_FAULT_TRIES: usize = 32;
-
-/// Counters shared by a partition's regions (see `Partition::stats`).
-#[derive(Default)]
-pub(crate) struct Stats {
-    /// Map and unmap hypercalls issued for the partition's memory.
-    pub(crate) hypercalls: AtomicU64,
-    /// GPA intercepts handled in the kernel.
-    pub(crate) gpa_intercepts: AtomicU64,
-    /// 4 KiB entries mapped accessible.
-    pub(crate) mapped_4k: AtomicU64,
-    /// 2 MiB entries mapped accessible.
-    pub(crate) mapped_2m: AtomicU64,
-    /// Invalidation callbacks that touched a region.
-    pub(crate) invalidations: AtomicU64,
-    /// Non-blockable invalidations refused because the lock was busy.
-    pub(crate) invalidations_busy: AtomicU64,
-    /// Fault attempts restarted because an invalidation raced.
-    pub(crate) fault_retries: AtomicU64,
-    /// Deposit rounds forced by INSUFFICIENT_MEMORY in the fault path.
-    pub(crate) deposit_retries: AtomicU64,
-    /// Remaps that failed inside an invalidation (then unmapped instead).
-    pub(crate) invalidate_failures: AtomicU64,
-    /// `HVMSG_UNMAPPED_GPA` messages inside a movable region (left unmapped
-    /// by a failed remap) resolved by a fault instead of reaching the VMM.
-    pub(crate) unmapped_refaults: AtomicU64,
-    /// 4 KiB pages remapped NO_ACCESS by invalidations (after widening to
-    /// whole large entries).
-    pub(crate) remapped_4k: AtomicU64,
-    /// Nanoseconds spent in the fault path (GPA intercept to mapped or
-    /// forwarded), summed over all intercepts.
-    pub(crate) fault_ns: AtomicU64,
-    /// Guest writes completed by the hypervisor as doorbells that signalled
-    /// an ioeventfd (no exit to the VMM).
-    pub(crate) doorbells: AtomicU64,
-}
-
-impl Stats {
-    pub(crate) fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
-    }
-}
 
 /// State under the region lock.
 struct MovableState {
@@ -153,14 +111,8 @@ pub(crate) struct Movable {
     /// callbacks) before any field the callback uses. Set once, right after
     /// construction; empty only until then.
     notifier: SetOnce<IntervalNotifier<Movable>>,
-    hv: Arc<dyn Hypervisor>,
-    pt: u64,
-    start_gfn: u64,
-    pages: u64,
-    uaddr: u64,
-    writable: bool,
-    exec: bool,
-    stats: Arc<Stats>,
+    /// Where the region is and what the guest may do there.
+    spec: RegionSpec,
     #[pin]
     state: Mutex<MovableState>,
 }
@@ -168,18 +120,8 @@ pub(crate) struct Movable {
 impl Movable {
     /// Creates the movable state of a region and registers its notifier.
     /// The caller then maps it with [`Movable::map_initial`]. Sleeps.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        hv: Arc<dyn Hypervisor>,
-        pt: u64,
-        start_gfn: u64,
-        pages: u64,
-        uaddr: u64,
-        writable: bool,
-        exec: bool,
-        stats: Arc<Stats>,
-    ) -> Result<Pin<KBox<Self>>> {
-        let frames = usize::try_from(pages / geometry::LARGE_PAGES + 2).map_err(|_| EINVAL)?;
+    pub(crate) fn new(spec: RegionSpec) -> Result<Pin<KBox<Self>>> {
+        let frames = usize::try_from(spec.pages / geometry::LARGE_PAGES + 2).map_err(|_| EINVAL)?;
         let mut large = KVVec::new();
         // Sized by userspace (bounded by the VMAs it has mapped): charged to
         // its memory cgroup, no allocation-failure warning.
@@ -187,14 +129,7 @@ impl Movable {
         let this = KBox::pin_init(
             pin_init!(Self {
                 notifier: SetOnce::new(),
-                hv,
-                pt,
-                start_gfn,
-                pages,
-                uaddr,
-                writable,
-                exec,
-                stats,
+                spec,
                 state <- new_mutex!(MovableState {
                     mapped_upto: 0,
                     phase: Phase::Live,
@@ -209,7 +144,13 @@ impl Movable {
         // notifier is its first field, so it drops (unregisters, waiting for
         // running callbacks) before the other fields and before the box is
         // freed.
-        let notifier = unsafe { IntervalNotifier::new(owner, uaddr, pages * geometry::PAGE_SIZE) }?;
+        let notifier = unsafe {
+            IntervalNotifier::new(
+                owner,
+                this.spec.uaddr,
+                this.spec.pages * geometry::PAGE_SIZE,
+            )
+        }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
         Ok(this)
@@ -239,7 +180,7 @@ impl Movable {
     }
 
     fn frame_bit(&self, frame_gfn: u64) -> Option<(usize, u64)> {
-        let first_frame = self.start_gfn / geometry::LARGE_PAGES;
+        let first_frame = self.spec.start_gfn / geometry::LARGE_PAGES;
         let idx = (frame_gfn / geometry::LARGE_PAGES).checked_sub(first_frame)? as usize;
         Some((idx / 64, 1u64 << (idx % 64)))
     }
@@ -272,7 +213,14 @@ impl Movable {
 
     /// Remaps `reps` reps from `gfn` NO_ACCESS (2 MiB reps if `large`).
     fn map_no_access(&self, gfn: u64, reps: u64, large: bool) -> Result<(), crate::hv::RepError> {
-        calls::map_no_access(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
+        calls::map_no_access(
+            &*self.spec.hv,
+            self.spec.pt,
+            gfn,
+            reps,
+            large,
+            &self.spec.stats.hypercalls,
+        )
     }
 
     /// Maps the whole region NO_ACCESS: whole aligned frames as 2 MiB
@@ -287,8 +235,8 @@ impl Movable {
     /// ([`Movable::remove`]), which unmaps what was mapped.
     pub(crate) fn map_initial(&self) -> Result {
         let mut next = 0u64;
-        while next < self.pages {
-            let chunk = geometry::setup_chunk(self.start_gfn, self.pages, next);
+        while next < self.spec.pages {
+            let chunk = geometry::setup_chunk(self.spec.start_gfn, self.spec.pages, next);
             self.map_initial_chunk(chunk)?;
             next = chunk.end();
             crate::sys::page::cond_resched();
@@ -306,7 +254,7 @@ impl Movable {
             st.mapped_upto = st.mapped_upto.max(chunk.end());
             let mut err = None;
             geometry::split_by_frames(
-                self.start_gfn,
+                self.spec.start_gfn,
                 chunk,
                 |_| true,
                 |gfn, reps, large| {
@@ -324,7 +272,7 @@ impl Movable {
             match err {
                 None => return Ok(()),
                 Some(e) if e.error.needs_memory() => {
-                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                    calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
                 Some(e) => return Err(e.error.into()),
             }
@@ -341,22 +289,23 @@ impl Movable {
         let start = Instant::<Monotonic>::now();
         let r = self.fault_timed(gfn, access);
         let ns = start.elapsed().as_nanos();
-        Stats::add(&self.stats.fault_ns, u64::try_from(ns).unwrap_or(0));
+        Stats::add(&self.spec.stats.fault_ns, u64::try_from(ns).unwrap_or(0));
         r
     }
 
     fn fault_timed(&self, gfn: u64, access: Access) -> Result<Fault> {
         let write = access == Access::Write;
-        if (write && !self.writable) || (access == Access::Execute && !self.exec) {
+        if (write && !self.spec.writable) || (access == Access::Execute && !self.spec.exec) {
             return Ok(Fault::Forward);
         }
-        let Some(mut window) = geometry::fault_window(self.start_gfn, self.pages, gfn) else {
+        let Some(mut window) = geometry::fault_window(self.spec.start_gfn, self.spec.pages, gfn)
+        else {
             return Ok(Fault::Forward);
         };
         let Some(notifier): Option<&IntervalNotifier<Movable>> = self.notifier.as_ref() else {
             return Ok(Fault::Forward);
         };
-        Stats::add(&self.stats.gpa_intercepts, 1);
+        Stats::add(&self.spec.stats.gpa_intercepts, 1);
         let n = window.count as usize;
         let mut hmm = KVVec::new();
         hmm.resize(n, HmmPfn::default(), GFP_KERNEL)?;
@@ -381,7 +330,8 @@ impl Movable {
             let (Some(hmm), Some(pages)) = (hmm.get_mut(..n), pages.get_mut(..n)) else {
                 return Err(EINVAL);
             };
-            let uaddr = self.uaddr + (window.first - self.start_gfn) * geometry::PAGE_SIZE;
+            let uaddr =
+                self.spec.uaddr + (window.first - self.spec.start_gfn) * geometry::PAGE_SIZE;
             // Fault for writing only the page the guest writes (and, in
             // private anonymous memory, pages not there yet; in hugetlb
             // memory, its huge page), then the whole window for reading: a
@@ -408,7 +358,7 @@ impl Movable {
                 // `gfn` (down to the one page) and start over, within this
                 // loop's bound, instead of failing MSHV_RUN_VP with EBUSY.
                 Err(e) if e == EBUSY => {
-                    Stats::add(&self.stats.fault_retries, 1);
+                    Stats::add(&self.spec.stats.fault_retries, 1);
                     window = geometry::narrow_window(window, gfn);
                     crate::sys::page::cond_resched();
                     continue;
@@ -430,7 +380,7 @@ impl Movable {
             }
             if notifier.read_retry(seq) {
                 drop(st);
-                Stats::add(&self.stats.fault_retries, 1);
+                Stats::add(&self.spec.stats.fault_retries, 1);
                 crate::sys::page::cond_resched();
                 continue;
             }
@@ -438,8 +388,8 @@ impl Movable {
                 Ok(()) => return Ok(Fault::Mapped),
                 Err(e) if e.needs_memory() => {
                     drop(st);
-                    Stats::add(&self.stats.deposit_retries, 1);
-                    calls::deposit(&*self.hv, self.pt, calls::MAP_DEPOSIT_PAGES)?;
+                    Stats::add(&self.spec.stats.deposit_retries, 1);
+                    calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -515,7 +465,7 @@ impl Movable {
     ) -> Result<(), crate::hv::HvError> {
         let base = abi::HV_MAP_GPA_READABLE
             | abi::HV_MAP_GPA_ADJUSTABLE
-            | if self.exec {
+            | if self.spec.exec {
                 abi::HV_MAP_GPA_EXECUTABLE
             } else {
                 0
@@ -529,7 +479,7 @@ impl Movable {
             let end = run.index + run.count;
             while i < end && result.is_ok() {
                 // A sub-run of equal write permission (uniform within a large chunk).
-                let w = self.writable && hmm.get(i).is_some_and(|h| h.writable());
+                let w = self.spec.writable && hmm.get(i).is_some_and(|h| h.writable());
                 let step = if run.large {
                     geometry::LARGE_PAGES as usize
                 } else {
@@ -539,7 +489,7 @@ impl Movable {
                 let mut k = 0;
                 while j < end
                     && k < pfns.len()
-                    && (self.writable && hmm.get(j).is_some_and(|h| h.writable())) == w
+                    && (self.spec.writable && hmm.get(j).is_some_and(|h| h.writable())) == w
                 {
                     if let Some(slot) = pfns.get_mut(k) {
                         *slot = pages.get(j).map_or(0, |p| p.pfn);
@@ -556,15 +506,15 @@ impl Movable {
                     };
                 let gfn = window.first + i as u64;
                 let mapped = calls::map_batched(
-                    &*self.hv,
-                    self.pt,
+                    &*self.spec.hv,
+                    self.spec.pt,
                     gfn,
                     flags,
                     &pfns[..k],
-                    &self.stats.hypercalls,
+                    &self.spec.stats.hypercalls,
                 );
                 trace::map_gpa(
-                    self.pt,
+                    self.spec.pt,
                     gfn,
                     k as u32,
                     run.large,
@@ -586,10 +536,10 @@ impl Movable {
                             }
                         }
                         if run.large {
-                            Stats::add(&self.stats.mapped_2m, k as u64);
+                            Stats::add(&self.spec.stats.mapped_2m, k as u64);
                             self.set_large_frames(st, gfn, k as u64);
                         } else {
-                            Stats::add(&self.stats.mapped_4k, k as u64);
+                            Stats::add(&self.spec.stats.mapped_4k, k as u64);
                             // 4 KiB entries mean the frame's large entry was split.
                             self.set_large(st, gfn & !(geometry::LARGE_PAGES - 1), false);
                             let last = gfn + k as u64 - 1;
@@ -615,7 +565,7 @@ impl Movable {
     ) -> Result<(), crate::hv::RepError> {
         let mut res = Ok(());
         geometry::split_by_frames(
-            self.start_gfn,
+            self.spec.start_gfn,
             range,
             |f| self.is_large(st, f),
             |gfn, reps, large| {
@@ -643,10 +593,10 @@ impl Movable {
         range: GfnRange,
     ) -> Result<(), crate::hv::RepError> {
         let range = self.widen(st, range);
-        Stats::add(&self.stats.remapped_4k, range.count);
+        Stats::add(&self.spec.stats.remapped_4k, range.count);
         let mut res = Ok(());
         geometry::split_by_frames(
-            self.start_gfn,
+            self.spec.start_gfn,
             range,
             |_| true,
             |gfn, reps, large| {
@@ -667,12 +617,21 @@ impl Movable {
     fn unmap(&self, st: &MovableState, range: GfnRange) -> Result<(), crate::hv::RepError> {
         let range = self.widen(st, range);
         self.for_each_rep(st, range, |gfn, reps, large| {
-            calls::unmap_batched(&*self.hv, self.pt, gfn, reps, large, &self.stats.hypercalls)
+            calls::unmap_batched(
+                &*self.spec.hv,
+                self.spec.pt,
+                gfn,
+                reps,
+                large,
+                &self.spec.stats.hypercalls,
+            )
         })
     }
 
     fn widen(&self, st: &MovableState, range: GfnRange) -> GfnRange {
-        geometry::widen_to_large_frames(self.start_gfn, self.pages, range, |f| self.is_large(st, f))
+        geometry::widen_to_large_frames(self.spec.start_gfn, self.spec.pages, range, |f| {
+            self.is_large(st, f)
+        })
     }
 
     /// Unmaps the region's whole GPA range and stops faults. Called once on
@@ -692,9 +651,9 @@ impl Movable {
         st.phase = Phase::Removed;
         let mut res = Ok(());
         let mut next = 0u64;
-        let upto = st.mapped_upto.min(self.pages);
+        let upto = st.mapped_upto.min(self.spec.pages);
         while next < upto {
-            let chunk = geometry::setup_chunk(self.start_gfn, upto, next);
+            let chunk = geometry::setup_chunk(self.spec.start_gfn, upto, next);
             let r = self.unmap(&st, chunk);
             if res.is_ok() {
                 res = r;
@@ -726,7 +685,7 @@ impl Movable {
         let mut snap = KVVec::new();
         if snap
             .resize(
-                self.pages.min(CHUNK) as usize,
+                self.spec.pages.min(CHUNK) as usize,
                 HmmPfn::default(),
                 GFP_KERNEL,
             )
@@ -737,19 +696,22 @@ impl Movable {
         // Filled outside the region lock (it allocates), moved in at the end.
         let mut held = PageRefs::new();
         let mut off = 0u64;
-        while off < self.pages {
-            let count = (self.pages - off).min(CHUNK) as usize;
+        while off < self.spec.pages {
+            let count = (self.spec.pages - off).min(CHUNK) as usize;
             let Some(snap) = snap.get_mut(..count) else {
                 break;
             };
-            let uaddr = self.uaddr + off * geometry::PAGE_SIZE;
+            let uaddr = self.spec.uaddr + off * geometry::PAGE_SIZE;
             for _ in 0..MAX_FAULT_TRIES {
                 let Ok(seq) = notifier.hmm_present(uaddr, snap) else {
                     continue;
                 };
                 let present = snap.iter().filter(|h| h.valid()).count();
                 if held.reserve(present).is_err() {
-                    pr_err!("pt {}: no memory to hold a kept region's pages\n", self.pt);
+                    pr_err!(
+                        "pt {}: no memory to hold a kept region's pages\n",
+                        self.spec.pt
+                    );
                     break;
                 }
                 let st = self.state.lock();
@@ -790,7 +752,7 @@ impl Invalidate for Movable {
             match self.state.try_lock() {
                 Some(g) => g,
                 None => {
-                    Stats::add(&self.stats.invalidations_busy, 1);
+                    Stats::add(&self.spec.stats.invalidations_busy, 1);
                     return false;
                 }
             }
@@ -802,14 +764,14 @@ impl Invalidate for Movable {
         }
         // Pages past `mapped_upto` have no entry yet (set-up maps them
         // NO_ACCESS when it gets there).
-        let Some(range) = geometry::clamp_invalidation(self.uaddr, st.mapped_upto, start, end)
+        let Some(range) = geometry::clamp_invalidation(self.spec.uaddr, st.mapped_upto, start, end)
         else {
             return true;
         };
-        Stats::add(&self.stats.invalidations, 1);
+        Stats::add(&self.spec.stats.invalidations, 1);
         trace::invalidate(
-            self.pt,
-            self.start_gfn + range.first,
+            self.spec.pt,
+            self.spec.start_gfn + range.first,
             range.count,
             blockable,
         );
@@ -820,7 +782,7 @@ impl Invalidate for Movable {
             if self.unmap(&st, range).is_ok() {
                 return true;
             }
-            Stats::add(&self.stats.invalidate_failures, 1);
+            Stats::add(&self.spec.stats.invalidate_failures, 1);
             if self.remap_no_access(&mut st, range).is_ok() {
                 return true;
             }
@@ -832,15 +794,15 @@ impl Invalidate for Movable {
             // reachable: unmap instead. The guest's next access there comes
             // back as HVMSG_UNMAPPED_GPA, which `Vp::run_vp` resolves with a
             // fault like a GPA intercept.
-            Stats::add(&self.stats.invalidate_failures, 1);
+            Stats::add(&self.spec.stats.invalidate_failures, 1);
             if self.unmap(&st, range).is_ok() {
                 return true;
             }
         }
         pr_err!(
             "pt {}: could not invalidate gfn range at {:#x} ({} pages held); guest may see freed memory\n",
-            self.pt,
-            self.start_gfn + range.first,
+            self.spec.pt,
+            self.spec.start_gfn + range.first,
             st.held.len()
         );
         // Linux ignores the answer to a blockable invalidation; a

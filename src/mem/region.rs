@@ -10,14 +10,15 @@
 use super::{
     geometry::{self, HostPage},
     mmio::Mmio,
-    movable::{Access, Fault, Movable, Stats},
+    movable::{Access, Fault, Movable},
+    RegionSpec,
 };
 use crate::{
-    hv::{abi, calls, Hypervisor},
+    hv::{abi, calls},
     sys::mm::{self, PinnedPages},
 };
 use core::sync::atomic::{AtomicBool, Ordering};
-use kernel::{alloc::flags::__GFP_NOWARN, prelude::*, sync::Arc};
+use kernel::{alloc::flags::__GFP_NOWARN, prelude::*};
 
 /// Reps per slice of an MMIO or pinned region's map and unmap, between
 /// which the task may be rescheduled (64 Ki reps: 128 map hypercalls).
@@ -38,17 +39,11 @@ pub(crate) enum RegionKind {
 ///
 /// # Invariants
 ///
-/// `pages > 0`, `start_gfn + pages` does not overflow, and `uaddr` is page
-/// aligned (checked by [`Region::new`]'s caller, `SET_GUEST_MEMORY`).
+/// `spec`'s (`pages > 0`, `start_gfn + pages` does not overflow, `uaddr`
+/// page aligned: checked by [`Region::new`]'s caller, `SET_GUEST_MEMORY`).
 pub(crate) struct Region {
-    pub(crate) start_gfn: u64,
-    pub(crate) pages: u64,
-    pub(crate) uaddr: u64,
-    writable: bool,
-    exec: bool,
-    hv: Arc<dyn Hypervisor>,
-    pt: u64,
-    stats: Arc<Stats>,
+    /// Where the region is and what the guest may do there.
+    pub(crate) spec: RegionSpec,
     /// Set by the first [`Region::remove`]; later calls do nothing.
     removed: AtomicBool,
     pub(crate) kind: RegionKind,
@@ -66,48 +61,26 @@ pub(crate) enum RamPolicy {
 impl Region {
     /// Creates a region and maps it in partition `pt`. Sleeps; the caller
     /// holds no region lock. On error nothing stays mapped or pinned.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        hv: Arc<dyn Hypervisor>,
-        pt: u64,
-        start_gfn: u64,
-        pages: u64,
-        uaddr: u64,
-        writable: bool,
-        exec: bool,
-        policy: RamPolicy,
-        stats: &Arc<Stats>,
-    ) -> Result<Self> {
+    pub(crate) fn new(spec: RegionSpec, policy: RamPolicy) -> Result<Self> {
+        let RegionSpec {
+            pt,
+            pages,
+            uaddr,
+            writable,
+            ..
+        } = spec;
         let kind = match mm::vma_kind(uaddr) {
             mm::VmaKind::None => return Err(EINVAL),
-            mm::VmaKind::Io => RegionKind::Mmio(Mmio::new(
-                hv.clone(),
-                pt,
-                start_gfn,
-                pages,
-                uaddr,
-                writable,
-                exec,
-                stats.clone(),
-            )?),
+            mm::VmaKind::Io => RegionKind::Mmio(Mmio::new(spec.clone())?),
             mm::VmaKind::Ram => {
                 // As upstream: pinned is the fallback when the notifier cannot
                 // be registered (and the choice of encrypted partitions/tests).
                 let movable = if policy == RamPolicy::Movable {
-                    Movable::new(
-                        hv.clone(),
-                        pt,
-                        start_gfn,
-                        pages,
-                        uaddr,
-                        writable,
-                        exec,
-                        stats.clone(),
-                    )
-                    .inspect_err(|e| {
-                        pr_info!("pt {}: movable region refused ({:?}); pinning\n", pt, e)
-                    })
-                    .ok()
+                    Movable::new(spec.clone())
+                        .inspect_err(|e| {
+                            pr_info!("pt {}: movable region refused ({:?}); pinning\n", pt, e)
+                        })
+                        .ok()
                 } else {
                     None
                 };
@@ -118,14 +91,7 @@ impl Region {
             }
         };
         let region = Self {
-            start_gfn,
-            pages,
-            uaddr,
-            writable,
-            exec,
-            hv,
-            pt,
-            stats: stats.clone(),
+            spec,
             removed: AtomicBool::new(false),
             kind,
         };
@@ -151,10 +117,10 @@ impl Region {
     /// Map flags of a pinned region.
     fn base_flags(&self) -> u32 {
         let mut f = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_ADJUSTABLE;
-        if self.writable {
+        if self.spec.writable {
             f |= abi::HV_MAP_GPA_WRITABLE;
         }
-        if self.exec {
+        if self.spec.exec {
             f |= abi::HV_MAP_GPA_EXECUTABLE;
         }
         f
@@ -164,8 +130,8 @@ impl Region {
     /// pages were pinned: the size is then backed by real pages.
     fn host_pages(&self, page: impl Fn(usize) -> (u64, u32)) -> Result<KVVec<HostPage>> {
         let gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN;
-        let mut v = KVVec::with_capacity(self.pages as usize, gfp)?;
-        for i in 0..self.pages as usize {
+        let mut v = KVVec::with_capacity(self.spec.pages as usize, gfp)?;
+        for i in 0..self.spec.pages as usize {
             let (pfn, order) = page(i);
             v.push(
                 HostPage {
@@ -186,7 +152,7 @@ impl Region {
     ) -> Result {
         let mut res = Ok(());
         let mut pfns = KVVec::new();
-        geometry::plan_runs(self.start_gfn, pages, |run| {
+        geometry::plan_runs(self.spec.start_gfn, pages, |run| {
             if res.is_err() {
                 return;
             }
@@ -204,7 +170,7 @@ impl Region {
                 }
                 i += step;
             }
-            res = f(self.start_gfn + run.index as u64, &pfns, run.large);
+            res = f(self.spec.start_gfn + run.index as u64, &pfns, run.large);
         });
         res
     }
@@ -221,9 +187,16 @@ impl Region {
             // the set-up (the caller's drop unmaps what was mapped).
             for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
                 let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
-                calls::retry_with_deposit(&*self.hv, self.pt, || {
-                    calls::map_batched(&*self.hv, self.pt, at, flags, slice, &self.stats.hypercalls)
-                        .map_err(|e| e.error)
+                calls::retry_with_deposit(&*self.spec.hv, self.spec.pt, || {
+                    calls::map_batched(
+                        &*self.spec.hv,
+                        self.spec.pt,
+                        at,
+                        flags,
+                        slice,
+                        &self.spec.stats.hypercalls,
+                    )
+                    .map_err(|e| e.error)
                 })?;
                 crate::sys::page::cond_resched();
                 if crate::sys::page::fatal_signal_pending() {
@@ -242,12 +215,12 @@ impl Region {
         match self.host_pages(page) {
             Ok(pages) => self.unmap_all(&pages),
             Err(_) => calls::unmap_batched(
-                &*self.hv,
-                self.pt,
-                self.start_gfn,
-                self.pages,
+                &*self.spec.hv,
+                self.spec.pt,
+                self.spec.start_gfn,
+                self.spec.pages,
                 false,
-                &self.stats.hypercalls,
+                &self.spec.stats.hypercalls,
             )
             .map_err(|e| e.error.into()),
         }
@@ -262,12 +235,12 @@ impl Region {
             for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
                 let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
                 let r = calls::unmap_batched(
-                    &*self.hv,
-                    self.pt,
+                    &*self.spec.hv,
+                    self.spec.pt,
                     at,
                     slice.len() as u64,
                     large,
-                    &self.stats.hypercalls,
+                    &self.spec.stats.hypercalls,
                 )
                 .map_err(|e| e.error.into());
                 if res.is_ok() {
@@ -318,8 +291,8 @@ impl Region {
         if res.is_err() {
             pr_err!(
                 "pt {}: unmapping region at gfn {:#x} failed; not released while the hypervisor may map it\n",
-                self.pt,
-                self.start_gfn
+                self.spec.pt,
+                self.spec.start_gfn
             );
         }
         res
