@@ -251,7 +251,7 @@ impl Movable {
     fn map_initial_chunk(&self, chunk: GfnRange) -> Result {
         for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
             let mut st = self.state.lock();
-            st.mapped_upto = st.mapped_upto.max(chunk.end());
+            // The first failure, and the region page offset its call reached.
             let mut err = None;
             geometry::split_by_frames(
                 self.spec.start_gfn,
@@ -264,17 +264,27 @@ impl Movable {
                         self.set_large_frames(&mut st, gfn, reps);
                     }
                     if err.is_none() {
-                        err = self.map_no_access(gfn, reps, large).err();
+                        err = self.map_no_access(gfn, reps, large).err().map(|e| {
+                            let reached = gfn + geometry::pages_of_reps(e.done as u64, large);
+                            (e, reached - self.spec.start_gfn)
+                        });
                     }
                 },
             );
+            // Only what the hypervisor mapped can have entries: removal and
+            // invalidations stop there. A set-up refused part-way (a gfn the
+            // hypervisor does not accept) must not leave the region's
+            // removal unmapping entries that never existed, which the
+            // hypervisor refuses too.
+            let reached = err.as_ref().map_or(chunk.end(), |&(_, r)| r);
+            st.mapped_upto = st.mapped_upto.max(reached);
             drop(st);
             match err {
                 None => return Ok(()),
-                Some(e) if e.error.needs_memory() => {
+                Some((e, _)) if e.error.needs_memory() => {
                     calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
-                Some(e) => return Err(e.error.into()),
+                Some((e, _)) => return Err(e.error.into()),
             }
         }
         Err(ENOMEM)

@@ -401,6 +401,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "region_past_gpa_width_released",
+        func: hardening::region_past_gpa_width_released,
+        timeout: 60,
+    },
+    TestCase {
         name: "vp_wait_killable",
         func: hardening::vp_wait_killable,
         timeout: 180,
