@@ -844,7 +844,6 @@ pub fn irqfd_gone_with_its_eventfd() -> TResult {
         base + 1,
         "live irqfds after closing one of the two eventfds"
     );
-    drop(m);
     drop(kept);
     ensure_eq!(
         live_settles("irqfds", base)?,

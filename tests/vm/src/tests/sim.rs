@@ -466,6 +466,9 @@ fn kept_movable_region() -> TResult<(Setup, u64)> {
 /// left to map a freed page. (Before, a kept region's invalidations did
 /// nothing and every entry stayed.)
 pub fn kept_region_invalidation_unmaps() -> TResult {
+    // The driver logs the failed removal and what follows from it
+    // (scripts/vm-run: expected here, until the partition is gone).
+    let _expected = ExpectKernelErrors::begin("kept_region_invalidation_unmaps")?;
     let (s, _) = kept_movable_region()?;
     s.data
         .madvise(0, DATA_SIZE, libc::MADV_DONTNEED)
@@ -501,9 +504,10 @@ pub fn kept_region_invalidation_unmaps() -> TResult {
 /// next invalidation unmaps the entries, and closing the partition releases
 /// the pages.
 pub fn kept_region_holds_pages() -> TResult {
-    let held = || -> TResult<u64> {
-        Ok(live_objects()?["pinned_pages"])
-    };
+    // The driver logs the failed removal and what follows from it
+    // (scripts/vm-run: expected here, until the partition is gone).
+    let _expected = ExpectKernelErrors::begin("kept_region_holds_pages")?;
+    let held = || -> TResult<u64> { Ok(live_objects()?["pinned_pages"]) };
     let start = held()?;
     let (s, left) = kept_movable_region()?;
     let pages = (DATA_SIZE / PAGE) as u64;
@@ -550,11 +554,12 @@ pub fn kept_region_holds_pages() -> TResult {
 /// must not give them back to Linux. Leaks the pins and the simulated
 /// partition on purpose (until the module is unloaded).
 pub fn kept_region_pins_survive_failed_delete() -> TResult {
+    // The driver logs the failed removal and what follows from it
+    // (scripts/vm-run: expected here, until the partition is gone).
+    let _expected = ExpectKernelErrors::begin("kept_region_pins_survive_failed_delete")?;
     const SIZE: usize = MIB;
     let pages = (SIZE / PAGE) as u64;
-    let pinned = || -> TResult<u64> {
-        Ok(live_objects()?["pinned_pages"])
-    };
+    let pinned = || -> TResult<u64> { Ok(live_objects()?["pinned_pages"]) };
     let mshv = open_mshv()?;
     let start = pinned()?;
     let p = Partition::new(&mshv)?;
