@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,21 +86,27 @@ fn scaled(limit: Duration) -> Duration {
 
 /// Something to do while cloud-hypervisor runs, once its serial output
 /// contains `when`; `action` gets a reader of the serial output so far.
+/// With `then_kill`, cloud-hypervisor is killed (SIGKILL) once `action`
+/// succeeded.
 struct Hook<'a> {
     when: &'a str,
     action: &'a dyn Fn(&dyn Fn() -> String) -> TResult,
+    then_kill: bool,
 }
 
 /// Runs cloud-hypervisor with `guest` as its `--kernel` and `args`, for at
 /// most `limit` (scaled; then kills it and fails).
 fn run_ch(name: &str, image: &[u8], args: &[&str], limit: Duration) -> TResult<ChRun> {
-    run_ch_with(name, image, args, limit, None)
+    run_ch_with(name, Some(image), args, limit, None)
 }
 
 /// [`run_ch`], running `hook` once on the way (a failed hook kills it).
+/// Without `image`, there is no `--kernel` and no `--serial`/`--console`
+/// (Cloud Hypervisor accepts those only with a payload): `args` says what
+/// to run (`--restore`), and the serial and console settings come with it.
 fn run_ch_with(
     name: &str,
-    image: &[u8],
+    image: Option<&[u8]>,
     args: &[&str],
     limit: Duration,
     hook: Option<Hook<'_>>,
@@ -120,13 +126,16 @@ fn run_ch_with(
     }
 
     let kernel = std::env::temp_dir().join(format!("mshv-{name}-{}.elf", std::process::id()));
-    std::fs::write(&kernel, image).ctx("write the guest image")?;
     let mut cmd = Command::new(dir.join("cloud-hypervisor"));
-    cmd.arg("--kernel")
-        .arg(&kernel)
-        .args(args)
-        .args(["--serial", "tty", "--console", "off"])
-        .stdin(Stdio::null())
+    if let Some(image) = image {
+        std::fs::write(&kernel, image).ctx("write the guest image")?;
+        cmd.arg("--kernel").arg(&kernel);
+    }
+    cmd.args(args);
+    if image.is_some() {
+        cmd.args(["--serial", "tty", "--console", "off"]);
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     note!("{cmd:?}");
@@ -194,6 +203,10 @@ fn run_ch_with(
         if let Some(h) = hook.as_ref() {
             if read_serial().contains(h.when) {
                 let res = (h.action)(&read_serial);
+                if res.is_ok() && h.then_kill {
+                    note!("killing cloud-hypervisor (SIGKILL)");
+                    let _ = child.kill();
+                }
                 hook = None;
                 if let Err(e) = res {
                     let _ = child.kill();
@@ -455,6 +468,26 @@ pub fn ch_rng() -> TResult {
     Ok(())
 }
 
+/// Runs `ch-remote --api-socket <sock> <args>`; fails unless it exits 0.
+/// Returns its standard output.
+fn ch_remote(dir: &Path, sock: &Path, args: &[&str]) -> TResult<String> {
+    let out = Command::new(dir.join("ch-remote"))
+        .arg("--api-socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .ctx("run ch-remote")?;
+    ensure!(
+        out.status.success(),
+        "ch-remote {}: {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// ch_pause.S under `ch-remote pause` / `resume` (through `--api-socket`):
 /// Cloud Hypervisor freezes the partition's time (TIME_FREEZE) and stops
 /// its vCPU; while paused the guest prints nothing; resumed, it goes on to
@@ -464,22 +497,7 @@ pub fn ch_pause_resume() -> TResult {
     let sock = std::env::temp_dir().join(format!("mshv-ch-api-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let api = format!("path={}", sock.display());
-    let remote = |what: &str| -> TResult {
-        let out = Command::new(dir.join("ch-remote"))
-            .arg("--api-socket")
-            .arg(&sock)
-            .arg(what)
-            .output()
-            .ctx("run ch-remote")?;
-        ensure!(
-            out.status.success(),
-            "ch-remote {what}: {}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
+    let remote = |what: &str| -> TResult { ch_remote(&dir, &sock, &[what]).map(drop) };
     let action = |serial: &dyn Fn() -> String| -> TResult {
         remote("pause")?;
         // Output already on its way may still arrive; then nothing.
@@ -496,7 +514,7 @@ pub fn ch_pause_resume() -> TResult {
     };
     let run = run_ch_with(
         "ch_pause",
-        guest::CH_PAUSE,
+        Some(guest::CH_PAUSE),
         &[
             "--cpus",
             "boot=1",
@@ -509,17 +527,161 @@ pub fn ch_pause_resume() -> TResult {
         Some(Hook {
             when: "ch_pause: tick 1\n",
             action: &action,
+            then_kill: false,
         }),
     );
     let _ = std::fs::remove_file(&sock);
     let run = run?;
+    expect(&run, &ch_pause_serial())
+}
+
+/// The ticks ch_pause.S prints (TICKS there).
+const CH_PAUSE_TICKS: u32 = 8;
+
+/// Everything ch_pause.S prints: each tick in order, then "done".
+fn ch_pause_serial() -> String {
     let mut want = String::new();
     for i in 0..CH_PAUSE_TICKS {
         want.push_str(&format!("ch_pause: tick {i}\n"));
     }
     want.push_str("ch_pause: done\n");
-    expect(&run, &want)
+    want
 }
 
-/// The ticks ch_pause.S prints (TICKS there).
-const CH_PAUSE_TICKS: u32 = 8;
+/// ch_pause.S paused after tick 1 (`ch-remote pause`), snapshotted
+/// (`ch-remote snapshot file://<dir>`: the vCPU state through
+/// MSHV_GET_VP_STATE and the partition's registers, RAM and devices into
+/// config.json, state.json and memory-ranges), then cloud-hypervisor is
+/// killed. A new cloud-hypervisor `--restore source_url=file://<dir>`
+/// builds a new partition from the snapshot (MSHV_SET_VP_STATE for LAPIC,
+/// XSAVE, SIMP, SIEFP and synthetic timers), paused; `ch-remote resume`
+/// makes the guest go on where it stopped: the second run prints exactly
+/// the rest of the first one's output, then shuts down (exit 0).
+pub fn ch_snapshot_restore() -> TResult {
+    let dir = ch_dir()?;
+    let tmp = std::env::temp_dir();
+    let pid = std::process::id();
+    let sock = tmp.join(format!("mshv-ch-snap-{pid}.sock"));
+    let snap = tmp.join(format!("mshv-ch-snap-{pid}"));
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_dir_all(&snap);
+    std::fs::create_dir(&snap).ctx("create the snapshot directory")?;
+    let res = snapshot_restore(&dir, &sock, &snap);
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_dir_all(&snap);
+    res
+}
+
+fn snapshot_restore(dir: &Path, sock: &Path, snap: &Path) -> TResult {
+    let api = format!("path={}", sock.display());
+    let url = format!("file://{}", snap.display());
+    let at_snapshot = Mutex::new(None);
+    let take = |serial: &dyn Fn() -> String| -> TResult {
+        ch_remote(dir, sock, &["pause"])?;
+        // Output already on its way may still arrive; then nothing.
+        std::thread::sleep(Duration::from_millis(300));
+        let paused = serial();
+        ensure!(
+            !paused.contains("ch_pause: done"),
+            "the guest finished before the pause took effect: {paused:?}"
+        );
+        ch_remote(dir, sock, &["snapshot", &url])?;
+        ensure_eq!(serial(), paused.clone(), "serial output while paused");
+        note!("snapshotted after {:?}", paused.lines().last());
+        *at_snapshot.lock().unwrap() = Some(paused);
+        Ok(())
+    };
+    let first = run_ch_with(
+        "ch_snapshot",
+        Some(guest::CH_PAUSE),
+        &[
+            "--cpus",
+            "boot=1",
+            "--memory",
+            "size=64M",
+            "--api-socket",
+            &api,
+        ],
+        Duration::from_secs(300),
+        Some(Hook {
+            when: "ch_pause: tick 1\n",
+            action: &take,
+            then_kill: true,
+        }),
+    )?;
+    let Some(before) = at_snapshot.lock().unwrap().take() else {
+        fail!(
+            "cloud-hypervisor exited before the snapshot: {:?} (signal {:?}), serial {:?}",
+            first.status,
+            first.signal,
+            first.serial
+        );
+    };
+    ensure_eq!(
+        (first.status, first.signal),
+        (None, Some(9)),
+        "the snapshotted cloud-hypervisor's exit status (and signal): killed"
+    );
+    ensure_eq!(
+        first.serial,
+        before.clone(),
+        "its serial output: up to the snapshot"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(snap)
+        .ctx("read the snapshot directory")?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .ctx("read the snapshot directory")?;
+    files.sort();
+    ensure_eq!(
+        files,
+        ["config.json", "memory-ranges", "state.json"],
+        "the snapshot's files"
+    );
+    let ram = std::fs::metadata(snap.join("memory-ranges"))
+        .ctx("stat memory-ranges")?
+        .len();
+    note!("snapshot: memory-ranges {ram} bytes");
+
+    // The killed process left its socket behind.
+    let _ = std::fs::remove_file(sock);
+    let restore = format!("source_url={url}");
+    let resume = |_: &dyn Fn() -> String| -> TResult {
+        // `ch-remote info` fails until the socket is up and the restore
+        // has created the VM; then it must report the VM paused.
+        let limit = scaled(Duration::from_secs(120));
+        let started = Instant::now();
+        let info = loop {
+            if let Ok(info) = ch_remote(dir, sock, &["info"]) {
+                break info;
+            }
+            ensure!(
+                started.elapsed() < limit,
+                "ch-remote info did not answer within {limit:?} of the restore"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let state: String = info.split_whitespace().collect();
+        ensure!(
+            state.contains("\"state\":\"Paused\""),
+            "the restored VM is not paused: {info}"
+        );
+        ch_remote(dir, sock, &["resume"]).map(drop)
+    };
+    let second = run_ch_with(
+        "ch_restore",
+        None,
+        &["--api-socket", &api, "--restore", &restore],
+        Duration::from_secs(300),
+        Some(Hook {
+            when: "",
+            action: &resume,
+            then_kill: false,
+        }),
+    )?;
+    let want = ch_pause_serial();
+    let Some(rest) = want.strip_prefix(before.as_str()) else {
+        fail!("the output before the snapshot is not a prefix of {want:?}: {before:?}");
+    };
+    expect(&second, rest)
+}

@@ -441,4 +441,9 @@ pub static ALL: &[TestCase] = &[
         func: ch::ch_pause_resume,
         timeout: 400,
     },
+    TestCase {
+        name: "ch_snapshot_restore",
+        func: ch::ch_snapshot_restore,
+        timeout: 700,
+    },
 ];
