@@ -324,4 +324,70 @@ bool mshv_rs_hv_is_root(void);
 u64 mshv_rs_hv_hypercall(u64 control, const void *in, size_t in_len,
 			 void *out, size_t out_len);
 
+/* Per-CPU dispatch pages for HVCALL_DISPATCH_VP (init/exit at load/unload). */
+int mshv_rs_hv_dispatch_init(void);
+void mshv_rs_hv_dispatch_exit(void);
+/*
+ * HVCALL_DISPATCH_VP from this CPU's dispatch pages. The caller has
+ * preemption disabled and interrupts enabled.
+ */
+u64 mshv_rs_hv_dispatch(u64 control, const void *in, size_t in_len,
+			void *out, size_t out_len);
+/* A fast hypercall with one 8-byte input register. */
+u64 mshv_rs_hv_fast8(u16 code, u64 input);
+/* Synthetic MSRs of this CPU (hv_get/set_non_nested_msr). */
+u64 mshv_rs_hv_read_msr(u32 msr);
+void mshv_rs_hv_write_msr(u32 msr, u64 value);
+/* hv_setup_mshv_handler(): NULL removes the handler. */
+void mshv_rs_hv_set_handler(void (*handler)(void));
+
+/* What the driver reads about the hypervisor at load. */
+struct mshv_rs_hv_identity {
+	u64 partition_id;
+	bool root;
+	bool kdump;
+	bool vmbus;
+	u32 build;
+	u8 vector;
+	bool auto_eoi;
+};
+void mshv_rs_hv_identity(struct mshv_rs_hv_identity *id);
+
+/* ---- CPUs, preemption, RCU, remapping (src/sys/cpu.c) ------------------- */
+
+/*
+ * Registers @online and @offline as a dynamic CPU-hotplug state named @name;
+ * @online runs now on every online CPU, on that CPU. Returns the state
+ * (> 0) or a negative errno. mshv_rs_cpuhp_remove() runs @offline on every
+ * online CPU and removes the state.
+ */
+int mshv_rs_cpuhp_setup(const char *name, int (*online)(unsigned int cpu),
+			int (*offline)(unsigned int cpu));
+void mshv_rs_cpuhp_remove(int state);
+void mshv_rs_preempt_disable(void);
+void mshv_rs_preempt_enable(void);
+/* Preemption disabled and interrupts enabled: what DISPATCH_VP needs. */
+bool mshv_rs_dispatch_context_ok(void);
+bool mshv_rs_in_hardirq(void);
+bool mshv_rs_need_resched(void);
+unsigned int mshv_rs_smp_processor_id(void);
+bool mshv_rs_cpu_online(unsigned int cpu);
+void mshv_rs_synchronize_rcu(void);
+/* memremap() of one hypervisor page by pfn, write-back; NULL on failure. */
+void *mshv_rs_memremap_pfn(u64 pfn);
+void mshv_rs_memunmap(void *addr);
+
+/*
+ * The emulator's SynIC interrupt: mshv_rs_ipi_raise() queues an irq_work on
+ * @cpu whose callback calls the handler set with mshv_rs_ipi_set_handler(),
+ * in hard-IRQ context on @cpu. mshv_rs_ipi_sync() waits until no callback
+ * runs any more (after the handler was set to NULL).
+ */
+int mshv_rs_ipi_init(void);
+void mshv_rs_ipi_exit(void);
+void mshv_rs_ipi_set_handler(void (*handler)(void));
+void mshv_rs_ipi_raise(unsigned int cpu);
+/* flush_work(): waits until @work is idle. */
+void mshv_rs_flush_work(void *work);
+
 #endif /* MSHV_RS_HELPERS_H */

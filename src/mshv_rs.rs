@@ -31,6 +31,7 @@ mod partition;
 mod sim;
 mod stats;
 mod sys;
+mod tlfs;
 mod uapi;
 mod vp;
 mod vp_state;
@@ -64,7 +65,7 @@ fn backend_kind() -> Result<BackendKind> {
         }
         b"hyperv" | b"auto" => {
             #[cfg(CONFIG_HYPERV)]
-            if hv::hyperv::HyperV::is_root() {
+            if sys::hyperv::RealSeam::is_root() {
                 return Ok(BackendKind::HyperV);
             }
             pr_err!("not running on a Hyper-V root partition; load with backend=sim to use the simulated hypervisor\n");
@@ -109,7 +110,10 @@ fn new_shared() -> Result<Arc<Shared>> {
             s
         }
         #[cfg(CONFIG_HYPERV)]
-        BackendKind::HyperV => hv::hyperv::HyperV::new()?,
+        BackendKind::HyperV => {
+            let seam: Arc<dyn tlfs::seam::Seam> = Arc::new(sys::hyperv::RealSeam::new()?, GFP_KERNEL)?;
+            hv::hyperv::HyperV::new(seam)?
+        }
         #[cfg(not(CONFIG_HYPERV))]
         BackendKind::HyperV => return Err(ENODEV),
     };

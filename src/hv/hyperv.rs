@@ -1,31 +1,37 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The real backend: hypercalls on an x86_64 Hyper-V root partition.
+//! The Hyper-V backend: the driver's only implementation of [`Hypervisor`],
+//! over the seam ([`crate::tlfs::seam`]). On a root partition the seam is
+//! Hyper-V; with `backend=sim` it is the emulator. Either way these are the
+//! bytes the hypervisor receives (docs/design.md, "The hypervisor boundary").
 //!
-//! Input encoding is pure (the `encode_*` functions, tested in KUnit because
-//! nothing here can run without Azure hardware); `sys::hyperv` issues the
-//! call with the per-CPU hypercall pages and interrupts off.
-//!
-//! Not implemented yet: running VPs. That needs the SynIC intercept-message
-//! path (SINT0 ISR, `HVCALL_DISPATCH_VP` or the suspend-register dance);
-//! `run_vp` returns `EOPNOTSUPP` until then, so on a real root this backend
-//! can create partitions and map memory but not run guests. Doorbells
-//! (ioeventfd) are not implemented either: they need `HVCALL_CREATE_PORT`,
-//! `HVCALL_CONNECT_PORT` and the SINT5 event-ring handler that would call
-//! [`Notify::doorbell`]; `connect_doorbell` fails with
-//! `HV_STATUS_OPERATION_DENIED` (EACCES) until then, and `set_notify` only
-//! records nothing.
+//! - Inputs are encoded with the shared TLFS structs of [`abi`] (the
+//!   `encode_*` functions, tested in KUnit against the emulator's decoder);
+//! - the SynIC (per-CPU pages, the interrupt handler, the messages it
+//!   dispatches) is in [`super::synic`];
+//! - `MSHV_RUN_VP` under the root scheduler (`HVCALL_DISPATCH_VP`) is in
+//!   [`super::run`];
+//! - doorbells are Hyper-V ports: a port in the root (`HVCALL_CREATE_PORT`,
+//!   SINT5, any VP) and a connection in the guest (`HVCALL_CONNECT_PORT`);
+//!   the hypervisor reports a ring as the port id in the SINT5 event ring.
+//!   Port ids are global in Hyper-V, so this backend allocates them.
 
 use super::{
-    abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
-    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
+    abi, run::VpRun, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify,
+    RegValue, RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE,
+    VP_STATE_INLINE,
 };
-use crate::sys::ffi;
+use crate::tlfs::seam::{Identity, Seam};
 use kernel::{
-    ffi::c_void,
-    new_spinlock,
+    new_spinlock, new_spinlock_irq, new_work,
     prelude::*,
-    sync::{Arc, SpinLock},
+    rbtree::{RBTree, RBTreeNode},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, ArcBorrow, SpinLock, SpinLockIrq,
+    },
+    transmute::AsBytes,
+    workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
 /// Little-endian writer into a hypercall input page.
@@ -52,11 +58,8 @@ impl<'a> Enc<'a> {
     fn u32(&mut self, v: u32) -> &mut Self {
         self.put(&v.to_le_bytes())
     }
-    fn u16(&mut self, v: u16) -> &mut Self {
-        self.put(&v.to_le_bytes())
-    }
-    fn u8(&mut self, v: u8) -> &mut Self {
-        self.put(&[v])
+    fn val<T: AsBytes>(&mut self, v: &T) -> &mut Self {
+        self.put(v.as_bytes())
     }
     /// Bytes written; `None` if they did not fit the page.
     fn done(&self) -> Option<usize> {
@@ -67,21 +70,25 @@ impl<'a> Enc<'a> {
 /// `hv_input_create_partition` (56 bytes).
 fn encode_create_partition(buf: &mut [u8], a: &CreatePartition) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(a.flags)
-        .u64(0) // proximity_domain_info: any node
-        .u32(abi::HV_COMPATIBILITY_21_H2)
-        .u32(0)
-        .u64(a.disabled_features[0])
-        .u64(a.disabled_features[1])
-        .u64(a.disabled_xsave)
-        .u64(0); // isolation properties: none
+    e.val(&abi::HvInputCreatePartition {
+        flags: a.flags,
+        compatibility_version: abi::HV_COMPATIBILITY_21_H2,
+        disabled_processor_features: a.disabled_features,
+        disabled_xsave: a.disabled_xsave,
+        ..Default::default()
+    });
     e.done()
 }
 
 /// `hv_input_map_gpa_pages` plus its pfn list.
 fn encode_map_gpa(buf: &mut [u8], pt: u64, gfn: u64, flags: u32, pfns: &[u64]) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u64(gfn).u32(flags).u32(0);
+    e.val(&abi::HvInputMapGpaPages {
+        target_partition_id: pt,
+        target_gpa_base: gfn,
+        map_flags: flags,
+        padding: 0,
+    });
     for &p in pfns {
         e.u64(p);
     }
@@ -91,14 +98,19 @@ fn encode_map_gpa(buf: &mut [u8], pt: u64, gfn: u64, flags: u32, pfns: &[u64]) -
 /// `hv_input_unmap_gpa_pages`.
 fn encode_unmap_gpa(buf: &mut [u8], pt: u64, gfn: u64, flags: u32) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u64(gfn).u32(flags).u32(0);
+    e.val(&abi::HvInputUnmapGpaPages {
+        target_partition_id: pt,
+        target_gpa_base: gfn,
+        unmap_flags: flags,
+        padding: 0,
+    });
     e.done()
 }
 
 /// `hv_deposit_memory` header plus pfns.
 fn encode_deposit(buf: &mut [u8], pt: u64, pfns: &[u64]) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt);
+    e.val(&abi::HvInputPartition { partition_id: pt });
     for &p in pfns {
         e.u64(p);
     }
@@ -108,7 +120,11 @@ fn encode_deposit(buf: &mut [u8], pt: u64, pfns: &[u64]) -> Option<usize> {
 /// `hv_create_vp` (40 bytes).
 fn encode_create_vp(buf: &mut [u8], pt: u64, vp: u32) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u32(vp).put(&[0; 3]).u8(0).u64(0).u64(0).u64(0);
+    e.val(&abi::HvInputCreateVp {
+        partition_id: pt,
+        vp_index: vp,
+        ..Default::default()
+    });
     e.done()
 }
 
@@ -121,9 +137,20 @@ fn encode_vp_state_page(
     map: bool,
 ) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u32(vp).u16(page as u16).u8(0).u8(0);
     if map {
-        e.u64(0);
+        e.val(&abi::HvInputMapVpStatePage {
+            partition_id: pt,
+            vp_index: vp,
+            page_type: page as u16,
+            ..Default::default()
+        });
+    } else {
+        e.val(&abi::HvInputUnmapVpStatePage {
+            partition_id: pt,
+            vp_index: vp,
+            page_type: page as u16,
+            ..Default::default()
+        });
     }
     e.done()
 }
@@ -132,23 +159,37 @@ fn encode_vp_state_page(
 /// (`interrupt_type` in bits 0-31, `level_triggered` bit 32,
 /// `logical_dest_mode` bit 33), destination, vector, target VTL 0.
 fn encode_assert_interrupt(buf: &mut [u8], pt: u64, irq: &VirtualInterrupt) -> Option<usize> {
-    let control =
-        u64::from(irq.kind) | (u64::from(irq.level) << 32) | (u64::from(irq.logical) << 33);
+    let mut control = u64::from(irq.kind);
+    if irq.level {
+        control |= abi::HV_INTERRUPT_CONTROL_LEVEL;
+    }
+    if irq.logical {
+        control |= abi::HV_INTERRUPT_CONTROL_LOGICAL;
+    }
     let mut e = Enc::new(buf);
-    e.u64(pt)
-        .u64(control)
-        .u64(irq.dest)
-        .u32(irq.vector)
-        .u8(0)
-        .u8(0)
-        .u16(0);
+    e.val(&abi::HvInputAssertVirtualInterrupt {
+        partition_id: pt,
+        control,
+        dest_addr: irq.dest,
+        vector: irq.vector,
+        ..Default::default()
+    });
     e.done()
+}
+
+/// The header of `hv_input_get_vp_registers` / `set_vp_registers`.
+fn vp_regs_header(pt: u64, vp: u32) -> abi::HvInputVpRegistersHeader {
+    abi::HvInputVpRegistersHeader {
+        partition_id: pt,
+        vp_index: vp,
+        ..Default::default()
+    }
 }
 
 /// `hv_input_get_vp_registers` plus names.
 fn encode_get_regs(buf: &mut [u8], pt: u64, vp: u32, names: &[u32]) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u32(vp).u8(0).u8(0).u16(0);
+    e.val(&vp_regs_header(pt, vp));
     for &n in names {
         e.u32(n);
     }
@@ -158,9 +199,13 @@ fn encode_get_regs(buf: &mut [u8], pt: u64, vp: u32, names: &[u32]) -> Option<us
 /// `hv_input_set_vp_registers` plus `hv_register_assoc`s.
 fn encode_set_regs(buf: &mut [u8], pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u32(vp).u8(0).u8(0).u16(0);
-    for (n, v) in regs {
-        e.u32(*n).u32(0).u64(0).u64(v[0]).u64(v[1]);
+    e.val(&vp_regs_header(pt, vp));
+    for &(name, value) in regs {
+        e.val(&abi::HvRegisterAssoc {
+            name,
+            value,
+            ..Default::default()
+        });
     }
     e.done()
 }
@@ -168,7 +213,11 @@ fn encode_set_regs(buf: &mut [u8], pt: u64, vp: u32, regs: &[(u32, RegValue)]) -
 /// `hv_input_get_gpa_pages_access_state` (24 bytes).
 fn encode_gpa_access_states(buf: &mut [u8], pt: u64, flags: u64, gfn: u64) -> Option<usize> {
     let mut e = Enc::new(buf);
-    e.u64(pt).u64(flags).u64(gfn);
+    e.val(&abi::HvInputGetGpaPagesAccessState {
+        partition_id: pt,
+        flags,
+        hv_gpa_page_number: gfn,
+    });
     e.done()
 }
 
@@ -184,14 +233,14 @@ fn encode_vp_state(
     raw: &[u8],
 ) -> Option<(usize, u16)> {
     let mut e = Enc::new(buf);
-    e.u64(pt)
-        .u32(vp)
-        .u8(0) // input_vtl: current
-        .put(&[0; 3])
-        .u32(data.kind)
-        .u32(0)
-        .u64(data.xsave_flags)
-        .u64(data.xsave_states);
+    e.val(&abi::HvInputVpState {
+        partition_id: pt,
+        vp_index: vp,
+        state_type: data.kind,
+        xsave_flags: data.xsave_flags,
+        xsave_states: data.xsave_states,
+        ..Default::default()
+    });
     for &p in pfns {
         e.u64(p);
     }
@@ -208,24 +257,118 @@ struct Scratch {
     output: [u8; HV_PAGE],
 }
 
+/// What the SynIC handler knows about one guest partition.
+///
+/// # Invariants
+///
+/// Registered in [`HyperV::guests`] from `create_partition` until
+/// `delete_partition` succeeds (or the creation is undone).
+#[pin_data]
+pub(crate) struct Guest {
+    /// The hypervisor's id.
+    pub(crate) pt: u64,
+    /// Where doorbells and EOIs go; set by the driver after creation.
+    #[pin]
+    notify: SpinLockIrq<Option<Arc<dyn Notify>>>,
+    /// The run state of each VP, looked up by the handler to kick it.
+    #[pin]
+    pub(crate) vps: SpinLockIrq<RBTree<u32, Arc<VpRun>>>,
+}
+
+impl Guest {
+    /// The VP's run state.
+    pub(crate) fn vp(&self, vp: u32) -> Option<Arc<VpRun>> {
+        self.vps.lock().get(&vp).cloned()
+    }
+
+    /// The notification receiver.
+    pub(crate) fn notify(&self) -> Option<Arc<dyn Notify>> {
+        self.notify.lock().clone()
+    }
+}
+
+/// A connected doorbell: the driver's port of the guest it rings for.
+#[derive(Clone)]
+pub(crate) struct PortEntry {
+    /// The guest.
+    pub(crate) guest: Arc<Guest>,
+    /// The port number the driver chose (`connect_doorbell`).
+    pub(crate) driver_port: u32,
+}
+
+/// Most EOIs waiting for process context; more are dropped and counted.
+const EOI_QUEUE: usize = 1024;
+
 /// The Hyper-V backend.
+///
+/// Locks (docs/design.md, "Lock order"): `scratch` (spinlock) is a leaf taken
+/// by every hypercall but `DISPATCH_VP`; `guests`, `ports` and `eois`
+/// (IRQ-safe spinlocks, leaves) are read by the SynIC handler in hard-IRQ
+/// context; a [`Guest`]'s `notify` and `vps` (IRQ-safe) are taken after
+/// `guests` is released, never inside it.
 #[pin_data]
 pub(crate) struct HyperV {
+    /// The hypervisor below: Hyper-V or the emulator.
+    pub(crate) seam: Arc<dyn Seam>,
+    /// What the seam said at load.
+    pub(crate) identity: Identity,
+    /// `HV_SCHEDULER_TYPE_*`.
+    pub(crate) scheduler: u32,
     /// Input/output staging. A spinlock: hypercalls run under region locks
     /// and in atomic context. It serializes this backend's hypercalls across
-    /// CPUs (the per-CPU pages are filled from it), which is acceptable until
-    /// the encoders write the per-CPU page directly.
+    /// CPUs (the per-CPU pages are filled from it); `DISPATCH_VP` does not
+    /// use it.
     #[pin]
     scratch: SpinLock<KBox<Scratch>>,
+    /// Partitions by id.
+    #[pin]
+    pub(crate) guests: SpinLockIrq<RBTree<u64, Arc<Guest>>>,
+    /// Connected doorbells by Hyper-V port id (global).
+    #[pin]
+    pub(crate) ports: SpinLockIrq<RBTree<u32, PortEntry>>,
+    /// The next port id to try.
+    next_port: Atomic<u32>,
+    /// EOIs the handler received, for [`HyperV::run`] (the work item) to
+    /// hand to the partitions in process context: (partition, VP, vector).
+    #[pin]
+    eois: SpinLockIrq<KVec<(u64, u32, u32)>>,
+    /// EOIs dropped because `eois` was full.
+    pub(crate) eois_dropped: Atomic<u64>,
+    /// Messages the handler acknowledged without a receiver.
+    pub(crate) unhandled: Atomic<u64>,
+    #[pin]
+    eoi_work: Work<HyperV>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for HyperV { self.eoi_work }
+}
+
+impl WorkItem for HyperV {
+    type Pointer = Arc<HyperV>;
+
+    fn run(this: Arc<HyperV>) {
+        let pending = core::mem::take(&mut *this.eois.lock());
+        for &(pt, vp, vector) in pending.iter() {
+            if let Some(notify) = this.guest(pt).and_then(|g| g.notify()) {
+                notify.eoi(vp, vector);
+            }
+        }
+        // Give the buffer back for the next batch (no allocation in IRQ).
+        let mut q = this.eois.lock();
+        if q.is_empty() && q.capacity() < pending.capacity() {
+            let mut pending = pending;
+            pending.clear();
+            *q = pending;
+        }
+    }
 }
 
 impl HyperV {
-    /// The backend if Linux runs as a Hyper-V root partition.
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        // SAFETY: reads a boot-time flag.
-        if !unsafe { ffi::mshv_rs_hv_is_root() } {
-            return Err(ENODEV);
-        }
+    /// The backend over `seam`: reads the hypervisor's identity and
+    /// scheduler type. The SynIC is set up separately ([`super::synic`]).
+    pub(crate) fn new(seam: Arc<dyn Seam>) -> Result<Arc<Self>> {
+        let identity = seam.identity();
         let scratch = KBox::new(
             Scratch {
                 input: [0; HV_PAGE],
@@ -233,16 +376,46 @@ impl HyperV {
             },
             GFP_KERNEL,
         )?;
+        let eois = KVec::with_capacity(EOI_QUEUE, GFP_KERNEL)?;
+        let scheduler = scheduler_type(&*seam)?;
         Arc::pin_init(
-            pin_init!(Self { scratch <- new_spinlock!(scratch) }),
+            try_pin_init!(Self {
+                seam,
+                identity,
+                scheduler,
+                scratch <- new_spinlock!(scratch, "HyperV::scratch"),
+                guests <- new_spinlock_irq!(RBTree::new(), "HyperV::guests"),
+                ports <- new_spinlock_irq!(RBTree::new(), "HyperV::ports"),
+                next_port: Atomic::new(1),
+                eois <- new_spinlock_irq!(eois, "HyperV::eois"),
+                eois_dropped: Atomic::new(0),
+                unhandled: Atomic::new(0),
+                eoi_work <- new_work!("HyperV::eoi_work"),
+            }? Error),
             GFP_KERNEL,
         )
     }
 
-    /// Whether this kernel runs as a Hyper-V root partition.
-    pub(crate) fn is_root() -> bool {
-        // SAFETY: reads a boot-time flag.
-        unsafe { ffi::mshv_rs_hv_is_root() }
+    /// The partition `pt`, if the driver created it.
+    pub(crate) fn guest(&self, pt: u64) -> Option<Arc<Guest>> {
+        self.guests.lock().get(&pt).cloned()
+    }
+
+    /// Queues an EOI for process context (called by the SynIC handler).
+    pub(crate) fn queue_eoi(self: ArcBorrow<'_, Self>, pt: u64, vp: u32, vector: u32) {
+        if self.eois.lock().push_within_capacity((pt, vp, vector)).is_err() {
+            self.eois_dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        let _ = workqueue::system().enqueue(Arc::from(self));
+    }
+
+    /// Waits until the EOI work is idle (module unload, after the SynIC
+    /// handler is gone).
+    pub(crate) fn flush_eois(&self) {
+        // SAFETY: `eoi_work` is a field of a live, pinned `HyperV`.
+        let work = unsafe { Work::raw_get(&self.eoi_work) };
+        crate::sys::cpu::flush_work(work.cast());
     }
 
     /// One call: encode with `enc`, issue `control`, read `out_len` bytes.
@@ -256,20 +429,14 @@ impl HyperV {
         let mut s = self.scratch.lock();
         let s = &mut **s;
         let Some(len) = enc(&mut s.input) else {
-            return abi::result(crate::hv::status::INVALID_PARAMETER, 0);
+            return abi::result(status::INVALID_PARAMETER, 0);
         };
-        // SAFETY: `input` holds `len <= 4096` bytes and `output` 4096 bytes,
-        // both valid for the call.
-        let r = unsafe {
-            ffi::mshv_rs_hv_hypercall(
-                control,
-                s.input.as_ptr().cast::<c_void>(),
-                len,
-                s.output.as_mut_ptr().cast::<c_void>(),
-                out_len,
-            )
+        let out_len = out_len.min(HV_PAGE);
+        let (Some(input), Some(output)) = (s.input.get(..len), s.output.get_mut(..out_len)) else {
+            return abi::result(status::INVALID_PARAMETER, 0);
         };
-        out(&s.output[..out_len.min(HV_PAGE)]);
+        let r = self.seam.hypercall(control, input, output);
+        out(output);
         r
     }
 
@@ -312,16 +479,14 @@ impl HyperV {
             if completed <= done {
                 return Err(RepError {
                     done: done as usize,
-                    error: HvError(crate::hv::status::OPERATION_FAILED),
+                    error: HvError(status::OPERATION_FAILED),
                 });
             }
             done = completed;
         }
         Ok(())
     }
-}
 
-impl HyperV {
     /// `HVCALL_GET_VP_STATE` (with `out`) or `HVCALL_SET_VP_STATE`.
     #[allow(clippy::too_many_arguments)]
     fn vp_state(
@@ -334,10 +499,8 @@ impl HyperV {
         raw: &[u8],
         out: Option<&mut [u8; VP_STATE_INLINE]>,
     ) -> HvResult {
-        let invalid = HvError(crate::hv::status::INVALID_PARAMETER);
-        if pfns.len() > crate::hv::VP_STATE_BATCH
-            || raw.len() > HV_PAGE - crate::hv::VP_STATE_HEADER
-        {
+        let invalid = HvError(status::INVALID_PARAMETER);
+        if pfns.len() > super::VP_STATE_BATCH || raw.len() > HV_PAGE - super::VP_STATE_HEADER {
             return Err(invalid);
         }
         let qwords = (pfns.len() + raw.len().div_ceil(8)) as u16;
@@ -353,6 +516,81 @@ impl HyperV {
             },
         ))
     }
+
+    /// A free Hyper-V port id, reserved in `ports` for `entry`.
+    fn alloc_port(&self, entry: PortEntry) -> Result<u32> {
+        for _ in 0..16 {
+            let id = self.next_port.fetch_add(1, Relaxed) & abi::HV_PORT_ID_MASK;
+            if id == 0 {
+                continue;
+            }
+            let node = RBTreeNode::new(id, entry.clone(), GFP_KERNEL)?;
+            let mut ports = self.ports.lock();
+            if ports.get(&id).is_none() {
+                ports.insert(node);
+                return Ok(id);
+            }
+        }
+        Err(ENOSPC)
+    }
+
+    /// The Hyper-V port of the guest's doorbell `driver_port`.
+    fn port_of(&self, pt: u64, driver_port: u32) -> Option<u32> {
+        self.ports
+            .lock()
+            .iter()
+            .find(|(_, e)| e.guest.pt == pt && e.driver_port == driver_port)
+            .map(|(&id, _)| id)
+    }
+
+    /// `HVCALL_DISCONNECT_PORT` then `HVCALL_DELETE_PORT`.
+    fn remove_port(&self, pt: u64, id: u32) -> HvResult {
+        let disconnect = self.simple(
+            abi::HVCALL_DISCONNECT_PORT,
+            0,
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputDisconnectPort {
+                        connection_partition_id: pt,
+                        connection_id: id,
+                        flags: 1, // is_doorbell
+                    })
+                    .done()
+            },
+            |_| {},
+        );
+        let delete = self.simple(
+            abi::HVCALL_DELETE_PORT,
+            0,
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputDeletePort {
+                        port_partition_id: self.identity.partition_id,
+                        port_id: id,
+                        reserved: 0,
+                    })
+                    .done()
+            },
+            |_| {},
+        );
+        disconnect.and(delete)
+    }
+}
+
+/// `HVCALL_GET_SYSTEM_PROPERTY(SCHEDULER_TYPE)`: `HV_SCHEDULER_TYPE_*`.
+fn scheduler_type(seam: &dyn Seam) -> Result<u32> {
+    let input = abi::HvInputGetSystemProperty {
+        property_id: abi::HV_SYSTEM_PROPERTY_SCHEDULER_TYPE,
+        ..Default::default()
+    };
+    let mut out = [0u8; 8];
+    let r = seam.hypercall(
+        abi::control(abi::HVCALL_GET_SYSTEM_PROPERTY, 0, 0, 0, false),
+        input.as_bytes(),
+        &mut out,
+    );
+    status_of(r)?;
+    abi::read_at::<u32>(&out, 0).ok_or(EIO)
 }
 
 fn status_of(r: u64) -> HvResult {
@@ -363,11 +601,24 @@ fn status_of(r: u64) -> HvResult {
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut v = [0u8; 8];
-    if let Some(s) = b.get(off..off + 8) {
-        v.copy_from_slice(s);
+    abi::read_at::<u64>(b, off).unwrap_or(0)
+}
+
+/// `HV_DOORBELL_FLAG_*` for `db`: the trigger size and whether any value
+/// triggers.
+pub(crate) fn doorbell_flags(db: &Doorbell) -> u64 {
+    let size = match db.len {
+        1 => 1,
+        2 => 2,
+        4 => 3,
+        8 => 4,
+        _ => 0,
+    };
+    if db.datamatch.is_some() {
+        size
+    } else {
+        size | abi::HV_DOORBELL_FLAG_TRIGGER_ANY_VALUE
     }
-    u64::from_le_bytes(v)
 }
 
 impl Hypervisor for HyperV {
@@ -379,13 +630,31 @@ impl Hypervisor for HyperV {
             |b| encode_create_partition(b, args),
             |o| id = u64_at(o, 0),
         )?;
-        Ok(id)
+        let guest = Arc::pin_init(
+            pin_init!(Guest {
+                pt: id,
+                notify <- new_spinlock_irq!(None, "Guest::notify"),
+                vps <- new_spinlock_irq!(RBTree::new(), "Guest::vps"),
+            }),
+            GFP_KERNEL,
+        )
+        .and_then(|g| Ok(RBTreeNode::new(id, g, GFP_KERNEL)?));
+        match guest {
+            Ok(node) => {
+                self.guests.lock().insert(node);
+                Ok(id)
+            }
+            Err(_) => {
+                let _ = self.delete_partition(id);
+                Err(HvError(status::INSUFFICIENT_MEMORY))
+            }
+        }
     }
     fn initialize_partition(&self, pt: u64) -> HvResult {
         self.simple(
             abi::HVCALL_INITIALIZE_PARTITION,
             0,
-            |b| Enc::new(b).u64(pt).done(),
+            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
             |_| {},
         )
     }
@@ -393,7 +662,7 @@ impl Hypervisor for HyperV {
         self.simple(
             abi::HVCALL_FINALIZE_PARTITION,
             0,
-            |b| Enc::new(b).u64(pt).done(),
+            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
             |_| {},
         )
     }
@@ -401,9 +670,12 @@ impl Hypervisor for HyperV {
         self.simple(
             abi::HVCALL_DELETE_PARTITION,
             0,
-            |b| Enc::new(b).u64(pt).done(),
+            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
             |_| {},
-        )
+        )?;
+        let removed = self.guests.lock().remove_node(&pt);
+        drop(removed);
+        Ok(())
     }
     fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
         self.rep(
@@ -420,34 +692,69 @@ impl Hypervisor for HyperV {
         let r = self.call(
             abi::control(abi::HVCALL_WITHDRAW_MEMORY, n as u16, 0, 0, false),
             n * 8,
-            |b| Enc::new(b).u64(pt).u64(0).done(),
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputWithdrawMemory {
+                        partition_id: pt,
+                        proximity_domain_info: 0,
+                    })
+                    .done()
+            },
             |o| {
                 for (i, v) in out.iter_mut().take(n).enumerate() {
                     *v = u64_at(o, i * 8);
                 }
             },
         );
+        // Only the reps the hypervisor reports complete are ours again.
+        let done = (abi::result_reps(r) as usize).min(n);
         match abi::result_status(r) {
             0 => Ok(n),
-            crate::hv::status::NO_RESOURCES => Ok(abi::result_reps(r) as usize),
-            s => Err(HvError(s)),
+            status::NO_RESOURCES => Ok(done),
+            s => {
+                if done > 0 {
+                    // The pages of the completed reps left the pool: keep
+                    // them (the caller frees `done` entries) and report it.
+                    return Ok(done);
+                }
+                Err(HvError(s))
+            }
         }
     }
     fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
+        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let node = VpRun::new()
+            .and_then(|r| Ok(RBTreeNode::new(vp, r, GFP_KERNEL)?))
+            .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
         self.simple(
             abi::HVCALL_CREATE_VP,
             0,
             |b| encode_create_vp(b, pt, vp),
             |_| {},
-        )
+        )?;
+        guest.vps.lock().insert(node);
+        Ok(())
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
         self.simple(
             abi::HVCALL_DELETE_VP,
             0,
-            |b| Enc::new(b).u64(pt).u32(vp).u32(0).done(),
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputVp {
+                        partition_id: pt,
+                        vp_index: vp,
+                        reserved: 0,
+                    })
+                    .done()
+            },
             |_| {},
-        )
+        )?;
+        if let Some(g) = self.guest(pt) {
+            let removed = g.vps.lock().remove_node(&vp);
+            drop(removed);
+        }
+        Ok(())
     }
     fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
         let mut pfn = 0;
@@ -515,22 +822,100 @@ impl Hypervisor for HyperV {
             |_| {},
         )
     }
-    fn set_notify(&self, _pt: u64, _notify: Option<Arc<dyn Notify>>) -> HvResult {
-        // Nothing delivers notifications yet (no SynIC handler).
+    fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
+        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let old = core::mem::replace(&mut *guest.notify.lock(), notify);
+        drop(old);
         Ok(())
     }
-    fn connect_doorbell(&self, _pt: u64, _port: u32, _db: &Doorbell) -> HvResult {
-        kernel::pr_warn_once!("ioeventfd on Hyper-V is not implemented yet (doorbell ports)\n");
-        Err(HvError(status::OPERATION_DENIED))
+    fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
+        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let id = self
+            .alloc_port(PortEntry {
+                guest,
+                driver_port: port,
+            })
+            .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+        let root = self.identity.partition_id;
+        let created = self.simple(
+            abi::HVCALL_CREATE_PORT,
+            0,
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputCreatePort {
+                        port_partition_id: root,
+                        port_id: id,
+                        connection_partition_id: pt,
+                        port_type: abi::HV_PORT_TYPE_DOORBELL,
+                        target_sint: abi::HV_SYNIC_DOORBELL_SINT_INDEX as u32,
+                        target_vp: abi::HV_ANY_VP,
+                        ..Default::default()
+                    })
+                    .done()
+            },
+            |_| {},
+        );
+        let connected = created.and_then(|()| {
+            self.simple(
+                abi::HVCALL_CONNECT_PORT,
+                0,
+                |b| {
+                    Enc::new(b)
+                        .val(&abi::HvInputConnectPort {
+                            connection_partition_id: pt,
+                            connection_id: id,
+                            port_partition_id: root,
+                            port_id: id,
+                            port_type: abi::HV_PORT_TYPE_DOORBELL,
+                            gpa: db.gpa,
+                            trigger_value: db.datamatch.unwrap_or(0),
+                            doorbell_flags: doorbell_flags(db),
+                            ..Default::default()
+                        })
+                        .done()
+                },
+                |_| {},
+            )
+        });
+        if let Err(e) = connected {
+            if created.is_ok() {
+                let _ = self.simple(
+                    abi::HVCALL_DELETE_PORT,
+                    0,
+                    |b| {
+                        Enc::new(b)
+                            .val(&abi::HvInputDeletePort {
+                                port_partition_id: root,
+                                port_id: id,
+                                reserved: 0,
+                            })
+                            .done()
+                    },
+                    |_| {},
+                );
+            }
+            let removed = self.ports.lock().remove_node(&id);
+            drop(removed);
+            return Err(e);
+        }
+        Ok(())
     }
-    fn disconnect_doorbell(&self, _pt: u64, _port: u32) -> HvResult {
-        Err(HvError(status::OPERATION_DENIED))
+    fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult {
+        let id = self
+            .port_of(pt, port)
+            .ok_or(HvError(status::INVALID_PORT_ID))?;
+        let res = self.remove_port(pt, id);
+        // Forget the port whatever the hypervisor said: a ring that still
+        // arrives finds no entry and is dropped.
+        let removed = self.ports.lock().remove_node(&id);
+        drop(removed);
+        res
     }
     fn get_gpa_access_states(&self, pt: u64, gfn: u64, flags: u64, out: &mut [u8]) -> RepResult {
-        if out.len() > crate::hv::GPA_ACCESS_STATES_BATCH {
+        if out.len() > super::GPA_ACCESS_STATES_BATCH {
             return Err(RepError {
                 done: 0,
-                error: HvError(crate::hv::status::INVALID_PARAMETER),
+                error: HvError(status::INVALID_PARAMETER),
             });
         }
         let n = out.len();
@@ -539,7 +924,11 @@ impl Hypervisor for HyperV {
             n,
             n,
             |b| encode_gpa_access_states(b, pt, flags, gfn),
-            |o| out.copy_from_slice(&o[..n]),
+            |o| {
+                if let Some(src) = o.get(..n) {
+                    out.copy_from_slice(src);
+                }
+            },
         )
     }
     fn get_vp_state(
@@ -571,9 +960,12 @@ impl Hypervisor for HyperV {
         let raw = if pfns.is_empty() { inline } else { &[] };
         self.vp_state(abi::HVCALL_SET_VP_STATE, pt, vp, data, pfns, raw, None)
     }
-    fn run_vp(&self, _pt: u64, _vp: u32) -> Result<RunExit> {
-        kernel::pr_warn_once!("RUN_VP on Hyper-V is not implemented yet (SynIC intercept path)\n");
-        Err(EOPNOTSUPP)
+    fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {
+        let run = self
+            .guest(pt)
+            .and_then(|g| g.vp(vp))
+            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        super::run::run_vp(self, &run, pt, vp)
     }
     fn passthrough(
         &self,

@@ -22,7 +22,7 @@
 //!   disables tracking).
 
 use super::{slat, PartInner, PartState, Sim};
-use crate::hv::{abi, status, HvError, HvResult, RepError, RepResult, GPA_ACCESS_STATES_BATCH};
+use crate::tlfs::{abi, status, HvError, HvResult, RepError, RepResult, GPA_ACCESS_STATES_BATCH};
 
 /// The property's "enabled" bit (bit 1 is a granularity the sim ignores).
 const TRACKING_ENABLED: u64 = 1 << 0;
@@ -31,7 +31,7 @@ const TRACKING_VALID: u64 = 0x3;
 
 /// Whether access tracking is on in `inner` (of a partition created with
 /// `create`).
-fn tracking(inner: &PartInner, create: &crate::hv::CreatePartition) -> bool {
+fn tracking(inner: &PartInner, create: &crate::tlfs::CreatePartition) -> bool {
     inner
         .props
         .get(abi::HV_PARTITION_PROPERTY_GPA_PAGE_ACCESS_TRACKING, create)
@@ -75,7 +75,7 @@ impl Sim {
     /// documentation.
     pub(super) fn set_access_tracking(
         inner: &mut PartInner,
-        create: &crate::hv::CreatePartition,
+        create: &crate::tlfs::CreatePartition,
         value: u64,
     ) -> HvResult {
         if value & !TRACKING_VALID != 0 {

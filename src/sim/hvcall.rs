@@ -27,7 +27,7 @@
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
 use super::{cpu, intercept, le, reg_page, regs::RegFile, slat, vp, PartState, Sim};
-use crate::hv::{abi, status, HV_PAGE};
+use crate::tlfs::{abi, status, HV_PAGE};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
 const VP_REGS_HEADER: usize = 16;
@@ -133,7 +133,7 @@ impl Sim {
         if vtl & 0xff != 0 {
             return fail(status::INVALID_PARAMETER);
         }
-        let irq = crate::hv::VirtualInterrupt {
+        let irq = crate::tlfs::VirtualInterrupt {
             kind: control as u32,
             vector,
             dest,

@@ -37,7 +37,7 @@
 //! the sim reports the access to the VMM as an MSR intercept (approximation).
 
 use super::{props, PartInner};
-use crate::hv::{abi, status, CreatePartition, HvError, HvResult};
+use crate::tlfs::{abi, status, CreatePartition, HvError, HvResult};
 use kernel::prelude::*;
 
 /// `HV_INTERCEPT_TYPE_X64_IO_PORT`.

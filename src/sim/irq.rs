@@ -23,7 +23,8 @@
 //! held. A VP's `lapic` spinlock is never held with its `regs`.
 
 use super::{lapic, PartState, Partition, Sim};
-use crate::hv::{status, Doorbell, HvError, HvResult, Notify, VirtualInterrupt};
+use crate::hv::Notify;
+use crate::tlfs::{status, Doorbell, HvError, HvResult, VirtualInterrupt};
 use kernel::{prelude::*, sync::Arc};
 
 /// Most doorbells one partition may connect (Hyper-V limits ports too).

@@ -74,9 +74,10 @@ mod slat;
 mod vp;
 mod vp_state;
 
-use crate::hv::{
-    abi, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify, RegValue,
-    RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
+use crate::hv::{Hypervisor, Notify, RunExit};
+use crate::tlfs::{
+    abi, status, CreatePartition, Doorbell, HvError, HvResult, RegValue, RepError, RepResult,
+    VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
 };
 use kernel::{
     new_mutex, new_spinlock,

@@ -34,7 +34,7 @@
 //! (the simulator's status for a value Hyper-V does not accept; never
 //! kinder than a real root).
 
-use crate::hv::{abi, status, CreatePartition, HvError, HvResult};
+use crate::tlfs::{abi, status, CreatePartition, HvError, HvResult};
 
 /// Properties a partition can store.
 pub(crate) const PROP_SLOTS: usize = 32;

@@ -28,7 +28,7 @@
 //! copied under the VP's register lock, never nested with the partition's.
 
 use super::{le, regs::RegFile, vp::Vp, Partition, REGISTER_PAGE};
-use crate::hv::abi;
+use crate::tlfs::abi;
 use crate::sys::page;
 use kernel::sync::atomic::Relaxed;
 

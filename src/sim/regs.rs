@@ -23,7 +23,7 @@
 //! `HV_STATUS_INVALID_PARAMETER`.
 
 use super::cpu;
-use crate::hv::{abi, status, HvError, HvResult, RegValue};
+use crate::tlfs::{abi, status, HvError, HvResult, RegValue};
 use kernel::prelude::*;
 
 /// How many registers outside [`cpu::Regs`] a VP can hold.

@@ -48,7 +48,7 @@
 //! unmap or remap returns, no guest access can still touch a page it removed.
 
 use super::pool::{page_u64s, Pool, PAGE_U64S};
-use crate::hv::{abi, status, HvError, HvResult, RepError, RepResult};
+use crate::tlfs::{abi, status, HvError, HvResult, RepError, RepResult};
 use kernel::prelude::*;
 
 /// Gfns must be below this (`2^36`: a 48-bit guest physical address space).

@@ -39,7 +39,8 @@
 //! complete inside the hypervisor, as on Hyper-V.
 
 use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
-use crate::hv::{abi, RunExit};
+use crate::hv::RunExit;
+use crate::tlfs::abi;
 use crate::sys::page;
 use kernel::{
     new_condvar, new_spinlock,

@@ -6,6 +6,19 @@
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 
 /// Opaque `struct mm_struct`.
+/// `struct mshv_rs_hv_identity` (include/mshv_rs_helpers.h).
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct HvIdentity {
+    pub(crate) partition_id: u64,
+    pub(crate) root: bool,
+    pub(crate) kdump: bool,
+    pub(crate) vmbus: bool,
+    pub(crate) build: u32,
+    pub(crate) vector: u8,
+    pub(crate) auto_eoi: bool,
+}
+
 #[repr(C)]
 pub(crate) struct MmStruct {
     _opaque: [u8; 0],
@@ -216,6 +229,50 @@ extern "C" {
         output: *mut c_void,
         out_len: usize,
     ) -> u64;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_dispatch_init() -> c_int;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_dispatch_exit();
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_dispatch(
+        control: u64,
+        input: *const c_void,
+        in_len: usize,
+        output: *mut c_void,
+        out_len: usize,
+    ) -> u64;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_fast8(code: u16, input: u64) -> u64;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_read_msr(msr: u32) -> u64;
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_write_msr(msr: u32, value: u64);
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_set_handler(handler: Option<extern "C" fn()>);
+    #[cfg(CONFIG_HYPERV)]
+    pub(crate) fn mshv_rs_hv_identity(id: *mut HvIdentity);
+
+    pub(crate) fn mshv_rs_cpuhp_setup(
+        name: *const kernel::ffi::c_char,
+        online: extern "C" fn(cpu: c_uint) -> c_int,
+        offline: extern "C" fn(cpu: c_uint) -> c_int,
+    ) -> c_int;
+    pub(crate) fn mshv_rs_cpuhp_remove(state: c_int);
+    pub(crate) fn mshv_rs_preempt_disable();
+    pub(crate) fn mshv_rs_preempt_enable();
+    pub(crate) fn mshv_rs_dispatch_context_ok() -> bool;
+    pub(crate) fn mshv_rs_in_hardirq() -> bool;
+    pub(crate) fn mshv_rs_need_resched() -> bool;
+    pub(crate) fn mshv_rs_smp_processor_id() -> c_uint;
+    pub(crate) fn mshv_rs_cpu_online(cpu: c_uint) -> bool;
+    pub(crate) fn mshv_rs_synchronize_rcu();
+    pub(crate) fn mshv_rs_memremap_pfn(pfn: u64) -> *mut c_void;
+    pub(crate) fn mshv_rs_memunmap(addr: *mut c_void);
+    pub(crate) fn mshv_rs_ipi_init() -> c_int;
+    pub(crate) fn mshv_rs_ipi_exit();
+    pub(crate) fn mshv_rs_ipi_set_handler(handler: Option<extern "C" fn()>);
+    pub(crate) fn mshv_rs_ipi_raise(cpu: c_uint);
+    pub(crate) fn mshv_rs_flush_work(work: *mut c_void);
 
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;

@@ -8,6 +8,7 @@
 //! on a bindgen layout. This module is the only place that declares or calls
 //! those C functions; the rest of the driver uses the types below.
 
+pub(crate) mod cpu;
 pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod ffi;
@@ -16,6 +17,8 @@ pub(crate) mod lock;
 pub(crate) mod mm;
 pub(crate) mod page;
 pub(crate) mod testdev;
+#[cfg(CONFIG_HYPERV)]
+pub(crate) mod hyperv;
 pub(crate) mod trace;
 
 /// Whether the C driver `mshv_root` is loaded (or built in), in which case it

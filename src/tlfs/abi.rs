@@ -648,3 +648,591 @@ pub(crate) const HV_REGISTER_EOM: u32 = 0x000a_0014;
 pub(crate) const HV_REGISTER_STIMER0_CONFIG: u32 = 0x000b_0000;
 /// `HV_REGISTER_STIMER3_COUNT`.
 pub(crate) const HV_REGISTER_STIMER3_COUNT: u32 = 0x000b_0007;
+
+// ---- Hypercall inputs and outputs -------------------------------------------
+//
+// One struct per fixed part of a call's input or output, from
+// `include/hyperv/hv{g,h}dk*.h`. The driver's Hyper-V backend fills them and
+// writes `as_bytes()` into the input page; the emulator reads them back with
+// `from_bytes_copy_prefix()` from the same bytes. Variable parts (pfn lists,
+// register names) follow the fixed part as `u64`/`u32` arrays.
+
+/// Codes the backend issues that the table above lacks.
+pub(crate) const HVCALL_DELETE_PORT: u16 = 0x0058;
+/// `HVCALL_DISCONNECT_PORT`.
+pub(crate) const HVCALL_DISCONNECT_PORT: u16 = 0x005b;
+/// `HVCALL_GET_SYSTEM_PROPERTY`.
+pub(crate) const HVCALL_GET_SYSTEM_PROPERTY: u16 = 0x007b;
+/// `HVCALL_NOTIFY_PORT_RING_EMPTY` (fast).
+pub(crate) const HVCALL_NOTIFY_PORT_RING_EMPTY: u16 = 0x008b;
+/// `HVCALL_CREATE_PORT`.
+pub(crate) const HVCALL_CREATE_PORT: u16 = 0x0095;
+/// `HVCALL_CONNECT_PORT`.
+pub(crate) const HVCALL_CONNECT_PORT: u16 = 0x0096;
+
+/// Input of calls whose only argument is a partition id (`INITIALIZE`,
+/// `FINALIZE`, `DELETE_PARTITION`) and the fixed part of
+/// `HVCALL_DEPOSIT_MEMORY` (`struct hv_deposit_memory`, pfns follow).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputPartition {
+    /// Target partition.
+    pub(crate) partition_id: u64,
+}
+
+/// `struct hv_input_create_partition`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputCreatePartition {
+    /// `HV_PARTITION_CREATION_FLAG_*`.
+    pub(crate) flags: u64,
+    /// `hv_proximity_domain_info`: 0 is any node.
+    pub(crate) proximity_domain_info: u64,
+    /// `HV_COMPATIBILITY_*`.
+    pub(crate) compatibility_version: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+    /// Disabled processor feature banks.
+    pub(crate) disabled_processor_features: [u64; 2],
+    /// Disabled XSAVE features.
+    pub(crate) disabled_xsave: u64,
+    /// `hv_partition_isolation_properties`: 0 is none.
+    pub(crate) isolation_properties: u64,
+}
+
+/// `struct hv_input_withdraw_memory`; output: `u64` pfns, one per rep.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputWithdrawMemory {
+    /// Source partition.
+    pub(crate) partition_id: u64,
+    /// `hv_proximity_domain_info`: 0 is any node.
+    pub(crate) proximity_domain_info: u64,
+}
+
+/// `struct hv_create_vp`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputCreateVp {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// New VP's index.
+    pub(crate) vp_index: u32,
+    /// Padding.
+    pub(crate) padding: [u8; 3],
+    /// `hv_proximity_domain_flags` subnode type.
+    pub(crate) subnode_type: u8,
+    /// Subnode id.
+    pub(crate) subnode_id: u64,
+    /// `hv_proximity_domain_info`.
+    pub(crate) proximity_domain_info: u64,
+    /// `HV_VP_CREATION_FLAG_*`.
+    pub(crate) flags: u64,
+}
+
+/// `struct hv_input_delete_vp` (and the VP part of other VP calls).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputVp {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// Reserved.
+    pub(crate) reserved: u32,
+}
+
+/// `struct hv_input_map_vp_state_page`; output: `u64` map location (pfn).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputMapVpStatePage {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// `HV_VP_STATE_PAGE_*`.
+    pub(crate) page_type: u16,
+    /// `hv_input_vtl`.
+    pub(crate) input_vtl: u8,
+    /// Bit 0: `map_location_provided`.
+    pub(crate) flags: u8,
+    /// With `map_location_provided`: the pfn the caller chose.
+    pub(crate) requested_map_location: u64,
+}
+
+/// `struct hv_input_unmap_vp_state_page`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputUnmapVpStatePage {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// `HV_VP_STATE_PAGE_*`.
+    pub(crate) page_type: u16,
+    /// `hv_input_vtl`.
+    pub(crate) input_vtl: u8,
+    /// Reserved.
+    pub(crate) reserved: u8,
+}
+
+/// `struct hv_input_unmap_gpa_pages`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputUnmapGpaPages {
+    /// Partition.
+    pub(crate) target_partition_id: u64,
+    /// First gfn.
+    pub(crate) target_gpa_base: u64,
+    /// `HV_UNMAP_GPA_*`.
+    pub(crate) unmap_flags: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+}
+
+/// `struct hv_input_assert_virtual_interrupt`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputAssertVirtualInterrupt {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// `hv_interrupt_control`: type in bits 0..31, level-triggered bit 32,
+    /// logical destination mode bit 33, the rest reserved (zero).
+    pub(crate) control: u64,
+    /// APIC id or logical destination.
+    pub(crate) dest_addr: u64,
+    /// Vector.
+    pub(crate) vector: u32,
+    /// Target VTL.
+    pub(crate) target_vtl: u8,
+    /// Reserved.
+    pub(crate) rsvd_z0: u8,
+    /// Reserved.
+    pub(crate) rsvd_z1: u16,
+}
+
+/// `hv_interrupt_control.level_triggered`.
+pub(crate) const HV_INTERRUPT_CONTROL_LEVEL: u64 = 1 << 32;
+/// `hv_interrupt_control.logical_dest_mode`.
+pub(crate) const HV_INTERRUPT_CONTROL_LOGICAL: u64 = 1 << 33;
+
+/// `struct hv_input_get_gpa_pages_access_state`; output: one byte per rep.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputGetGpaPagesAccessState {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// `hv_gpa_page_access_state_flags`.
+    pub(crate) flags: u64,
+    /// First gfn.
+    pub(crate) hv_gpa_page_number: u64,
+}
+
+/// The fixed part of `hv_input_get_vp_state` / `hv_input_set_vp_state`:
+/// pfns or inline state bytes follow (the variable header).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputVpState {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// `hv_input_vtl`.
+    pub(crate) input_vtl: u8,
+    /// Reserved.
+    pub(crate) rsvd: [u8; 3],
+    /// `hv_vp_state_data.type`.
+    pub(crate) state_type: u32,
+    /// `hv_vp_state_data.rsvd`.
+    pub(crate) state_rsvd: u32,
+    /// `hv_vp_state_data.xsave.flags`.
+    pub(crate) xsave_flags: u64,
+    /// `hv_vp_state_data.xsave.states`.
+    pub(crate) xsave_states: u64,
+}
+
+/// `struct hv_input_dispatch_vp`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputDispatchVp {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// `HV_DISPATCH_VP_FLAG_*`.
+    pub(crate) flags: u32,
+    /// In 100 ns units; 0 is the hypervisor's default.
+    pub(crate) time_slice: u64,
+    /// With `SET_CALLER_SPEC_CTRL`.
+    pub(crate) spec_ctrl: u64,
+}
+
+/// `struct hv_output_dispatch_vp`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvOutputDispatchVp {
+    /// `HV_VP_DISPATCH_STATE_*`.
+    pub(crate) dispatch_state: u32,
+    /// `HV_VP_DISPATCH_EVENT_*`.
+    pub(crate) dispatch_event: u32,
+}
+
+/// `HV_DISPATCH_VP_FLAG_CLEAR_INTERCEPT_SUSPEND`.
+pub(crate) const HV_DISPATCH_VP_FLAG_CLEAR_INTERCEPT_SUSPEND: u32 = 0x1;
+/// `HV_DISPATCH_VP_FLAG_SCAN_INTERRUPT_INJECTION`.
+pub(crate) const HV_DISPATCH_VP_FLAG_SCAN_INTERRUPT_INJECTION: u32 = 0x40;
+/// The flags the TLFS defines for `HVCALL_DISPATCH_VP` (0x1..0x40).
+pub(crate) const HV_DISPATCH_VP_FLAGS_VALID: u32 = 0x7f;
+/// `HV_VP_DISPATCH_STATE_BLOCKED`.
+pub(crate) const HV_VP_DISPATCH_STATE_BLOCKED: u32 = 1;
+/// `HV_VP_DISPATCH_STATE_READY`.
+pub(crate) const HV_VP_DISPATCH_STATE_READY: u32 = 2;
+/// `HV_VP_DISPATCH_EVENT_INVALID`: no event (time slice over, or the
+/// caller has work).
+pub(crate) const HV_VP_DISPATCH_EVENT_INVALID: u32 = 0;
+/// `HV_VP_DISPATCH_EVENT_SUSPEND`.
+pub(crate) const HV_VP_DISPATCH_EVENT_SUSPEND: u32 = 1;
+/// `HV_VP_DISPATCH_EVENT_INTERCEPT`.
+pub(crate) const HV_VP_DISPATCH_EVENT_INTERCEPT: u32 = 2;
+
+/// `struct hv_input_get_system_property` (x86).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputGetSystemProperty {
+    /// `HV_SYSTEM_PROPERTY_*`.
+    pub(crate) property_id: u32,
+    /// Reserved.
+    pub(crate) reserved: u32,
+    /// Property argument.
+    pub(crate) arg: u64,
+}
+
+/// `HV_SYSTEM_PROPERTY_SCHEDULER_TYPE`; output: `u32` `HV_SCHEDULER_TYPE_*`.
+pub(crate) const HV_SYSTEM_PROPERTY_SCHEDULER_TYPE: u32 = 15;
+/// `HV_SCHEDULER_TYPE_LP` (classic, no SMT).
+pub(crate) const HV_SCHEDULER_TYPE_LP: u32 = 1;
+/// `HV_SCHEDULER_TYPE_LP_SMT`.
+pub(crate) const HV_SCHEDULER_TYPE_LP_SMT: u32 = 2;
+/// `HV_SCHEDULER_TYPE_CORE_SMT` (core scheduler).
+pub(crate) const HV_SCHEDULER_TYPE_CORE_SMT: u32 = 3;
+/// `HV_SCHEDULER_TYPE_ROOT` (root, or integrated, scheduler).
+pub(crate) const HV_SCHEDULER_TYPE_ROOT: u32 = 4;
+
+/// `HV_PORT_TYPE_DOORBELL` (root partition only).
+pub(crate) const HV_PORT_TYPE_DOORBELL: u32 = 4;
+/// `HV_ANY_VP`.
+pub(crate) const HV_ANY_VP: u32 = u32::MAX;
+/// Port and connection ids are 24 bits (`union hv_port_id`).
+pub(crate) const HV_PORT_ID_MASK: u32 = 0x00ff_ffff;
+/// `HV_DOORBELL_FLAG_TRIGGER_SIZE_MASK`: 0 any, 1 byte, 2 word, 3 dword,
+/// 4 qword.
+pub(crate) const HV_DOORBELL_FLAG_TRIGGER_SIZE_MASK: u64 = 0x7;
+/// `HV_DOORBELL_FLAG_TRIGGER_ANY_VALUE`.
+pub(crate) const HV_DOORBELL_FLAG_TRIGGER_ANY_VALUE: u64 = 0x8000_0000;
+
+/// `struct hv_input_create_port` with `hv_port_info.doorbell_port_info`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputCreatePort {
+    /// The partition that owns the port (the root).
+    pub(crate) port_partition_id: u64,
+    /// `union hv_port_id`.
+    pub(crate) port_id: u32,
+    /// VTL of the port.
+    pub(crate) port_vtl: u8,
+    /// Lowest VTL that may connect.
+    pub(crate) min_connection_vtl: u8,
+    /// Padding.
+    pub(crate) padding: u16,
+    /// The partition that may connect.
+    pub(crate) connection_partition_id: u64,
+    /// `hv_port_info.port_type`.
+    pub(crate) port_type: u32,
+    /// `hv_port_info.padding`.
+    pub(crate) port_info_padding: u32,
+    /// `doorbell_port_info.target_sint`.
+    pub(crate) target_sint: u32,
+    /// `doorbell_port_info.target_vp` (`HV_ANY_VP`).
+    pub(crate) target_vp: u32,
+    /// `doorbell_port_info.rsvdz`.
+    pub(crate) port_info_rsvd: u64,
+    /// `hv_proximity_domain_info`.
+    pub(crate) proximity_domain_info: u64,
+}
+
+/// `struct hv_input_connect_port` with
+/// `hv_connection_info.doorbell_connection_info`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputConnectPort {
+    /// The partition that connects (the guest).
+    pub(crate) connection_partition_id: u64,
+    /// `union hv_connection_id`.
+    pub(crate) connection_id: u32,
+    /// VTL of the connection.
+    pub(crate) connection_vtl: u8,
+    /// Reserved.
+    pub(crate) rsvdz0: u8,
+    /// Reserved.
+    pub(crate) rsvdz1: u16,
+    /// The port's partition (the root).
+    pub(crate) port_partition_id: u64,
+    /// `union hv_port_id`.
+    pub(crate) port_id: u32,
+    /// Reserved.
+    pub(crate) reserved2: u32,
+    /// `hv_connection_info.port_type`.
+    pub(crate) port_type: u32,
+    /// `hv_connection_info.padding`.
+    pub(crate) connection_info_padding: u32,
+    /// `doorbell_connection_info.gpa`.
+    pub(crate) gpa: u64,
+    /// `doorbell_connection_info.trigger_value`.
+    pub(crate) trigger_value: u64,
+    /// `doorbell_connection_info.flags` (`HV_DOORBELL_FLAG_*`).
+    pub(crate) doorbell_flags: u64,
+    /// `hv_proximity_domain_info`.
+    pub(crate) proximity_domain_info: u64,
+}
+
+/// `union hv_input_delete_port`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputDeletePort {
+    /// The port's partition.
+    pub(crate) port_partition_id: u64,
+    /// `union hv_port_id`.
+    pub(crate) port_id: u32,
+    /// Reserved.
+    pub(crate) reserved: u32,
+}
+
+/// `union hv_input_disconnect_port`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputDisconnectPort {
+    /// The connecting partition.
+    pub(crate) connection_partition_id: u64,
+    /// `union hv_connection_id`.
+    pub(crate) connection_id: u32,
+    /// Bit 0: `is_doorbell`; the rest reserved.
+    pub(crate) flags: u32,
+}
+
+// ---- SynIC (include/hyperv/hvgdk_mini.h, hvhdk.h) -----------------------------
+
+/// `HV_X64_MSR_SCONTROL`: bit 0 enables the SynIC.
+pub(crate) const HV_MSR_SCONTROL: u32 = 0x4000_0080;
+/// `HV_X64_MSR_SIEFP`: bit 0 enable, bits 12.. the event-flags page gpa.
+pub(crate) const HV_MSR_SIEFP: u32 = 0x4000_0082;
+/// `HV_X64_MSR_SIMP`: bit 0 enable, bits 12.. the message page gpa.
+pub(crate) const HV_MSR_SIMP: u32 = 0x4000_0083;
+/// `HV_X64_MSR_EOM`: a write asks for the next pending message.
+pub(crate) const HV_MSR_EOM: u32 = 0x4000_0084;
+/// `HV_X64_MSR_SIRBP`: bit 0 enable, bits 12.. the event-ring page gpa.
+pub(crate) const HV_MSR_SIRBP: u32 = 0x4000_0085;
+/// `HV_X64_MSR_SINT0`; SINT1..SINT15 follow.
+pub(crate) const HV_MSR_SINT0: u32 = 0x4000_0090;
+/// SINTs per CPU.
+pub(crate) const HV_SYNIC_SINT_COUNT: usize = 16;
+/// The SINT intercepts and scheduler messages arrive on.
+pub(crate) const HV_SYNIC_INTERCEPTION_SINT_INDEX: usize = 0;
+/// The SINT doorbells arrive on (as an event ring).
+pub(crate) const HV_SYNIC_DOORBELL_SINT_INDEX: usize = 5;
+/// Port ids per SINT event ring.
+pub(crate) const HV_SYNIC_EVENT_RING_MESSAGE_COUNT: usize = 63;
+
+/// `hv_synic_simp.simp_enabled` (also SIEFP's and SIRBP's enable bit).
+pub(crate) const HV_SYNIC_PAGE_ENABLE: u64 = 1;
+/// Bits 12.. of SIMP, SIEFP and SIRBP: the page's gpa.
+pub(crate) const HV_SYNIC_PAGE_GPA_SHIFT: u32 = 12;
+/// `hv_synic_sint.vector` (bits 0..7).
+pub(crate) const HV_SINT_VECTOR_MASK: u64 = 0xff;
+/// `hv_synic_sint.masked`.
+pub(crate) const HV_SINT_MASKED: u64 = 1 << 16;
+/// `hv_synic_sint.auto_eoi`.
+pub(crate) const HV_SINT_AUTO_EOI: u64 = 1 << 17;
+/// `hv_synic_sint.polling`.
+pub(crate) const HV_SINT_POLLING: u64 = 1 << 18;
+/// `hv_synic_sint.as_intercept`.
+pub(crate) const HV_SINT_AS_INTERCEPT: u64 = 1 << 19;
+/// `hv_synic_sint.proxy`.
+pub(crate) const HV_SINT_PROXY: u64 = 1 << 20;
+/// The bits of a SINT register the TLFS defines (the rest are reserved).
+pub(crate) const HV_SINT_VALID: u64 = HV_SINT_VECTOR_MASK
+    | HV_SINT_MASKED
+    | HV_SINT_AUTO_EOI
+    | HV_SINT_POLLING
+    | HV_SINT_AS_INTERCEPT
+    | HV_SINT_PROXY;
+/// `hv_message_flags.msg_pending`.
+pub(crate) const HV_MESSAGE_FLAG_PENDING: u8 = 1;
+
+/// `struct hv_synic_event_ring`: one SINT's ring of port ids.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub(crate) struct HvSynicEventRing {
+    /// Set by the root while it drains: the hypervisor sends no message.
+    pub(crate) signal_masked: u8,
+    /// Set by the hypervisor when it found the ring full.
+    pub(crate) ring_full: u8,
+    /// Reserved.
+    pub(crate) reserved_z: u16,
+    /// Port ids; 0 is an empty slot.
+    pub(crate) data: [u32; HV_SYNIC_EVENT_RING_MESSAGE_COUNT],
+}
+
+/// Payload of `HVMSG_SYNIC_SINT_INTERCEPT` (`hv_notification_message_payload`).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvNotificationMessagePayload {
+    /// The SINT whose event ring has entries.
+    pub(crate) sint_index: u32,
+}
+
+/// `HV_MESSAGE_MAX_PARTITION_VP_PAIR_COUNT`.
+pub(crate) const HV_SIGNAL_PAIR_COUNT: usize = 19;
+
+/// `struct hv_vp_signal_pair_scheduler_message` (payload of
+/// `HVMSG_SCHEDULER_VP_SIGNAL_PAIR`): VPs that became runnable.
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+pub(crate) struct HvVpSignalPairSchedulerMessage {
+    /// Signals the hypervisor could not fit.
+    pub(crate) overflow_count: u32,
+    /// Pairs used.
+    pub(crate) vp_count: u8,
+    /// Reserved.
+    pub(crate) reserved1: [u8; 3],
+    /// Partition of each pair.
+    pub(crate) partition_ids: [u64; HV_SIGNAL_PAIR_COUNT],
+    /// VP of each pair.
+    pub(crate) vp_indexes: [u32; HV_SIGNAL_PAIR_COUNT],
+    /// Reserved.
+    pub(crate) reserved2: [u8; 4],
+}
+
+/// `HVMSG_SCHEDULER_VP_SIGNAL_BITSET`.
+pub(crate) const HVMSG_SCHEDULER_VP_SIGNAL_BITSET: u32 = 0x8000_0100;
+/// `HVMSG_SCHEDULER_VP_SIGNAL_PAIR`.
+pub(crate) const HVMSG_SCHEDULER_VP_SIGNAL_PAIR: u32 = 0x8000_0101;
+
+/// Payload of `HVMSG_X64_APIC_EOI` (`hv_x64_apic_eoi_message`); the header's
+/// sender is the partition id.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvX64ApicEoiMessage {
+    /// The VP that ended the interrupt.
+    pub(crate) vp_index: u32,
+    /// Its vector.
+    pub(crate) interrupt_vector: u32,
+}
+
+/// Payload of `HVMSG_OPAQUE_INTERCEPT` (`hv_opaque_intercept_message`); the
+/// header's sender is the partition id.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvOpaqueInterceptMessage {
+    /// The VP whose intercept page holds the message.
+    pub(crate) vp_index: u32,
+}
+
+/// Payload of `HVMSG_ASYNC_CALL_COMPLETION`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvAsyncCompletionMessage {
+    /// The partition the call was about.
+    pub(crate) partition_id: u64,
+    /// The call's final status.
+    pub(crate) status: u32,
+    /// Completions.
+    pub(crate) completion_count: u32,
+    /// Sub-status.
+    pub(crate) sub_status: u64,
+}
+
+/// Implements `FromBytes` and `AsBytes` for packed integer structs.
+macro_rules! plain_old_data {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: a `repr(C, packed)` struct of integers and integer arrays:
+        // no padding, and every bit pattern is a valid value.
+        unsafe impl FromBytes for $t {}
+        // SAFETY: as above.
+        unsafe impl AsBytes for $t {}
+    )*};
+}
+
+plain_old_data!(
+    HvInputPartition,
+    HvInputCreatePartition,
+    HvInputWithdrawMemory,
+    HvInputCreateVp,
+    HvInputVp,
+    HvInputMapVpStatePage,
+    HvInputUnmapVpStatePage,
+    HvInputUnmapGpaPages,
+    HvInputAssertVirtualInterrupt,
+    HvInputGetGpaPagesAccessState,
+    HvInputVpState,
+    HvInputDispatchVp,
+    HvOutputDispatchVp,
+    HvInputGetSystemProperty,
+    HvInputCreatePort,
+    HvInputConnectPort,
+    HvInputDeletePort,
+    HvInputDisconnectPort,
+    HvSynicEventRing,
+    HvNotificationMessagePayload,
+    HvVpSignalPairSchedulerMessage,
+    HvX64ApicEoiMessage,
+    HvOpaqueInterceptMessage,
+    HvAsyncCompletionMessage,
+);
+// SAFETY: as for the structs above.
+unsafe impl AsBytes for HvInputMapGpaPages {}
+// SAFETY: as above.
+unsafe impl FromBytes for HvInputMapGpaPages {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvInputVpRegistersHeader {}
+// SAFETY: as above.
+unsafe impl AsBytes for HvRegisterAssoc {}
+
+// Sizes from the C headers.
+const _: () = {
+    assert!(size_of::<HvInputPartition>() == 8);
+    assert!(size_of::<HvInputCreatePartition>() == 56);
+    assert!(size_of::<HvInputWithdrawMemory>() == 16);
+    assert!(size_of::<HvInputCreateVp>() == 40);
+    assert!(size_of::<HvInputVp>() == 16);
+    assert!(size_of::<HvInputMapVpStatePage>() == 24);
+    assert!(size_of::<HvInputUnmapVpStatePage>() == 16);
+    assert!(size_of::<HvInputUnmapGpaPages>() == 24);
+    assert!(size_of::<HvInputAssertVirtualInterrupt>() == 32);
+    assert!(size_of::<HvInputGetGpaPagesAccessState>() == 24);
+    assert!(size_of::<HvInputVpState>() == 40);
+    assert!(size_of::<HvInputDispatchVp>() == 32);
+    assert!(size_of::<HvOutputDispatchVp>() == 8);
+    assert!(size_of::<HvInputGetSystemProperty>() == 16);
+    assert!(size_of::<HvInputCreatePort>() == 56);
+    assert!(offset_of!(HvInputCreatePort, port_type) == 24);
+    assert!(size_of::<HvInputConnectPort>() == 72);
+    assert!(offset_of!(HvInputConnectPort, port_type) == 32);
+    assert!(size_of::<HvInputDeletePort>() == 16);
+    assert!(size_of::<HvInputDisconnectPort>() == 16);
+    assert!(size_of::<HvSynicEventRing>() == 256);
+    assert!(size_of::<HvVpSignalPairSchedulerMessage>() == HV_MESSAGE_PAYLOAD_BYTES);
+    assert!(size_of::<HvAsyncCompletionMessage>() == 24);
+};
+
+/// Reads a `T` at byte `off` of `buf`; `None` if it does not fit.
+pub(crate) fn read_at<T: FromBytes>(buf: &[u8], off: usize) -> Option<T> {
+    T::from_bytes_copy_prefix(buf.get(off..)?).map(|(v, _)| v)
+}
+
+/// Writes `v` at byte `off` of `buf`; `None` if it does not fit.
+pub(crate) fn write_at<T: AsBytes>(buf: &mut [u8], off: usize, v: &T) -> Option<()> {
+    let b = v.as_bytes();
+    buf.get_mut(off..off.checked_add(b.len())?)?
+        .copy_from_slice(b);
+    Some(())
+}

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CPU-level helpers (src/sys/cpu.rs): CPU-hotplug states, preemption,
+ * RCU, memremap of hypervisor pages, and the irq_work that stands in for
+ * the SynIC interrupt under the emulator. Nothing here names a driver type.
+ */
+
+#include <linux/cpuhotplug.h>
+#include <linux/hardirq.h>
+#include <linux/io.h>
+#include <linux/irq_work.h>
+#include <linux/percpu.h>
+#include <linux/preempt.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/smp.h>
+#include <linux/workqueue.h>
+
+#include "mshv_rs_helpers.h"
+
+int mshv_rs_cpuhp_setup(const char *name, int (*online)(unsigned int cpu),
+			int (*offline)(unsigned int cpu))
+{
+	return cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, name, online, offline);
+}
+
+void mshv_rs_cpuhp_remove(int state)
+{
+	cpuhp_remove_state(state);
+}
+
+void mshv_rs_preempt_disable(void)
+{
+	preempt_disable();
+}
+
+void mshv_rs_preempt_enable(void)
+{
+	preempt_enable();
+}
+
+bool mshv_rs_dispatch_context_ok(void)
+{
+	return !preemptible() && !irqs_disabled() && !in_interrupt();
+}
+
+bool mshv_rs_in_hardirq(void)
+{
+	return in_hardirq();
+}
+
+bool mshv_rs_need_resched(void)
+{
+	return need_resched();
+}
+
+unsigned int mshv_rs_smp_processor_id(void)
+{
+	return raw_smp_processor_id();
+}
+
+bool mshv_rs_cpu_online(unsigned int cpu)
+{
+	return cpu < nr_cpu_ids && cpu_online(cpu);
+}
+
+void mshv_rs_synchronize_rcu(void)
+{
+	synchronize_rcu();
+}
+
+void *mshv_rs_memremap_pfn(u64 pfn)
+{
+	return memremap(pfn << PAGE_SHIFT, PAGE_SIZE, MEMREMAP_WB);
+}
+
+void mshv_rs_memunmap(void *addr)
+{
+	memunmap(addr);
+}
+
+static void (*mshv_rs_ipi_handler)(void);
+static DEFINE_PER_CPU(struct irq_work, mshv_rs_ipi_work);
+
+static void mshv_rs_ipi_fn(struct irq_work *work)
+{
+	void (*handler)(void) = READ_ONCE(mshv_rs_ipi_handler);
+
+	if (handler)
+		handler();
+}
+
+int mshv_rs_ipi_init(void)
+{
+	int cpu;
+
+	/* IRQ_WORK_HARD_IRQ: the callback runs in hard-IRQ context on RT too. */
+	for_each_possible_cpu(cpu)
+		per_cpu(mshv_rs_ipi_work, cpu) =
+			IRQ_WORK_INIT_HARD(mshv_rs_ipi_fn);
+	return 0;
+}
+
+void mshv_rs_ipi_exit(void)
+{
+	int cpu;
+
+	WRITE_ONCE(mshv_rs_ipi_handler, NULL);
+	for_each_possible_cpu(cpu)
+		irq_work_sync(&per_cpu(mshv_rs_ipi_work, cpu));
+}
+
+void mshv_rs_ipi_set_handler(void (*handler)(void))
+{
+	WRITE_ONCE(mshv_rs_ipi_handler, handler);
+}
+
+void mshv_rs_ipi_raise(unsigned int cpu)
+{
+	if (cpu < nr_cpu_ids && cpu_online(cpu))
+		irq_work_queue_on(&per_cpu(mshv_rs_ipi_work, cpu), cpu);
+}
+
+void mshv_rs_flush_work(void *work)
+{
+	flush_work(work);
+}

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! CPUs as the hypervisor code sees them: CPU-hotplug states, preemption,
+//! the current CPU, RCU grace periods, hypervisor pages mapped by pfn, and
+//! the irq_work the emulator raises in place of the SynIC interrupt. The C
+//! half is `src/sys/cpu.c`.
+
+use super::ffi;
+use kernel::{ffi::c_void, prelude::*, str::CStr};
+
+/// A CPU-hotplug callback: runs on `cpu` itself; 0 or a negative errno.
+pub(crate) type HotplugFn = extern "C" fn(cpu: u32) -> i32;
+
+/// A registered dynamic CPU-hotplug state. `online` ran on every online CPU
+/// when it was registered and runs on each CPU that comes up; dropping it
+/// runs `offline` on every online CPU and removes the state.
+///
+/// # Invariants
+///
+/// `state` is a state `cpuhp_setup_state()` returned and not yet removed.
+pub(crate) struct Hotplug {
+    state: i32,
+}
+
+impl Hotplug {
+    /// Registers the state `name`.
+    pub(crate) fn new(name: &'static CStr, online: HotplugFn, offline: HotplugFn) -> Result<Self> {
+        // SAFETY: `name` is a static NUL-terminated string; the callbacks are
+        // `extern "C"` functions in module text, removed in `drop` before the
+        // module can go away.
+        let state = unsafe { ffi::mshv_rs_cpuhp_setup(name.as_char_ptr(), online, offline) };
+        if state < 0 {
+            return Err(Error::from_errno(state));
+        }
+        // INVARIANT: a registered state.
+        Ok(Self { state })
+    }
+}
+
+impl Drop for Hotplug {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the state is registered.
+        unsafe { ffi::mshv_rs_cpuhp_remove(self.state) };
+    }
+}
+
+/// Runs `f` with preemption disabled (it stays on the current CPU).
+pub(crate) fn without_preemption<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: balanced by the enable below; `f` cannot leave the function
+    // without it (the kernel does not unwind).
+    unsafe { ffi::mshv_rs_preempt_disable() };
+    let r = f();
+    // SAFETY: pairs with the disable above.
+    unsafe { ffi::mshv_rs_preempt_enable() };
+    r
+}
+
+/// Preemption disabled, interrupts enabled, not in interrupt context: the
+/// context `HVCALL_DISPATCH_VP` must be called from.
+pub(crate) fn dispatch_context_ok() -> bool {
+    // SAFETY: reads the current context.
+    unsafe { ffi::mshv_rs_dispatch_context_ok() }
+}
+
+/// Whether the caller runs in hard-IRQ context.
+pub(crate) fn in_hardirq() -> bool {
+    // SAFETY: reads the current context.
+    unsafe { ffi::mshv_rs_in_hardirq() }
+}
+
+/// Whether the scheduler wants this CPU back.
+pub(crate) fn need_resched() -> bool {
+    // SAFETY: reads the current task's flags.
+    unsafe { ffi::mshv_rs_need_resched() }
+}
+
+/// The current CPU (only stable while the caller cannot migrate).
+pub(crate) fn current() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { ffi::mshv_rs_smp_processor_id() }
+}
+
+/// Whether `cpu` is online.
+pub(crate) fn online(cpu: u32) -> bool {
+    // SAFETY: the helper bounds-checks `cpu`.
+    unsafe { ffi::mshv_rs_cpu_online(cpu) }
+}
+
+/// The number of possible CPU ids.
+pub(crate) fn nr_cpu_ids() -> u32 {
+    kernel::cpu::nr_cpu_ids()
+}
+
+/// Waits for an RCU grace period: every hard-IRQ handler running now has
+/// returned when this does.
+pub(crate) fn synchronize_rcu() {
+    // SAFETY: may sleep; callers are in process context.
+    unsafe { ffi::mshv_rs_synchronize_rcu() }
+}
+
+/// A hypervisor page (SynIC message, event-flags or event-ring page) mapped
+/// write-back by pfn; unmapped on drop.
+///
+/// # Invariants
+///
+/// `addr` is a live `memremap()` mapping of one 4 KiB page.
+pub(crate) struct HvPageMap {
+    addr: *mut u8,
+}
+
+// SAFETY: a mapping of memory the hypervisor and every CPU share; the
+// accessors below are volatile and do not rely on the owning thread.
+unsafe impl Send for HvPageMap {}
+// SAFETY: as above.
+unsafe impl Sync for HvPageMap {}
+
+impl HvPageMap {
+    /// Maps page `pfn`.
+    pub(crate) fn new(pfn: u64) -> Result<Self> {
+        // SAFETY: memremap() validates the range itself.
+        let addr = unsafe { ffi::mshv_rs_memremap_pfn(pfn) }.cast::<u8>();
+        if addr.is_null() {
+            return Err(ENOMEM);
+        }
+        // INVARIANT: a live mapping.
+        Ok(Self { addr })
+    }
+
+    /// The mapping's address, for volatile access to the page by the
+    /// hypervisor-defined layout.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.addr
+    }
+}
+
+impl Drop for HvPageMap {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `addr` is a live mapping.
+        unsafe { ffi::mshv_rs_memunmap(self.addr.cast::<c_void>()) }
+    }
+}
+
+/// The emulator's stand-in for the SynIC interrupt: an irq_work per CPU
+/// whose callback calls one handler in hard-IRQ context. Dropping it removes
+/// the handler and waits until no callback runs.
+pub(crate) struct Ipi(());
+
+impl Ipi {
+    /// Sets the per-CPU works up, with no handler.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: initialises static per-CPU works; called once per load.
+        let r = unsafe { ffi::mshv_rs_ipi_init() };
+        if r < 0 {
+            return Err(Error::from_errno(r));
+        }
+        Ok(Self(()))
+    }
+
+    /// Installs `handler` (or with `None` removes it).
+    pub(crate) fn set_handler(&self, handler: Option<extern "C" fn()>) {
+        // SAFETY: a function in module text; `drop` clears it and waits for
+        // running callbacks before the module can go away.
+        unsafe { ffi::mshv_rs_ipi_set_handler(handler) }
+    }
+
+    /// Interrupts `cpu`: the handler runs there soon, in hard-IRQ context.
+    /// Raising a CPU whose work is already pending does nothing more.
+    pub(crate) fn raise(&self, cpu: u32) {
+        // SAFETY: the helper checks `cpu`; the works are initialised.
+        unsafe { ffi::mshv_rs_ipi_raise(cpu) }
+    }
+}
+
+impl Drop for Ipi {
+    fn drop(&mut self) {
+        // SAFETY: clears the handler and waits for every queued work.
+        unsafe { ffi::mshv_rs_ipi_exit() }
+    }
+}
+
+/// Waits until the work item at `work` (a `struct work_struct` inside a live
+/// object) is neither queued nor running.
+pub(crate) fn flush_work(work: *mut c_void) {
+    // SAFETY: the caller passes a `work_struct` of an object it keeps alive
+    // across the call.
+    unsafe { ffi::mshv_rs_flush_work(work) }
+}
