@@ -368,7 +368,6 @@ void mshv_rs_preempt_disable(void);
 void mshv_rs_preempt_enable(void);
 /* Preemption disabled and interrupts enabled: what DISPATCH_VP needs. */
 bool mshv_rs_dispatch_context_ok(void);
-bool mshv_rs_in_hardirq(void);
 bool mshv_rs_need_resched(void);
 unsigned int mshv_rs_smp_processor_id(void);
 bool mshv_rs_cpu_online(unsigned int cpu);

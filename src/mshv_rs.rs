@@ -80,7 +80,12 @@ fn backend_kind() -> Result<BackendKind> {
 
 /// State every partition shares: the backend and the debugfs tree.
 pub(crate) struct Shared {
-    /// The hypervisor, real or simulated.
+    /// The SynIC of every CPU and its interrupt handler. Declared first so
+    /// that it is dropped first: the handler is gone before anything it
+    /// could reach.
+    _synic: hv::synic::SynicGuard,
+    /// The hypervisor, behind the Hyper-V backend (docs/design.md, "The
+    /// hypervisor boundary").
     pub(crate) hv: Arc<dyn hv::Hypervisor>,
     /// `/sys/kernel/debug/mshv_rs`.
     pub(crate) debugfs: Pin<KBox<debugfs::Debugfs>>,
@@ -103,22 +108,44 @@ fn new_shared() -> Result<Arc<Shared>> {
         return Err(EBUSY);
     }
     let mut simulator = None;
-    let hv: Arc<dyn hv::Hypervisor> = match backend_kind()? {
+    let seam: Arc<dyn tlfs::seam::Seam> = match backend_kind()? {
         BackendKind::Sim => {
-            let s = sim::Sim::new()?;
-            simulator = Some(s.clone());
-            s
+            let emu = sim::emu::Emulator::new()?;
+            simulator = Some(emu.sim.clone());
+            emu
         }
         #[cfg(CONFIG_HYPERV)]
-        BackendKind::HyperV => {
-            let seam: Arc<dyn tlfs::seam::Seam> = Arc::new(sys::hyperv::RealSeam::new()?, GFP_KERNEL)?;
-            hv::hyperv::HyperV::new(seam)?
-        }
+        BackendKind::HyperV => Arc::new(sys::hyperv::RealSeam::new()?, GFP_KERNEL)?,
         #[cfg(not(CONFIG_HYPERV))]
         BackendKind::HyperV => return Err(ENODEV),
     };
+    let id = seam.identity();
+    if !id.root {
+        pr_err!("not the Hyper-V root partition\n");
+        return Err(ENODEV);
+    }
+    if id.kdump {
+        pr_err!("refusing to load in a kdump kernel: the hypervisor state belongs to the crashed kernel\n");
+        return Err(ENODEV);
+    }
+    pr_info!("hypervisor build {}\n", id.build);
+    let hyperv = hv::hyperv::HyperV::new(seam)?;
+    if hyperv.scheduler != tlfs::abi::HV_SCHEDULER_TYPE_ROOT {
+        pr_warn!(
+            "hypervisor scheduler type {}: only the root scheduler runs VPs yet\n",
+            hyperv.scheduler
+        );
+    }
+    let synic = hv::synic::start(hyperv.clone())?;
     let debugfs = KBox::pin_init(debugfs::Debugfs::new(simulator), GFP_KERNEL)?;
-    Ok(Arc::new(Shared { hv, debugfs }, GFP_KERNEL)?)
+    Ok(Arc::new(
+        Shared {
+            _synic: synic,
+            hv: hyperv,
+            debugfs,
+        },
+        GFP_KERNEL,
+    )?)
 }
 
 impl kernel::InPlaceModule for MshvModule {

@@ -40,8 +40,10 @@ const FLAGS_OFFSET: usize = 5;
 
 /// The pages this module mapped on one CPU.
 struct Maps {
-    msg: HvPageMap,
-    ring: HvPageMap,
+    /// Mapped while the CPU is online (the handler reads it through `msg`).
+    _msg: HvPageMap,
+    /// Likewise, read through `ring`.
+    _ring: HvPageMap,
     /// SIMP, SIEFP and SCONTROL were enabled here (VMBus was absent).
     enabled_by_us: bool,
 }
@@ -184,8 +186,8 @@ impl Synic {
             seam.write_msr(abi::HV_MSR_SCONTROL, sc);
         }
         *c.maps.lock() = Some(Maps {
-            msg,
-            ring,
+            _msg: msg,
+            _ring: ring,
             enabled_by_us: !id.vmbus,
         });
         Ok(())

@@ -194,7 +194,7 @@ impl CpuidResults {
     /// None registered; reserves room for [`MAX_CPUID_RESULTS`]. May sleep.
     pub(crate) fn new() -> Result<Self> {
         Ok(Self {
-            list: KVec::with_capacity(MAX_CPUID_RESULTS, GFP_KERNEL)?,
+            list: KVec::with_capacity(MAX_CPUID_RESULTS, GFP_ATOMIC)?,
         })
     }
 

@@ -23,48 +23,48 @@
 //! held. A VP's `lapic` spinlock is never held with its `regs`.
 
 use super::{lapic, PartState, Partition, Sim};
-use crate::hv::Notify;
 use crate::tlfs::{status, Doorbell, HvError, HvResult, VirtualInterrupt};
-use kernel::{prelude::*, sync::Arc};
+use kernel::{prelude::*, sync::atomic::Relaxed};
 
 /// Most doorbells one partition may connect (Hyper-V limits ports too).
 const MAX_DOORBELLS: usize = 4096;
 
-/// A partition's notification receiver and doorbells.
+/// A partition's connected doorbells.
 pub(crate) struct SimIrq {
-    /// Where notifications go.
-    notify: Option<Arc<dyn Notify>>,
-    /// Connected doorbells by port.
+    /// Connected doorbells by (global) port id.
     doorbells: KVec<(u32, Doorbell)>,
 }
 
 impl SimIrq {
-    /// No receiver, no doorbells.
+    /// No doorbells.
     pub(crate) fn new() -> Self {
         SimIrq {
-            notify: None,
             doorbells: KVec::new(),
         }
     }
 }
 
 impl Partition {
-    /// The receiver and port of the doorbell a guest write of `data` at
-    /// `gpa` rings, if any.
-    pub(crate) fn doorbell_for(&self, gpa: u64, data: &[u8]) -> Option<(Arc<dyn Notify>, u32)> {
-        let irq = self.irq.lock();
-        let notify = irq.notify.clone()?;
-        let port = irq
+    /// The port of the doorbell a guest write of `data` at `gpa` rings, if
+    /// any.
+    pub(crate) fn doorbell_for(&self, gpa: u64, data: &[u8]) -> Option<u32> {
+        self.irq
+            .lock()
             .doorbells
             .iter()
             .find(|(_, d)| d.matches(gpa, data))
-            .map(|&(p, _)| p)?;
-        Some((notify, port))
+            .map(|&(p, _)| p)
     }
 
-    /// The notification receiver, if any.
-    pub(crate) fn notify(&self) -> Option<Arc<dyn Notify>> {
-        self.irq.lock().notify.clone()
+    /// VP `vp` may have become runnable: if its last dispatch answered
+    /// BLOCKED and it can run now, the root gets a scheduler signal.
+    pub(crate) fn wake(&self, vp: &super::vp::Vp) {
+        if !super::vp::runnable(vp) {
+            return;
+        }
+        if vp.blocked.xchg(false, Relaxed) {
+            self.synic.signal(self.id, vp.index);
+        }
     }
 }
 
@@ -85,19 +85,7 @@ impl Sim {
             .lock()
             .assert(irq.kind, vector, irq.level)
             .map_err(|_| HvError(status::INVALID_PARAMETER))?;
-        vp.wake.notify_all();
-        Ok(())
-    }
-
-    /// Installs partition `pt`'s notification receiver.
-    pub(super) fn set_partition_notify(
-        &self,
-        pt: u64,
-        notify: Option<Arc<dyn Notify>>,
-    ) -> HvResult {
-        let part = self.partition(pt)?;
-        let old = core::mem::replace(&mut part.irq.lock().notify, notify);
-        drop(old);
+        part.wake(&vp);
         Ok(())
     }
 
@@ -115,7 +103,7 @@ impl Sim {
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
         irq.doorbells
-            .push((port, *db), GFP_KERNEL_ACCOUNT)
+            .push((port, *db), GFP_ATOMIC)
             .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))
     }
 
@@ -138,8 +126,6 @@ impl Sim {
 /// The EOI a guest caused, reported if level-triggered.
 pub(crate) fn report_eoi(part: &Partition, vp: u32, eoi: Option<lapic::Eoi>) {
     if let Some(e) = eoi.filter(|e| e.level) {
-        if let Some(n) = part.notify() {
-            n.eoi(vp, u32::from(e.vector));
-        }
+        part.synic.eoi(part.id, vp, u32::from(e.vector));
     }
 }

@@ -59,6 +59,7 @@
 mod access;
 #[allow(unreachable_pub)]
 pub(crate) mod cpu;
+pub(crate) mod emu;
 mod hvcall;
 mod inject;
 mod intercept;
@@ -71,21 +72,23 @@ mod props;
 mod reg_page;
 mod regs;
 mod slat;
+pub(crate) mod synic;
 mod vp;
 mod vp_state;
 
-use crate::hv::{Hypervisor, Notify, RunExit};
 use crate::tlfs::{
-    abi, status, CreatePartition, Doorbell, HvError, HvResult, RegValue, RepError, RepResult,
-    VirtualInterrupt, VpPage, VpStateData, HV_PAGE, VP_STATE_INLINE,
+    abi, status, CreatePartition, HvError, HvResult, RepError, RepResult, VpPage, VpStateData,
+    VP_STATE_INLINE,
 };
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+use crate::tlfs::{RegValue, VirtualInterrupt};
 use kernel::{
-    new_mutex, new_spinlock,
+    new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, Mutex, SpinLock,
+        Arc, SpinLock,
     },
 };
 use pool::Pool;
@@ -183,14 +186,18 @@ pub(crate) struct Partition {
     /// State, pool, SLAT, VPs and properties.
     #[pin]
     pub(crate) inner: SpinLock<PartInner>,
-    /// Notification receiver and doorbells ([`irq`]).
+    /// Connected doorbells ([`irq`]). A leaf spinlock: the interpreter
+    /// looks doorbells up during a dispatch.
     #[pin]
-    pub(crate) irq: Mutex<irq::SimIrq>,
+    pub(crate) irq: SpinLock<irq::SimIrq>,
+    /// The root's SynIC, where this partition's signals, EOIs and
+    /// doorbells go.
+    pub(crate) synic: Arc<synic::EmuSynic>,
 }
 
 impl Partition {
     /// Allocates partition `id`. May sleep.
-    fn new(id: u64, create: CreatePartition) -> Result<Arc<Self>> {
+    fn new(id: u64, create: CreatePartition, synic: Arc<synic::EmuSynic>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Partition {
                 id,
@@ -207,9 +214,10 @@ impl Partition {
                     },
                     "mshv_rs_sim_partition"
                 ),
-                irq <- new_mutex!(irq::SimIrq::new(), "mshv_rs_sim_irq"),
+                irq <- new_spinlock!(irq::SimIrq::new(), "mshv_rs_sim_irq"),
+                synic,
             }),
-            GFP_KERNEL,
+            GFP_ATOMIC,
         )
     }
 }
@@ -246,6 +254,8 @@ pub(crate) struct Sim {
     next_id: Atomic<u64>,
     /// Injected failures.
     inject: inject::Inject,
+    /// The root's SynIC ([`synic`]).
+    pub(crate) synic: Arc<synic::EmuSynic>,
 }
 
 /// The pool of a partition's inner state.
@@ -278,7 +288,7 @@ fn deposit_locked<T: Unpin>(
             }
             pool.capacity_for(pfns.len())
         };
-        let bigger = KVec::with_capacity(need, GFP_KERNEL).map_err(|_| no_mem)?;
+        let bigger = KVec::with_capacity(need, GFP_ATOMIC).map_err(|_| no_mem)?;
         let old = {
             let mut guard = lock.lock();
             get(&mut guard).grow(bigger)
@@ -290,12 +300,14 @@ fn deposit_locked<T: Unpin>(
 impl Sim {
     /// Creates the simulated hypervisor, with no partition.
     pub(crate) fn new() -> Result<Arc<Sim>> {
+        let synic = Arc::new(synic::EmuSynic::new()?, GFP_KERNEL)?;
         Arc::pin_init(
             pin_init!(Sim {
                 parts <- new_spinlock!(RBTree::new(), "mshv_rs_sim_parts"),
                 root_pool <- new_spinlock!(Pool::new(), "mshv_rs_sim_root_pool"),
                 next_id: Atomic::new(1),
                 inject: inject::Inject::new(),
+                synic,
             }),
             GFP_KERNEL,
         )
@@ -379,6 +391,9 @@ impl Sim {
         Ok(())
     }
 
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     /// `GET_VP_REGISTERS` on a register file.
     fn get_regs(regs: &mut regs::RegFile, names: &[u32], out: &mut [RegValue]) -> RepResult {
         for (i, &name) in names.iter().enumerate() {
@@ -393,6 +408,9 @@ impl Sim {
         Ok(())
     }
 
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     /// `SET_VP_REGISTERS` on a register file; `writable(name)` says whether
     /// the VP's state allows writing `name` now.
     fn set_regs(
@@ -438,20 +456,22 @@ fn at_start(error: HvError) -> RepError {
     RepError { done: 0, error }
 }
 
-impl Hypervisor for Sim {
-    fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
+/// The simulator core's calls, one per hypercall; `emu` decodes the
+/// binary input pages into these.
+impl Sim {
+    pub(crate) fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
         let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
-        let part = Partition::new(id, *args).map_err(|_| no_mem)?;
-        let node = RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| no_mem)?;
+        let part = Partition::new(id, *args, self.synic.clone()).map_err(|_| no_mem)?;
+        let node = RBTreeNodeReservation::new(GFP_ATOMIC).map_err(|_| no_mem)?;
         self.parts.lock().insert(node.into_node(id, part));
         Ok(id)
     }
 
-    fn initialize_partition(&self, pt: u64) -> HvResult {
+    pub(crate) fn initialize_partition(&self, pt: u64) -> HvResult {
         let part = self.partition(pt)?;
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
@@ -472,7 +492,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn finalize_partition(&self, pt: u64) -> HvResult {
+    pub(crate) fn finalize_partition(&self, pt: u64) -> HvResult {
         let part = self.partition(pt)?;
         if self.inject.take_finalize() {
             return Err(HvError(status::OPERATION_FAILED));
@@ -493,7 +513,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn delete_partition(&self, pt: u64) -> HvResult {
+    pub(crate) fn delete_partition(&self, pt: u64) -> HvResult {
         let node = {
             let mut parts = self.parts.lock();
             let Some(part) = parts.get(&pt) else {
@@ -513,7 +533,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
+    pub(crate) fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
         if pfns.len() > MAX_REPS {
             return Err(HvError(status::INVALID_PARAMETER));
         }
@@ -524,7 +544,7 @@ impl Hypervisor for Sim {
         deposit_locked(&part.inner, part_pool, pfns)
     }
 
-    fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
+    pub(crate) fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
         if pt == abi::HV_PARTITION_ID_SELF {
             return Ok(self.root_pool.lock().withdraw(out));
         }
@@ -533,7 +553,7 @@ impl Hypervisor for Sim {
         Ok(n)
     }
 
-    fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
+    pub(crate) fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
         let part = self.partition(pt)?;
         let check = |inner: &PartInner| -> HvResult {
             if inner.state != PartState::Initialized {
@@ -547,7 +567,7 @@ impl Hypervisor for Sim {
         check(&part.inner.lock())?;
         let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
         let new_vp = Vp::new(vp).map_err(|_| no_mem)?;
-        let node = RBTreeNodeReservation::new(GFP_KERNEL).map_err(|_| no_mem)?;
+        let node = RBTreeNodeReservation::new(GFP_ATOMIC).map_err(|_| no_mem)?;
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
         check(inner)?;
@@ -568,7 +588,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
+    pub(crate) fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
         let part = self.partition(pt)?;
         let entry = {
             let mut guard = part.inner.lock();
@@ -593,7 +613,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
+    pub(crate) fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
         let part = self.partition(pt)?;
         let inner = part.inner.lock();
         let entry = inner
@@ -613,7 +633,7 @@ impl Hypervisor for Sim {
         Ok(pfn)
     }
 
-    fn unmap_vp_state_page(&self, pt: u64, vp: u32, _page: VpPage) -> HvResult {
+    pub(crate) fn unmap_vp_state_page(&self, pt: u64, vp: u32, _page: VpPage) -> HvResult {
         let part = self.partition(pt)?;
         let inner = part.inner.lock();
         inner
@@ -623,7 +643,7 @@ impl Hypervisor for Sim {
         Ok(())
     }
 
-    fn map_gpa_pages(&self, pt: u64, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
+    pub(crate) fn map_gpa_pages(&self, pt: u64, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if pfns.len() > MAX_REPS {
             return Err(at_start(HvError(status::INVALID_PARAMETER)));
@@ -649,7 +669,7 @@ impl Hypervisor for Sim {
         }
     }
 
-    fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult {
+    pub(crate) fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if count > MAX_REPS {
             return Err(at_start(HvError(status::INVALID_PARAMETER)));
@@ -671,18 +691,27 @@ impl Hypervisor for Sim {
         }
     }
 
-    fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
         let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
         reg_page::with_regs(&part, &vp, |regs| Self::get_regs(regs, names, out))
     }
 
-    fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
         let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
         let writable = |name| vp::writable_now(&vp, name);
         reg_page::with_regs(&part, &vp, |regs| Self::set_regs(regs, values, writable))
     }
 
-    fn get_gpa_access_states(
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn get_gpa_access_states(
         &self,
         pt: u64,
         base_gfn: u64,
@@ -692,7 +721,7 @@ impl Hypervisor for Sim {
         self.gpa_access_states(pt, base_gfn, flags, out)
     }
 
-    fn get_vp_state(
+    pub(crate) fn get_vp_state(
         &self,
         pt: u64,
         vp: u32,
@@ -703,7 +732,7 @@ impl Hypervisor for Sim {
         self.vp_state(pt, vp, data, pfns, inline, false)
     }
 
-    fn set_vp_state(
+    pub(crate) fn set_vp_state(
         &self,
         pt: u64,
         vp: u32,
@@ -720,59 +749,55 @@ impl Hypervisor for Sim {
         self.vp_state(pt, vp, data, pfns, &mut buf[..inline.len()], true)
     }
 
-    fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
+    // The KUnit suites call the core directly; the driver goes through
+    // the emulator's decoder (`emu`).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
         self.assert_interrupt(pt, irq)
     }
 
-    fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
-        self.set_partition_notify(pt, notify)
+    /// VP `vp` of `pt` may have become runnable (a register write cleared a
+    /// suspension): signal it if it was blocked.
+    pub(crate) fn wake_vp(&self, pt: u64, vp: u32) {
+        if let Ok((part, vp)) = self.vp_of(pt, vp) {
+            part.wake(&vp);
+        }
     }
 
-    fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
-        self.connect(pt, port, db)
-    }
-
-    fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult {
-        self.disconnect(pt, port)
-    }
-
-    fn run_vp(&self, pt: u64, vp: u32) -> Result<RunExit> {
+    /// `HVCALL_DISPATCH_VP` (root scheduler): runs the VP on the calling
+    /// CPU for one time slice; returns `(dispatch_state, dispatch_event)`.
+    /// See `vp::dispatch` for the outcomes. The caller (the emulator) has
+    /// checked the calling context.
+    pub(crate) fn dispatch_vp(&self, pt: u64, vp: u32, flags: u32) -> HvResult<(u32, u32)> {
+        if flags & !abi::HV_DISPATCH_VP_FLAGS_VALID != 0 {
+            return Err(HvError(status::INVALID_PARAMETER));
+        }
         let part = self.partition(pt)?;
         let (vp, msg_pfn) = {
             let inner = part.inner.lock();
             if inner.state != PartState::Initialized {
-                return Err(HvError(status::INVALID_PARTITION_STATE).into());
+                return Err(HvError(status::INVALID_PARTITION_STATE));
             }
             let entry = inner
                 .vps
                 .get(&vp)
                 .ok_or(HvError(status::INVALID_VP_INDEX))?;
             if entry.vp.running.load(Relaxed) {
-                return Err(EBUSY);
+                return Err(HvError(status::INVALID_VP_STATE));
             }
             // Under `inner`: delete and finalize see it and leave the VP's
-            // pages alone until the run ends.
+            // pages alone until the dispatch ends.
             entry.vp.running.store(true, Relaxed);
             (entry.vp.clone(), entry.pages[MESSAGE_PAGE])
         };
-        let exit = vp::run(&part, &vp, msg_pfn);
+        let out = vp::dispatch(&part, &vp, msg_pfn, flags);
         {
             let _inner = part.inner.lock();
             vp.running.store(false, Relaxed);
         }
-        Ok(exit)
+        out
     }
 
-    fn passthrough(
-        &self,
-        code: u16,
-        reps: u16,
-        rep_start: u16,
-        input: &[u8; HV_PAGE],
-        output: &mut [u8; HV_PAGE],
-    ) -> u64 {
-        self.hvcall(code, reps, rep_start, input, output)
-    }
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]

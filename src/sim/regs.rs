@@ -219,7 +219,7 @@ impl RegFile {
             intercept_suspend: false,
             dispatch_suspend: false,
             vp_index,
-            extra: KVec::with_capacity(EXTRA_SLOTS, GFP_KERNEL)?,
+            extra: KVec::with_capacity(EXTRA_SLOTS, GFP_ATOMIC)?,
         })
     }
 

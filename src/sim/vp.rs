@@ -39,15 +39,14 @@
 //! complete inside the hypervisor, as on Hyper-V.
 
 use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
-use crate::hv::RunExit;
-use crate::tlfs::abi;
+use crate::tlfs::{abi, status, HvError, HvResult};
 use crate::sys::page;
 use kernel::{
-    new_condvar, new_spinlock,
+    new_spinlock,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, CondVar, SpinLock,
+        Arc, SpinLock,
     },
     transmute::AsBytes,
 };
@@ -91,9 +90,9 @@ pub(crate) struct Vp {
     /// or the partition's lock.
     #[pin]
     pub(crate) lapic: SpinLock<lapic::Lapic>,
-    /// Signalled when an interrupt is asserted, for a VP waiting in HLT.
-    #[pin]
-    pub(crate) wake: CondVar,
+    /// Its last dispatch answered BLOCKED and no signal was sent since:
+    /// the next event that makes it runnable sends one. Set under `lapic`.
+    pub(crate) blocked: Atomic<bool>,
     /// The state blobs (LAPIC, XSAVE, SynIC pages, timers). A leaf lock:
     /// nothing else is taken while holding it.
     #[pin]
@@ -112,10 +111,10 @@ impl Vp {
                 running: Atomic::new(false),
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
                 lapic <- new_spinlock!(apic, "mshv_rs_sim_vp_lapic"),
-                wake <- new_condvar!("mshv_rs_sim_vp_wake"),
+                blocked: Atomic::new(false),
                 state <- new_spinlock!(state, "mshv_rs_sim_vp_state"),
             }),
-            GFP_KERNEL,
+            GFP_ATOMIC,
         )
     }
 }
@@ -215,8 +214,8 @@ impl cpu::GuestMemory for VpMemory<'_> {
         if res.is_err() {
             // A write the SLAT does not complete may ring a doorbell, which
             // completes it instead of an intercept.
-            if let Some((notify, port)) = self.part.doorbell_for(gpa, data) {
-                notify.doorbell(port);
+            if let Some(port) = self.part.doorbell_for(gpa, data) {
+                self.part.synic.ring(port);
                 return Ok(());
             }
         }
@@ -543,23 +542,41 @@ enum Interrupts {
     Masked,
 }
 
-/// Waits while `vp` is halted, then delivers the interrupt the LAPIC has for
-/// the guest, if it can take one. `Err` is the run's result: a signal, or
-/// the message of a delivery that faulted (the interrupt stays pending and is
-/// delivered again on the next run).
-fn interrupts(
-    part: &Partition,
-    vp: &Vp,
-    msg_pfn: u64,
-) -> core::result::Result<Interrupts, RunExit> {
+/// How a dispatch ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leave {
+    /// A message is in the intercept page; the VP is intercept-suspended.
+    Intercept,
+    /// Halted with nothing to deliver: the VP is blocked.
+    Blocked,
+    /// The time slice ended, or the root has work (signal, `need_resched`).
+    Ready,
+}
+
+/// Whether `vp` could run now (not halted with nothing deliverable, not
+/// explicitly suspended).
+pub(crate) fn runnable(vp: &Vp) -> bool {
+    let (enabled, suspended) = {
+        let rf = vp.regs.lock();
+        (rf.cpu.interrupts_enabled(), rf.explicit_suspend)
+    };
+    let apic = vp.lapic.lock();
+    !suspended && (!apic.halted || apic.pending(enabled).is_some())
+}
+
+/// Delivers the interrupt the LAPIC has for the guest, if it can take one.
+/// `Err` ends the dispatch: blocked (halted, nothing deliverable; marked
+/// under the LAPIC lock, so an interrupt asserted after the check sees the
+/// mark and signals), or the message of a delivery that faulted (the
+/// interrupt stays pending and is delivered again on the next dispatch).
+fn interrupts(part: &Partition, vp: &Vp, msg_pfn: u64) -> core::result::Result<Interrupts, Leave> {
     let mut r = vp.regs.lock().cpu.clone();
     let enabled = r.interrupts_enabled();
     let pending = {
-        let mut apic = vp.lapic.lock();
-        while apic.halted && apic.pending(enabled).is_none() {
-            if vp.wake.wait_interruptible(&mut apic) {
-                return Err(RunExit::Signal);
-            }
+        let apic = vp.lapic.lock();
+        if apic.halted && apic.pending(enabled).is_none() {
+            vp.blocked.store(true, Relaxed);
+            return Err(Leave::Blocked);
         }
         match apic.pending(enabled) {
             Some(p) => p,
@@ -578,51 +595,92 @@ fn interrupts(
             let cr8 = vp.regs.lock().cr8;
             post_exit(exit, &r, vp.index, cr8, [0; 4], &mut mem, msg_pfn);
             vp.regs.lock().intercept_suspend = true;
-            Err(RunExit::Message)
+            Err(Leave::Intercept)
         }
     }
 }
 
-/// Runs `vp` of `part` until it exits with a message (written into
-/// `msg_pfn`, its intercept message page) or a signal is pending.
+/// Most trips through the loop of one dispatch (CPUID and MSR exits the
+/// hypervisor completes itself do not consume the instruction budget).
+const MAX_TRIPS: u32 = 4096;
+
+/// `HVCALL_DISPATCH_VP` of `vp` of `part` (root scheduler): runs it on the
+/// calling CPU, which has preemption disabled, for at most one time slice
+/// ([`CHUNK`] instructions). Nothing here sleeps. Returns
+/// `(dispatch_state, dispatch_event)`:
 ///
-/// Interrupts: before each chunk of guest code the loop delivers what the
-/// VP's LAPIC has for it (NMI always, others when `RFLAGS.IF` is set and no
-/// STI shadow is active) through the guest's IDT. HLT with interrupts
-/// enabled does not leave the hypervisor: the VP sleeps (interruptibly: a
-/// signal returns [`RunExit::Signal`] and the next run sleeps again) until an
-/// interrupt can be delivered, as Hyper-V keeps halted VPs. HLT with
-/// interrupts disabled exits with `HVMSG_X64_HALT` as before. An x2APIC EOI
-/// (WRMSR 0x80B) completes here.
+/// - READY + INTERCEPT: a message is in `msg_pfn` (its intercept page) and
+///   the VP is intercept-suspended until a dispatch with
+///   `CLEAR_INTERCEPT_SUSPEND`; dispatching it without that flag is
+///   `HV_STATUS_INVALID_VP_STATE`;
+/// - BLOCKED: HLT with interrupts enabled and nothing to deliver (event
+///   none), or explicitly suspended (event SUSPEND); a scheduler signal
+///   follows when the VP becomes runnable ([`Partition::wake`]);
+/// - READY + none: the slice ended, or the root has work (a pending signal
+///   or `need_resched`) and gets its CPU back.
+///
+/// Interrupts: before each chunk of guest code the VP's LAPIC delivers what
+/// it has (NMI always, others with `RFLAGS.IF` set and no STI shadow)
+/// through the guest's IDT. HLT with interrupts disabled exits with
+/// `HVMSG_X64_HALT`. An x2APIC EOI completes here.
 ///
 /// The caller marked the VP running under the partition lock (so its pages
-/// stay lent to it) and clears the mark afterwards. May sleep; call with no
-/// lock held.
-pub(crate) fn run(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
+/// stay lent to it) and clears the mark afterwards.
+pub(crate) fn dispatch(part: &Partition, vp: &Vp, msg_pfn: u64, flags: u32) -> HvResult<(u32, u32)> {
+    {
+        let mut rf = vp.regs.lock();
+        if rf.intercept_suspend {
+            if flags & abi::HV_DISPATCH_VP_FLAG_CLEAR_INTERCEPT_SUSPEND == 0 {
+                return Err(HvError(status::INVALID_VP_STATE));
+            }
+            rf.intercept_suspend = false;
+        }
+    }
+    vp.blocked.store(false, Relaxed);
     // The classes the VMM wrote through the register page take effect now.
     let dirty = super::reg_page::take_dirty(part, vp.index);
-    {
+    let suspended = {
         let mut rf = vp.regs.lock();
         if let Some((img, dirty)) = &dirty {
             super::reg_page::import(&mut rf, img, *dirty);
         }
-        rf.explicit_suspend = false;
-        rf.intercept_suspend = false;
-    }
-    let exit = run_loop(part, vp, msg_pfn);
+        rf.explicit_suspend
+    };
+    let leave = if suspended {
+        vp.blocked.store(true, Relaxed);
+        None
+    } else {
+        Some(run_loop(part, vp, msg_pfn))
+    };
     let mut img = [0u8; super::reg_page::IMAGE];
     super::reg_page::export(&vp.regs.lock(), &mut img);
     super::reg_page::publish(part, vp.index, &img);
-    exit
+    Ok(match leave {
+        None => (
+            abi::HV_VP_DISPATCH_STATE_BLOCKED,
+            abi::HV_VP_DISPATCH_EVENT_SUSPEND,
+        ),
+        Some(Leave::Intercept) => (
+            abi::HV_VP_DISPATCH_STATE_READY,
+            abi::HV_VP_DISPATCH_EVENT_INTERCEPT,
+        ),
+        Some(Leave::Blocked) => (
+            abi::HV_VP_DISPATCH_STATE_BLOCKED,
+            abi::HV_VP_DISPATCH_EVENT_INVALID,
+        ),
+        Some(Leave::Ready) => (
+            abi::HV_VP_DISPATCH_STATE_READY,
+            abi::HV_VP_DISPATCH_EVENT_INVALID,
+        ),
+    })
 }
 
-/// The run loop proper; see [`run`].
-fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
-    loop {
-        if page::signal_pending() {
-            return RunExit::Signal;
+/// The dispatch loop proper; see [`dispatch`].
+fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> Leave {
+    for _ in 0..MAX_TRIPS {
+        if page::signal_pending() || crate::sys::cpu::need_resched() {
+            return Leave::Ready;
         }
-        page::cond_resched();
         let budget = match interrupts(part, vp, msg_pfn) {
             Ok(Interrupts::None) => CHUNK,
             Ok(Interrupts::Masked) => PENDING_CHUNK,
@@ -721,7 +779,8 @@ fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
             rf.cr8
         };
         if exit == cpu::Exit::Budget {
-            continue;
+            // The time slice is over.
+            return Leave::Ready;
         }
         if exit == cpu::Exit::Halt && r.interrupts_enabled() {
             // Halted inside the hypervisor until an interrupt arrives.
@@ -730,8 +789,9 @@ fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> RunExit {
         }
         post_exit(exit, &r, vp.index, cr8, cpuid_values, &mut mem, msg_pfn);
         vp.regs.lock().intercept_suspend = true;
-        return RunExit::Message;
+        return Leave::Intercept;
     }
+    Leave::Ready
 }
 
 /// Whether register `name` may be written now: the suspend registers always,

@@ -102,7 +102,7 @@ fn get_apic(blob: &[u8]) -> super::lapic::SavedState {
 impl VpState {
     /// The reset state of VP `index`. May sleep.
     pub(crate) fn new(index: u32) -> Result<Self> {
-        let mut lapic = KBox::new([0u8; HV_PAGE], GFP_KERNEL)?;
+        let mut lapic = KBox::new([0u8; HV_PAGE], GFP_ATOMIC)?;
         put32(&mut lapic[..], lapic::APIC_ID, index);
         // Integrated APIC version 0x14, 6 LVT entries (max LVT index 5).
         put32(&mut lapic[..], lapic::VERSION, 0x0005_0014);
@@ -112,7 +112,7 @@ impl VpState {
             // Masked.
             put32(&mut lapic[..], lapic::LVT_FIRST + 4 * i, 0x1_0000);
         }
-        let mut xsave = KBox::new([0u8; HV_PAGE], GFP_KERNEL)?;
+        let mut xsave = KBox::new([0u8; HV_PAGE], GFP_ATOMIC)?;
         // FCW 0x37f, MXCSR 0x1f80, XCOMP_BV: compacted format, x87/SSE/AVX.
         xsave[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
         put32(&mut xsave[..], 24, 0x1f80);
@@ -121,8 +121,8 @@ impl VpState {
         Ok(Self {
             lapic,
             xsave,
-            simp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
-            siefp: KBox::new([0u8; HV_PAGE], GFP_KERNEL)?,
+            simp: KBox::new([0u8; HV_PAGE], GFP_ATOMIC)?,
+            siefp: KBox::new([0u8; HV_PAGE], GFP_ATOMIC)?,
             timers: [0; VP_STATE_INLINE],
             cpuid: super::intercept::CpuidResults::new()?,
         })

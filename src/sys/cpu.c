@@ -44,11 +44,6 @@ bool mshv_rs_dispatch_context_ok(void)
 	return !preemptible() && !irqs_disabled() && !in_interrupt();
 }
 
-bool mshv_rs_in_hardirq(void)
-{
-	return in_hardirq();
-}
-
 bool mshv_rs_need_resched(void)
 {
 	return need_resched();

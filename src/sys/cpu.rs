@@ -62,12 +62,6 @@ pub(crate) fn dispatch_context_ok() -> bool {
     unsafe { ffi::mshv_rs_dispatch_context_ok() }
 }
 
-/// Whether the caller runs in hard-IRQ context.
-pub(crate) fn in_hardirq() -> bool {
-    // SAFETY: reads the current context.
-    unsafe { ffi::mshv_rs_in_hardirq() }
-}
-
 /// Whether the scheduler wants this CPU back.
 pub(crate) fn need_resched() -> bool {
     // SAFETY: reads the current task's flags.

@@ -261,7 +261,6 @@ extern "C" {
     pub(crate) fn mshv_rs_preempt_disable();
     pub(crate) fn mshv_rs_preempt_enable();
     pub(crate) fn mshv_rs_dispatch_context_ok() -> bool;
-    pub(crate) fn mshv_rs_in_hardirq() -> bool;
     pub(crate) fn mshv_rs_need_resched() -> bool;
     pub(crate) fn mshv_rs_smp_processor_id() -> c_uint;
     pub(crate) fn mshv_rs_cpu_online(cpu: c_uint) -> bool;

@@ -28,6 +28,12 @@ impl OwnedPage {
         Ok(Self { pfn })
     }
 
+    /// The page's address in the direct map (4 KiB, owned by `self`).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: the page is ours and lowmem (x86_64 has no highmem).
+        unsafe { ffi::mshv_rs_pfn_to_virt(self.pfn) }.cast()
+    }
+
     /// The page's frame number.
     pub(crate) fn pfn(&self) -> u64 {
         self.pfn

@@ -75,6 +75,17 @@ pub(crate) enum VpPage {
     InterceptMessage = 1,
 }
 
+impl VpPage {
+    /// The page of `HV_VP_STATE_PAGE_*` value `v`.
+    pub(crate) fn from_raw(v: u16) -> Option<Self> {
+        match v {
+            0 => Some(Self::Registers),
+            1 => Some(Self::InterceptMessage),
+            _ => None,
+        }
+    }
+}
+
 /// Arguments of `HVCALL_ASSERT_VIRTUAL_INTERRUPT`
 /// (`hv_input_assert_virtual_interrupt` without the partition id).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
