@@ -403,7 +403,12 @@ impl HyperV {
 
     /// Queues an EOI for process context (called by the SynIC handler).
     pub(crate) fn queue_eoi(self: ArcBorrow<'_, Self>, pt: u64, vp: u32, vector: u32) {
-        if self.eois.lock().push_within_capacity((pt, vp, vector)).is_err() {
+        if self
+            .eois
+            .lock()
+            .push_within_capacity((pt, vp, vector))
+            .is_err()
+        {
             self.eois_dropped.fetch_add(1, Relaxed);
             return;
         }
@@ -654,7 +659,11 @@ impl Hypervisor for HyperV {
         self.simple(
             abi::HVCALL_INITIALIZE_PARTITION,
             0,
-            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputPartition { partition_id: pt })
+                    .done()
+            },
             |_| {},
         )
     }
@@ -662,7 +671,11 @@ impl Hypervisor for HyperV {
         self.simple(
             abi::HVCALL_FINALIZE_PARTITION,
             0,
-            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputPartition { partition_id: pt })
+                    .done()
+            },
             |_| {},
         )
     }
@@ -670,7 +683,11 @@ impl Hypervisor for HyperV {
         self.simple(
             abi::HVCALL_DELETE_PARTITION,
             0,
-            |b| Enc::new(b).val(&abi::HvInputPartition { partition_id: pt }).done(),
+            |b| {
+                Enc::new(b)
+                    .val(&abi::HvInputPartition { partition_id: pt })
+                    .done()
+            },
             |_| {},
         )?;
         let removed = self.guests.lock().remove_node(&pt);
@@ -722,7 +739,9 @@ impl Hypervisor for HyperV {
         }
     }
     fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
-        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self
+            .guest(pt)
+            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
         let node = VpRun::new()
             .and_then(|r| Ok(RBTreeNode::new(vp, r, GFP_KERNEL)?))
             .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
@@ -823,13 +842,17 @@ impl Hypervisor for HyperV {
         )
     }
     fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
-        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self
+            .guest(pt)
+            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
         let old = core::mem::replace(&mut *guest.notify.lock(), notify);
         drop(old);
         Ok(())
     }
     fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
-        let guest = self.guest(pt).ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self
+            .guest(pt)
+            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
         let id = self
             .alloc_port(PortEntry {
                 guest,
@@ -1197,5 +1220,201 @@ mod tests {
             Some(16 + 127 * 32)
         );
         assert_eq!(encode_set_regs(&mut page, 4, 1, &regs), None);
+    }
+
+    /// A backend over a fresh emulator, and the emulator's core.
+    fn over_emulator() -> Result<(Arc<HyperV>, Arc<crate::sim::Sim>)> {
+        let emu = crate::sim::emu::Emulator::new()?;
+        let sim = emu.sim.clone();
+        Ok((HyperV::new(emu)?, sim))
+    }
+
+    /// Deposits `n` fresh pages through the backend (the emulator decodes
+    /// the pfn list the encoder wrote).
+    fn deposit_pages(hv: &HyperV, pt: u64, n: usize) -> Result {
+        for _ in 0..n {
+            let pfn = crate::sys::page::OwnedPage::new()?.into_pfn();
+            if let Err(e) = hv.deposit(pt, &[pfn]) {
+                // SAFETY: the deposit failed, so the page is still ours.
+                drop(unsafe { crate::sys::page::OwnedPage::from_pfn(pfn) });
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Finalizes, withdraws everything and deletes `pt`.
+    fn destroy(hv: &HyperV, pt: u64) -> Result {
+        hv.finalize_partition(pt)?;
+        let mut out = [0u64; 64];
+        loop {
+            let n = hv.withdraw(pt, &mut out)?;
+            for &pfn in out.iter().take(n) {
+                // SAFETY: withdrawn pages are ours again.
+                drop(unsafe { crate::sys::page::OwnedPage::from_pfn(pfn) });
+            }
+            if n < out.len() {
+                break;
+            }
+        }
+        hv.delete_partition(pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn round_trip_through_the_emulator() -> Result {
+        // Each call is encoded here and decoded by the emulator; the
+        // emulator's state shows what it understood.
+        let (hv, sim) = over_emulator()?;
+        assert_eq!(hv.scheduler, abi::HV_SCHEDULER_TYPE_ROOT);
+        let pt = hv.create_partition(&CreatePartition::default())?;
+        assert!(hv.guest(pt).is_some());
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 16)?;
+        assert_eq!(
+            sim.partition_stats(pt)?.pool_pages,
+            crate::sim::INIT_PAGES + 16
+        );
+        hv.initialize_partition(pt)?;
+        hv.create_vp(pt, 0)?;
+        assert_eq!(sim.partition_stats(pt)?.vps, 1);
+        assert!(hv.guest(pt).and_then(|g| g.vp(0)).is_some());
+        let page = crate::sys::page::OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        hv.map_gpa_pages(pt, 0x10, rw, &[page.pfn(); 3])
+            .map_err(|e| Error::from(e.error))?;
+        let st = sim.partition_stats(pt)?;
+        assert_eq!((st.small_entries, st.accessible_entries), (3, 3));
+        let mut seen = KVec::new();
+        sim.for_each_gpa_entry(pt, 0, 0x100, |gfn, pfn, _, _, _| {
+            let _ = seen.push((gfn, pfn), GFP_ATOMIC);
+        })?;
+        assert_eq!(
+            &seen[..],
+            &[(0x10, page.pfn()), (0x11, page.pfn()), (0x12, page.pfn())]
+        );
+        hv.unmap_gpa_pages(pt, 0x10, 3, 0)
+            .map_err(|e| Error::from(e.error))?;
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 0);
+        // A register written and read back.
+        hv.set_vp_registers(pt, 0, &[(abi::HV_X64_REGISTER_RIP, [0x1234, 0])])
+            .map_err(|e| Error::from(e.error))?;
+        let mut out = [[0u64; 2]; 1];
+        hv.get_vp_registers(pt, 0, &[abi::HV_X64_REGISTER_RIP], &mut out)
+            .map_err(|e| Error::from(e.error))?;
+        assert_eq!(out[0], [0x1234, 0]);
+        // A doorbell port: created in the root, connected in the guest.
+        let db = Doorbell {
+            gpa: 0x1000,
+            len: 4,
+            datamatch: Some(7),
+        };
+        hv.connect_doorbell(pt, 1, &db)?;
+        assert_eq!(hv.ports.lock().iter().count(), 1);
+        assert_eq!(
+            hv.connect_doorbell(pt + 1000, 1, &db),
+            Err(HvError(status::INVALID_PARTITION_ID))
+        );
+        hv.disconnect_doorbell(pt, 1)?;
+        assert_eq!(hv.ports.lock().iter().count(), 0);
+        assert_eq!(
+            hv.disconnect_doorbell(pt, 1),
+            Err(HvError(status::INVALID_PORT_ID))
+        );
+        hv.delete_vp(pt, 0)?;
+        assert!(hv.guest(pt).and_then(|g| g.vp(0)).is_none());
+        destroy(&hv, pt)?;
+        assert!(hv.guest(pt).is_none());
+        drop(page);
+        Ok(())
+    }
+
+    #[test]
+    fn emulator_refuses_what_hyperv_refuses() -> Result {
+        let (hv, _sim) = over_emulator()?;
+        let seam = &*hv.seam;
+        let mut out = [0u8; 8];
+        // Reserved control-word bits.
+        let bad = abi::control(abi::HVCALL_INITIALIZE_PARTITION, 0, 0, 0, false) | (1 << 27);
+        let r = seam.hypercall(bad, &[0u8; 8], &mut out);
+        assert_eq!(abi::result_status(r), status::INVALID_HYPERCALL_INPUT);
+        // A rep count on a simple call.
+        let r = seam.hypercall(
+            abi::control(abi::HVCALL_GET_PARTITION_PROPERTY, 1, 0, 0, false),
+            &[0u8; 24],
+            &mut out,
+        );
+        assert_eq!(abi::result_status(r), status::INVALID_HYPERCALL_INPUT);
+        // DISPATCH_VP with preemption enabled (a KUnit thread).
+        let input = abi::HvInputDispatchVp::default();
+        let r = seam.dispatch(
+            abi::control(abi::HVCALL_DISPATCH_VP, 0, 0, 0, false),
+            input.as_bytes(),
+            &mut out,
+        );
+        assert_eq!(abi::result_status(r), status::OPERATION_DENIED);
+        // A SINT value with reserved bits is ignored.
+        crate::sys::cpu::without_preemption(|| {
+            let before = seam.read_msr(abi::HV_MSR_SINT0);
+            seam.write_msr(abi::HV_MSR_SINT0, 1 << 40);
+            assert_eq!(seam.read_msr(abi::HV_MSR_SINT0), before);
+        });
+        // A port for a partition that does not exist.
+        let create = abi::HvInputCreatePort {
+            port_partition_id: abi::HV_PARTITION_ID_SELF,
+            port_id: 5,
+            connection_partition_id: 12345,
+            port_type: abi::HV_PORT_TYPE_DOORBELL,
+            target_sint: 5,
+            target_vp: abi::HV_ANY_VP,
+            ..Default::default()
+        };
+        let r = seam.hypercall(
+            abi::control(abi::HVCALL_CREATE_PORT, 0, 0, 0, false),
+            create.as_bytes(),
+            &mut [],
+        );
+        assert_eq!(abi::result_status(r), status::INVALID_PARTITION_ID);
+        Ok(())
+    }
+
+    #[test]
+    fn unmap_batched_resumes_after_a_failure() -> Result {
+        use crate::hv::calls;
+        use core::sync::atomic::{AtomicU64, Ordering};
+        let (hv, sim) = over_emulator()?;
+        let pt = hv.create_partition(&CreatePartition::default())?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 4)?;
+        hv.initialize_partition(pt)?;
+        let g = crate::sys::page::OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        let pfns = [g.pfn(); 8];
+        let calls = AtomicU64::new(0);
+
+        // One failure at rep 3: the call is resumed at rep 3 and completes.
+        sim.map_gpa_pages(pt, 0, rw, &pfns)
+            .map_err(|e| Error::from(e.error))?;
+        sim.inject_fail_at_rep(3, status::OPERATION_FAILED);
+        assert_eq!(calls::unmap_batched(&*hv, pt, 0, 8, false, &calls), Ok(()));
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 0);
+
+        // Every call fails: UNMAP_TRIES attempts, then the error, with the
+        // completed reps of all attempts.
+        sim.map_gpa_pages(pt, 0, rw, &pfns)
+            .map_err(|e| Error::from(e.error))?;
+        calls.store(0, Ordering::Relaxed);
+        sim.inject_random(1000, status::INVALID_PARAMETER);
+        let r = calls::unmap_batched(&*hv, pt, 0, 8, false, &calls);
+        sim.inject_random(0, 0);
+        let left = sim.partition_stats(pt)?.small_entries;
+        assert_eq!(
+            r.map_err(|e| (e.error, e.done + left)),
+            Err((HvError(status::INVALID_PARAMETER), 8))
+        );
+        assert!(left > 0);
+        assert_eq!(calls.load(Ordering::Relaxed), calls::UNMAP_TRIES as u64);
+        assert_eq!(sim.unmap_gpa_pages(pt, 0, 8, 0), Ok(()));
+        destroy(&hv, pt)?;
+        Ok(())
     }
 }

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The hypervisor boundary: one trait at the hypercall line.
+//! The driver's hypervisor interface ([`Hypervisor`]) and its one
+//! implementation, the Hyper-V backend ([`hyperv`]), which talks to the
+//! hypervisor through the binary seam (`tlfs::seam`): Hyper-V itself on a
+//! root partition, the TLFS-level emulator with `backend=sim`
+//! (docs/design.md, "The hypervisor boundary").
 //!
-//! Everything above it (validation, fds, regions, HMM, the RUN_VP loop) is
-//! shared by both backends, so tests on the simulator exercise the code that
-//! runs on Hyper-V. Methods mirror hypercalls one to one; batching to one
-//! 4 KiB input page and deposit-and-retry are the *caller's* job where the
-//! real hypervisor makes them the caller's job, so the sim must answer the
-//! same way (partial reps, INSUFFICIENT_MEMORY) and the retry code is shared.
+//! Methods mirror hypercalls one to one; batching to one 4 KiB input page
+//! and deposit-and-retry are the caller's job ([`calls`]), as Hyper-V makes
+//! them. The SynIC and its interrupt handler are in [`synic`], the
+//! `MSHV_RUN_VP` loop in [`run`].
 
 pub(crate) mod calls;
 pub(crate) mod hyperv;
@@ -35,21 +37,23 @@ pub(crate) enum RunExit {
     Signal,
 }
 
-/// Notifications the hypervisor sends the root about one partition (on
-/// Hyper-V: SynIC messages and events the root's ISR receives).
+/// Notifications the hypervisor sends the root about one partition: SynIC
+/// messages and events the root's interrupt handler receives.
 pub(crate) trait Notify: Send + Sync {
-    /// The doorbell connected as `port` was rung (Hyper-V: the port id in the
-    /// SINT5 event ring). May be called from atomic context.
+    /// The doorbell connected as `port` was rung (the port id came through
+    /// the SINT5 event ring). Called from the SynIC interrupt handler, in
+    /// hard-IRQ context: it may take only IRQ-safe spinlocks.
     fn doorbell(&self, port: u32);
     /// The guest ended a level-triggered interrupt with `vector`
-    /// (`HVMSG_X64_APIC_EOI`). May be called from atomic context.
+    /// (`HVMSG_X64_APIC_EOI`). Called in process context (the handler
+    /// defers it to a work item), so it may take mutexes.
     fn eoi(&self, vp: u32, vector: u32);
 }
 
-/// The hypercall interface both backends implement. Partition ids are the
+/// The hypercall interface the driver uses. Partition ids are the
 /// hypervisor's; `vp` is the VP index.
 ///
-/// Contract shared by both backends:
+/// Contract (it is Hyper-V's; the emulator holds the driver to it):
 /// - `map_gpa_pages`, `unmap_gpa_pages`, `get/set_vp_registers` and
 ///   `withdraw` never sleep or allocate: they run under the region locks that
 ///   MMU-notifier invalidations take. Memory the hypervisor needs for them
@@ -97,19 +101,17 @@ pub(crate) trait Hypervisor: Send + Sync {
     /// `base_gfn` (2 MiB reps with `HV_UNMAP_GPA_LARGE_PAGE`). At most 512.
     fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult;
 
-    /// `HVCALL_GET_VP_REGISTERS` (at most 256 names).
-    ///
-    /// The driver reaches registers through `MSHV_ROOT_HVCALL` today; these
-    /// two are for the Hyper-V run loop (suspend registers), not written yet.
-    #[allow(dead_code)]
+    /// `HVCALL_GET_VP_REGISTERS` (at most 256 names). The VMM reaches
+    /// registers through `MSHV_ROOT_HVCALL`; the driver only reads them in
+    /// tests.
+    #[cfg_attr(not(CONFIG_MSHV_RS_KUNIT_TEST), expect(dead_code))]
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult;
-    /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers).
-    #[allow(dead_code)]
+    /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers): the run loop
+    /// clears `EXPLICIT_SUSPEND` with it.
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
 
     /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT`. Never sleeps: it may be called
-    /// from a work item with other work pending, and is atomic-safe on both
-    /// backends (the sim takes only spinlocks).
+    /// from a work item with other work pending, and is atomic-safe.
     fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult;
 
     /// Installs (or with `None` removes) the receiver of partition `pt`'s
@@ -177,4 +179,3 @@ pub(crate) trait Hypervisor: Send + Sync {
         output: &mut [u8; HV_PAGE],
     ) -> u64;
 }
-

@@ -174,7 +174,12 @@ impl Synic {
         c.tail.store(0, Ordering::Relaxed);
         c.msg.store(msg.as_ptr(), Ordering::Release);
         c.ring.store(ring.as_ptr(), Ordering::Release);
-        let base = u64::from(id.vector) | if id.auto_eoi { abi::HV_SINT_AUTO_EOI } else { 0 };
+        let base = u64::from(id.vector)
+            | if id.auto_eoi {
+                abi::HV_SINT_AUTO_EOI
+            } else {
+                0
+            };
         let sint = |i: usize| abi::HV_MSR_SINT0 + i as u32;
         seam.write_msr(sint(abi::HV_SYNIC_INTERCEPTION_SINT_INDEX), base);
         seam.write_msr(

@@ -19,9 +19,10 @@
 //!   work item ([`irqfd::Irqfd::hup`]) takes `irqfds`.
 //! - `IrqState::ioeventfd_ioctl` (mutex): serializes `MSHV_IOEVENTFD`, like
 //!   upstream's `pt_mutex`; protects the next port id.
-//! - `IrqState::ioeventfds` (spinlock): the ioeventfd list, looked up when a
-//!   doorbell rings (possibly in atomic context). Taken inside
-//!   `ioeventfd_ioctl`, never across a hypercall.
+//! - `IrqState::ioeventfds` (IRQ-safe spinlock): the ioeventfd list, looked
+//!   up when a doorbell rings, in hard-IRQ context (the SynIC interrupt
+//!   handler, `hv::synic`). Taken inside `ioeventfd_ioctl`, never across a
+//!   hypercall; entries are dropped outside it.
 
 pub(crate) mod ioeventfd;
 pub(crate) mod irqfd;
@@ -35,9 +36,9 @@ use crate::{
 };
 use core::sync::atomic::Ordering;
 use kernel::{
-    new_mutex, new_spinlock,
+    new_mutex, new_spinlock_irq,
     prelude::*,
-    sync::{Arc, Mutex, SpinLock},
+    sync::{Arc, Mutex, SpinLockIrq},
     uaccess::{UserPtr, UserSlice},
 };
 use routing::Route;
@@ -65,8 +66,9 @@ pub(crate) struct IrqState {
     /// The next doorbell port id.
     #[pin]
     ioeventfd_ioctl: Mutex<u32>,
+    /// IRQ-safe: the SynIC interrupt handler rings doorbells from here.
     #[pin]
-    ioeventfds: SpinLock<KVec<ioeventfd::Entry>>,
+    ioeventfds: SpinLockIrq<KVec<ioeventfd::Entry>>,
 }
 
 impl IrqState {
@@ -86,7 +88,7 @@ impl IrqState {
                 core,
                 stats,
                 ioeventfd_ioctl <- new_mutex!(1, "mshv_rs_ioeventfd_ioctl"),
-                ioeventfds <- new_spinlock!(KVec::new(), "mshv_rs_ioeventfds"),
+                ioeventfds <- new_spinlock_irq!(KVec::new(), "IrqState::ioeventfds"),
             }),
             GFP_KERNEL_ACCOUNT,
         )

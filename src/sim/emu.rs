@@ -169,16 +169,14 @@ impl Emulator {
             abi::HVCALL_CREATE_PARTITION => self.create_partition(input, output),
             abi::HVCALL_INITIALIZE_PARTITION
             | abi::HVCALL_FINALIZE_PARTITION
-            | abi::HVCALL_DELETE_PARTITION => {
-                get::<abi::HvInputPartition>(input, 0).map(|i| {
-                    let pt = i.partition_id;
-                    simple(match code {
-                        abi::HVCALL_INITIALIZE_PARTITION => self.sim.initialize_partition(pt),
-                        abi::HVCALL_FINALIZE_PARTITION => self.sim.finalize_partition(pt),
-                        _ => self.sim.delete_partition(pt),
-                    })
+            | abi::HVCALL_DELETE_PARTITION => get::<abi::HvInputPartition>(input, 0).map(|i| {
+                let pt = i.partition_id;
+                simple(match code {
+                    abi::HVCALL_INITIALIZE_PARTITION => self.sim.initialize_partition(pt),
+                    abi::HVCALL_FINALIZE_PARTITION => self.sim.finalize_partition(pt),
+                    _ => self.sim.delete_partition(pt),
                 })
-            }
+            }),
             abi::HVCALL_DEPOSIT_MEMORY => self.deposit(reps, start, input),
             abi::HVCALL_WITHDRAW_MEMORY => self.withdraw(reps, start, input, output),
             abi::HVCALL_CREATE_VP => get::<abi::HvInputCreateVp>(input, 0).map(|i| {
@@ -190,13 +188,18 @@ impl Emulator {
             abi::HVCALL_DELETE_VP => get::<abi::HvInputVp>(input, 0)
                 .map(|i| simple(self.sim.delete_vp(i.partition_id, i.vp_index))),
             abi::HVCALL_MAP_VP_STATE_PAGE => self.map_vp_state_page(input, output),
-            abi::HVCALL_UNMAP_VP_STATE_PAGE => get::<abi::HvInputUnmapVpStatePage>(input, 0)
-                .map(|i| match crate::tlfs::VpPage::from_raw(i.page_type) {
-                    Some(page) if i.input_vtl == 0 => {
-                        simple(self.sim.unmap_vp_state_page(i.partition_id, i.vp_index, page))
+            abi::HVCALL_UNMAP_VP_STATE_PAGE => {
+                get::<abi::HvInputUnmapVpStatePage>(input, 0).map(|i| {
+                    match crate::tlfs::VpPage::from_raw(i.page_type) {
+                        Some(page) if i.input_vtl == 0 => simple(self.sim.unmap_vp_state_page(
+                            i.partition_id,
+                            i.vp_index,
+                            page,
+                        )),
+                        _ => fail(status::INVALID_PARAMETER),
                     }
-                    _ => fail(status::INVALID_PARAMETER),
-                }),
+                })
+            }
             abi::HVCALL_MAP_GPA_PAGES => self.map_gpa(reps, start, input),
             abi::HVCALL_UNMAP_GPA_PAGES => get::<abi::HvInputUnmapGpaPages>(input, 0).map(|i| {
                 let step = if i.unmap_flags & abi::HV_UNMAP_GPA_LARGE_PAGE != 0 {
@@ -287,7 +290,10 @@ impl Emulator {
             return Err(fail(status::INVALID_HYPERCALL_INPUT));
         }
         let out = u64s_mut(output, 0, usize::from(reps))?;
-        let n = self.sim.withdraw(i.partition_id, out).map_err(|e| fail(e.0))?;
+        let n = self
+            .sim
+            .withdraw(i.partition_id, out)
+            .map_err(|e| fail(e.0))?;
         if n < usize::from(reps) {
             // The pool ran out: the reps done are the pages handed back.
             return Ok((status::NO_RESOURCES, n as u16));
@@ -319,7 +325,11 @@ impl Emulator {
         } else {
             1
         };
-        let pfns = u64s(input, 24 + usize::from(start) * 8, usize::from(reps - start))?;
+        let pfns = u64s(
+            input,
+            24 + usize::from(start) * 8,
+            usize::from(reps - start),
+        )?;
         let base = i.target_gpa_base + u64::from(start) * step;
         match self
             .sim
@@ -349,7 +359,11 @@ impl Emulator {
         let header = crate::tlfs::VP_STATE_HEADER;
         let qwords = usize::from(varhead);
         let by_pfn = data.kind & crate::tlfs::HV_GET_SET_VP_STATE_TYPE_PFN != 0;
-        let pfns = if by_pfn { u64s(input, header, qwords)? } else { &[] };
+        let pfns = if by_pfn {
+            u64s(input, header, qwords)?
+        } else {
+            &[]
+        };
         let r = if code == abi::HVCALL_GET_VP_STATE {
             let mut inline = [0u8; VP_STATE_INLINE];
             let r = self
@@ -447,7 +461,9 @@ impl Emulator {
             len,
             datamatch: (!any_value).then_some(i.trigger_value),
         };
-        self.sim.connect(pt, i.port_id, &db).map_err(|e| fail(e.0))?;
+        self.sim
+            .connect(pt, i.port_id, &db)
+            .map_err(|e| fail(e.0))?;
         if let Some(p) = self.ports.lock().iter_mut().find(|p| p.id == i.port_id) {
             p.connected = true;
         }
@@ -462,7 +478,12 @@ impl Emulator {
         self.sim
             .disconnect(i.connection_partition_id, i.connection_id)
             .map_err(|e| fail(e.0))?;
-        if let Some(p) = self.ports.lock().iter_mut().find(|p| p.id == i.connection_id) {
+        if let Some(p) = self
+            .ports
+            .lock()
+            .iter_mut()
+            .find(|p| p.id == i.connection_id)
+        {
             p.connected = false;
         }
         Ok((status::SUCCESS, 0))
@@ -532,7 +553,9 @@ impl Seam for Emulator {
 
     fn dispatch(&self, control_word: u64, input: &[u8], output: &mut [u8]) -> u64 {
         let bad = abi::result(status::INVALID_HYPERCALL_INPUT, 0);
-        let Some(c) = control(control_word) else { return bad };
+        let Some(c) = control(control_word) else {
+            return bad;
+        };
         if c.code != abi::HVCALL_DISPATCH_VP || c.fast || c.reps != 0 || c.varhead != 0 {
             return bad;
         }
@@ -598,4 +621,3 @@ impl Seam for Emulator {
         }
     }
 }
-

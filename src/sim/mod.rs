@@ -643,7 +643,13 @@ impl Sim {
         Ok(())
     }
 
-    pub(crate) fn map_gpa_pages(&self, pt: u64, base_gfn: u64, flags: u32, pfns: &[u64]) -> RepResult {
+    pub(crate) fn map_gpa_pages(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        flags: u32,
+        pfns: &[u64],
+    ) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if pfns.len() > MAX_REPS {
             return Err(at_start(HvError(status::INVALID_PARAMETER)));
@@ -669,7 +675,13 @@ impl Sim {
         }
     }
 
-    pub(crate) fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult {
+    pub(crate) fn unmap_gpa_pages(
+        &self,
+        pt: u64,
+        base_gfn: u64,
+        count: usize,
+        flags: u32,
+    ) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if count > MAX_REPS {
             return Err(at_start(HvError(status::INVALID_PARAMETER)));
@@ -694,7 +706,13 @@ impl Sim {
     // The KUnit suites call the core directly; the driver goes through
     // the emulator's decoder (`emu`).
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-    pub(crate) fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult {
+    pub(crate) fn get_vp_registers(
+        &self,
+        pt: u64,
+        vp: u32,
+        names: &[u32],
+        out: &mut [RegValue],
+    ) -> RepResult {
         let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
         reg_page::with_regs(&part, &vp, |regs| Self::get_regs(regs, names, out))
     }
@@ -702,7 +720,12 @@ impl Sim {
     // The KUnit suites call the core directly; the driver goes through
     // the emulator's decoder (`emu`).
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-    pub(crate) fn set_vp_registers(&self, pt: u64, vp: u32, values: &[(u32, RegValue)]) -> RepResult {
+    pub(crate) fn set_vp_registers(
+        &self,
+        pt: u64,
+        vp: u32,
+        values: &[(u32, RegValue)],
+    ) -> RepResult {
         let (part, vp) = self.vp_of(pt, vp).map_err(at_start)?;
         let writable = |name| vp::writable_now(&vp, name);
         reg_page::with_regs(&part, &vp, |regs| Self::set_regs(regs, values, writable))
@@ -797,7 +820,6 @@ impl Sim {
         }
         out
     }
-
 }
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
@@ -805,6 +827,7 @@ impl Sim {
 mod tests {
     use super::*;
     use crate::sys::page::{self, OwnedPage};
+    use crate::tlfs::HV_PAGE;
 
     fn hv(status: u16) -> HvResult {
         Err(HvError(status))
@@ -986,45 +1009,6 @@ mod tests {
     }
 
     #[test]
-    fn unmap_batched_resumes_after_a_failure() -> Result {
-        use crate::hv::calls;
-        use core::sync::atomic::{AtomicU64, Ordering};
-        let sim = Sim::new()?;
-        let pt = sim.create_partition(&CreatePartition::default())?;
-        deposit_pages(&sim, pt, INIT_PAGES + 4)?;
-        sim.initialize_partition(pt)?;
-        let g = OwnedPage::new()?;
-        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
-        let pfns = [g.pfn(); 8];
-        let calls = AtomicU64::new(0);
-
-        // One failure at rep 3: the call is resumed at rep 3 and completes.
-        sim.map_gpa_pages(pt, 0, rw, &pfns).map_err(rep)?;
-        sim.inject_fail_at_rep(3, status::OPERATION_FAILED);
-        assert_eq!(calls::unmap_batched(&*sim, pt, 0, 8, false, &calls), Ok(()));
-        assert_eq!(calls.load(Ordering::Relaxed), 2);
-        assert_eq!(sim.partition_stats(pt)?.small_entries, 0);
-
-        // Every call fails: UNMAP_TRIES attempts, then the error, with the
-        // completed reps of all attempts.
-        sim.map_gpa_pages(pt, 0, rw, &pfns).map_err(rep)?;
-        calls.store(0, Ordering::Relaxed);
-        sim.inject_random(1000, status::INVALID_PARAMETER);
-        let r = calls::unmap_batched(&*sim, pt, 0, 8, false, &calls);
-        sim.inject_random(0, 0);
-        let left = sim.partition_stats(pt)?.small_entries;
-        assert_eq!(
-            r.map_err(|e| (e.error, e.done + left)),
-            Err((HvError(status::INVALID_PARAMETER), 8))
-        );
-        assert!(left > 0);
-        assert_eq!(calls.load(Ordering::Relaxed), calls::UNMAP_TRIES as u64);
-        assert_eq!(sim.unmap_gpa_pages(pt, 0, 8, 0), Ok(()));
-        destroy(&sim, pt)?;
-        Ok(())
-    }
-
-    #[test]
     fn registers() -> Result {
         let sim = Sim::new()?;
         let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES)?;
@@ -1075,40 +1059,72 @@ mod tests {
         inp[..8].copy_from_slice(&pt.to_le_bytes());
         inp[16..20].copy_from_slice(&abi::HV_X64_REGISTER_RAX.to_le_bytes());
         inp[20..24].copy_from_slice(&abi::HV_X64_REGISTER_CR8.to_le_bytes());
-        let res = sim.passthrough(abi::HVCALL_GET_VP_REGISTERS, 2, 1, inp, outp);
+        let res = sim.hvcall(abi::HVCALL_GET_VP_REGISTERS, 2, 1, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 2));
         assert_eq!(le(outp, 0, 8), 0);
         assert_eq!(le(outp, 16, 8), 5);
-        let res = sim.passthrough(0x0002, 0, 0, inp, outp);
+        let res = sim.hvcall(0x0002, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::INVALID_HYPERCALL_CODE, 0));
 
         // Properties: host values for the root; early ones only early.
         inp[..8].copy_from_slice(&abi::HV_PARTITION_ID_SELF.to_le_bytes());
         inp[8..12].copy_from_slice(&props::PROCESSOR_FEATURES0.to_le_bytes());
-        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 0));
         assert!(le(outp, 0, 8) != 0);
         // ASSIGNABLE_SYNTHETIC_PROC_FEATURES: banked, through _EX only.
         inp[8..12].copy_from_slice(&props::ASSIGNABLE_SYNTHETIC_PROC_FEATURES.to_le_bytes());
-        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, inp, outp);
+        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 0));
         assert_eq!(le(outp, 0, 8), 1);
         assert_eq!(le(outp, 8, 8), props::HOST_ASSIGNABLE_SYNTHETIC);
-        let res = sim.passthrough(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::UNKNOWN_PROPERTY, 0));
         inp[..8].copy_from_slice(&pt.to_le_bytes());
         inp[8..12]
             .copy_from_slice(&abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES.to_le_bytes());
-        let res = sim.passthrough(abi::HVCALL_SET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.hvcall(abi::HVCALL_SET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::INVALID_PARTITION_STATE, 0));
         destroy(&sim, pt)?;
         Ok(())
+    }
+
+    /// Dispatches VP 0 until it leaves with an intercept (the run loop of
+    /// `hv::run`, without the waiting: these guests never block).
+    fn run_to_intercept(sim: &Sim, pt: u64) -> Result {
+        for _ in 0..64 {
+            let flags = abi::HV_DISPATCH_VP_FLAG_CLEAR_INTERCEPT_SUSPEND;
+            let (state, event) = sim.dispatch_vp(pt, 0, flags)?;
+            match (state, event) {
+                (abi::HV_VP_DISPATCH_STATE_READY, abi::HV_VP_DISPATCH_EVENT_INTERCEPT) => {
+                    return Ok(())
+                }
+                (abi::HV_VP_DISPATCH_STATE_BLOCKED, abi::HV_VP_DISPATCH_EVENT_SUSPEND) => {
+                    // New VPs start explicitly suspended: resume, as the
+                    // driver's run loop does.
+                    let resume = [(abi::HV_REGISTER_EXPLICIT_SUSPEND, [0, 0])];
+                    sim.set_vp_registers(pt, 0, &resume).map_err(rep)?;
+                }
+                _ => assert_eq!(state, abi::HV_VP_DISPATCH_STATE_READY),
+            }
+        }
+        Err(ETIMEDOUT)
     }
 
     #[test]
     fn run_exits() -> Result {
         let sim = Sim::new()?;
         let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES + 4)?;
+        // A new VP is explicitly suspended: the first dispatch says so.
+        assert_eq!(
+            sim.dispatch_vp(pt, 0, 0)?,
+            (
+                abi::HV_VP_DISPATCH_STATE_BLOCKED,
+                abi::HV_VP_DISPATCH_EVENT_SUSPEND
+            )
+        );
+        // Without CLEAR_INTERCEPT_SUSPEND an intercept-suspended VP is
+        // refused (checked after the first intercept below).
         // At the reset vector 0xfffffff0: `out 0x42, al; hlt`.
         let code = OwnedPage::new()?;
         // SAFETY: our own page; 3 bytes at 0xff0 fit.
@@ -1117,7 +1133,7 @@ mod tests {
         let rx = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_EXECUTABLE;
         sim.map_gpa_pages(pt, gfn, rx, &[code.pfn()]).map_err(rep)?;
 
-        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        run_to_intercept(&sim, pt)?;
         let m = message(&sim, pt)?;
         assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_X64_IO_PORT_INTERCEPT));
         assert_eq!(le(&m, 20, 1) & 0xf, 2);
@@ -1128,12 +1144,17 @@ mod tests {
         assert_eq!(le(&m, 59, 1), 2);
         assert_eq!(le(&m, 72, 2), 0x42e6);
         assert_eq!(reg(&sim, pt, abi::HV_REGISTER_EXPLICIT_SUSPEND)?, [0, 0]);
+        assert_eq!(reg(&sim, pt, abi::HV_REGISTER_INTERCEPT_SUSPEND)?, [1, 0]);
+        assert_eq!(
+            sim.dispatch_vp(pt, 0, 0),
+            Err(HvError(status::INVALID_VP_STATE))
+        );
         // RIP stays at the OUT; the VMM advances it.
         assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RIP)?, [0xfff0, 0]);
         sim.set_vp_registers(pt, 0, &[(abi::HV_X64_REGISTER_RIP, [0xfff2, 0])])
             .map_err(rep)?;
 
-        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        run_to_intercept(&sim, pt)?;
         let m = message(&sim, pt)?;
         assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_X64_HALT));
         assert_eq!(le(&m, 40, 8), 0xfff2);
@@ -1143,7 +1164,7 @@ mod tests {
             .map_err(rep)?;
         sim.map_gpa_pages(pt, gfn, abi::HV_MAP_GPA_NO_ACCESS, &[0])
             .map_err(rep)?;
-        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        run_to_intercept(&sim, pt)?;
         let m = message(&sim, pt)?;
         assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_GPA_INTERCEPT));
         assert_eq!(le(&m, 21, 1), u64::from(abi::HV_INTERCEPT_ACCESS_EXECUTE));
@@ -1151,7 +1172,7 @@ mod tests {
 
         // Unmapped: the VMM sees UNMAPPED_GPA.
         sim.unmap_gpa_pages(pt, gfn, 1, 0).map_err(rep)?;
-        assert_eq!(sim.run_vp(pt, 0)?, RunExit::Message);
+        run_to_intercept(&sim, pt)?;
         let m = message(&sim, pt)?;
         assert_eq!(le(&m, 0, 4), u64::from(abi::HVMSG_UNMAPPED_GPA));
         assert_eq!(le(&m, 72, 8), 0xffff_fff0);

@@ -28,8 +28,8 @@
 //! copied under the VP's register lock, never nested with the partition's.
 
 use super::{le, regs::RegFile, vp::Vp, Partition, REGISTER_PAGE};
-use crate::tlfs::abi;
 use crate::sys::page;
+use crate::tlfs::abi;
 use kernel::sync::atomic::Relaxed;
 
 /// `HV_X64_REGISTER_CLASS_GENERAL`.

@@ -94,7 +94,9 @@ pub(crate) struct EmuSynic {
 fn takes(r: &Regs, sint: usize) -> bool {
     r.scontrol & 1 != 0
         && r.simp_enabled
-        && r.sint.get(sint).is_some_and(|s| s & abi::HV_SINT_MASKED == 0)
+        && r.sint
+            .get(sint)
+            .is_some_and(|s| s & abi::HV_SINT_MASKED == 0)
 }
 
 impl EmuSynic {
@@ -169,7 +171,11 @@ impl EmuSynic {
 
     fn violation(&self, msr: u32, value: u64) {
         self.violations.fetch_add(1, Relaxed);
-        kernel::pr_warn_once!("emulator: refused SynIC MSR write {:#x} = {:#x}\n", msr, value);
+        kernel::pr_warn_once!(
+            "emulator: refused SynIC MSR write {:#x} = {:#x}\n",
+            msr,
+            value
+        );
     }
 
     /// `WRMSR` of a SynIC register on the calling CPU.
@@ -211,8 +217,13 @@ impl EmuSynic {
                 return Some(me);
             }
         }
-        (0..self.cpus.len() as u32)
-            .find(|&i| cpu::online(i) && self.cpus.get(i as usize).is_some_and(|c| takes(&c.state.lock(), sint)))
+        (0..self.cpus.len() as u32).find(|&i| {
+            cpu::online(i)
+                && self
+                    .cpus
+                    .get(i as usize)
+                    .is_some_and(|c| takes(&c.state.lock(), sint))
+        })
     }
 
     /// Posts `msg` (a whole `hv_message`) to SINT0 of some root CPU.
@@ -260,7 +271,11 @@ impl EmuSynic {
             // SAFETY: within the 256-byte slot of a message page we own.
             unsafe { ptr::write_volatile(slot.add(i), b) };
         }
-        let flags = if pending { abi::HV_MESSAGE_FLAG_PENDING } else { 0 };
+        let flags = if pending {
+            abi::HV_MESSAGE_FLAG_PENDING
+        } else {
+            0
+        };
         // SAFETY: as above.
         unsafe { ptr::write_volatile(slot.add(5), flags) };
         fence(Ordering::SeqCst);
@@ -277,7 +292,9 @@ impl EmuSynic {
         let slot = c.msg.as_ptr();
         let mut r = c.state.lock();
         // SAFETY: as in `post`.
-        if unsafe { ptr::read_volatile(slot.cast::<u32>()) } != abi::HVMSG_NONE || r.queue.is_empty() {
+        if unsafe { ptr::read_volatile(slot.cast::<u32>()) } != abi::HVMSG_NONE
+            || r.queue.is_empty()
+        {
             return;
         }
         let Ok(next) = r.queue.remove(0) else { return };
@@ -343,7 +360,10 @@ impl EmuSynic {
         let Some(c) = self.cpus.get(cpu as usize) else {
             return;
         };
-        let ring = c.ring.as_ptr().wrapping_add(abi::HV_SYNIC_DOORBELL_SINT_INDEX * SLOT);
+        let ring = c
+            .ring
+            .as_ptr()
+            .wrapping_add(abi::HV_SYNIC_DOORBELL_SINT_INDEX * SLOT);
         let notify = {
             let mut r = c.state.lock();
             if !r.overflow.is_empty() || !Self::ring_put(ring, &mut r, port) {
@@ -395,7 +415,10 @@ impl EmuSynic {
         let Some(c) = self.cpus.get(cpu::current() as usize) else {
             return crate::tlfs::status::INVALID_PARAMETER;
         };
-        let ring = c.ring.as_ptr().wrapping_add(abi::HV_SYNIC_DOORBELL_SINT_INDEX * SLOT);
+        let ring = c
+            .ring
+            .as_ptr()
+            .wrapping_add(abi::HV_SYNIC_DOORBELL_SINT_INDEX * SLOT);
         let mut r = c.state.lock();
         while let Some(&port) = r.overflow.first() {
             if !Self::ring_put(ring, &mut r, port) {

@@ -39,8 +39,8 @@
 //! complete inside the hypervisor, as on Hyper-V.
 
 use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
-use crate::tlfs::{abi, status, HvError, HvResult};
 use crate::sys::page;
+use crate::tlfs::{abi, status, HvError, HvResult};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -626,7 +626,12 @@ const MAX_TRIPS: u32 = 4096;
 ///
 /// The caller marked the VP running under the partition lock (so its pages
 /// stay lent to it) and clears the mark afterwards.
-pub(crate) fn dispatch(part: &Partition, vp: &Vp, msg_pfn: u64, flags: u32) -> HvResult<(u32, u32)> {
+pub(crate) fn dispatch(
+    part: &Partition,
+    vp: &Vp,
+    msg_pfn: u64,
+    flags: u32,
+) -> HvResult<(u32, u32)> {
     {
         let mut rf = vp.regs.lock();
         if rf.intercept_suspend {

@@ -20,13 +20,13 @@
 //! SET is checked only for its size, not its contents.
 
 use super::{le, Sim};
+use crate::sys::page;
 use crate::tlfs::{
     abi, status, HvError, HvResult, VpStateData, HV_GET_SET_VP_STATE_LAPIC_STATE,
     HV_GET_SET_VP_STATE_SIEF_PAGE, HV_GET_SET_VP_STATE_SIM_PAGE,
     HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS, HV_GET_SET_VP_STATE_TYPE_PFN, HV_GET_SET_VP_STATE_XSAVE,
     HV_PAGE, VP_STATE_INLINE,
 };
-use crate::sys::page;
 use kernel::prelude::*;
 
 /// A 4 KiB state page.

@@ -12,13 +12,13 @@ pub(crate) mod cpu;
 pub(crate) mod eventfd;
 pub(crate) mod fd;
 pub(crate) mod ffi;
+#[cfg(CONFIG_HYPERV)]
+pub(crate) mod hyperv;
 pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mm;
 pub(crate) mod page;
 pub(crate) mod testdev;
-#[cfg(CONFIG_HYPERV)]
-pub(crate) mod hyperv;
 pub(crate) mod trace;
 
 /// Whether the C driver `mshv_root` is loaded (or built in), in which case it
