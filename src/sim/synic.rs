@@ -169,6 +169,12 @@ impl EmuSynic {
         }
     }
 
+    /// A message or doorbell no CPU could take.
+    fn lose(&self) {
+        self.lost.fetch_add(1, Relaxed);
+        kernel::pr_warn_once!("emulator: lost a SynIC message or doorbell\n");
+    }
+
     fn violation(&self, msr: u32, value: u64) {
         self.violations.fetch_add(1, Relaxed);
         kernel::pr_warn_once!(
@@ -229,7 +235,7 @@ impl EmuSynic {
     /// Posts `msg` (a whole `hv_message`) to SINT0 of some root CPU.
     pub(crate) fn post(&self, msg: &[u8; SLOT]) {
         let Some(cpu) = self.target(abi::HV_SYNIC_INTERCEPTION_SINT_INDEX) else {
-            self.lost.fetch_add(1, Relaxed);
+            self.lose();
             return;
         };
         let Some(c) = self.cpus.get(cpu as usize) else {
@@ -243,7 +249,7 @@ impl EmuSynic {
         if busy || !r.queue.is_empty() {
             if r.queue.push_within_capacity(*msg).is_err() {
                 drop(r);
-                self.lost.fetch_add(1, Relaxed);
+                self.lose();
                 return;
             }
             self.queued.fetch_add(1, Relaxed);
@@ -354,7 +360,7 @@ impl EmuSynic {
     /// some CPU, and SINT0 hears of it unless the ring's signal is masked.
     pub(crate) fn ring(&self, port: u32) {
         let Some(cpu) = self.target(abi::HV_SYNIC_DOORBELL_SINT_INDEX) else {
-            self.lost.fetch_add(1, Relaxed);
+            self.lose();
             return;
         };
         let Some(c) = self.cpus.get(cpu as usize) else {
@@ -369,7 +375,7 @@ impl EmuSynic {
             if !r.overflow.is_empty() || !Self::ring_put(ring, &mut r, port) {
                 if !r.overflow.contains(&port) && r.overflow.push_within_capacity(port).is_err() {
                     drop(r);
-                    self.lost.fetch_add(1, Relaxed);
+                    self.lose();
                     return;
                 }
                 // SAFETY: byte 1 of a ring in our page is `ring_full`.
@@ -429,5 +435,136 @@ impl EmuSynic {
             let _ = r.overflow.remove(0);
         }
         crate::tlfs::status::SUCCESS
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_emu_synic)]
+mod tests {
+    use super::*;
+
+    /// Reads the SINT0 slot of `cpu`: type and flags.
+    fn slot(s: &EmuSynic, cpu: u32) -> (u32, u8) {
+        let p = s.cpus[cpu as usize].msg.as_ptr();
+        // SAFETY: our own message page.
+        unsafe { (ptr::read_volatile(p.cast::<u32>()), ptr::read_volatile(p.add(5))) }
+    }
+
+    /// Frees the SINT0 slot of `cpu` as the root does.
+    fn free_slot(s: &EmuSynic, cpu: u32) {
+        let p = s.cpus[cpu as usize].msg.as_ptr();
+        // SAFETY: our own message page.
+        unsafe { ptr::write_volatile(p.cast::<u32>(), abi::HVMSG_NONE) };
+    }
+
+    /// Enables the calling CPU's SynIC as the driver does; returns the CPU.
+    fn enable(s: &EmuSynic) -> u32 {
+        let me = cpu::current();
+        let simp = s.read_msr(abi::HV_MSR_SIMP) | 1;
+        s.write_msr(abi::HV_MSR_SIMP, simp);
+        s.write_msr(abi::HV_MSR_SINT0, 0xf3);
+        s.write_msr(abi::HV_MSR_SINT0 + 5, 0xf3 | abi::HV_SINT_AS_INTERCEPT);
+        s.write_msr(abi::HV_MSR_SCONTROL, 1);
+        me
+    }
+
+    #[test]
+    fn busy_slot_queues_and_eom_delivers() -> Result {
+        // No handler: nothing consumes the slot but this test.
+        let s = EmuSynic::new()?;
+        cpu::without_preemption(|| {
+            // Disabled SynIC: the message is lost, not delivered.
+            s.post(&EmuSynic::message(abi::HVMSG_X64_APIC_EOI, 1, &[]));
+            assert_eq!(s.lost.load(Relaxed), 1);
+            let me = enable(&s);
+            s.post(&EmuSynic::message(abi::HVMSG_X64_APIC_EOI, 7, &[1, 0, 0, 0]));
+            assert_eq!(slot(&s, me), (abi::HVMSG_X64_APIC_EOI, 0));
+            // Busy: queued, and the busy slot says another is pending.
+            s.post(&EmuSynic::message(abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR, 0, &[]));
+            s.post(&EmuSynic::message(abi::HVMSG_OPAQUE_INTERCEPT, 0, &[]));
+            assert_eq!(s.queued.load(Relaxed), 2);
+            assert_eq!(
+                slot(&s, me),
+                (abi::HVMSG_X64_APIC_EOI, abi::HV_MESSAGE_FLAG_PENDING)
+            );
+            // EOM with the slot still busy delivers nothing.
+            s.write_msr(abi::HV_MSR_EOM, 0);
+            assert_eq!(slot(&s, me).0, abi::HVMSG_X64_APIC_EOI);
+            // Freed, then EOM: the next in order, still pending one more.
+            free_slot(&s, me);
+            s.write_msr(abi::HV_MSR_EOM, 0);
+            assert_eq!(
+                slot(&s, me),
+                (abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR, abi::HV_MESSAGE_FLAG_PENDING)
+            );
+            free_slot(&s, me);
+            s.write_msr(abi::HV_MSR_EOM, 0);
+            assert_eq!(slot(&s, me), (abi::HVMSG_OPAQUE_INTERCEPT, 0));
+            free_slot(&s, me);
+            s.write_msr(abi::HV_MSR_EOM, 0);
+            assert_eq!(slot(&s, me).0, abi::HVMSG_NONE);
+            assert_eq!(s.delivered.load(Relaxed), 3);
+            assert_eq!(s.violations.load(Relaxed), 0);
+        });
+        Ok(())
+    }
+
+    #[test]
+    fn full_event_ring_keeps_ports_until_ring_empty() -> Result {
+        let s = EmuSynic::new()?;
+        cpu::without_preemption(|| {
+            let me = enable(&s);
+            let ring = s.cpus[me as usize].ring.as_ptr().wrapping_add(5 * SLOT);
+            // The root drains with the signal masked: no message per port.
+            // SAFETY: our own ring page (below likewise).
+            unsafe { ptr::write_volatile(ring, 1) };
+            for port in 1..=65u32 {
+                s.ring(port);
+            }
+            // 63 slots hold ports 1..63; 64 and 65 wait; the ring is full.
+            let data = |i: usize| unsafe { ptr::read_volatile(ring.add(4 + 4 * i).cast::<u32>()) };
+            assert_eq!((data(0), data(62)), (1, 63));
+            assert_eq!(unsafe { ptr::read_volatile(ring.add(1)) }, 1);
+            assert_eq!(slot(&s, me).0, abi::HVMSG_NONE);
+            // The root takes two entries and reports the ring empty.
+            for i in 0..2 {
+                // SAFETY: as above.
+                unsafe { ptr::write_volatile(ring.add(4 + 4 * i).cast::<u32>(), 0) };
+            }
+            // SAFETY: as above.
+            unsafe { ptr::write_volatile(ring.add(1), 0) };
+            assert_eq!(s.ring_empty(5), crate::tlfs::status::SUCCESS);
+            assert_eq!((data(0), data(1), data(2)), (64, 65, 3));
+            assert_eq!(unsafe { ptr::read_volatile(ring.add(1)) }, 0);
+            assert_eq!(s.ring_empty(4), crate::tlfs::status::INVALID_PARAMETER);
+            // Unmasked: the next port also posts SYNIC_SINT_INTERCEPT.
+            // SAFETY: as above.
+            unsafe { ptr::write_volatile(ring, 0) };
+            for i in 0..63 {
+                // SAFETY: as above.
+                unsafe { ptr::write_volatile(ring.add(4 + 4 * i).cast::<u32>(), 0) };
+            }
+            s.ring(99);
+            assert_eq!(slot(&s, me).0, abi::HVMSG_SYNIC_SINT_INTERCEPT);
+            assert_eq!(s.lost.load(Relaxed), 0);
+        });
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_msr_bits_are_refused() -> Result {
+        let s = EmuSynic::new()?;
+        cpu::without_preemption(|| {
+            let simp = s.read_msr(abi::HV_MSR_SIMP);
+            // Another page than the one provided.
+            s.write_msr(abi::HV_MSR_SIMP, simp + (1 << 12) + 1);
+            assert_eq!(s.read_msr(abi::HV_MSR_SIMP), simp);
+            s.write_msr(abi::HV_MSR_SINT0, abi::HV_SINT_VALID + 1);
+            assert_eq!(s.read_msr(abi::HV_MSR_SINT0), abi::HV_SINT_MASKED);
+            s.write_msr(abi::HV_MSR_SCONTROL, 2);
+            assert_eq!(s.read_msr(abi::HV_MSR_SCONTROL), 0);
+            assert_eq!(s.violations.load(Relaxed), 3);
+        });
+        Ok(())
     }
 }
