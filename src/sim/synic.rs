@@ -447,7 +447,12 @@ mod tests {
     fn slot(s: &EmuSynic, cpu: u32) -> (u32, u8) {
         let p = s.cpus[cpu as usize].msg.as_ptr();
         // SAFETY: our own message page.
-        unsafe { (ptr::read_volatile(p.cast::<u32>()), ptr::read_volatile(p.add(5))) }
+        unsafe {
+            (
+                ptr::read_volatile(p.cast::<u32>()),
+                ptr::read_volatile(p.add(5)),
+            )
+        }
     }
 
     /// Frees the SINT0 slot of `cpu` as the root does.
@@ -477,10 +482,18 @@ mod tests {
             s.post(&EmuSynic::message(abi::HVMSG_X64_APIC_EOI, 1, &[]));
             assert_eq!(s.lost.load(Relaxed), 1);
             let me = enable(&s);
-            s.post(&EmuSynic::message(abi::HVMSG_X64_APIC_EOI, 7, &[1, 0, 0, 0]));
+            s.post(&EmuSynic::message(
+                abi::HVMSG_X64_APIC_EOI,
+                7,
+                &[1, 0, 0, 0],
+            ));
             assert_eq!(slot(&s, me), (abi::HVMSG_X64_APIC_EOI, 0));
             // Busy: queued, and the busy slot says another is pending.
-            s.post(&EmuSynic::message(abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR, 0, &[]));
+            s.post(&EmuSynic::message(
+                abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR,
+                0,
+                &[],
+            ));
             s.post(&EmuSynic::message(abi::HVMSG_OPAQUE_INTERCEPT, 0, &[]));
             assert_eq!(s.queued.load(Relaxed), 2);
             assert_eq!(
@@ -495,7 +508,10 @@ mod tests {
             s.write_msr(abi::HV_MSR_EOM, 0);
             assert_eq!(
                 slot(&s, me),
-                (abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR, abi::HV_MESSAGE_FLAG_PENDING)
+                (
+                    abi::HVMSG_SCHEDULER_VP_SIGNAL_PAIR,
+                    abi::HV_MESSAGE_FLAG_PENDING
+                )
             );
             free_slot(&s, me);
             s.write_msr(abi::HV_MSR_EOM, 0);

@@ -74,8 +74,17 @@ void mshv_rs_memunmap(void *addr)
 	memunmap(addr);
 }
 
+/*
+ * The emulator's SynIC interrupt. irq_work_queue_on() is not exported, so a
+ * remote CPU gets an IPI (smp_call_function_single_async) whose callback
+ * queues that CPU's irq_work; the local CPU queues its own. Either way the
+ * handler runs from the irq_work interrupt, in hard-IRQ context, on the
+ * target CPU. A raise while one is in flight is coalesced: the handler
+ * takes one message per interrupt and EOM raises again for the next.
+ */
 static void (*mshv_rs_ipi_handler)(void);
 static DEFINE_PER_CPU(struct irq_work, mshv_rs_ipi_work);
+static DEFINE_PER_CPU(call_single_data_t, mshv_rs_ipi_csd);
 
 static void mshv_rs_ipi_fn(struct irq_work *work)
 {
@@ -85,14 +94,26 @@ static void mshv_rs_ipi_fn(struct irq_work *work)
 		handler();
 }
 
+static void mshv_rs_ipi_remote(void *info)
+{
+	irq_work_queue(this_cpu_ptr(&mshv_rs_ipi_work));
+}
+
+static void mshv_rs_ipi_noop(void *info)
+{
+}
+
 int mshv_rs_ipi_init(void)
 {
 	int cpu;
 
 	/* IRQ_WORK_HARD_IRQ: the callback runs in hard-IRQ context on RT too. */
-	for_each_possible_cpu(cpu)
+	for_each_possible_cpu(cpu) {
 		per_cpu(mshv_rs_ipi_work, cpu) =
 			IRQ_WORK_INIT_HARD(mshv_rs_ipi_fn);
+		INIT_CSD(per_cpu_ptr(&mshv_rs_ipi_csd, cpu),
+			 mshv_rs_ipi_remote, NULL);
+	}
 	return 0;
 }
 
@@ -101,6 +122,12 @@ void mshv_rs_ipi_exit(void)
 	int cpu;
 
 	WRITE_ONCE(mshv_rs_ipi_handler, NULL);
+	/*
+	 * A synchronous call queued behind an asynchronous one on the same CPU
+	 * completes after it: once these return, no csd of ours is queued.
+	 */
+	for_each_online_cpu(cpu)
+		smp_call_function_single(cpu, mshv_rs_ipi_noop, NULL, 1);
 	for_each_possible_cpu(cpu)
 		irq_work_sync(&per_cpu(mshv_rs_ipi_work, cpu));
 }
@@ -112,8 +139,18 @@ void mshv_rs_ipi_set_handler(void (*handler)(void))
 
 void mshv_rs_ipi_raise(unsigned int cpu)
 {
-	if (cpu < nr_cpu_ids && cpu_online(cpu))
-		irq_work_queue_on(&per_cpu(mshv_rs_ipi_work, cpu), cpu);
+	int me;
+
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return;
+	me = get_cpu();
+	if (cpu == me)
+		irq_work_queue(this_cpu_ptr(&mshv_rs_ipi_work));
+	else
+		/* -EBUSY: a raise is already in flight to that CPU. */
+		smp_call_function_single_async(cpu,
+					       per_cpu_ptr(&mshv_rs_ipi_csd, cpu));
+	put_cpu();
 }
 
 void mshv_rs_flush_work(void *work)
