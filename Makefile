@@ -26,7 +26,11 @@ endif
 # MSHV_MO=<dir> overrides it (scripts/vm-run honours the same variable), so two
 # work trees can build and test side by side.
 MO = $(or $(MSHV_MO),$(MSHV_CACHE)/module/$(notdir $(KDIR)))
-KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
+# MSHV_EMULATOR=y (the default for development builds and every test) builds
+# the emulator behind backend=sim (CONFIG_MSHV_RS_EMULATOR); n builds what a
+# production root runs. `make install` defaults to n (scripts/install).
+MSHV_EMULATOR ?= y
+KBUILD_ARGS = -C $(KDIR) M=$(REPO) MO=$(MO) CONFIG_MSHV_RS=m CONFIG_MSHV_RS_EMULATOR=$(MSHV_EMULATOR) LLVM=1 RUSTC=/usr/bin/rustc $(if $(V),V=$(V))
 
 .PHONY: all module setup kernel kernel-debug kunit check check-debug check-faults fuzz run bench \
 	demo-build demo-smoke \

@@ -28,6 +28,7 @@ mod hvcall;
 mod irq;
 mod mem;
 mod partition;
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 mod sim;
 mod stats;
 mod sys;
@@ -107,18 +108,24 @@ fn new_shared() -> Result<Arc<Shared>> {
         pr_err!("the C driver mshv_root is loaded and owns /dev/mshv; unload it first (rmmod mshv_root)\n");
         return Err(EBUSY);
     }
-    let mut simulator = None;
-    let seam: Arc<dyn tlfs::seam::Seam> = match backend_kind()? {
-        BackendKind::Sim => {
-            let emu = sim::emu::Emulator::new()?;
-            simulator = Some(emu.sim.clone());
-            emu
-        }
-        #[cfg(CONFIG_HYPERV)]
-        BackendKind::HyperV => Arc::new(sys::hyperv::RealSeam::new()?, GFP_KERNEL)?,
-        #[cfg(not(CONFIG_HYPERV))]
-        BackendKind::HyperV => return Err(ENODEV),
-    };
+    let (seam, simulator): (Arc<dyn tlfs::seam::Seam>, Option<debugfs::EmulatorSource>) =
+        match backend_kind()? {
+            #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+            BackendKind::Sim => {
+                let emu = sim::emu::Emulator::new()?;
+                let side_channels = emu.sim.clone();
+                (emu, Some(side_channels))
+            }
+            #[cfg(not(CONFIG_MSHV_RS_EMULATOR))]
+            BackendKind::Sim => {
+                pr_err!("backend=sim: this build has no emulator (CONFIG_MSHV_RS_EMULATOR is not set)\n");
+                return Err(ENODEV);
+            }
+            #[cfg(CONFIG_HYPERV)]
+            BackendKind::HyperV => (Arc::new(sys::hyperv::RealSeam::new()?, GFP_KERNEL)?, None),
+            #[cfg(not(CONFIG_HYPERV))]
+            BackendKind::HyperV => return Err(ENODEV),
+        };
     let id = seam.identity();
     if !id.root {
         pr_err!("not the Hyper-V root partition\n");

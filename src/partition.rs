@@ -126,6 +126,7 @@ impl RegionSet {
         Err(e)
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// References to every region, for a walk that must not hold the lock.
     pub(crate) fn snapshot(&self) -> Result<KVec<Arc<Region>>> {
         let tree = self.tree.lock();

@@ -90,22 +90,26 @@ impl Mmio {
         Ok(this)
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The VMM's address space (for the mirror checker).
     pub(crate) fn mm(&self) -> Option<&mm::MmRef> {
         self.notifier.as_ref().map(|n| n.mm())
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The notifier sequence now, for the mirror checker (see
     /// `Movable::read_begin`).
     pub(crate) fn read_begin(&self) -> Option<u64> {
         self.notifier.as_ref().map(|n| n.read_begin())
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
         self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Holds the region lock while the region is live (mirror checker).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
         let st = self.state.lock();

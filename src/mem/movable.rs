@@ -156,11 +156,13 @@ impl Movable {
         Ok(this)
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The VMM's address space (for the mirror checker).
     pub(crate) fn mm(&self) -> Option<&crate::sys::mm::MmRef> {
         self.notifier.as_ref().map(|n| n.mm())
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Holds the region lock while the region is live (for the mirror
     /// checker; see `check.rs` for the order it takes locks in).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
@@ -168,12 +170,14 @@ impl Movable {
         (st.phase == Phase::Live).then_some(st)
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The notifier sequence now (`mmu_interval_read_begin`), for the
     /// mirror checker. May sleep; call without the region lock.
     pub(crate) fn read_begin(&self) -> Option<u64> {
         self.notifier.as_ref().map(|n| n.read_begin())
     }
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
         self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))

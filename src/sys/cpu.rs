@@ -55,6 +55,7 @@ pub(crate) fn without_preemption<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 /// Preemption disabled, interrupts enabled, not in interrupt context: the
 /// context `HVCALL_DISPATCH_VP` must be called from.
 pub(crate) fn dispatch_context_ok() -> bool {
@@ -62,6 +63,7 @@ pub(crate) fn dispatch_context_ok() -> bool {
     unsafe { ffi::mshv_rs_dispatch_context_ok() }
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 /// Whether the scheduler wants this CPU back.
 pub(crate) fn need_resched() -> bool {
     // SAFETY: reads the current task's flags.
@@ -74,6 +76,7 @@ pub(crate) fn current() -> u32 {
     unsafe { ffi::mshv_rs_smp_processor_id() }
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 /// Whether `cpu` is online.
 pub(crate) fn online(cpu: u32) -> bool {
     // SAFETY: the helper bounds-checks `cpu`.
@@ -134,11 +137,13 @@ impl Drop for HvPageMap {
     }
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 /// The emulator's stand-in for the SynIC interrupt: an irq_work per CPU
 /// whose callback calls one handler in hard-IRQ context. Dropping it removes
 /// the handler and waits until no callback runs.
 pub(crate) struct Ipi(());
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 impl Ipi {
     /// Sets the per-CPU works up, with no handler.
     pub(crate) fn new() -> Result<Self> {
@@ -165,6 +170,7 @@ impl Ipi {
     }
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 impl Drop for Ipi {
     fn drop(&mut self) {
         // SAFETY: clears the handler and waits for every queued work.

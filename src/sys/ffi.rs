@@ -190,22 +190,28 @@ extern "C" {
         blockable: bool,
     );
     pub(crate) fn mshv_rs_trace_hvcall_failure(code: u16, partition_id: u64, gfn: u64, status: u16);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_dirty(pfn: u64) -> bool;
     pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
 
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_mm_read_lock(mm: *mut MmStruct) -> bool;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_mm_read_unlock(mm: *mut MmStruct);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_user_pfn_locked(mm: *mut MmStruct, addr: c_ulong) -> u64;
 
     pub(crate) fn mshv_rs_vma_kind(addr: c_ulong) -> c_int;
 
     pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
     pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
     pub(crate) fn mshv_rs_free_pfn(pfn: u64);
 
     pub(crate) fn mshv_rs_signal_pending() -> bool;
     pub(crate) fn mshv_rs_cond_resched();
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
 
     pub(crate) fn mshv_rs_eventfd_get(fd: c_int, err: *mut c_int) -> *mut EventfdCtx;
@@ -260,22 +266,31 @@ extern "C" {
     pub(crate) fn mshv_rs_cpuhp_remove(state: c_int);
     pub(crate) fn mshv_rs_preempt_disable();
     pub(crate) fn mshv_rs_preempt_enable();
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_dispatch_context_ok() -> bool;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_need_resched() -> bool;
     pub(crate) fn mshv_rs_smp_processor_id() -> c_uint;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_cpu_online(cpu: c_uint) -> bool;
     pub(crate) fn mshv_rs_synchronize_rcu();
     pub(crate) fn mshv_rs_memremap_pfn(pfn: u64) -> *mut c_void;
     pub(crate) fn mshv_rs_memunmap(addr: *mut c_void);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_init() -> c_int;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_exit();
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_set_handler(handler: Option<extern "C" fn()>);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_raise(cpu: c_uint);
     pub(crate) fn mshv_rs_flush_work(work: *mut c_void);
 
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_test_pfnmap_create() -> c_int;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_test_pfnmap_destroy();
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;

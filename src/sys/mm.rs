@@ -69,7 +69,8 @@ impl MmRef {
     }
 
     /// Read-locks the address space (`mmap_read_lock`) if it still has
-    /// users; `None` once the process is gone.
+    /// users; `None` once the process is gone. (The mirror checker's.)
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn read_lock(&self) -> Option<MmReadGuard<'_>> {
         // SAFETY: `self.mm` is referenced (type invariant).
         unsafe { ffi::mshv_rs_mm_read_lock(self.mm) }.then_some(MmReadGuard { mm: self })
@@ -77,10 +78,12 @@ impl MmRef {
 }
 
 /// The mmap lock of an [`MmRef`], held for reading (plus an `mmget`).
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 pub(crate) struct MmReadGuard<'a> {
     mm: &'a MmRef,
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 impl MmReadGuard<'_> {
     /// The pfn the VMM's page tables map at `addr` now, without faulting.
     pub(crate) fn user_pfn(&self, addr: u64) -> Option<u64> {
@@ -90,6 +93,7 @@ impl MmReadGuard<'_> {
     }
 }
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 impl Drop for MmReadGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: taken by `MmRef::read_lock`.
@@ -147,6 +151,9 @@ impl Invalidation<'_> {
 /// [`new`]: IntervalNotifier::new
 pub(crate) struct IntervalNotifier<T: Invalidate> {
     mni: *mut ffi::RawMni,
+    /// Holds the address space for as long as the notifier is registered;
+    /// only the mirror checker reads it.
+    #[cfg_attr(not(CONFIG_MSHV_RS_EMULATOR), expect(dead_code))]
     mm: MmRef,
     _owner: PhantomData<*const T>,
 }
@@ -191,6 +198,7 @@ impl<T: Invalidate> IntervalNotifier<T> {
     }
 
     /// The address space the notifier watches.
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mm(&self) -> &MmRef {
         &self.mm
     }
@@ -384,6 +392,7 @@ pub(crate) unsafe fn mark_pfn_dirty(pfn: u64) {
 /// Whether Linux sees the page at `pfn` (its folio) as dirty: a snapshot of
 /// the folio flag, `false` for a pfn without an online `struct page`. For checks
 /// only (the mirror checker).
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 pub(crate) fn pfn_dirty(pfn: u64) -> bool {
     // SAFETY: any value is fine: the helper looks the pfn up with
     // `pfn_to_online_page` (no struct page, or an offline one, gives false)

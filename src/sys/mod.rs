@@ -18,6 +18,7 @@ pub(crate) mod layout;
 pub(crate) mod lock;
 pub(crate) mod mm;
 pub(crate) mod page;
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 pub(crate) mod testdev;
 pub(crate) mod trace;
 

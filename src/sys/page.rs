@@ -29,6 +29,7 @@ impl OwnedPage {
     }
 
     /// The page's address in the direct map (4 KiB, owned by `self`).
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         // SAFETY: the page is ours and lowmem (x86_64 has no highmem).
         unsafe { ffi::mshv_rs_pfn_to_virt(self.pfn) }.cast()
@@ -65,6 +66,7 @@ impl OwnedPage {
 ///
 /// `pfn` must be a valid page frame; the caller is responsible for the
 /// page staying allocated while it uses the pointer.
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 pub(crate) unsafe fn direct_map_u64s(pfn: u64) -> *mut [u64; 512] {
     // SAFETY: `pfn` is a valid page frame (contract); `page_address` only
     // computes its direct-map address.
@@ -102,6 +104,7 @@ pub(crate) unsafe fn read(pfn: u64, off: usize, buf: &mut [u8]) {
 /// # Safety
 ///
 /// As for [`read`].
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
 pub(crate) unsafe fn write(pfn: u64, off: usize, data: &[u8]) {
     // SAFETY: per the function's contract; `data` is valid for reads of its length.
     unsafe {

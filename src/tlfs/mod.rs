@@ -76,7 +76,8 @@ pub(crate) enum VpPage {
 }
 
 impl VpPage {
-    /// The page of `HV_VP_STATE_PAGE_*` value `v`.
+    /// The page of `HV_VP_STATE_PAGE_*` value `v` (the emulator decodes).
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn from_raw(v: u16) -> Option<Self> {
         match v {
             0 => Some(Self::Registers),
@@ -118,6 +119,7 @@ pub(crate) struct Doorbell {
 
 impl Doorbell {
     /// Whether a guest write of `data` at `gpa` rings this doorbell.
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn matches(&self, gpa: u64, data: &[u8]) -> bool {
         if gpa != self.gpa || data.is_empty() || data.len() > 8 {
             return false;
