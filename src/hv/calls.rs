@@ -10,7 +10,12 @@
 //! starts over.
 
 use super::{abi, status, HvError, HvResult, Hypervisor, RepError};
-use crate::{mem::geometry, stats, sys::page::OwnedPage, sys::trace};
+use crate::{
+    stats,
+    sys::page::OwnedPage,
+    sys::trace,
+    tlfs::{pages_of_reps, reps_per_page},
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
@@ -20,7 +25,7 @@ pub(crate) const MAP_DEPOSIT_PAGES: usize = 256;
 /// Upper bound on deposit-and-retry rounds for one operation.
 pub(crate) const MAX_DEPOSIT_ROUNDS: usize = 64;
 /// Map reps per input page: 24-byte header, 8-byte pfns.
-pub(crate) const MAP_BATCH: usize = geometry::reps_per_page(24, 8);
+pub(crate) const MAP_BATCH: usize = reps_per_page(24, 8);
 /// Unmap reps per call (no list; upstream's `HV_UMAP_GPA_PAGES`).
 pub(crate) const UNMAP_BATCH: usize = 512;
 /// Attempts of one unmap call (resumed after its completed reps) before the
@@ -28,7 +33,7 @@ pub(crate) const UNMAP_BATCH: usize = 512;
 /// guest, so a transient failure is retried rather than leaving the entry.
 pub(crate) const UNMAP_TRIES: usize = 3;
 /// Deposit pfns per input page: 8-byte header.
-pub(crate) const DEPOSIT_BATCH: usize = geometry::reps_per_page(8, 8);
+pub(crate) const DEPOSIT_BATCH: usize = reps_per_page(8, 8);
 
 /// Allocates `pages` zeroed pages (charged to the caller's memory cgroup)
 /// and deposits them into partition `pt`. Sleeps; never call under a region
@@ -129,7 +134,7 @@ pub(crate) fn map_batched(
     let large = flags & abi::HV_MAP_GPA_LARGE_PAGE != 0;
     let mut done = 0usize;
     for chunk in pfns.chunks(MAP_BATCH) {
-        let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
+        let base = gfn.wrapping_add(pages_of_reps(done as u64, large));
         calls.fetch_add(1, Ordering::Relaxed);
         hv.map_gpa_pages(pt, base, flags, chunk).map_err(|e| {
             trace::hvcall_failure(abi::HVCALL_MAP_GPA_PAGES, pt, base, e.error.0);
@@ -160,7 +165,7 @@ fn batched(
     while done < reps {
         let n = (reps - done).min(batch as u64) as usize;
         calls.fetch_add(1, Ordering::Relaxed);
-        let base = gfn.wrapping_add(geometry::pages_of_reps(done, large));
+        let base = gfn.wrapping_add(pages_of_reps(done, large));
         call(base, n).map_err(|e| RepError {
             done: done as usize + e.done,
             error: e.error,
@@ -206,7 +211,7 @@ pub(crate) fn unmap_batched(
     batched(gfn, reps, large, UNMAP_BATCH, calls, |gfn, n| {
         let mut done = 0;
         for attempt in 1.. {
-            let base = gfn.wrapping_add(geometry::pages_of_reps(done as u64, large));
+            let base = gfn.wrapping_add(pages_of_reps(done as u64, large));
             let Err(e) = hv.unmap_gpa_pages(pt, base, n - done, flags) else {
                 break;
             };

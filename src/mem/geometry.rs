@@ -361,24 +361,8 @@ pub(crate) fn split_by_frames(
     }
 }
 
-/// How many repetitions of `rep_size` bytes fit in one 4 KiB hypercall input
-/// page after a `header` of fixed fields.
-pub(crate) const fn reps_per_page(header: usize, rep_size: usize) -> usize {
-    if rep_size == 0 || header >= PAGE_SIZE as usize {
-        return 0;
-    }
-    (PAGE_SIZE as usize - header) / rep_size
-}
-
-/// Pages (4 KiB units) covered by `reps` completed reps of a map or unmap call
-/// with large (2 MiB) or small entries. Upstream's rollback mixed the units.
-pub(crate) const fn pages_of_reps(reps: u64, large: bool) -> u64 {
-    if large {
-        reps.saturating_mul(LARGE_PAGES)
-    } else {
-        reps
-    }
-}
+// The rep-unit arithmetic of map and unmap calls is the ABI's (`tlfs`).
+pub(crate) use crate::tlfs::pages_of_reps;
 
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 #[kernel::prelude::kunit_tests(mshv_rs_geometry)]
@@ -845,16 +829,6 @@ mod tests {
 
     #[test]
     fn batching() {
-        // MAP_GPA_PAGES: 24-byte header, 8-byte pfns.
-        assert_eq!(reps_per_page(24, 8), 509);
-        // UNMAP has no list; GET_VP_REGISTERS output 16-byte values.
-        assert_eq!(reps_per_page(0, 16), 256);
-        // SET_VP_REGISTERS: 16-byte header, 32-byte assocs.
-        assert_eq!(reps_per_page(16, 32), 127);
-        // DEPOSIT: 8-byte header.
-        assert_eq!(reps_per_page(8, 8), 511);
-        assert_eq!(reps_per_page(4096, 8), 0);
-        assert_eq!(reps_per_page(8, 0), 0);
         assert_eq!(pages_of_reps(3, true), 1536);
         assert_eq!(pages_of_reps(3, false), 3);
         assert_eq!(pages_of_reps(u64::MAX, true), u64::MAX);

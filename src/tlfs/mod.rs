@@ -139,6 +139,26 @@ impl Doorbell {
 /// Size of a hypercall input or output page.
 pub(crate) const HV_PAGE: usize = 4096;
 
+/// Pages (4 KiB units) covered by `reps` completed reps of a map or unmap call
+/// with large (2 MiB, 512 pages) or small entries. Upstream's rollback mixed
+/// the units.
+pub(crate) const fn pages_of_reps(reps: u64, large: bool) -> u64 {
+    if large {
+        reps.saturating_mul(512)
+    } else {
+        reps
+    }
+}
+
+/// How many repetitions of `rep_size` bytes fit in one hypercall input page
+/// after a `header` of fixed fields.
+pub(crate) const fn reps_per_page(header: usize, rep_size: usize) -> usize {
+    if rep_size == 0 || header >= HV_PAGE {
+        return 0;
+    }
+    (HV_PAGE - header) / rep_size
+}
+
 /// Most reps of one `HVCALL_GET_GPA_PAGES_ACCESS_STATES`: one byte of output
 /// each, in one output page (upstream subtracts one state, as here).
 pub(crate) const GPA_ACCESS_STATES_BATCH: usize = HV_PAGE - 1;
@@ -186,6 +206,21 @@ pub(crate) const GPA_STATE_SET_DIRTY: u64 = 1 << 3;
 #[kernel::prelude::kunit_tests(mshv_rs_hv_doorbell)]
 mod tests {
     use super::Doorbell;
+
+    #[test]
+    fn batching() {
+        use super::reps_per_page;
+        // MAP_GPA_PAGES: 24-byte header, 8-byte pfns.
+        assert_eq!(reps_per_page(24, 8), 509);
+        // UNMAP has no list; GET_VP_REGISTERS output 16-byte values.
+        assert_eq!(reps_per_page(0, 16), 256);
+        // SET_VP_REGISTERS: 16-byte header, 32-byte assocs.
+        assert_eq!(reps_per_page(16, 32), 127);
+        // DEPOSIT: 8-byte header.
+        assert_eq!(reps_per_page(8, 8), 511);
+        assert_eq!(reps_per_page(4096, 8), 0);
+        assert_eq!(reps_per_page(8, 0), 0);
+    }
 
     #[test]
     fn doorbell_matching() {
