@@ -26,7 +26,9 @@
 //!   `sim/pfnmap` (test only: `mmap` it `MAP_SHARED` at any offset to get a
 //!   `VM_IO | VM_PFNMAP` mapping of up to 16 module-owned pages whose
 //!   `vm_pgoff` is that offset, not their pfn; see `src/sys/testdev.c`),
-//!   and `sim/synic` (the emulated SynIC's `delivered`, `queued`, `lost`
+//!   `sim/inject_call_pending` (write N: the next N `SET_PARTITION_PROPERTY`
+//!   calls answer `CALL_PENDING` and complete by message), and `sim/synic`
+//!   (the emulated SynIC's `delivered`, `queued`, `lost`
 //!   and `violations` counters). These are the emulator's side channels
 //!   (`debugfs/emu.rs`), built only with `CONFIG_MSHV_RS_EMULATOR`.
 

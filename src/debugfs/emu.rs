@@ -56,6 +56,18 @@ impl Reader for InjectFinalize {
     }
 }
 
+/// `sim/inject_call_pending`.
+struct InjectCallPending(Arc<Sim>);
+
+impl Reader for InjectCallPending {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .inject_call_pending(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_probability`.
 struct InjectProbability(Arc<Sim>);
 
@@ -167,6 +179,8 @@ pub(crate) struct Global {
     #[pin]
     finalize: File<InjectFinalize>,
     #[pin]
+    call_pending: File<InjectCallPending>,
+    #[pin]
     synic: File<Arc<Sim>>,
     _dir: Dir,
 }
@@ -180,6 +194,7 @@ impl Global {
         let corrupt = InjectCorruptEntry(source.clone());
         let probability = InjectProbability(source.clone());
         let finalize = InjectFinalize(source.clone());
+        let call_pending = InjectCallPending(source.clone());
         let counters = source.clone();
         // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
         // Best effort, like the other files.
@@ -193,6 +208,7 @@ impl Global {
                 corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
                 probability <- dir.write_only_file(c"inject_probability", probability),
                 finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
+                call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),
                 _dir: dir,
             }? Error),

@@ -14,7 +14,10 @@
 //! - doorbells are Hyper-V ports: a port in the root (`HVCALL_CREATE_PORT`,
 //!   SINT5, any VP) and a connection in the guest (`HVCALL_CONNECT_PORT`);
 //!   the hypervisor reports a ring as the port id in the SINT5 event ring.
-//!   Port ids are global in Hyper-V, so this backend allocates them.
+//!   Port ids are global in Hyper-V, so this backend allocates them;
+//! - `SET_PARTITION_PROPERTY` may answer `CALL_PENDING`: the backend waits
+//!   (killably) for the partition's `HVMSG_ASYNC_CALL_COMPLETION` and returns
+//!   its status, one such call per partition at a time.
 
 use super::{
     abi, run::VpRun, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify,
@@ -23,12 +26,12 @@ use super::{
 };
 use crate::tlfs::seam::{Identity, Seam};
 use kernel::{
-    new_spinlock, new_spinlock_irq, new_work,
+    new_condvar, new_mutex, new_spinlock, new_spinlock_irq, new_work,
     prelude::*,
     rbtree::{RBTree, RBTreeNode},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, ArcBorrow, SpinLock, SpinLockIrq,
+        Arc, ArcBorrow, CondVar, Mutex, SpinLock, SpinLockIrq,
     },
     transmute::AsBytes,
     workqueue::{self, impl_has_work, Work, WorkItem},
@@ -273,6 +276,16 @@ pub(crate) struct Guest {
     /// The run state of each VP, looked up by the handler to kick it.
     #[pin]
     pub(crate) vps: SpinLockIrq<RBTree<u32, Arc<VpRun>>>,
+    /// One asynchronous call at a time (`SET_PARTITION_PROPERTY` may answer
+    /// `CALL_PENDING`), as upstream's partition mutex makes it.
+    #[pin]
+    async_call: Mutex<()>,
+    /// The status of the pending call's `HVMSG_ASYNC_CALL_COMPLETION`, set
+    /// by the SynIC handler (IRQ-safe, a leaf).
+    #[pin]
+    async_done: SpinLockIrq<Option<u16>>,
+    #[pin]
+    async_wait: CondVar,
 }
 
 impl Guest {
@@ -284,6 +297,28 @@ impl Guest {
     /// The notification receiver.
     pub(crate) fn notify(&self) -> Option<Arc<dyn Notify>> {
         self.notify.lock().clone()
+    }
+
+    /// `HVMSG_ASYNC_CALL_COMPLETION` for this partition. Hard-IRQ safe.
+    pub(crate) fn complete_async(&self, status: u16) {
+        *self.async_done.lock() = Some(status);
+        self.async_wait.notify_all();
+    }
+
+    /// Waits for the pending call's completion; `None` if a fatal signal
+    /// came first (the late completion is discarded by the next call).
+    fn wait_async(&self) -> Option<u16> {
+        let mut done = self.async_done.lock();
+        loop {
+            if let Some(st) = done.take() {
+                return Some(st);
+            }
+            if self.async_wait.wait_interruptible(&mut done)
+                && crate::sys::page::fatal_signal_pending()
+            {
+                return None;
+            }
+        }
     }
 }
 
@@ -522,6 +557,37 @@ impl HyperV {
         ))
     }
 
+    /// A call that may answer `CALL_PENDING` (upstream's
+    /// `mshv_hvcall_is_async`): wait for the partition's
+    /// `HVMSG_ASYNC_CALL_COMPLETION` and return the status it carries.
+    fn async_passthrough(
+        &self,
+        guest: &Guest,
+        code: u16,
+        input: &[u8; HV_PAGE],
+        output: &mut [u8; HV_PAGE],
+    ) -> u64 {
+        let _one = guest.async_call.lock();
+        // A completion left over from a call a fatal signal abandoned.
+        *guest.async_done.lock() = None;
+        let r = self.call(
+            abi::control(code, 0, 0, 0, false),
+            HV_PAGE,
+            |b| {
+                b.copy_from_slice(input);
+                Some(HV_PAGE)
+            },
+            |o| output.copy_from_slice(o),
+        );
+        if abi::result_status(r) != status::CALL_PENDING {
+            return r;
+        }
+        match guest.wait_async() {
+            Some(st) => abi::result(st, 0),
+            None => r,
+        }
+    }
+
     /// A free Hyper-V port id, reserved in `ports` for `entry`.
     fn alloc_port(&self, entry: PortEntry) -> Result<u32> {
         for _ in 0..16 {
@@ -640,6 +706,9 @@ impl Hypervisor for HyperV {
                 pt: id,
                 notify <- new_spinlock_irq!(None, "Guest::notify"),
                 vps <- new_spinlock_irq!(RBTree::new(), "Guest::vps"),
+                async_call <- new_mutex!((), "Guest::async_call"),
+                async_done <- new_spinlock_irq!(None, "Guest::async_done"),
+                async_wait <- new_condvar!("Guest::async_wait"),
             }),
             GFP_KERNEL,
         )
@@ -998,6 +1067,12 @@ impl Hypervisor for HyperV {
         input: &[u8; HV_PAGE],
         output: &mut [u8; HV_PAGE],
     ) -> u64 {
+        if code == abi::HVCALL_SET_PARTITION_PROPERTY {
+            let pt = abi::read_at::<u64>(input, 0).unwrap_or(0);
+            if let Some(guest) = self.guest(pt) {
+                return self.async_passthrough(&guest, code, input, output);
+            }
+        }
         self.call(
             abi::control(code, reps, rep_start, 0, false),
             HV_PAGE,

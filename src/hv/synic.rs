@@ -308,6 +308,16 @@ impl Synic {
                     .queue_eoi(sender, e.vp_index, e.interrupt_vector);
                 true
             }
+            abi::HVMSG_ASYNC_CALL_COMPLETION => {
+                let a: abi::HvAsyncCompletionMessage = abi::read_at(payload, 0).unwrap_or_default();
+                match self.hv.guest(a.partition_id) {
+                    Some(g) => {
+                        g.complete_async(a.status as u16);
+                        true
+                    }
+                    None => false,
+                }
+            }
             abi::HVMSG_OPAQUE_INTERCEPT => {
                 let o: abi::HvOpaqueInterceptMessage = abi::read_at(payload, 0).unwrap_or_default();
                 self.kick(sender, o.vp_index)

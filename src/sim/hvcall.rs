@@ -95,7 +95,19 @@ impl Sim {
                 abi::HVCALL_SET_VP_REGISTERS => self.hc_set_vp_registers(reps, rep_start, input),
                 abi::HVCALL_GET_PARTITION_PROPERTY => self.hc_get_property(input, output, false),
                 abi::HVCALL_GET_PARTITION_PROPERTY_EX => self.hc_get_property(input, output, true),
-                abi::HVCALL_SET_PARTITION_PROPERTY => self.hc_set_property(input),
+                abi::HVCALL_SET_PARTITION_PROPERTY => {
+                    let out = self.hc_set_property(input);
+                    if self.inject.take_call_pending() {
+                        // The call completes later: its status goes to the
+                        // root in a message (sent before this returns, so the
+                        // root may see it before it starts waiting).
+                        let pt = le::u64_at(input, 0).unwrap_or(0);
+                        self.synic.async_completion(pt, out.0);
+                        (status::CALL_PENDING, 0)
+                    } else {
+                        out
+                    }
+                }
                 abi::HVCALL_ASSERT_VIRTUAL_INTERRUPT => self.hc_assert_interrupt(input),
                 abi::HVCALL_INSTALL_INTERCEPT => self.hc_install_intercept(input),
                 abi::HVCALL_REGISTER_INTERCEPT_RESULT => self.hc_register_intercept_result(input),

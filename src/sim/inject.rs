@@ -68,6 +68,9 @@ pub(crate) struct Inject {
     rng: Atomic<u64>,
     /// How many of the next `finalize_partition` calls fail.
     finalize: Atomic<u32>,
+    /// How many of the next `SET_PARTITION_PROPERTY` calls complete
+    /// asynchronously (`CALL_PENDING`, then `HVMSG_ASYNC_CALL_COMPLETION`).
+    call_pending: Atomic<u32>,
 }
 
 impl Inject {
@@ -79,7 +82,18 @@ impl Inject {
             random: Atomic::new(0),
             rng: Atomic::new(Prng::new(0).0),
             finalize: Atomic::new(0),
+            call_pending: Atomic::new(0),
         }
+    }
+
+    /// Makes the next `count` `SET_PARTITION_PROPERTY` calls asynchronous.
+    pub(crate) fn set_call_pending(&self, count: u32) {
+        self.call_pending.store(count, Relaxed);
+    }
+
+    /// Whether this `SET_PARTITION_PROPERTY` completes asynchronously.
+    pub(crate) fn take_call_pending(&self) -> bool {
+        Self::take(&self.call_pending)
     }
 
     /// Makes each later map or unmap call fail with `status` at a random rep

@@ -328,6 +328,13 @@ impl Sim {
         self.inject.set_fail_at_rep(rep, status);
     }
 
+    /// Makes the next `count` `SET_PARTITION_PROPERTY` calls answer
+    /// `HV_STATUS_CALL_PENDING` and report their real status in a
+    /// `HVMSG_ASYNC_CALL_COMPLETION` message, as Hyper-V may.
+    pub(crate) fn inject_call_pending(&self, count: u32) {
+        self.inject.set_call_pending(count);
+    }
+
     /// Makes the next `count` `finalize_partition` calls fail with
     /// `HV_STATUS_OPERATION_FAILED`, changing nothing (the partition then
     /// cannot be deleted either: it is still initialized).

@@ -356,6 +356,22 @@ impl EmuSynic {
         self.post(&m);
     }
 
+    /// An asynchronous call about partition `pt` completed with `status`.
+    pub(crate) fn async_completion(&self, pt: u64, status: u16) {
+        let c = abi::HvAsyncCompletionMessage {
+            partition_id: pt,
+            status: u32::from(status),
+            completion_count: 1,
+            sub_status: 0,
+        };
+        let m = Self::message(
+            abi::HVMSG_ASYNC_CALL_COMPLETION,
+            0,
+            kernel::transmute::AsBytes::as_bytes(&c),
+        );
+        self.post(&m);
+    }
+
     /// A doorbell port was rung: its id goes into SINT5's event ring of
     /// some CPU, and SINT0 hears of it unless the ring's signal is masked.
     pub(crate) fn ring(&self, port: u32) {

@@ -133,6 +133,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 900,
     },
     TestCase {
+        name: "async_property_completion",
+        func: state::async_property_completion,
+        timeout: 120,
+    },
+    TestCase {
         name: "synic_signal_wakes_new_vp",
         func: sim::synic_signal_wakes_new_vp,
         timeout: 120,

@@ -1964,3 +1964,49 @@ pub fn translate_gva_refaults_page_tables() -> TResult {
     );
     Ok(())
 }
+
+/// `SET_PARTITION_PROPERTY` may answer `HV_STATUS_CALL_PENDING` (the
+/// emulator does when `sim/inject_call_pending` asks): the driver waits for
+/// the partition's `HVMSG_ASYNC_CALL_COMPLETION` and returns the status that
+/// message carries, success or failure, as upstream does.
+pub fn async_property_completion() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    let get = |code: u32| {
+        vm.get_partition_property(code)
+            .map_err(|e| Failure::Fail(format!("get property {code:#x}: {}", show_err(e))))
+    };
+    let synic = mshv_debugfs().join("sim").join("synic");
+    let inject = mshv_debugfs().join("sim").join("inject_call_pending");
+    for path in [&synic, &inject] {
+        if !present(path)? {
+            return Err(debugfs_missing(path, true));
+        }
+    }
+    let delivered = || -> TResult<u64> { Ok(read_kv(&synic).ctx("sim/synic")?["delivered"]) };
+    std::fs::write(&inject, "2").map_err(|e| io_failure("arm inject_call_pending", e))?;
+    let before = delivered()?;
+    // PROCESSORS_PER_SOCKET: accepted, then refused with
+    // PROPERTY_VALUE_OUT_OF_RANGE, both reported only by the completion.
+    vm.set_partition_property(0x0005_0003, 6)
+        .map_err(|e| Failure::Fail(format!("pending set of 6: {}", show_err(e))))?;
+    ensure_eq!(get(0x0005_0003)?, 6, "PROCESSORS_PER_SOCKET after the completed set");
+    ensure_eq!(
+        hv_status(vm.set_partition_property(0x0005_0003, 0)),
+        Some(0xa),
+        "pending set of 0: the completion's status"
+    );
+    ensure_eq!(get(0x0005_0003)?, 6, "PROCESSORS_PER_SOCKET after the refused set");
+    ensure_eq!(
+        delivered()? - before,
+        2,
+        "completion messages delivered for two pending calls"
+    );
+    // The injection is used up: the next call completes at once.
+    vm.set_partition_property(0x0005_0003, 4)
+        .map_err(|e| Failure::Fail(format!("synchronous set of 4: {}", show_err(e))))?;
+    ensure_eq!(get(0x0005_0003)?, 4, "PROCESSORS_PER_SOCKET after a synchronous set");
+    ensure_eq!(delivered()? - before, 2, "no message for a synchronous call");
+    Ok(())
+}
