@@ -480,6 +480,11 @@ impl HyperV {
         r
     }
 
+    /// A simple call whose input is `input` alone and which has no output.
+    fn send<T: AsBytes>(&self, code: u16, input: &T) -> HvResult {
+        self.simple(code, 0, |b| Enc::new(b).val(input).done(), |_| {})
+    }
+
     fn simple(
         &self,
         code: u16,
@@ -616,35 +621,27 @@ impl HyperV {
 
     /// `HVCALL_DISCONNECT_PORT` then `HVCALL_DELETE_PORT`.
     fn remove_port(&self, pt: u64, id: u32) -> HvResult {
-        let disconnect = self.simple(
+        let disconnect = self.send(
             abi::HVCALL_DISCONNECT_PORT,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputDisconnectPort {
-                        connection_partition_id: pt,
-                        connection_id: id,
-                        flags: 1, // is_doorbell
-                    })
-                    .done()
+            &abi::HvInputDisconnectPort {
+                connection_partition_id: pt,
+                connection_id: id,
+                flags: 1, // is_doorbell
             },
-            |_| {},
         );
-        let delete = self.simple(
+        disconnect.and(self.delete_port(id))
+    }
+
+    /// `HVCALL_DELETE_PORT` of the root's port `id`.
+    fn delete_port(&self, id: u32) -> HvResult {
+        self.send(
             abi::HVCALL_DELETE_PORT,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputDeletePort {
-                        port_partition_id: self.identity.partition_id,
-                        port_id: id,
-                        reserved: 0,
-                    })
-                    .done()
+            &abi::HvInputDeletePort {
+                port_partition_id: self.identity.partition_id,
+                port_id: id,
+                reserved: 0,
             },
-            |_| {},
-        );
-        disconnect.and(delete)
+        )
     }
 }
 
@@ -725,39 +722,21 @@ impl Hypervisor for HyperV {
         }
     }
     fn initialize_partition(&self, pt: u64) -> HvResult {
-        self.simple(
+        self.send(
             abi::HVCALL_INITIALIZE_PARTITION,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputPartition { partition_id: pt })
-                    .done()
-            },
-            |_| {},
+            &abi::HvInputPartition { partition_id: pt },
         )
     }
     fn finalize_partition(&self, pt: u64) -> HvResult {
-        self.simple(
+        self.send(
             abi::HVCALL_FINALIZE_PARTITION,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputPartition { partition_id: pt })
-                    .done()
-            },
-            |_| {},
+            &abi::HvInputPartition { partition_id: pt },
         )
     }
     fn delete_partition(&self, pt: u64) -> HvResult {
-        self.simple(
+        self.send(
             abi::HVCALL_DELETE_PARTITION,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputPartition { partition_id: pt })
-                    .done()
-            },
-            |_| {},
+            &abi::HvInputPartition { partition_id: pt },
         )?;
         let removed = self.guests.lock().remove_node(&pt);
         drop(removed);
@@ -824,19 +803,13 @@ impl Hypervisor for HyperV {
         Ok(())
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
-        self.simple(
+        self.send(
             abi::HVCALL_DELETE_VP,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputVp {
-                        partition_id: pt,
-                        vp_index: vp,
-                        reserved: 0,
-                    })
-                    .done()
+            &abi::HvInputVp {
+                partition_id: pt,
+                vp_index: vp,
+                reserved: 0,
             },
-            |_| {},
         )?;
         if let Some(g) = self.guest(pt) {
             let removed = g.vps.lock().remove_node(&vp);
@@ -929,62 +902,37 @@ impl Hypervisor for HyperV {
             })
             .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
         let root = self.identity.partition_id;
-        let created = self.simple(
+        let created = self.send(
             abi::HVCALL_CREATE_PORT,
-            0,
-            |b| {
-                Enc::new(b)
-                    .val(&abi::HvInputCreatePort {
-                        port_partition_id: root,
-                        port_id: id,
-                        connection_partition_id: pt,
-                        port_type: abi::HV_PORT_TYPE_DOORBELL,
-                        target_sint: abi::HV_SYNIC_DOORBELL_SINT_INDEX as u32,
-                        target_vp: abi::HV_ANY_VP,
-                        ..Default::default()
-                    })
-                    .done()
+            &abi::HvInputCreatePort {
+                port_partition_id: root,
+                port_id: id,
+                connection_partition_id: pt,
+                port_type: abi::HV_PORT_TYPE_DOORBELL,
+                target_sint: abi::HV_SYNIC_DOORBELL_SINT_INDEX as u32,
+                target_vp: abi::HV_ANY_VP,
+                ..Default::default()
             },
-            |_| {},
         );
         let connected = created.and_then(|()| {
-            self.simple(
+            self.send(
                 abi::HVCALL_CONNECT_PORT,
-                0,
-                |b| {
-                    Enc::new(b)
-                        .val(&abi::HvInputConnectPort {
-                            connection_partition_id: pt,
-                            connection_id: id,
-                            port_partition_id: root,
-                            port_id: id,
-                            port_type: abi::HV_PORT_TYPE_DOORBELL,
-                            gpa: db.gpa,
-                            trigger_value: db.datamatch.unwrap_or(0),
-                            doorbell_flags: doorbell_flags(db),
-                            ..Default::default()
-                        })
-                        .done()
+                &abi::HvInputConnectPort {
+                    connection_partition_id: pt,
+                    connection_id: id,
+                    port_partition_id: root,
+                    port_id: id,
+                    port_type: abi::HV_PORT_TYPE_DOORBELL,
+                    gpa: db.gpa,
+                    trigger_value: db.datamatch.unwrap_or(0),
+                    doorbell_flags: doorbell_flags(db),
+                    ..Default::default()
                 },
-                |_| {},
             )
         });
         if let Err(e) = connected {
             if created.is_ok() {
-                let _ = self.simple(
-                    abi::HVCALL_DELETE_PORT,
-                    0,
-                    |b| {
-                        Enc::new(b)
-                            .val(&abi::HvInputDeletePort {
-                                port_partition_id: root,
-                                port_id: id,
-                                reserved: 0,
-                            })
-                            .done()
-                    },
-                    |_| {},
-                );
+                let _ = self.delete_port(id);
             }
             let removed = self.ports.lock().remove_node(&id);
             drop(removed);
