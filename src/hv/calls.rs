@@ -104,14 +104,18 @@ pub(crate) fn retry_with_deposit<T>(
         match op() {
             Ok(v) => return Ok(v),
             Err(e) if e.needs_memory() => {
-                let target = match e.0 {
+                let need = status::deposit_pages(e.0).unwrap_or(1);
+                // The root's own shortage is met a few pages at a time, as
+                // upstream's hv_deposit_memory does (1, or 8 contiguous); a
+                // child gets a batch, so a run of maps does not stop at
+                // every page.
+                let (target, pages) = match e.0 {
                     status::INSUFFICIENT_ROOT_MEMORY
-                    | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => abi::HV_PARTITION_ID_SELF,
-                    _ => pt,
+                    | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => {
+                        (abi::HV_PARTITION_ID_SELF, need)
+                    }
+                    _ => (pt, need.max(MAP_DEPOSIT_PAGES)),
                 };
-                let pages = status::deposit_pages(e.0)
-                    .unwrap_or(1)
-                    .max(MAP_DEPOSIT_PAGES);
                 deposit(hv, target, pages)?;
             }
             Err(e) => return Err(e.into()),

@@ -1352,6 +1352,23 @@ mod tests {
     }
 
     #[test]
+    fn root_shortage_deposits_a_page_at_a_time() -> Result {
+        // Creating a partition while the root's pool is short: upstream
+        // deposits one page into the root per INSUFFICIENT_ROOT_MEMORY, not a
+        // map batch of 256.
+        let (hv, sim) = over_emulator()?;
+        sim.inject_root_pages(3);
+        let before = sim.root_pool_pages();
+        let pt = super::super::calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
+            hv.create_partition(&CreatePartition::default())
+        })?;
+        assert_eq!(sim.root_pool_pages() - before, 3);
+        sim.inject_root_pages(0);
+        hv.delete_partition(pt)?;
+        Ok(())
+    }
+
+    #[test]
     fn emulator_refuses_what_hyperv_refuses() -> Result {
         let (hv, _sim) = over_emulator()?;
         let seam = &*hv.seam;

@@ -71,6 +71,9 @@ pub(crate) struct Inject {
     /// How many of the next `SET_PARTITION_PROPERTY` calls complete
     /// asynchronously (`CALL_PENDING`, then `HVMSG_ASYNC_CALL_COMPLETION`).
     call_pending: Atomic<u32>,
+    /// Free root-pool pages `CREATE_PARTITION` needs and takes (0: none),
+    /// answering `INSUFFICIENT_ROOT_MEMORY` while they are missing.
+    root_pages: Atomic<u32>,
 }
 
 impl Inject {
@@ -83,7 +86,18 @@ impl Inject {
             rng: Atomic::new(Prng::new(0).0),
             finalize: Atomic::new(0),
             call_pending: Atomic::new(0),
+            root_pages: Atomic::new(0),
         }
+    }
+
+    /// Makes each later `CREATE_PARTITION` need `pages` free root pages.
+    pub(crate) fn set_root_pages(&self, pages: u32) {
+        self.root_pages.store(pages, Relaxed);
+    }
+
+    /// Free root pages a `CREATE_PARTITION` needs now.
+    pub(crate) fn root_pages(&self) -> usize {
+        self.root_pages.load(Relaxed) as usize
     }
 
     /// Makes the next `count` `SET_PARTITION_PROPERTY` calls asynchronous.

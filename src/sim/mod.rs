@@ -328,6 +328,20 @@ impl Sim {
         self.inject.set_fail_at_rep(rep, status);
     }
 
+    /// Makes every later `CREATE_PARTITION` take `pages` free pages of the
+    /// root's pool, answering `INSUFFICIENT_ROOT_MEMORY` while they are not
+    /// there (as Hyper-V does when the root ran short).
+    #[cfg_attr(not(CONFIG_MSHV_RS_KUNIT_TEST), expect(dead_code))]
+    pub(crate) fn inject_root_pages(&self, pages: u32) {
+        self.inject.set_root_pages(pages);
+    }
+
+    /// Pages deposited into the root's pool (free and taken).
+    #[cfg_attr(not(CONFIG_MSHV_RS_KUNIT_TEST), expect(dead_code))]
+    pub(crate) fn root_pool_pages(&self) -> usize {
+        self.root_pool.lock().total()
+    }
+
     /// Makes the next `count` `SET_PARTITION_PROPERTY` calls answer
     /// `HV_STATUS_CALL_PENDING` and report their real status in a
     /// `HVMSG_ASYNC_CALL_COMPLETION` message, as Hyper-V may.
@@ -468,6 +482,17 @@ fn at_start(error: HvError) -> RepError {
 impl Sim {
     pub(crate) fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
         let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+        let need = self.inject.root_pages();
+        if need > 0 {
+            // The partition's own structures come from the root's pool.
+            let mut root = self.root_pool.lock();
+            if root.free() < need {
+                return Err(no_mem);
+            }
+            for _ in 0..need {
+                let _ = root.take();
+            }
+        }
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
