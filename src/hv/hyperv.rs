@@ -709,7 +709,7 @@ impl Hypervisor for HyperV {
             }),
             GFP_KERNEL,
         )
-        .and_then(|g| Ok(RBTreeNode::new(id, g, GFP_KERNEL)?));
+        .and_then(|g| RBTreeNode::new(id, g, GFP_KERNEL));
         match guest {
             Ok(node) => {
                 self.guests.lock().insert(node);
@@ -791,7 +791,7 @@ impl Hypervisor for HyperV {
             .guest(pt)
             .ok_or(HvError(status::INVALID_PARTITION_ID))?;
         let node = VpRun::new()
-            .and_then(|r| Ok(RBTreeNode::new(vp, r, GFP_KERNEL)?))
+            .and_then(|r| RBTreeNode::new(vp, r, GFP_KERNEL))
             .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
         self.simple(
             abi::HVCALL_CREATE_VP,

@@ -392,40 +392,40 @@ impl Synic {
     /// empty (`HVCALL_NOTIFY_PORT_RING_EMPTY`) so it refills it.
     fn next_port(&self, c: &CpuSynic, ring: *mut u8) -> Option<u32> {
         let tail = c.tail.load(Ordering::Relaxed) as usize % abi::HV_SYNIC_EVENT_RING_MESSAGE_COUNT;
-        // SAFETY (all accesses below): within the 256-byte ring; volatile
-        // because the hypervisor writes it concurrently.
-        let slot = unsafe { ring.add(4 + tail * 4).cast::<u32>() };
+        // Every access below stays within the 256-byte ring (`signal_masked`
+        // at 0, `ring_full` at 1, 63 u32 slots from 4) and is volatile: the
+        // hypervisor writes the ring concurrently.
+        let slot = ring.wrapping_add(4 + tail * 4).cast::<u32>();
         let masked = ring;
-        // SAFETY: see above.
-        let full = unsafe { ring.add(1) };
-        // SAFETY: see above.
+        let full = ring.wrapping_add(1);
+        // SAFETY: `slot` is a u32 slot of this CPU's mapped event ring (above).
         let mut port = unsafe { ptr::read_volatile(slot) };
         if port == 0 {
-            // SAFETY: see above.
+            // SAFETY: `full` is the ring's `ring_full` byte (above).
             if unsafe { ptr::read_volatile(full) } != 0 {
-                // SAFETY: see above.
+                // SAFETY: `full` is the ring's `ring_full` byte (above).
                 unsafe { ptr::write_volatile(full, 0) };
                 self.hv.seam.fast_hypercall8(
                     abi::HVCALL_NOTIFY_PORT_RING_EMPTY,
                     abi::HV_SYNIC_DOORBELL_SINT_INDEX as u64,
                 );
-                // SAFETY: see above.
+                // SAFETY: `slot` is a u32 slot of this CPU's mapped event ring (above).
                 port = unsafe { ptr::read_volatile(slot) };
             }
             if port == 0 {
-                // SAFETY: see above.
+                // SAFETY: `masked` is the ring's `signal_masked` byte (above).
                 unsafe { ptr::write_volatile(masked, 0) };
                 fence(Ordering::SeqCst);
-                // SAFETY: see above.
+                // SAFETY: `slot` is a u32 slot of this CPU's mapped event ring (above).
                 port = unsafe { ptr::read_volatile(slot) };
                 if port == 0 {
                     return None;
                 }
             }
-            // SAFETY: see above.
+            // SAFETY: `masked` is the ring's `signal_masked` byte (above).
             unsafe { ptr::write_volatile(masked, 1) };
         }
-        // SAFETY: see above.
+        // SAFETY: `slot` is a u32 slot of this CPU's mapped event ring (above).
         unsafe { ptr::write_volatile(slot, 0) };
         c.tail.store(
             ((tail + 1) % abi::HV_SYNIC_EVENT_RING_MESSAGE_COUNT) as u8,
