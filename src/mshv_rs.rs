@@ -94,11 +94,13 @@ pub(crate) struct Shared {
 
 #[pin_data]
 pub(crate) struct MshvModule {
-    pub(crate) shared: Arc<Shared>,
-    /// Registered last in `init`: an open may come the moment it exists
-    /// (upstream registered first and could race its own init).
+    /// Registered last in `init` (an open may come the moment it exists;
+    /// upstream registered first and could race its own init) and, declared
+    /// first, deregistered first on unload, before the SynIC and the backend
+    /// in `shared` go.
     #[pin]
     pub(crate) misc: MiscDeviceRegistration<device::MshvDev>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 fn new_shared() -> Result<Arc<Shared>> {
