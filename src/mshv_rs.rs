@@ -138,6 +138,14 @@ fn new_shared() -> Result<Arc<Shared>> {
         return Err(ENODEV);
     }
     pr_info!("hypervisor build {}\n", id.build);
+    if !tlfs::seam::VALIDATED_BUILDS.contains(&id.build) {
+        pr_warn!(
+            "hypervisor build {} is outside the builds upstream validated ({}..={})\n",
+            id.build,
+            tlfs::seam::VALIDATED_BUILDS.start(),
+            tlfs::seam::VALIDATED_BUILDS.end()
+        );
+    }
     let hyperv = hv::hyperv::HyperV::new(seam)?;
     if hyperv.scheduler != tlfs::abi::HV_SCHEDULER_TYPE_ROOT {
         pr_warn!(

@@ -612,9 +612,9 @@ impl Seam for Emulator {
             partition_id: abi::HV_PARTITION_ID_SELF,
             kdump: false,
             vmbus: false,
-            // A build the driver accepts; the emulator models upstream 7.3's
-            // expectations, not one measured Hyper-V release.
-            build: 26100,
+            // The newest build upstream 7.3 validated: the emulator models
+            // what that driver expects, not one measured Hyper-V release.
+            build: *crate::tlfs::seam::VALIDATED_BUILDS.end(),
             // HYPERVISOR_CALLBACK_VECTOR on x86.
             vector: 0xf3,
             auto_eoi: false,

@@ -28,6 +28,11 @@
 //!   ([`Seam::set_handler`]);
 //! - what the driver reads about the hypervisor at load ([`Identity`]).
 
+/// The hypervisor builds upstream 7.3 validated the root driver against
+/// (`MSHV_HV_MIN_VERSION`..=`MSHV_HV_MAX_VERSION` in `mshv_root.h`); on
+/// another build the driver loads and warns, as upstream does.
+pub(crate) const VALIDATED_BUILDS: core::ops::RangeInclusive<u32> = 27744..=27751;
+
 /// The handler the SynIC interrupt calls (`hv_setup_mshv_handler`). Runs in
 /// hard-IRQ context on the interrupted CPU.
 pub(crate) type SynicHandler = extern "C" fn();
