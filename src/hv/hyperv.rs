@@ -883,6 +883,12 @@ impl Hypervisor for HyperV {
             |_| {},
         )
     }
+    fn clear_virtual_interrupt(&self, pt: u64) -> HvResult {
+        status_of(
+            self.seam
+                .fast_hypercall8(abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT, pt),
+        )
+    }
     fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
         let guest = self
             .guest(pt)
@@ -1342,6 +1348,13 @@ mod tests {
         assert_eq!(
             hv.disconnect_doorbell(pt, 1),
             Err(HvError(status::INVALID_PORT_ID))
+        );
+        // CLEAR_VIRTUAL_INTERRUPT is a fast call: the partition id is the
+        // register.
+        hv.clear_virtual_interrupt(pt)?;
+        assert_eq!(
+            hv.clear_virtual_interrupt(pt + 1000),
+            Err(HvError(status::INVALID_PARTITION_ID))
         );
         hv.delete_vp(pt, 0)?;
         assert!(hv.guest(pt).and_then(|g| g.vp(0)).is_none());

@@ -114,6 +114,12 @@ pub(crate) trait Hypervisor: Send + Sync {
     /// from a work item with other work pending, and is atomic-safe.
     fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult;
 
+    /// `HVCALL_CLEAR_VIRTUAL_INTERRUPT` (fast): clears the partition's
+    /// pending ExtINT, before the resampler of an ExtINT irqfd is signalled
+    /// (upstream's `mshv_irqfd_resampler_ack`). May be called in process
+    /// context only.
+    fn clear_virtual_interrupt(&self, pt: u64) -> HvResult;
+
     /// Installs (or with `None` removes) the receiver of partition `pt`'s
     /// notifications. The driver removes it before deleting the partition.
     fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult;

@@ -24,6 +24,9 @@
 //!   handler, `hv::synic`). Taken inside `ioeventfd_ioctl`, never across a
 //!   hypercall; entries are dropped outside it.
 
+/// `HV_X64_INTERRUPT_TYPE_EXTINT`.
+const HV_X64_INTERRUPT_TYPE_EXTINT: u32 = 7;
+
 pub(crate) mod ioeventfd;
 pub(crate) mod irqfd;
 pub(crate) mod routing;
@@ -307,9 +310,15 @@ impl Notify for IrqState {
         let routes = self.core.routes.lock();
         for e in irqfds.iter() {
             if let Some(rs) = &e.resample {
-                let hit = irqfd::route(&routes, e.gsi())
-                    .is_some_and(|r| r.interrupt().level && r.interrupt().vector == vector);
-                if hit {
+                let Some(irq) = irqfd::route(&routes, e.gsi()).map(|r| r.interrupt()) else {
+                    continue;
+                };
+                if irq.level && irq.vector == vector {
+                    // An ExtINT is cleared in the hypervisor before the line
+                    // is resampled, as upstream does.
+                    if irq.kind == HV_X64_INTERRUPT_TYPE_EXTINT {
+                        let _ = self.core.hv.clear_virtual_interrupt(self.core.pt);
+                    }
                     rs.signal();
                 }
             }

@@ -590,6 +590,10 @@ impl Seam for Emulator {
                 abi::result(self.sim.synic.ring_empty(input), 0)
             }
             abi::HVCALL_NOTIFY_PORT_RING_EMPTY => abi::result(status::INVALID_PARAMETER, 0),
+            abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT => match self.sim.clear_virtual_interrupt(input) {
+                Ok(()) => abi::result(status::SUCCESS, 0),
+                Err(e) => abi::result(e.0, 0),
+            },
             _ => abi::result(status::INVALID_HYPERCALL_CODE, 0),
         }
     }

@@ -166,7 +166,7 @@ pub struct Lapic {
     tpr: u8,
     svr: u32,
     nmi: bool,
-    extint: Option<u8>,
+    pub(crate) extint: Option<u8>,
     /// The VP executed HLT with interrupts enabled and waits for one
     /// (its activity state; RIP is past the HLT).
     pub halted: bool,

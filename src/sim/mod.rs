@@ -811,6 +811,25 @@ impl Sim {
         self.assert_interrupt(pt, irq)
     }
 
+    /// `HVCALL_CLEAR_VIRTUAL_INTERRUPT` (fast): drops the partition's
+    /// pending ExtINT on every VP, so a resampled line can assert it again.
+    pub(crate) fn clear_virtual_interrupt(&self, pt: u64) -> HvResult {
+        let part = self.partition(pt)?;
+        let vps: KVec<Arc<Vp>> = {
+            let inner = part.inner.lock();
+            let mut v = KVec::new();
+            for e in inner.vps.values() {
+                v.push(e.vp.clone(), GFP_ATOMIC)
+                    .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+            }
+            v
+        };
+        for vp in vps.iter() {
+            vp.lapic.lock().extint = None;
+        }
+        Ok(())
+    }
+
     /// VP `vp` of `pt` may have become runnable (a register write cleared a
     /// suspension): signal it if it was blocked.
     pub(crate) fn wake_vp(&self, pt: u64, vp: u32) {
