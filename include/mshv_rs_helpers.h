@@ -386,6 +386,14 @@ int mshv_rs_ipi_init(void);
 void mshv_rs_ipi_exit(void);
 void mshv_rs_ipi_set_handler(void (*handler)(void));
 void mshv_rs_ipi_raise(unsigned int cpu);
+/*
+ * Per-CPU deferred work (irq_work without IRQ_WORK_HARD_IRQ) running
+ * @handler on the CPU that raised it; exit clears it and waits for running
+ * callbacks.
+ */
+void mshv_rs_soft_init(void (*handler)(void));
+void mshv_rs_soft_raise(void);
+void mshv_rs_soft_exit(void);
 /* flush_work(): waits until @work is idle. */
 void mshv_rs_flush_work(void *work);
 

@@ -10,19 +10,23 @@
 //! intercepts) with the callback vector. Going offline undoes exactly that:
 //! what VMBus enabled stays enabled.
 //!
-//! The handler reads SINT0's slot of the interrupted CPU's message page,
-//! dispatches the message, and always acknowledges it (message type NONE, a
-//! full barrier, and `EOM` when `message_pending` says another is queued).
-//! Upstream leaves unknown messages unacknowledged, which blocks the slot for
-//! good; here they are counted (`unhandled`) and dropped. It runs in hard-IRQ
-//! context: it takes only IRQ-safe spinlocks and defers EOIs (whose
-//! receivers take mutexes) to a work item.
+//! The interrupt handler runs in hard-IRQ context (a system vector on
+//! Hyper-V, a hard irq_work in the emulator), where not even a `spinlock_t`
+//! may be taken (`PROVE_RAW_LOCK_NESTING`, PREEMPT_RT). It only queues this
+//! CPU's deferred work ([`crate::sys::cpu::Deferred`]); the slot stays busy
+//! until then, so the hypervisor holds further messages. The deferred part
+//! reads SINT0's slot of its CPU's message page, dispatches the message, and
+//! always acknowledges it (message type NONE, a full barrier, and `EOM` when
+//! `message_pending` says another is queued). Upstream leaves unknown
+//! messages unacknowledged, which blocks the slot for good; here they are
+//! counted (`unhandled`) and dropped. The deferred part takes only IRQ-safe
+//! spinlocks and hands EOIs (whose receivers take mutexes) to a work item.
 
 use super::{
     abi,
     hyperv::{Guest, HyperV},
 };
-use crate::sys::cpu::{self, Hotplug, HvPageMap};
+use crate::sys::cpu::{self, Deferred, Hotplug, HvPageMap};
 use core::{
     ptr,
     sync::atomic::{fence, AtomicPtr, AtomicU8, Ordering},
@@ -73,6 +77,7 @@ pub(crate) struct Synic {
 pub(crate) struct SynicGuard {
     synic: KBox<Synic>,
     hotplug: Option<Hotplug>,
+    deferred: Option<Deferred>,
 }
 
 /// The SynIC the handler and the hotplug callbacks use; set while a
@@ -105,9 +110,11 @@ pub(crate) fn start(hv: Arc<HyperV>) -> Result<SynicGuard> {
     let mut guard = SynicGuard {
         synic: KBox::new(Synic { hv, cpus }, GFP_KERNEL)?,
         hotplug: None,
+        deferred: None,
     };
     let p: *mut Synic = &mut *guard.synic;
     SYNIC.store(p, Ordering::Release);
+    guard.deferred = Some(Deferred::new(synic_deferred));
     guard.hotplug = Some(Hotplug::new(c"mshv_rs:synic", cpu_online, cpu_offline)?);
     guard.synic.hv.seam.set_handler(Some(synic_interrupt));
     Ok(guard)
@@ -119,6 +126,8 @@ impl Drop for SynicGuard {
         // Handlers already running on other CPUs finish within a grace
         // period (hard-IRQ code is an RCU read-side section).
         cpu::synchronize_rcu();
+        // Deferred work already queued runs to its end first.
+        drop(self.deferred.take());
         drop(self.hotplug.take());
         SYNIC.store(ptr::null_mut(), Ordering::Release);
         self.synic.hv.flush_eois();
@@ -435,8 +444,14 @@ impl Synic {
     }
 }
 
-/// The SynIC interrupt handler (`hv_setup_mshv_handler`). Hard-IRQ context.
+/// The SynIC interrupt handler (`hv_setup_mshv_handler`). Hard-IRQ
+/// context: it takes no lock at all, only queues this CPU's deferred work.
 extern "C" fn synic_interrupt() {
+    Deferred::raise();
+}
+
+/// The deferred part of the handler, on the interrupted CPU.
+extern "C" fn synic_deferred() {
     if let Some(s) = synic() {
         s.interrupt(cpu::current() as usize);
     }

@@ -153,6 +153,47 @@ void mshv_rs_ipi_raise(unsigned int cpu)
 	put_cpu();
 }
 
+/*
+ * Deferred per-CPU work for an interrupt handler that must not take
+ * spinlock_t in hard-IRQ context: mshv_rs_soft_raise() queues this CPU's
+ * irq_work without IRQ_WORK_HARD_IRQ, whose callback runs the handler set
+ * by mshv_rs_soft_init() on the same CPU, in a context where spinlock_t is
+ * allowed (hard IRQ marked as such on !RT, the irq_work thread on RT).
+ */
+static void (*mshv_rs_soft_handler)(void);
+static DEFINE_PER_CPU(struct irq_work, mshv_rs_soft_work);
+
+static void mshv_rs_soft_fn(struct irq_work *work)
+{
+	void (*handler)(void) = READ_ONCE(mshv_rs_soft_handler);
+
+	if (handler)
+		handler();
+}
+
+void mshv_rs_soft_init(void (*handler)(void))
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		per_cpu(mshv_rs_soft_work, cpu) = IRQ_WORK_INIT(mshv_rs_soft_fn);
+	WRITE_ONCE(mshv_rs_soft_handler, handler);
+}
+
+void mshv_rs_soft_raise(void)
+{
+	irq_work_queue(this_cpu_ptr(&mshv_rs_soft_work));
+}
+
+void mshv_rs_soft_exit(void)
+{
+	int cpu;
+
+	WRITE_ONCE(mshv_rs_soft_handler, NULL);
+	for_each_possible_cpu(cpu)
+		irq_work_sync(&per_cpu(mshv_rs_soft_work, cpu));
+}
+
 void mshv_rs_flush_work(void *work)
 {
 	flush_work(work);

@@ -185,3 +185,36 @@ pub(crate) fn flush_work(work: *mut c_void) {
     // across the call.
     unsafe { ffi::mshv_rs_flush_work(work) }
 }
+
+/// Per-CPU deferred work for a hard-IRQ handler: [`Deferred::raise`] (from
+/// the handler) makes `handler` run soon on the same CPU, in a context where
+/// `spinlock_t` locks (and so the kernel crate's `SpinLock`, `CondVar`
+/// wake-ups and eventfd signals) are allowed, which hard-IRQ context (a
+/// system vector, a hard irq_work) does not allow under
+/// `PROVE_RAW_LOCK_NESTING` and on PREEMPT_RT. One per module; dropping it
+/// waits for callbacks that are running.
+pub(crate) struct Deferred(());
+
+impl Deferred {
+    /// Sets up the per-CPU works to call `handler`.
+    pub(crate) fn new(handler: extern "C" fn()) -> Self {
+        // SAFETY: `handler` is module text; `drop` clears it and waits for
+        // running callbacks before the module can go away.
+        unsafe { ffi::mshv_rs_soft_init(handler) };
+        Self(())
+    }
+
+    /// Queues the calling CPU's work. Callable from hard-IRQ context.
+    pub(crate) fn raise() {
+        // SAFETY: the works are initialised while a `Deferred` lives; the
+        // only caller is the handler installed by its owner.
+        unsafe { ffi::mshv_rs_soft_raise() }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        // SAFETY: clears the handler and waits for queued works.
+        unsafe { ffi::mshv_rs_soft_exit() }
+    }
+}

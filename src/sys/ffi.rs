@@ -285,6 +285,9 @@ extern "C" {
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_raise(cpu: c_uint);
     pub(crate) fn mshv_rs_flush_work(work: *mut c_void);
+    pub(crate) fn mshv_rs_soft_init(handler: extern "C" fn());
+    pub(crate) fn mshv_rs_soft_raise();
+    pub(crate) fn mshv_rs_soft_exit();
 
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
