@@ -260,6 +260,9 @@ struct Scratch {
     output: [u8; HV_PAGE],
 }
 
+// SAFETY: two byte arrays: all zeroes is a valid value.
+unsafe impl Zeroable for Scratch {}
+
 /// What the SynIC handler knows about one guest partition.
 ///
 /// # Invariants
@@ -404,13 +407,8 @@ impl HyperV {
     /// scheduler type. The SynIC is set up separately ([`super::synic`]).
     pub(crate) fn new(seam: Arc<dyn Seam>) -> Result<Arc<Self>> {
         let identity = seam.identity();
-        let scratch = KBox::new(
-            Scratch {
-                input: [0; HV_PAGE],
-                output: [0; HV_PAGE],
-            },
-            GFP_KERNEL,
-        )?;
+        // Zeroed in place: 8 KiB would not belong on the kernel stack.
+        let scratch = KBox::<Scratch>::zeroed(GFP_KERNEL)?;
         let eois = KVec::with_capacity(EOI_QUEUE, GFP_KERNEL)?;
         let scheduler = scheduler_type(&*seam)?;
         Arc::pin_init(

@@ -45,6 +45,9 @@ struct Pages {
     output: [u8; HV_PAGE],
 }
 
+// SAFETY: two byte arrays: all zeroes is a valid value.
+unsafe impl Zeroable for Pages {}
+
 /// A doorbell port the root created (`HVCALL_CREATE_PORT`).
 #[derive(Clone, Copy)]
 struct Port {
@@ -135,13 +138,8 @@ impl Emulator {
     /// The emulator over a fresh simulator core.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let sim = Sim::new()?;
-        let pages = KBox::new(
-            Pages {
-                input: [0; HV_PAGE],
-                output: [0; HV_PAGE],
-            },
-            GFP_KERNEL,
-        )?;
+        // Zeroed in place: 8 KiB would not belong on the kernel stack.
+        let pages = KBox::<Pages>::zeroed(GFP_KERNEL)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 sim,
