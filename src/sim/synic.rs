@@ -554,9 +554,16 @@ mod tests {
                 s.ring(port);
             }
             // 63 slots hold ports 1..63; 64 and 65 wait; the ring is full.
-            let data = |i: usize| unsafe { ptr::read_volatile(ring.add(4 + 4 * i).cast::<u32>()) };
+            let data = |i: usize| {
+                // SAFETY: slot `i` (< 63) of the ring in our own page.
+                unsafe { ptr::read_volatile(ring.add(4 + 4 * i).cast::<u32>()) }
+            };
+            let full = || {
+                // SAFETY: the ring's `ring_full` byte, in our own page.
+                unsafe { ptr::read_volatile(ring.add(1)) }
+            };
             assert_eq!((data(0), data(62)), (1, 63));
-            assert_eq!(unsafe { ptr::read_volatile(ring.add(1)) }, 1);
+            assert_eq!(full(), 1);
             assert_eq!(slot(&s, me).0, abi::HVMSG_NONE);
             // The root takes two entries and reports the ring empty.
             for i in 0..2 {
@@ -567,7 +574,7 @@ mod tests {
             unsafe { ptr::write_volatile(ring.add(1), 0) };
             assert_eq!(s.ring_empty(5), crate::tlfs::status::SUCCESS);
             assert_eq!((data(0), data(1), data(2)), (64, 65, 3));
-            assert_eq!(unsafe { ptr::read_volatile(ring.add(1)) }, 0);
+            assert_eq!(full(), 0);
             assert_eq!(s.ring_empty(4), crate::tlfs::status::INVALID_PARAMETER);
             // Unmasked: the next port also posts SYNIC_SINT_INTERCEPT.
             // SAFETY: as above.
