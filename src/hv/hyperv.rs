@@ -573,15 +573,9 @@ impl HyperV {
         let _one = guest.async_call.lock();
         // A completion left over from a call a fatal signal abandoned.
         *guest.async_done.lock() = None;
-        let r = self.call(
-            abi::control(code, 0, 0, 0, false),
-            HV_PAGE,
-            |b| {
-                b.copy_from_slice(input);
-                Some(HV_PAGE)
-            },
-            |o| output.copy_from_slice(o),
-        );
+        let r = self
+            .seam
+            .hypercall(abi::control(code, 0, 0, 0, false), input, output);
         if abi::result_status(r) != status::CALL_PENDING {
             return r;
         }
@@ -1025,15 +1019,10 @@ impl Hypervisor for HyperV {
                 return self.async_passthrough(&guest, code, input, output);
             }
         }
-        self.call(
-            abi::control(code, reps, rep_start, 0, false),
-            HV_PAGE,
-            |b| {
-                b.copy_from_slice(input);
-                Some(HV_PAGE)
-            },
-            |o| output.copy_from_slice(o),
-        )
+        // The caller's pages are whole hypercall pages: they go to the seam
+        // as they are, not through `scratch`.
+        self.seam
+            .hypercall(abi::control(code, reps, rep_start, 0, false), input, output)
     }
 }
 
