@@ -299,6 +299,8 @@ bool mshv_rs_c_mshv_root_present(void);
 int mshv_rs_test_pfnmap_create(void);
 /* Removes the file and frees the pages; only at module unload. */
 void mshv_rs_test_pfnmap_destroy(void);
+/* The sim_scheduler= parameter (emulator builds; testdev.c). */
+const char *mshv_rs_sim_scheduler_param(void);
 
 /* ---- trace events (src/sys/trace.c, include/mshv_rs_trace.h) ----------- */
 
@@ -396,5 +398,8 @@ void mshv_rs_soft_raise(void);
 void mshv_rs_soft_exit(void);
 /* flush_work(): waits until @work is idle. */
 void mshv_rs_flush_work(void *work);
+/* An unbound workqueue of the module's own; destroying it drains it. */
+struct workqueue_struct *mshv_rs_wq_alloc(const char *name);
+void mshv_rs_wq_destroy(struct workqueue_struct *wq);
 
 #endif /* MSHV_RS_HELPERS_H */

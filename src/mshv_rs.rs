@@ -114,7 +114,13 @@ fn new_shared() -> Result<Arc<Shared>> {
         match backend_kind()? {
             #[cfg(CONFIG_MSHV_RS_EMULATOR)]
             BackendKind::Sim => {
-                let emu = sim::emu::Emulator::new()?;
+                let name = sys::testdev::sim_scheduler_param();
+                let Some(scheduler) = sim::sched::Scheduler::from_name(name.to_bytes()) else {
+                    pr_err!("unknown sim_scheduler {:?} (root or core)\n", name);
+                    return Err(EINVAL);
+                };
+                pr_info!("the emulator runs the {:?} scheduler\n", scheduler);
+                let emu = sim::emu::Emulator::new(scheduler)?;
                 let side_channels = emu.sim.clone();
                 (emu, Some(side_channels))
             }

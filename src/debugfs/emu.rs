@@ -68,6 +68,19 @@ impl Reader for InjectCallPending {
     }
 }
 
+/// `sim/inject_hold_kick`.
+struct InjectHoldKick(Arc<Sim>);
+
+impl Reader for InjectHoldKick {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .sched
+            .hold_kicks(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_probability`.
 struct InjectProbability(Arc<Sim>);
 
@@ -162,6 +175,16 @@ fn show_synic(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "violations {}", s.violations.load(Relaxed))
 }
 
+fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let s = &sim.sched;
+    writeln!(f, "scheduler_type {}", s.kind.hv_type())?;
+    writeln!(f, "runners {}", s.runners.load(Relaxed))?;
+    writeln!(f, "opaque_intercepts {}", s.kicks.load(Relaxed))?;
+    writeln!(f, "held {}", s.held.load(Relaxed))?;
+    writeln!(f, "signals {}", s.signals.load(Relaxed))?;
+    writeln!(f, "dispatch_suspends {}", s.dispatch_suspends.load(Relaxed))
+}
+
 /// The emulator's files under `sim/`.
 #[pin_data]
 pub(crate) struct Global {
@@ -181,7 +204,11 @@ pub(crate) struct Global {
     #[pin]
     call_pending: File<InjectCallPending>,
     #[pin]
+    hold_kick: File<InjectHoldKick>,
+    #[pin]
     synic: File<Arc<Sim>>,
+    #[pin]
+    sched: File<Arc<Sim>>,
     _dir: Dir,
 }
 
@@ -195,7 +222,9 @@ impl Global {
         let probability = InjectProbability(source.clone());
         let finalize = InjectFinalize(source.clone());
         let call_pending = InjectCallPending(source.clone());
+        let hold_kick = InjectHoldKick(source.clone());
         let counters = source.clone();
+        let sched = source.clone();
         // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
         // Best effort, like the other files.
         let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
@@ -209,7 +238,9 @@ impl Global {
                 probability <- dir.write_only_file(c"inject_probability", probability),
                 finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                 call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),
+                hold_kick <- dir.write_only_file(c"inject_hold_kick", hold_kick),
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),
+                sched <- dir.read_callback_file(c"sched", sched, &show_sched),
                 _dir: dir,
             }? Error),
             GFP_KERNEL,

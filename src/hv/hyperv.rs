@@ -297,6 +297,16 @@ impl Guest {
         self.vps.lock().get(&vp).cloned()
     }
 
+    /// Every VP's index and run state.
+    fn vp_list(&self) -> Result<KVec<(u32, Arc<VpRun>)>> {
+        let vps = self.vps.lock();
+        let mut out = KVec::new();
+        for (&i, run) in vps.iter() {
+            out.push((i, run.clone()), GFP_ATOMIC)?;
+        }
+        Ok(out)
+    }
+
     /// The notification receiver.
     pub(crate) fn notify(&self) -> Option<Arc<dyn Notify>> {
         self.notify.lock().clone()
@@ -720,6 +730,13 @@ impl Hypervisor for HyperV {
         )
     }
     fn finalize_partition(&self, pt: u64) -> HvResult {
+        if let Some(g) = self.guest(pt) {
+            // Root scheduler: no signal may arrive for a VP once it is gone
+            // (VPs not deleted one by one before).
+            if let Ok(vps) = g.vp_list() {
+                super::run::drain_vps(self, pt, &vps);
+            }
+        }
         self.send(
             abi::HVCALL_FINALIZE_PARTITION,
             &abi::HvInputPartition { partition_id: pt },
@@ -795,6 +812,10 @@ impl Hypervisor for HyperV {
         Ok(())
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
+        if let Some(run) = self.guest(pt).and_then(|g| g.vp(vp)) {
+            // Root scheduler: no signal may arrive once the VP is gone.
+            super::run::drain_vps(self, pt, &[(vp, run)]);
+        }
         self.send(
             abi::HVCALL_DELETE_VP,
             &abi::HvInputVp {
@@ -1240,7 +1261,7 @@ mod tests {
 
     /// A backend over a fresh emulator, and the emulator's core.
     fn over_emulator() -> Result<(Arc<HyperV>, Arc<crate::sim::Sim>)> {
-        let emu = crate::sim::emu::Emulator::new()?;
+        let emu = crate::sim::emu::Emulator::new(crate::sim::sched::Scheduler::Root)?;
         let sim = emu.sim.clone();
         Ok((HyperV::new(emu)?, sim))
     }

@@ -102,12 +102,11 @@ pub(crate) trait Hypervisor: Send + Sync {
     fn unmap_gpa_pages(&self, pt: u64, base_gfn: u64, count: usize, flags: u32) -> RepResult;
 
     /// `HVCALL_GET_VP_REGISTERS` (at most 256 names). The VMM reaches
-    /// registers through `MSHV_ROOT_HVCALL`; the driver only reads them in
-    /// tests.
-    #[cfg_attr(not(CONFIG_MSHV_RS_KUNIT_TEST), expect(dead_code))]
+    /// registers through `MSHV_ROOT_HVCALL`; the run loop reads
+    /// `INTERCEPT_SUSPEND` with it.
     fn get_vp_registers(&self, pt: u64, vp: u32, names: &[u32], out: &mut [RegValue]) -> RepResult;
     /// `HVCALL_SET_VP_REGISTERS` (at most 127 registers): the run loop
-    /// clears `EXPLICIT_SUSPEND` with it.
+    /// writes the suspend registers with it.
     fn set_vp_registers(&self, pt: u64, vp: u32, regs: &[(u32, RegValue)]) -> RepResult;
 
     /// `HVCALL_ASSERT_VIRTUAL_INTERRUPT`. Never sleeps: it may be called

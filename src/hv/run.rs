@@ -1,10 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `MSHV_RUN_VP` under the root (integrated) scheduler: the VP runs only
-//! inside `HVCALL_DISPATCH_VP` on the calling CPU (docs/design.md, "Running
-//! a VP").
+//! `MSHV_RUN_VP` under either of Hyper-V's scheduler families
+//! (docs/design.md, "Running a VP").
 //!
-//! One round: handle the thread's work (a pending signal ends the run with
+//! # The hypervisor's own scheduler (LP, LP_SMT, core)
+//!
+//! The hypervisor runs the VP whenever its two suspend registers are clear.
+//! RUN_VP clears `INTERCEPT_SUSPEND`, then `EXPLICIT_SUSPEND` (one call; the
+//! hypervisor applies them in order), and sleeps until the SynIC handler's
+//! kick for `HVMSG_OPAQUE_INTERCEPT`: the intercept's message is then in
+//! the VP's intercept page and the VP is intercept-suspended.
+//!
+//! A signal ends the sleep early. The VP is then suspended explicitly, and
+//! `INTERCEPT_SUSPEND` read back says whether an intercept got in first: 0,
+//! none will come and RUN_VP returns `EINTR` (the VP stays explicitly
+//! suspended until the next RUN_VP); 1, its message is in flight and the
+//! runner waits for the kick, uninterruptibly, and returns the message.
+//! Returning `EINTR` there would lose the intercept (the next RUN_VP clears
+//! the suspension and the guest goes on past it) and leave a stale kick
+//! that a later run would take for its own. The hypervisor makes the read
+//! final: the suspension takes effect before the register write returns.
+//!
+//! # The root (integrated) scheduler
+//!
+//! The VP runs only inside `HVCALL_DISPATCH_VP` on the calling CPU. One
+//! round: handle the thread's work (a pending signal ends the run with
 //! `EINTR`, `need_resched` yields), then dispatch with preemption disabled
 //! and interrupts enabled, from the seam's per-CPU dispatch pages (never
 //! under a lock of this backend). The hypervisor answers with a state and an
@@ -31,6 +51,7 @@ use kernel::{
         atomic::{Atomic, Relaxed},
         Arc, CondVar, SpinLockIrq,
     },
+    time::{delay::fsleep, Delta},
     transmute::AsBytes,
 };
 
@@ -78,6 +99,42 @@ impl VpRun {
         self.wake.notify_all();
     }
 
+    /// Sleeps until the hypervisor's kick and takes it; `false` if a signal
+    /// came first.
+    fn wait_kick_interruptible(&self) -> bool {
+        let mut st = self.state.lock();
+        while !st.kicked {
+            if self.wake.wait_interruptible(&mut st) {
+                return false;
+            }
+        }
+        st.kicked = false;
+        true
+    }
+
+    /// Sleeps until the hypervisor's kick and takes it, whatever signals
+    /// come: for a message already in flight.
+    fn wait_kick(&self) {
+        let mut st = self.state.lock();
+        while !st.kicked {
+            self.wake.wait(&mut st);
+        }
+        st.kicked = false;
+    }
+
+    /// Teardown under the root scheduler: waits (up to a second) until
+    /// the kicks received reach `sent`, the hypervisor's count of signals
+    /// for the VP. `false` if they did not.
+    fn drain(&self, sent: u64) -> bool {
+        for _ in 0..1000 {
+            if self.signaled.load(Relaxed) >= sent {
+                return true;
+            }
+            fsleep(Delta::from_millis(1));
+        }
+        false
+    }
+
     /// Sleeps while the VP is blocked and not kicked. `false` if a signal
     /// interrupted the sleep (the VP stays blocked).
     fn wait_runnable(&self) -> bool {
@@ -96,13 +153,93 @@ impl VpRun {
 /// Runs VP `vp` of partition `pt` until it exits with a message or a signal
 /// is pending. Called with the VP's run mutex held (one runner per VP).
 pub(crate) fn run_vp(hv: &HyperV, run: &VpRun, pt: u64, vp: u32) -> Result<RunExit> {
-    if hv.scheduler != abi::HV_SCHEDULER_TYPE_ROOT {
-        kernel::pr_warn_once!(
-            "RUN_VP: hypervisor scheduler type {} is not supported yet (root scheduler only)\n",
-            hv.scheduler
-        );
-        return Err(EOPNOTSUPP);
+    match hv.scheduler {
+        abi::HV_SCHEDULER_TYPE_ROOT => run_dispatched(hv, run, pt, vp),
+        abi::HV_SCHEDULER_TYPE_LP
+        | abi::HV_SCHEDULER_TYPE_LP_SMT
+        | abi::HV_SCHEDULER_TYPE_CORE_SMT => run_scheduled(hv, run, pt, vp),
+        other => {
+            kernel::pr_warn_once!("RUN_VP: unknown hypervisor scheduler type {}\n", other);
+            Err(EOPNOTSUPP)
+        }
     }
+}
+
+/// Teardown of VPs of partition `pt` under the root scheduler, before
+/// `DELETE_VP` or `FINALIZE_PARTITION` (upstream's `drain_all_vps`): each is
+/// dispatch-suspended, after which the hypervisor sends it no more
+/// signals, and then the signals it did send (`VP_ROOT_SIGNAL_COUNT`) are
+/// waited for, so none arrives after the VP's state is gone. No RUN_VP is
+/// in flight (the partition's fds are closed). May sleep.
+pub(crate) fn drain_vps(hv: &HyperV, pt: u64, vps: &[(u32, Arc<VpRun>)]) {
+    if hv.scheduler != abi::HV_SCHEDULER_TYPE_ROOT {
+        return;
+    }
+    for (index, run) in vps {
+        let stop = [suspend(abi::HV_REGISTER_DISPATCH_SUSPEND, true)];
+        if let Err(e) = hv.set_vp_registers(pt, *index, &stop) {
+            kernel::pr_warn!(
+                "partition {} VP {}: DISPATCH_SUSPEND failed ({:?})\n",
+                pt,
+                index,
+                e.error
+            );
+            continue;
+        }
+        let mut sent = [[0u64; 2]];
+        let names = [abi::HV_REGISTER_VP_ROOT_SIGNAL_COUNT];
+        if let Err(e) = hv.get_vp_registers(pt, *index, &names, &mut sent) {
+            kernel::pr_warn!(
+                "partition {} VP {}: VP_ROOT_SIGNAL_COUNT unreadable ({:?})\n",
+                pt,
+                index,
+                e.error
+            );
+            continue;
+        }
+        if !run.drain(sent[0][0]) {
+            kernel::pr_warn!(
+                "partition {} VP {}: {} scheduler signals sent, {} received after 1 s\n",
+                pt,
+                index,
+                sent[0][0],
+                run.signaled.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// One suspend register, as a set-registers entry.
+fn suspend(name: u32, on: bool) -> (u32, [u64; 2]) {
+    (name, [u64::from(on), 0])
+}
+
+/// RUN_VP under the hypervisor's own scheduler (module documentation).
+fn run_scheduled(hv: &HyperV, run: &VpRun, pt: u64, vp: u32) -> Result<RunExit> {
+    let resume = [
+        suspend(abi::HV_REGISTER_INTERCEPT_SUSPEND, false),
+        suspend(abi::HV_REGISTER_EXPLICIT_SUSPEND, false),
+    ];
+    hv.set_vp_registers(pt, vp, &resume)
+        .map_err(|e| Error::from(e.error))?;
+    if run.wait_kick_interruptible() {
+        return Ok(RunExit::Message);
+    }
+    let stop = [suspend(abi::HV_REGISTER_EXPLICIT_SUSPEND, true)];
+    hv.set_vp_registers(pt, vp, &stop)
+        .map_err(|e| Error::from(e.error))?;
+    let mut value = [[0u64; 2]];
+    hv.get_vp_registers(pt, vp, &[abi::HV_REGISTER_INTERCEPT_SUSPEND], &mut value)
+        .map_err(|e| Error::from(e.error))?;
+    if value[0][0] & 1 == 0 {
+        return Ok(RunExit::Signal);
+    }
+    run.wait_kick();
+    Ok(RunExit::Message)
+}
+
+/// RUN_VP under the root scheduler (module documentation).
+fn run_dispatched(hv: &HyperV, run: &VpRun, pt: u64, vp: u32) -> Result<RunExit> {
     loop {
         if !run.wait_runnable() {
             return Ok(RunExit::Signal);

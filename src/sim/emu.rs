@@ -19,8 +19,10 @@
 //!   interrupts disabled is refused (`OPERATION_DENIED`, logged): Hyper-V
 //!   would run the VP on a CPU the caller could leave, or with the caller's
 //!   interrupts masked for a whole time slice;
-//! - only the root scheduler is modelled (`GET_SYSTEM_PROPERTY` answers
-//!   `HV_SCHEDULER_TYPE_ROOT`).
+//! - the scheduler is the `sim_scheduler=` parameter's ([`super::sched`]):
+//!   `GET_SYSTEM_PROPERTY` answers `HV_SCHEDULER_TYPE_ROOT` or
+//!   `HV_SCHEDULER_TYPE_CORE_SMT`, and `DISPATCH_VP` under the core
+//!   scheduler is `ACCESS_DENIED`.
 //!
 //! Calls run with the emulator's page pair locked (a spinlock, like the
 //! per-CPU hypercall pages with interrupts off); nothing in them sleeps.
@@ -35,7 +37,7 @@ use crate::tlfs::{
 use kernel::{
     new_spinlock,
     prelude::*,
-    sync::{Arc, SpinLock},
+    sync::{atomic::Relaxed, Arc, SpinLock},
 };
 
 /// The emulator's copy of the input and output pages.
@@ -62,7 +64,7 @@ struct Port {
 const MAX_PORTS: usize = 65536;
 
 /// The emulator.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Emulator {
     /// The simulator core.
     pub(crate) sim: Arc<Sim>,
@@ -136,8 +138,8 @@ fn trigger_len(flags: u64) -> Option<u32> {
 
 impl Emulator {
     /// The emulator over a fresh simulator core.
-    pub(crate) fn new() -> Result<Arc<Self>> {
-        let sim = Sim::new()?;
+    pub(crate) fn new(scheduler: super::sched::Scheduler) -> Result<Arc<Self>> {
+        let sim = Sim::new(scheduler)?;
         // Zeroed in place: 8 KiB would not belong on the kernel stack.
         let pages = KBox::<Pages>::zeroed(GFP_KERNEL)?;
         Arc::pin_init(
@@ -223,7 +225,7 @@ impl Emulator {
                     if i.property_id != abi::HV_SYSTEM_PROPERTY_SCHEDULER_TYPE {
                         return fail(status::INVALID_PARAMETER);
                     }
-                    match abi::write_at(output, 0, &abi::HV_SCHEDULER_TYPE_ROOT) {
+                    match abi::write_at(output, 0, &self.sim.sched.kind.hv_type()) {
                         Some(()) => (status::SUCCESS, 0),
                         None => fail(status::INVALID_PARAMETER),
                     }
@@ -239,10 +241,18 @@ impl Emulator {
                 let raw = self.sim.hvcall(code, reps, start, &p.input, &mut p.output);
                 let out = (abi::result_status(raw), abi::result_reps(raw));
                 if code == abi::HVCALL_SET_VP_REGISTERS && out.0 == status::SUCCESS {
-                    // Clearing a suspend register may make a blocked VP
-                    // runnable: the scheduler signals it.
+                    // Suspend registers take effect now (the scheduler).
                     if let Ok(h) = get::<abi::HvInputVpRegistersHeader>(&p.input, 0) {
-                        self.sim.wake_vp(h.partition_id, h.vp_index);
+                        self.sim.registers_written(h.partition_id, h.vp_index);
+                    }
+                    let hdr = core::mem::size_of::<abi::HvInputVpRegistersHeader>();
+                    let each = core::mem::size_of::<abi::HvRegisterAssoc>();
+                    for i in 0..usize::from(reps) {
+                        if let Ok(a) = get::<abi::HvRegisterAssoc>(&p.input, hdr + i * each) {
+                            if a.name == abi::HV_REGISTER_DISPATCH_SUSPEND && a.value[0] & 1 != 0 {
+                                self.sim.sched.dispatch_suspends.fetch_add(1, Relaxed);
+                            }
+                        }
                     }
                 }
                 Ok(out)
@@ -528,6 +538,14 @@ fn control(c: u64) -> Option<Control> {
         reps: ((c >> abi::HV_HYPERCALL_REP_COMP_OFFSET) & 0xfff) as u16,
         start: ((c >> abi::HV_HYPERCALL_REP_START_OFFSET) & 0xfff) as u16,
     })
+}
+
+#[pinned_drop]
+impl PinnedDrop for Emulator {
+    fn drop(self: Pin<&mut Self>) {
+        // No VP runner may outlive the emulator (or the module).
+        self.sim.sched.stop();
+    }
 }
 
 impl Seam for Emulator {

@@ -24,7 +24,7 @@
 
 use super::{lapic, PartState, Partition, Sim};
 use crate::tlfs::{status, Doorbell, HvError, HvResult, VirtualInterrupt};
-use kernel::{prelude::*, sync::atomic::Relaxed};
+use kernel::prelude::*;
 
 /// Most doorbells one partition may connect (Hyper-V limits ports too).
 const MAX_DOORBELLS: usize = 4096;
@@ -55,17 +55,6 @@ impl Partition {
             .find(|(_, d)| d.matches(gpa, data))
             .map(|&(p, _)| p)
     }
-
-    /// VP `vp` may have become runnable: if its last dispatch answered
-    /// BLOCKED and it can run now, the root gets a scheduler signal.
-    pub(crate) fn wake(&self, vp: &super::vp::Vp) {
-        if !super::vp::runnable(vp) {
-            return;
-        }
-        if vp.blocked.xchg(false, Relaxed) {
-            self.synic.signal(self.id, vp.index);
-        }
-    }
 }
 
 impl Sim {
@@ -85,7 +74,7 @@ impl Sim {
             .lock()
             .assert(irq.kind, vector, irq.level)
             .map_err(|_| HvError(status::INVALID_PARAMETER))?;
-        part.wake(&vp);
+        super::sched::wake(&part, &vp);
         Ok(())
     }
 

@@ -71,6 +71,7 @@ mod pool;
 mod props;
 mod reg_page;
 mod regs;
+pub(crate) mod sched;
 mod slat;
 pub(crate) mod synic;
 mod vp;
@@ -147,6 +148,15 @@ pub(crate) struct PartInner {
 }
 
 impl PartInner {
+    /// The intercept message page of `vp`, if it is still this partition's
+    /// VP.
+    pub(crate) fn vp_message_page(&self, vp: &Vp) -> Option<u64> {
+        self.vps
+            .get(&vp.index)
+            .filter(|e| core::ptr::eq(&*e.vp, vp))
+            .map(|e| e.pages[MESSAGE_PAGE])
+    }
+
     /// Gives every VP, SLAT table and partition page back to the pool;
     /// returns the VP table for the caller to drop outside the lock.
     fn release_objects(&mut self) -> RBTree<u32, VpEntry> {
@@ -193,11 +203,18 @@ pub(crate) struct Partition {
     /// The root's SynIC, where this partition's signals, EOIs and
     /// doorbells go.
     pub(crate) synic: Arc<synic::EmuSynic>,
+    /// The scheduler its VPs run under.
+    pub(crate) sched: Arc<sched::Sched>,
 }
 
 impl Partition {
     /// Allocates partition `id`. May sleep.
-    fn new(id: u64, create: CreatePartition, synic: Arc<synic::EmuSynic>) -> Result<Arc<Self>> {
+    fn new(
+        id: u64,
+        create: CreatePartition,
+        synic: Arc<synic::EmuSynic>,
+        sched: Arc<sched::Sched>,
+    ) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Partition {
                 id,
@@ -216,6 +233,7 @@ impl Partition {
                 ),
                 irq <- new_spinlock!(irq::SimIrq::new(), "mshv_rs_sim_irq"),
                 synic,
+                sched,
             }),
             GFP_ATOMIC,
         )
@@ -256,6 +274,8 @@ pub(crate) struct Sim {
     inject: inject::Inject,
     /// The root's SynIC ([`synic`]).
     pub(crate) synic: Arc<synic::EmuSynic>,
+    /// The scheduler ([`sched`]).
+    pub(crate) sched: Arc<sched::Sched>,
 }
 
 /// The pool of a partition's inner state.
@@ -299,8 +319,9 @@ fn deposit_locked<T: Unpin>(
 
 impl Sim {
     /// Creates the simulated hypervisor, with no partition.
-    pub(crate) fn new() -> Result<Arc<Sim>> {
+    pub(crate) fn new(scheduler: sched::Scheduler) -> Result<Arc<Sim>> {
         let synic = Arc::new(synic::EmuSynic::new()?, GFP_KERNEL)?;
+        let sched = sched::Sched::new(scheduler)?;
         Arc::pin_init(
             pin_init!(Sim {
                 parts <- new_spinlock!(RBTree::new(), "mshv_rs_sim_parts"),
@@ -308,6 +329,7 @@ impl Sim {
                 next_id: Atomic::new(1),
                 inject: inject::Inject::new(),
                 synic,
+                sched,
             }),
             GFP_KERNEL,
         )
@@ -497,7 +519,8 @@ impl Sim {
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
-        let part = Partition::new(id, *args, self.synic.clone()).map_err(|_| no_mem)?;
+        let part = Partition::new(id, *args, self.synic.clone(), self.sched.clone())
+            .map_err(|_| no_mem)?;
         let node = RBTreeNodeReservation::new(GFP_ATOMIC).map_err(|_| no_mem)?;
         self.parts.lock().insert(node.into_node(id, part));
         Ok(id)
@@ -529,17 +552,26 @@ impl Sim {
         if self.inject.take_finalize() {
             return Err(HvError(status::OPERATION_FAILED));
         }
-        let vps = {
+        let vps = loop {
             let mut inner = part.inner.lock();
             if inner.state != PartState::Initialized {
                 return Err(HvError(status::INVALID_PARTITION_STATE));
             }
             if inner.vps.values().any(|e| e.vp.running.load(Relaxed)) {
-                return Err(HvError(status::INVALID_VP_STATE));
+                if self.sched.kind == sched::Scheduler::Root {
+                    // The root's own DISPATCH_VP is in flight.
+                    return Err(HvError(status::INVALID_VP_STATE));
+                }
+                // The hypervisor stops its own VPs: the slice ends (it runs
+                // with preemption disabled), and none starts once the
+                // state is Finalized (runners check it under `inner`).
+                drop(inner);
+                core::hint::spin_loop();
+                continue;
             }
             let vps = inner.release_objects();
             inner.state = PartState::Finalized;
-            vps
+            break vps;
         };
         drop(vps);
         Ok(())
@@ -830,11 +862,16 @@ impl Sim {
         Ok(())
     }
 
-    /// VP `vp` of `pt` may have become runnable (a register write cleared a
-    /// suspension): signal it if it was blocked.
-    pub(crate) fn wake_vp(&self, pt: u64, vp: u32) {
+    /// The root wrote VP `vp` of `pt`'s registers. A cleared suspension
+    /// may make it runnable ([`sched::wake`]); under the core scheduler an
+    /// explicit suspension takes effect before the call returns
+    /// ([`sched::suspended`]).
+    pub(crate) fn registers_written(&self, pt: u64, vp: u32) {
         if let Ok((part, vp)) = self.vp_of(pt, vp) {
-            part.wake(&vp);
+            sched::wake(&part, &vp);
+            if vp.regs.lock().explicit_suspend {
+                sched::suspended(&part, &vp);
+            }
         }
     }
 
@@ -843,6 +880,11 @@ impl Sim {
     /// See `vp::dispatch` for the outcomes. The caller (the emulator) has
     /// checked the calling context.
     pub(crate) fn dispatch_vp(&self, pt: u64, vp: u32, flags: u32) -> HvResult<(u32, u32)> {
+        if self.sched.kind != sched::Scheduler::Root {
+            // Under the hypervisor's own scheduler the root dispatches
+            // nothing.
+            return Err(HvError(status::ACCESS_DENIED));
+        }
         if flags & !abi::HV_DISPATCH_VP_FLAGS_VALID != 0 {
             return Err(HvError(status::INVALID_PARAMETER));
         }
@@ -960,7 +1002,7 @@ mod tests {
 
     #[test]
     fn lifecycle_and_pool_charges() -> Result {
-        let sim = Sim::new()?;
+        let sim = Sim::new(sched::Scheduler::Root)?;
         let pt = sim.create_partition(&CreatePartition::default())?;
         assert_eq!(pt, 1);
         assert_eq!(sim.create_vp(pt, 0), hv(status::INVALID_PARTITION_STATE));
@@ -1007,7 +1049,7 @@ mod tests {
 
     #[test]
     fn map_statuses_and_injection() -> Result {
-        let sim = Sim::new()?;
+        let sim = Sim::new(sched::Scheduler::Root)?;
         let pt = sim.create_partition(&CreatePartition::default())?;
         let g = OwnedPage::new()?;
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
@@ -1061,7 +1103,7 @@ mod tests {
 
     #[test]
     fn registers() -> Result {
-        let sim = Sim::new()?;
+        let sim = Sim::new(sched::Scheduler::Root)?;
         let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES)?;
         assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RIP)?, [0xfff0, 0]);
         assert_eq!(
@@ -1164,7 +1206,7 @@ mod tests {
 
     #[test]
     fn run_exits() -> Result {
-        let sim = Sim::new()?;
+        let sim = Sim::new(sched::Scheduler::Root)?;
         let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES + 4)?;
         // A new VP is explicitly suspended: the first dispatch says so.
         assert_eq!(

@@ -14,7 +14,9 @@
 //! - `GDTR`, `IDTR` (`struct hv_x64_table_register`): limit in bits 48..63,
 //!   base in 64..127;
 //! - the suspend registers (`EXPLICIT_SUSPEND`, `INTERCEPT_SUSPEND`,
-//!   `DISPATCH_SUSPEND`): bit 0.
+//!   `DISPATCH_SUSPEND`): bit 0;
+//! - `VP_ROOT_SIGNAL_COUNT`: the scheduler signals sent for the VP (root
+//!   scheduler), read-only (a write is `INVALID_PARAMETER`).
 //!
 //! Every other register name Hyper-V defines for x64 (debug registers, MSRs,
 //! FP/XMM state, SynIC and synthetic timer registers, pending events, ...) is
@@ -199,8 +201,11 @@ pub(crate) struct RegFile {
     pub(crate) explicit_suspend: bool,
     /// `HV_REGISTER_INTERCEPT_SUSPEND`: set while an intercept is pending.
     pub(crate) intercept_suspend: bool,
-    /// `HV_REGISTER_DISPATCH_SUSPEND`.
+    /// `HV_REGISTER_DISPATCH_SUSPEND`: the root scheduler neither
+    /// dispatches nor signals the VP (teardown).
     pub(crate) dispatch_suspend: bool,
+    /// `HV_REGISTER_VP_ROOT_SIGNAL_COUNT`.
+    pub(crate) root_signals: u64,
     /// The VP's index (for the registers that report it).
     vp_index: u32,
     /// Other registers by name, in the order first written. Its capacity
@@ -218,6 +223,7 @@ impl RegFile {
             explicit_suspend: true,
             intercept_suspend: false,
             dispatch_suspend: false,
+            root_signals: 0,
             vp_index,
             extra: KVec::with_capacity(EXTRA_SLOTS, GFP_ATOMIC)?,
         })
@@ -273,6 +279,7 @@ impl RegFile {
             abi::HV_REGISTER_EXPLICIT_SUSPEND => low(u64::from(self.explicit_suspend)),
             abi::HV_REGISTER_INTERCEPT_SUSPEND => low(u64::from(self.intercept_suspend)),
             abi::HV_REGISTER_DISPATCH_SUSPEND => low(u64::from(self.dispatch_suspend)),
+            abi::HV_REGISTER_VP_ROOT_SIGNAL_COUNT => low(self.root_signals),
             _ if is_known(name) => match self.extra.iter().find(|(n, _)| *n == name) {
                 Some(&(_, v)) => v,
                 None => self.extra_default(name),
@@ -320,6 +327,9 @@ impl RegFile {
             abi::HV_REGISTER_EXPLICIT_SUSPEND => self.explicit_suspend = v[0] & 1 != 0,
             abi::HV_REGISTER_INTERCEPT_SUSPEND => self.intercept_suspend = v[0] & 1 != 0,
             abi::HV_REGISTER_DISPATCH_SUSPEND => self.dispatch_suspend = v[0] & 1 != 0,
+            abi::HV_REGISTER_VP_ROOT_SIGNAL_COUNT => {
+                return Err(HvError(status::INVALID_PARAMETER))
+            }
             _ if is_known(name) => {
                 if let Some(slot) = self.extra.iter_mut().find(|(n, _)| *n == name) {
                     slot.1 = v;

@@ -93,6 +93,12 @@ pub(crate) struct Vp {
     /// Its last dispatch answered BLOCKED and no signal was sent since:
     /// the next event that makes it runnable sends one. Set under `lapic`.
     pub(crate) blocked: Atomic<bool>,
+    /// Core scheduler: a runner exists for it (`sched`'s module
+    /// documentation says how ownership passes).
+    pub(crate) core_owned: Atomic<bool>,
+    /// Core scheduler: its last intercept's opaque message is held back by
+    /// the test knob until the root explicitly suspends it.
+    pub(crate) held_kick: Atomic<bool>,
     /// The state blobs (LAPIC, XSAVE, SynIC pages, timers). A leaf lock:
     /// nothing else is taken while holding it.
     #[pin]
@@ -112,6 +118,8 @@ impl Vp {
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
                 lapic <- new_spinlock!(apic, "mshv_rs_sim_vp_lapic"),
                 blocked: Atomic::new(false),
+                core_owned: Atomic::new(false),
+                held_kick: Atomic::new(false),
                 state <- new_spinlock!(state, "mshv_rs_sim_vp_state"),
             }),
             GFP_ATOMIC,
@@ -542,9 +550,9 @@ enum Interrupts {
     Masked,
 }
 
-/// How a dispatch ends.
+/// How a time slice ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Leave {
+pub(crate) enum Leave {
     /// A message is in the intercept page; the VP is intercept-suspended.
     Intercept,
     /// Halted with nothing to deliver: the VP is blocked.
@@ -554,11 +562,14 @@ enum Leave {
 }
 
 /// Whether `vp` could run now (not halted with nothing deliverable, not
-/// explicitly suspended).
+/// explicitly or dispatch-suspended).
 pub(crate) fn runnable(vp: &Vp) -> bool {
     let (enabled, suspended) = {
         let rf = vp.regs.lock();
-        (rf.cpu.interrupts_enabled(), rf.explicit_suspend)
+        (
+            rf.cpu.interrupts_enabled(),
+            rf.explicit_suspend || rf.dispatch_suspend,
+        )
     };
     let apic = vp.lapic.lock();
     !suspended && (!apic.halted || apic.pending(enabled).is_some())
@@ -642,24 +653,10 @@ pub(crate) fn dispatch(
         }
     }
     vp.blocked.store(false, Relaxed);
-    // The classes the VMM wrote through the register page take effect now.
-    let dirty = super::reg_page::take_dirty(part, vp.index);
-    let suspended = {
-        let mut rf = vp.regs.lock();
-        if let Some((img, dirty)) = &dirty {
-            super::reg_page::import(&mut rf, img, *dirty);
-        }
-        rf.explicit_suspend
-    };
-    let leave = if suspended {
+    let leave = slice(part, vp, msg_pfn);
+    if leave.is_none() {
         vp.blocked.store(true, Relaxed);
-        None
-    } else {
-        Some(run_loop(part, vp, msg_pfn))
-    };
-    let mut img = [0u8; super::reg_page::IMAGE];
-    super::reg_page::export(&vp.regs.lock(), &mut img);
-    super::reg_page::publish(part, vp.index, &img);
+    }
     Ok(match leave {
         None => (
             abi::HV_VP_DISPATCH_STATE_BLOCKED,
@@ -678,6 +675,31 @@ pub(crate) fn dispatch(
             abi::HV_VP_DISPATCH_EVENT_INVALID,
         ),
     })
+}
+
+/// One time slice of `vp` (either scheduler; the caller has preemption
+/// disabled and marked the VP running): the register classes the VMM wrote
+/// through the register page take effect, then, unless the VP is explicitly
+/// suspended (`None`), it runs until it leaves. The register page shows
+/// the state afterwards.
+pub(crate) fn slice(part: &Partition, vp: &Vp, msg_pfn: u64) -> Option<Leave> {
+    let dirty = super::reg_page::take_dirty(part, vp.index);
+    let suspended = {
+        let mut rf = vp.regs.lock();
+        if let Some((img, dirty)) = &dirty {
+            super::reg_page::import(&mut rf, img, *dirty);
+        }
+        rf.explicit_suspend || rf.dispatch_suspend
+    };
+    let leave = if suspended {
+        None
+    } else {
+        Some(run_loop(part, vp, msg_pfn))
+    };
+    let mut img = [0u8; super::reg_page::IMAGE];
+    super::reg_page::export(&vp.regs.lock(), &mut img);
+    super::reg_page::publish(part, vp.index, &img);
+    leave
 }
 
 /// The dispatch loop proper; see [`dispatch`].
@@ -800,7 +822,7 @@ fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> Leave {
 }
 
 /// Whether register `name` may be written now: the suspend registers always,
-/// the others only while the VP is not running (a running VP's state is
+/// the others only while the VP is not in a time slice (its state is then
 /// owned by the run loop).
 pub(crate) fn writable_now(vp: &Vp, name: u32) -> bool {
     regs::is_suspend(name) || !vp.running.load(Relaxed)

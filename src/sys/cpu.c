@@ -198,3 +198,13 @@ void mshv_rs_flush_work(void *work)
 {
 	flush_work(work);
 }
+
+struct workqueue_struct *mshv_rs_wq_alloc(const char *name)
+{
+	return alloc_workqueue("%s", WQ_UNBOUND, 0, name);
+}
+
+void mshv_rs_wq_destroy(struct workqueue_struct *wq)
+{
+	destroy_workqueue(wq);
+}

@@ -218,3 +218,45 @@ impl Drop for Deferred {
         unsafe { ffi::mshv_rs_soft_exit() }
     }
 }
+
+/// An unbound workqueue of the module's own. Dropping it drains it (work
+/// that queues itself again from its own callback included) and frees it, so
+/// no callback of this module runs after the drop.
+///
+/// # Invariants
+///
+/// `0` is a live workqueue from `alloc_workqueue`, destroyed only by `drop`.
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+pub(crate) struct OwnedQueue(core::ptr::NonNull<kernel::bindings::workqueue_struct>);
+
+// SAFETY: a workqueue may be used and destroyed from any thread.
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+unsafe impl Send for OwnedQueue {}
+// SAFETY: queueing is thread-safe.
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+unsafe impl Sync for OwnedQueue {}
+
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+impl OwnedQueue {
+    /// Allocates a workqueue called `name`. May sleep.
+    pub(crate) fn new(name: &'static CStr) -> Result<Self> {
+        // SAFETY: `name` is NUL-terminated; the format is "%s".
+        let wq = unsafe { ffi::mshv_rs_wq_alloc(name.as_char_ptr()) };
+        // INVARIANT: a non-NULL result is a live workqueue.
+        core::ptr::NonNull::new(wq).map(Self).ok_or(ENOMEM)
+    }
+
+    /// The queue, to enqueue work items on.
+    pub(crate) fn queue(&self) -> &kernel::workqueue::Queue {
+        // SAFETY: by the type invariant the workqueue lives as long as `self`.
+        unsafe { kernel::workqueue::Queue::from_raw(self.0.as_ptr()) }
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant it is live and destroyed only here.
+        unsafe { ffi::mshv_rs_wq_destroy(self.0.as_ptr()) }
+    }
+}

@@ -285,6 +285,10 @@ extern "C" {
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_raise(cpu: c_uint);
     pub(crate) fn mshv_rs_flush_work(work: *mut c_void);
+    pub(crate) fn mshv_rs_wq_alloc(
+        name: *const kernel::ffi::c_char,
+    ) -> *mut kernel::bindings::workqueue_struct;
+    pub(crate) fn mshv_rs_wq_destroy(wq: *mut kernel::bindings::workqueue_struct);
     pub(crate) fn mshv_rs_soft_init(handler: extern "C" fn());
     pub(crate) fn mshv_rs_soft_raise();
     pub(crate) fn mshv_rs_soft_exit();
@@ -295,6 +299,8 @@ extern "C" {
     pub(crate) fn mshv_rs_test_pfnmap_create() -> c_int;
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_test_pfnmap_destroy();
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_sim_scheduler_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;
 }

@@ -114,3 +114,17 @@ void mshv_rs_test_pfnmap_destroy(void)
 	mshv_rs_pfnmap_file = NULL;
 	mshv_rs_pfnmap_free_pages();
 }
+
+/*
+ * The emulator's scheduler model (backend=sim; src/sim/sched.rs). Rust
+ * module parameters are integers only; the model is named.
+ */
+static char mshv_rs_sim_scheduler[8] = "root";
+module_param_string(sim_scheduler, mshv_rs_sim_scheduler, sizeof(mshv_rs_sim_scheduler), 0444);
+MODULE_PARM_DESC(sim_scheduler,
+	"backend=sim: the emulated hypervisor's scheduler: root (a VP runs inside DISPATCH_VP on the caller's CPU) or core (a VP runs on a thread of its own; RUN_VP waits for an opaque intercept)");
+
+const char *mshv_rs_sim_scheduler_param(void)
+{
+	return mshv_rs_sim_scheduler;
+}

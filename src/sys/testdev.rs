@@ -37,3 +37,11 @@ impl Drop for TestPfnmap {
         unsafe { ffi::mshv_rs_test_pfnmap_destroy() };
     }
 }
+
+/// The `sim_scheduler=` module parameter (`root` or `core`).
+pub(crate) fn sim_scheduler_param() -> &'static CStr {
+    // SAFETY: the C helper returns a NUL-terminated static buffer that
+    // module_param_string() keeps NUL-terminated; it is read-only (0444), so
+    // it never changes after load.
+    unsafe { CStr::from_char_ptr(ffi::mshv_rs_sim_scheduler_param()) }
+}

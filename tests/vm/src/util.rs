@@ -911,6 +911,20 @@ pub fn live_objects() -> TResult<BTreeMap<String, u64>> {
 pub const BACKEND_PARAM: &str = "/sys/module/mshv_rs/parameters/backend";
 
 /// The loaded module's backend parameter, or why it cannot be read.
+/// The emulator's scheduler model (`sim_scheduler=`: "root" or "core"), or
+/// `None` when the module runs no emulator.
+pub fn sim_scheduler() -> Option<String> {
+    if backend().ok()? != "sim" {
+        return None;
+    }
+    fs::read_to_string(SCHEDULER_PARAM)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `sim_scheduler=` of the loaded module.
+const SCHEDULER_PARAM: &str = "/sys/module/mshv_rs/parameters/sim_scheduler";
+
 pub fn backend() -> Result<String, String> {
     fs::read_to_string(BACKEND_PARAM)
         .map(|s| s.trim().to_string())

@@ -369,7 +369,7 @@ pub fn msi_routing_set_replace_oversize() -> TResult {
 }
 
 /// Sets up irq32 at GPA 0x1000 on VP 0 of `p`, with the stack at 0xF000.
-fn load_irq32(p: &Partition) -> TResult<(Mmap, VcpuFd)> {
+pub(crate) fn load_irq32(p: &Partition) -> TResult<(Mmap, VcpuFd)> {
     let mut code = Mmap::anon(CODE_SIZE)?;
     let off = guest::irq32::LOAD as usize;
     code.bytes_mut(off, guest::IRQ32.len())
@@ -398,7 +398,7 @@ fn next_out(vcpu: &VcpuFd, what: &str) -> TResult<(u16, u32)> {
     }
 }
 
-fn expect_out(vcpu: &VcpuFd, port: u16, value: u32, what: &str) -> TResult {
+pub(crate) fn expect_out(vcpu: &VcpuFd, port: u16, value: u32, what: &str) -> TResult {
     let got = next_out(vcpu, what)?;
     ensure_eq!(
         (Hex(got.0 as u64), Hex(got.1 as u64)),

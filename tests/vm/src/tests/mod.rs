@@ -10,16 +10,29 @@ mod concurrency;
 mod dev;
 pub(crate) mod exits;
 mod hardening;
-mod irq;
+pub(crate) mod irq;
 mod leaks;
 mod memory;
 mod mmio;
 mod scenarios;
+mod sched;
 pub(crate) mod sim;
 mod state;
 mod trace;
 
 use crate::TestCase;
+
+/// Cases that assert the root scheduler's protocol (DISPATCH_VP, scheduler
+/// signal messages): not run when the emulator runs the core scheduler.
+pub static ROOT_SCHEDULER_ONLY: &[&str] = &["synic_signal_wakes_new_vp"];
+
+/// Cases that assert the hypervisor (core) scheduler's protocol (suspend
+/// registers, opaque intercepts): not run under the root scheduler.
+pub static CORE_SCHEDULER_ONLY: &[&str] = &[
+    "core_every_exit_is_one_opaque_intercept",
+    "core_kick_in_flight_survives_signal",
+    "core_eintr_leaves_vp_explicitly_suspended",
+];
 
 pub static ALL: &[TestCase] = &[
     TestCase {
@@ -141,6 +154,26 @@ pub static ALL: &[TestCase] = &[
         name: "synic_signal_wakes_new_vp",
         func: sim::synic_signal_wakes_new_vp,
         timeout: 120,
+    },
+    TestCase {
+        name: "core_every_exit_is_one_opaque_intercept",
+        func: sched::core_every_exit_is_one_opaque_intercept,
+        timeout: 120,
+    },
+    TestCase {
+        name: "core_kick_in_flight_survives_signal",
+        func: sched::core_kick_in_flight_survives_signal,
+        timeout: 60,
+    },
+    TestCase {
+        name: "core_eintr_leaves_vp_explicitly_suspended",
+        func: sched::core_eintr_leaves_vp_explicitly_suspended,
+        timeout: 60,
+    },
+    TestCase {
+        name: "teardown_with_signal_in_flight",
+        func: sched::teardown_with_signal_in_flight,
+        timeout: 60,
     },
     TestCase {
         name: "removal_clears_slat",
