@@ -20,10 +20,11 @@
 //!   its status, one such call per partition at a time.
 
 use super::{
-    abi, run::VpRun, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor, Notify,
-    RegValue, RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE,
+    abi, calls, run::VpRun, status, CreatePartition, Doorbell, HvError, HvResult, Hypervisor,
+    Notify, RegValue, RepError, RepResult, RunExit, VirtualInterrupt, VpPage, VpStateData, HV_PAGE,
     VP_STATE_INLINE,
 };
+use crate::sys::cpu::HvPageMap;
 use crate::tlfs::seam::{Identity, Seam};
 use kernel::{
     new_condvar, new_mutex, new_spinlock, new_spinlock_irq, new_work,
@@ -211,6 +212,21 @@ fn encode_set_regs(buf: &mut [u8], pt: u64, vp: u32, regs: &[(u32, RegValue)]) -
         });
     }
     e.done()
+}
+
+/// `hv_input_map_stats_page` / `hv_input_unmap_stats_page` of VP `vp`'s
+/// stats `area`.
+fn stats_input(pt: u64, vp: u32, area: u8) -> abi::HvInputStatsPage {
+    abi::HvInputStatsPage {
+        object_type: abi::HV_STATS_OBJECT_VP,
+        padding: 0,
+        identity: abi::HvStatsVpIdentity {
+            partition_id: pt,
+            vp_index: vp,
+            stats_area_type: area,
+            ..Default::default()
+        },
+    }
 }
 
 /// `hv_input_get_gpa_pages_access_state` (24 bytes).
@@ -503,6 +519,82 @@ impl HyperV {
         status_of(self.call(abi::control(code, 0, 0, 0, false), out_len, enc, out))
     }
 
+    /// `HVCALL_MAP_STATS_PAGE` of VP `vp`'s stats `area`: the pfn of the
+    /// page the hypervisor provides; `None` for a PARENT area the
+    /// hypervisor does not have (`INVALID_PARAMETER`, as upstream reads
+    /// it). A shortage deposits into the root (the page is the
+    /// hypervisor's, charged to the caller).
+    fn map_stats_page(&self, pt: u64, vp: u32, area: u8) -> HvResult<Option<u64>> {
+        let input = stats_input(pt, vp, area);
+        for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
+            let mut pfn = 0;
+            let r = self.simple(
+                abi::HVCALL_MAP_STATS_PAGE,
+                8,
+                |b| Enc::new(b).val(&input).done(),
+                |o| pfn = u64_at(o, 0),
+            );
+            match r {
+                Ok(()) => return Ok(Some(pfn)),
+                Err(HvError(status::INVALID_PARAMETER)) if area == abi::HV_STATS_AREA_PARENT => {
+                    return Ok(None)
+                }
+                Err(e) if e.needs_memory() => {
+                    let pages = status::deposit_pages(e.0).unwrap_or(1);
+                    calls::deposit(self, abi::HV_PARTITION_ID_SELF, pages)
+                        .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(HvError(status::INSUFFICIENT_MEMORY))
+    }
+
+    /// Maps VP `vp`'s SELF and PARENT stats pages into the kernel.
+    fn map_vp_stats(&self, pt: u64, vp: u32) -> HvResult<super::run::VpStats> {
+        let own_pfn = self
+            .map_stats_page(pt, vp, abi::HV_STATS_AREA_SELF)?
+            .ok_or(HvError(status::INVALID_PARAMETER))?;
+        let parent_pfn = match self.map_stats_page(pt, vp, abi::HV_STATS_AREA_PARENT) {
+            Ok(p) => p,
+            Err(e) => {
+                self.unmap_vp_stats(pt, vp, false);
+                return Err(e);
+            }
+        };
+        let own = HvPageMap::new(own_pfn);
+        let parent = parent_pfn.map(HvPageMap::new).transpose();
+        match (own, parent) {
+            (Ok(own), Ok(parent)) => Ok(super::run::VpStats { own, parent }),
+            _ => {
+                self.unmap_vp_stats(pt, vp, parent_pfn.is_some());
+                Err(HvError(status::INSUFFICIENT_MEMORY))
+            }
+        }
+    }
+
+    /// `HVCALL_UNMAP_STATS_PAGE` of VP `vp`'s SELF area (and PARENT if
+    /// `parent`). Failures are logged: the pages are the hypervisor's.
+    fn unmap_vp_stats(&self, pt: u64, vp: u32, parent: bool) {
+        let areas: &[u8] = if parent {
+            &[abi::HV_STATS_AREA_SELF, abi::HV_STATS_AREA_PARENT]
+        } else {
+            &[abi::HV_STATS_AREA_SELF]
+        };
+        for &area in areas {
+            let input = stats_input(pt, vp, area);
+            if let Err(e) = self.send(abi::HVCALL_UNMAP_STATS_PAGE, &input) {
+                pr_warn!(
+                    "partition {} VP {}: unmap of stats area {} failed ({:?})\n",
+                    pt,
+                    vp,
+                    area,
+                    e
+                );
+            }
+        }
+    }
+
     /// A rep call, resumed while the hypervisor returns early with success.
     fn rep(
         &self,
@@ -735,6 +827,11 @@ impl Hypervisor for HyperV {
             // (VPs not deleted one by one before).
             if let Ok(vps) = g.vp_list() {
                 super::run::drain_vps(self, pt, &vps);
+                for (vp, run) in vps.iter() {
+                    if let Some(stats) = run.take_stats() {
+                        self.unmap_vp_stats(pt, *vp, stats.parent.is_some());
+                    }
+                }
             }
         }
         self.send(
@@ -799,22 +896,42 @@ impl Hypervisor for HyperV {
         let guest = self
             .guest(pt)
             .ok_or(HvError(status::INVALID_PARTITION_ID))?;
-        let node = VpRun::new()
-            .and_then(|r| RBTreeNode::new(vp, r, GFP_KERNEL))
-            .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
         self.simple(
             abi::HVCALL_CREATE_VP,
             0,
             |b| encode_create_vp(b, pt, vp),
             |_| {},
         )?;
-        guest.vps.lock().insert(node);
-        Ok(())
+        // Its stats pages, as upstream maps them with the VP (the root
+        // scheduler's run loop reads them).
+        let stats = match self.map_vp_stats(pt, vp) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.delete_vp(pt, vp);
+                return Err(e);
+            }
+        };
+        let has_parent = stats.parent.is_some();
+        match VpRun::new(Some(stats)).and_then(|r| RBTreeNode::new(vp, r, GFP_KERNEL)) {
+            Ok(node) => {
+                guest.vps.lock().insert(node);
+                Ok(())
+            }
+            Err(_) => {
+                // The stats mappings went with the failed allocation.
+                self.unmap_vp_stats(pt, vp, has_parent);
+                let _ = self.delete_vp(pt, vp);
+                Err(HvError(status::INSUFFICIENT_MEMORY))
+            }
+        }
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
         if let Some(run) = self.guest(pt).and_then(|g| g.vp(vp)) {
             // Root scheduler: no signal may arrive once the VP is gone.
-            super::run::drain_vps(self, pt, &[(vp, run)]);
+            super::run::drain_vps(self, pt, &[(vp, run.clone())]);
+            if let Some(stats) = run.take_stats() {
+                self.unmap_vp_stats(pt, vp, stats.parent.is_some());
+            }
         }
         self.send(
             abi::HVCALL_DELETE_VP,
@@ -1295,6 +1412,42 @@ mod tests {
             }
         }
         hv.delete_partition(pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn vp_stats_pages_round_trip() -> Result {
+        // MAP_STATS_PAGE encoded here, decoded by the emulator: SELF and
+        // PARENT are the VP's two stats pages there, mapped here; the
+        // counter the emulator writes is what the run loop reads.
+        let (hv, sim) = over_emulator()?;
+        let pt = hv.create_partition(&CreatePartition::default())?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 16)?;
+        hv.initialize_partition(pt)?;
+        hv.create_vp(pt, 3)?;
+        let own = hv.map_stats_page(pt, 3, abi::HV_STATS_AREA_SELF)?;
+        let parent = hv.map_stats_page(pt, 3, abi::HV_STATS_AREA_PARENT)?;
+        let (want_own, want_parent) = sim.vp_stats_pfns(pt, 3)?;
+        assert_eq!(own, Some(want_own));
+        assert_eq!(parent, Some(want_parent));
+        // An area the hypervisor lacks, a VP that does not exist.
+        assert_eq!(
+            hv.map_stats_page(pt, 3, 7),
+            Err(HvError(status::INVALID_PARAMETER))
+        );
+        assert_eq!(
+            hv.map_stats_page(pt, 4, abi::HV_STATS_AREA_SELF),
+            Err(HvError(status::INVALID_VP_INDEX))
+        );
+        let run = hv.guest(pt).and_then(|g| g.vp(3)).ok_or(EINVAL)?;
+        assert!(!run.dispatch_thread_blocked());
+        sim.set_vp_dispatch_thread_blocked(pt, 3, true)?;
+        assert!(run.dispatch_thread_blocked());
+        sim.set_vp_dispatch_thread_blocked(pt, 3, false)?;
+        assert!(!run.dispatch_thread_blocked());
+        hv.delete_vp(pt, 3)?;
+        assert!(run.take_stats().is_none());
+        destroy(&hv, pt)?;
         Ok(())
     }
 

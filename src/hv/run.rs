@@ -43,17 +43,40 @@
 //! left over from an earlier block costs one extra dispatch at most.
 
 use super::{abi, hyperv::HyperV, status, HvError, Hypervisor, RunExit};
-use crate::{sys::cpu, sys::page};
+use crate::{
+    sys::cpu::{self, HvPageMap},
+    sys::page,
+};
 use kernel::{
-    new_condvar, new_spinlock_irq,
+    new_condvar, new_spinlock, new_spinlock_irq,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, CondVar, SpinLockIrq,
+        Arc, CondVar, SpinLock, SpinLockIrq,
     },
     time::{delay::fsleep, Delta},
     transmute::AsBytes,
 };
+
+/// A VP's stats pages (`HVCALL_MAP_STATS_PAGE`, VP SELF and PARENT areas),
+/// mapped into the kernel. The root scheduler's run loop reads
+/// `ROOT_DISPATCH_THREAD_BLOCKED` from them.
+pub(crate) struct VpStats {
+    /// The SELF area.
+    pub(crate) own: HvPageMap,
+    /// The PARENT area; `None` on a hypervisor without one (SELF then has
+    /// every counter).
+    pub(crate) parent: Option<HvPageMap>,
+}
+
+impl VpStats {
+    /// Whether the hypervisor says the VP's dispatch thread must stay
+    /// blocked (upstream reads PARENT and SELF).
+    fn dispatch_thread_blocked(&self) -> bool {
+        let i = abi::HV_VP_COUNTER_ROOT_DISPATCH_THREAD_BLOCKED;
+        self.parent.as_ref().is_some_and(|p| p.read_u64(i) != 0) || self.own.read_u64(i) != 0
+    }
+}
 
 /// What one VP's runner and the SynIC handler share.
 #[derive(Default)]
@@ -77,19 +100,37 @@ pub(crate) struct VpRun {
     wake: CondVar,
     /// Kicks received (upstream's `vp_signaled_count`).
     pub(crate) signaled: Atomic<u64>,
+    /// The stats pages until the VP is torn down. A leaf lock, taken under
+    /// `state` by the run loop's wait.
+    #[pin]
+    stats: SpinLock<Option<VpStats>>,
 }
 
 impl VpRun {
-    /// A VP that has never run.
-    pub(crate) fn new() -> Result<Arc<Self>> {
+    /// A VP that has never run, with its stats pages.
+    pub(crate) fn new(stats: Option<VpStats>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 state <- new_spinlock_irq!(RunState::default(), "VpRun::state"),
                 wake <- new_condvar!("VpRun::wake"),
                 signaled: Atomic::new(0),
+                stats <- new_spinlock!(stats, "VpRun::stats"),
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Takes the stats pages away (teardown), for the caller to unmap.
+    pub(crate) fn take_stats(&self) -> Option<VpStats> {
+        self.stats.lock().take()
+    }
+
+    /// `ROOT_DISPATCH_THREAD_BLOCKED` of the VP (false without stats).
+    pub(super) fn dispatch_thread_blocked(&self) -> bool {
+        self.stats
+            .lock()
+            .as_ref()
+            .is_some_and(VpStats::dispatch_thread_blocked)
     }
 
     /// The hypervisor signalled the VP runnable. Hard-IRQ safe.
@@ -135,11 +176,14 @@ impl VpRun {
         false
     }
 
-    /// Sleeps while the VP is blocked and not kicked. `false` if a signal
-    /// interrupted the sleep (the VP stays blocked).
+    /// Sleeps while the VP is blocked and not kicked, or kicked while the
+    /// hypervisor still says its dispatch thread is blocked (a signal left
+    /// over from an earlier wake-up; the next one follows the counter's
+    /// clearing). `false` if a signal interrupted the sleep (the VP stays
+    /// blocked).
     fn wait_runnable(&self) -> bool {
         let mut st = self.state.lock();
-        while st.blocked && !st.kicked {
+        while st.blocked && !(st.kicked && !self.dispatch_thread_blocked()) {
             if self.wake.wait_interruptible(&mut st) {
                 return false;
             }

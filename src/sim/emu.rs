@@ -188,6 +188,9 @@ impl Emulator {
             abi::HVCALL_DELETE_VP => get::<abi::HvInputVp>(input, 0)
                 .map(|i| simple(self.sim.delete_vp(i.partition_id, i.vp_index))),
             abi::HVCALL_MAP_VP_STATE_PAGE => self.map_vp_state_page(input, output),
+            abi::HVCALL_MAP_STATS_PAGE | abi::HVCALL_UNMAP_STATS_PAGE => {
+                self.stats_page(code, input, output)
+            }
             abi::HVCALL_UNMAP_VP_STATE_PAGE => {
                 get::<abi::HvInputUnmapVpStatePage>(input, 0).map(|i| {
                     match crate::tlfs::VpPage::from_raw(i.page_type) {
@@ -320,6 +323,29 @@ impl Emulator {
             .map_vp_state_page(i.partition_id, i.vp_index, page)
             .map_err(|e| fail(e.0))?;
         abi::write_at(output, 0, &pfn).ok_or(fail(status::INVALID_PARAMETER))?;
+        Ok((status::SUCCESS, 0))
+    }
+
+    /// `HVCALL_MAP_STATS_PAGE` / `HVCALL_UNMAP_STATS_PAGE` of a VP's SELF
+    /// or PARENT area (other stats objects are not modelled:
+    /// `INVALID_PARAMETER`).
+    fn stats_page(&self, code: u16, input: &[u8], output: &mut [u8]) -> Result<Outcome, Outcome> {
+        let i: abi::HvInputStatsPage = get(input, 0)?;
+        let id = i.identity;
+        if i.object_type != abi::HV_STATS_OBJECT_VP
+            || i.padding != 0
+            || id.flags != 0
+            || id.reserved != 0
+        {
+            return Err(fail(status::INVALID_PARAMETER));
+        }
+        let pfn = self
+            .sim
+            .stats_page(id.partition_id, id.vp_index, id.stats_area_type)
+            .map_err(|e| fail(e.0))?;
+        if code == abi::HVCALL_MAP_STATS_PAGE {
+            abi::write_at(output, 0, &pfn).ok_or(fail(status::INVALID_PARAMETER))?;
+        }
         Ok((status::SUCCESS, 0))
     }
 

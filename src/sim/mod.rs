@@ -646,10 +646,58 @@ impl Sim {
                 .take()
                 .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
         }
+        // Stats start at zero (pool pages come back used).
+        for &pfn in &pages[vp::STATS_SELF_PAGE..=vp::STATS_PARENT_PAGE] {
+            // SAFETY: a pool page just taken for this VP: nobody else
+            // reaches it.
+            unsafe { (*crate::sys::page::direct_map_u64s(pfn)).fill(0) };
+        }
+        new_vp
+            .stats_pfn
+            .store(pages[vp::STATS_PARENT_PAGE], Relaxed);
         inner
             .vps
             .insert(node.into_node(vp, VpEntry { vp: new_vp, pages }));
         Ok(())
+    }
+
+    /// The pfns of VP `vp`'s SELF and PARENT stats pages (KUnit).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn vp_stats_pfns(&self, pt: u64, vp: u32) -> HvResult<(u64, u64)> {
+        Ok((
+            self.stats_page(pt, vp, abi::HV_STATS_AREA_SELF)?,
+            self.stats_page(pt, vp, abi::HV_STATS_AREA_PARENT)?,
+        ))
+    }
+
+    /// Sets VP `vp`'s `ROOT_DISPATCH_THREAD_BLOCKED` (KUnit).
+    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+    pub(crate) fn set_vp_dispatch_thread_blocked(
+        &self,
+        pt: u64,
+        vp: u32,
+        blocked: bool,
+    ) -> HvResult {
+        let (part, vp) = self.vp_of(pt, vp)?;
+        let _inner = part.inner.lock();
+        vp::set_dispatch_thread_blocked(&vp, blocked);
+        Ok(())
+    }
+
+    /// `HVCALL_MAP_STATS_PAGE` (and its unmap, which only checks): the pfn
+    /// of VP `vp`'s SELF or PARENT stats page.
+    pub(crate) fn stats_page(&self, pt: u64, vp: u32, area: u8) -> HvResult<u64> {
+        let part = self.partition(pt)?;
+        let inner = part.inner.lock();
+        let entry = inner
+            .vps
+            .get(&vp)
+            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        match area {
+            abi::HV_STATS_AREA_SELF => Ok(entry.pages[vp::STATS_SELF_PAGE]),
+            abi::HV_STATS_AREA_PARENT => Ok(entry.pages[vp::STATS_PARENT_PAGE]),
+            _ => Err(HvError(status::INVALID_PARAMETER)),
+        }
     }
 
     pub(crate) fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {

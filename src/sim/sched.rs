@@ -174,8 +174,16 @@ fn can_run(vp: &Vp) -> bool {
 pub(crate) fn wake(part: &Arc<Partition>, vp: &Arc<Vp>) {
     match part.sched.kind {
         Scheduler::Root => {
-            if !vp::runnable(vp) || !vp.blocked.xchg(false, Relaxed) {
+            if !vp::runnable(vp) || !vp.blocked.xchg(false, Full) {
                 return;
+            }
+            {
+                // The dispatch thread may go on: cleared before the signal
+                // (the root waits for both).
+                let inner = part.inner.lock();
+                if inner.vp_message_page(vp).is_some() {
+                    vp::set_dispatch_thread_blocked(vp, false);
+                }
             }
             {
                 // Counted under the lock `DISPATCH_SUSPEND` is written

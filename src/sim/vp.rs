@@ -45,19 +45,25 @@ use kernel::{
     new_spinlock,
     prelude::*,
     sync::{
-        atomic::{Atomic, Relaxed},
+        atomic::{Atomic, Relaxed, Release},
         Arc, SpinLock,
     },
     transmute::AsBytes,
 };
 
 /// Pool pages a VP costs: its register page, its intercept message page and
-/// two pages standing for the hypervisor's own VP structures.
+/// its two stats pages (SELF and PARENT), which also stand for the
+/// hypervisor's own VP structures.
 pub(crate) const VP_PAGES: usize = 4;
 /// Index in a VP's pages of the register page (`HV_VP_STATE_PAGE_REGISTERS`).
 pub(crate) const REGISTER_PAGE: usize = 0;
 /// Index in a VP's pages of the intercept message page.
 pub(crate) const MESSAGE_PAGE: usize = 1;
+/// Index in a VP's pages of its SELF stats page (`HVCALL_MAP_STATS_PAGE`).
+pub(crate) const STATS_SELF_PAGE: usize = 2;
+/// Index in a VP's pages of its PARENT stats page, where the root scheduler
+/// keeps `ROOT_DISPATCH_THREAD_BLOCKED`.
+pub(crate) const STATS_PARENT_PAGE: usize = 3;
 /// Instructions per interpreter run between signal checks.
 const CHUNK: u64 = 1 << 16;
 /// Instructions per interpreter run while an interrupt is pending but masked,
@@ -93,6 +99,8 @@ pub(crate) struct Vp {
     /// Its last dispatch answered BLOCKED and no signal was sent since:
     /// the next event that makes it runnable sends one. Set under `lapic`.
     pub(crate) blocked: Atomic<bool>,
+    /// Its PARENT stats page (set at creation, before the VP is visible).
+    pub(crate) stats_pfn: Atomic<u64>,
     /// Core scheduler: a runner exists for it (`sched`'s module
     /// documentation says how ownership passes).
     pub(crate) core_owned: Atomic<bool>,
@@ -118,6 +126,7 @@ impl Vp {
                 regs <- new_spinlock!(regs, "mshv_rs_sim_vp_regs"),
                 lapic <- new_spinlock!(apic, "mshv_rs_sim_vp_lapic"),
                 blocked: Atomic::new(false),
+                stats_pfn: Atomic::new(0),
                 core_owned: Atomic::new(false),
                 held_kick: Atomic::new(false),
                 state <- new_spinlock!(state, "mshv_rs_sim_vp_state"),
@@ -561,6 +570,33 @@ pub(crate) enum Leave {
     Ready,
 }
 
+/// Writes `ROOT_DISPATCH_THREAD_BLOCKED` of `vp` into its PARENT stats page.
+/// The caller keeps the VP's pages lent to it: the VP is in a slice, or the
+/// caller holds the partition's lock and found the VP there.
+pub(crate) fn set_dispatch_thread_blocked(vp: &Vp, blocked: bool) {
+    let off = abi::HV_VP_COUNTER_ROOT_DISPATCH_THREAD_BLOCKED * 8;
+    // SAFETY: the page is the VP's PARENT stats page, lent to it by the
+    // pool (caller's promise); the counter is within it.
+    unsafe {
+        page::write(
+            vp.stats_pfn.load(Relaxed),
+            off,
+            &u64::from(blocked).to_le_bytes(),
+        )
+    };
+}
+
+/// The VP's dispatch answers BLOCKED (root scheduler): the dispatch thread
+/// is blocked until the VP is signalled ([`super::sched::wake`] clears the
+/// counter first). Called during the VP's slice or dispatch.
+fn block(part: &Partition, vp: &Vp) {
+    if part.sched.kind == super::sched::Scheduler::Root {
+        set_dispatch_thread_blocked(vp, true);
+    }
+    // After the counter: a waker that sees `blocked` sees the counter set.
+    vp.blocked.store(true, Release);
+}
+
 /// Whether `vp` could run now (not halted with nothing deliverable, not
 /// explicitly or dispatch-suspended).
 pub(crate) fn runnable(vp: &Vp) -> bool {
@@ -586,7 +622,7 @@ fn interrupts(part: &Partition, vp: &Vp, msg_pfn: u64) -> core::result::Result<I
     let pending = {
         let apic = vp.lapic.lock();
         if apic.halted && apic.pending(enabled).is_none() {
-            vp.blocked.store(true, Relaxed);
+            block(part, vp);
             return Err(Leave::Blocked);
         }
         match apic.pending(enabled) {
@@ -655,7 +691,7 @@ pub(crate) fn dispatch(
     vp.blocked.store(false, Relaxed);
     let leave = slice(part, vp, msg_pfn);
     if leave.is_none() {
-        vp.blocked.store(true, Relaxed);
+        block(part, vp);
     }
     Ok(match leave {
         None => (

@@ -128,6 +128,18 @@ impl HvPageMap {
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.addr
     }
+
+    /// The `index`th little-endian `u64` of the page, read once (the
+    /// hypervisor writes it concurrently); 0 past the page.
+    pub(crate) fn read_u64(&self, index: usize) -> u64 {
+        if index >= 4096 / 8 {
+            return 0;
+        }
+        // SAFETY: by the invariant `addr` maps 4 KiB; `index` is within it
+        // and the page start is 8-aligned.
+        let v = unsafe { core::ptr::read_volatile(self.addr.cast::<u64>().add(index)) };
+        u64::from_le(v)
+    }
 }
 
 impl Drop for HvPageMap {

@@ -64,6 +64,21 @@ pub(crate) const HVCALL_POST_MESSAGE_DIRECT: u16 = 0x00c1;
 pub(crate) const HVCALL_DISPATCH_VP: u16 = 0x00c2;
 /// `HVCALL_GET_GPA_PAGES_ACCESS_STATES`.
 pub(crate) const HVCALL_GET_GPA_PAGES_ACCESS_STATES: u16 = 0x00c9;
+/// `HVCALL_MAP_STATS_PAGE`: a stats page the hypervisor provides.
+pub(crate) const HVCALL_MAP_STATS_PAGE: u16 = 0x006c;
+/// `HVCALL_UNMAP_STATS_PAGE`.
+pub(crate) const HVCALL_UNMAP_STATS_PAGE: u16 = 0x006d;
+/// `HV_STATS_OBJECT_VP` (`enum hv_stats_object_type`).
+pub(crate) const HV_STATS_OBJECT_VP: u32 = 0x0001_0002;
+/// `HV_STATS_AREA_SELF`: the counters the partition itself sees.
+pub(crate) const HV_STATS_AREA_SELF: u8 = 0;
+/// `HV_STATS_AREA_PARENT`: the counters its parent (the root) sees; older
+/// hypervisors refuse it with `INVALID_PARAMETER` (then SELF has them all).
+pub(crate) const HV_STATS_AREA_PARENT: u8 = 1;
+/// Index of the VP counter `ROOT_DISPATCH_THREAD_BLOCKED` (x86) in a stats
+/// page's `u64` array: nonzero while the VP's root dispatch thread must not
+/// be resumed (root scheduler).
+pub(crate) const HV_VP_COUNTER_ROOT_DISPATCH_THREAD_BLOCKED: usize = 202;
 /// `HVCALL_MAP_VP_STATE_PAGE`.
 pub(crate) const HVCALL_MAP_VP_STATE_PAGE: u16 = 0x00e1;
 /// `HVCALL_UNMAP_VP_STATE_PAGE`.
@@ -760,6 +775,35 @@ pub(crate) struct HvInputMapVpStatePage {
     pub(crate) requested_map_location: u64,
 }
 
+/// `union hv_stats_object_identity`, VP form (`hv_stats_vp`).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvStatsVpIdentity {
+    /// Partition.
+    pub(crate) partition_id: u64,
+    /// VP index.
+    pub(crate) vp_index: u32,
+    /// Flags (zero).
+    pub(crate) flags: u16,
+    /// Reserved.
+    pub(crate) reserved: u8,
+    /// `HV_STATS_AREA_*`.
+    pub(crate) stats_area_type: u8,
+}
+
+/// `struct hv_input_map_stats_page` and `hv_input_unmap_stats_page` (the
+/// same layout), for a VP's stats.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct HvInputStatsPage {
+    /// `HV_STATS_OBJECT_*`.
+    pub(crate) object_type: u32,
+    /// Padding.
+    pub(crate) padding: u32,
+    /// Which object and area.
+    pub(crate) identity: HvStatsVpIdentity,
+}
+
 /// `struct hv_input_unmap_vp_state_page`.
 #[repr(C, packed)]
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -1170,6 +1214,8 @@ plain_old_data!(
     HvInputVp,
     HvInputMapVpStatePage,
     HvInputUnmapVpStatePage,
+    HvStatsVpIdentity,
+    HvInputStatsPage,
     HvInputUnmapGpaPages,
     HvInputAssertVirtualInterrupt,
     HvInputGetGpaPagesAccessState,
@@ -1206,6 +1252,8 @@ const _: () = {
     assert!(size_of::<HvInputVp>() == 16);
     assert!(size_of::<HvInputMapVpStatePage>() == 24);
     assert!(size_of::<HvInputUnmapVpStatePage>() == 16);
+    assert!(size_of::<HvStatsVpIdentity>() == 16);
+    assert!(size_of::<HvInputStatsPage>() == 24);
     assert!(size_of::<HvInputUnmapGpaPages>() == 24);
     assert!(size_of::<HvInputAssertVirtualInterrupt>() == 32);
     assert!(size_of::<HvInputGetGpaPagesAccessState>() == 24);
