@@ -183,7 +183,7 @@ impl VpRun {
     /// blocked).
     fn wait_runnable(&self) -> bool {
         let mut st = self.state.lock();
-        while st.blocked && !(st.kicked && !self.dispatch_thread_blocked()) {
+        while st.blocked && (!st.kicked || self.dispatch_thread_blocked()) {
             if self.wake.wait_interruptible(&mut st) {
                 return false;
             }
