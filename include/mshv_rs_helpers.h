@@ -211,6 +211,12 @@ void mshv_rs_pfn_read(u64 pfn, unsigned int off, void *buf, unsigned int len);
 void mshv_rs_pfn_write(u64 pfn, unsigned int off, const void *buf, unsigned int len);
 /* A zeroed page; its pfn, or 0 on failure. Free with mshv_rs_free_pfn(). */
 u64 mshv_rs_alloc_pfn(gfp_t gfp);
+/*
+ * 2^@order zeroed, physically contiguous pages, split so that each is freed
+ * with mshv_rs_free_pfn(); the first pfn, or 0. Orders above 0 neither
+ * retry hard nor warn.
+ */
+u64 mshv_rs_alloc_pfns(gfp_t gfp, unsigned int order);
 void mshv_rs_free_pfn(u64 pfn);
 
 /* ---- eventfd ------------------------------------------------------------- */

@@ -68,6 +68,21 @@ impl Reader for InjectCallPending {
     }
 }
 
+/// `sim/inject_contiguous`: writing 1 arms it; reading shows how many
+/// `CREATE_VP` calls it refused.
+struct InjectContiguous(Arc<Sim>);
+
+impl Reader for InjectContiguous {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [arm] = read_numbers::<1>(r)?;
+        if arm != 1 {
+            return Err(EINVAL);
+        }
+        self.0.inject_contiguous();
+        Ok(())
+    }
+}
+
 /// `sim/inject_hold_kick`.
 struct InjectHoldKick(Arc<Sim>);
 
@@ -175,6 +190,11 @@ fn show_synic(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "violations {}", s.violations.load(Relaxed))
 }
 
+/// `sim/injected`: what the injections did.
+fn show_injected(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "contiguous_refused {}", sim.contiguous_refused())
+}
+
 fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = &sim.sched;
     writeln!(f, "scheduler_type {}", s.kind.hv_type())?;
@@ -206,9 +226,13 @@ pub(crate) struct Global {
     #[pin]
     hold_kick: File<InjectHoldKick>,
     #[pin]
+    contiguous: File<InjectContiguous>,
+    #[pin]
     synic: File<Arc<Sim>>,
     #[pin]
     sched: File<Arc<Sim>>,
+    #[pin]
+    injected: File<Arc<Sim>>,
     _dir: Dir,
 }
 
@@ -223,8 +247,10 @@ impl Global {
         let finalize = InjectFinalize(source.clone());
         let call_pending = InjectCallPending(source.clone());
         let hold_kick = InjectHoldKick(source.clone());
+        let contiguous = InjectContiguous(source.clone());
         let counters = source.clone();
         let sched = source.clone();
+        let injected = source.clone();
         // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
         // Best effort, like the other files.
         let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
@@ -239,8 +265,10 @@ impl Global {
                 finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                 call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),
                 hold_kick <- dir.write_only_file(c"inject_hold_kick", hold_kick),
+                contiguous <- dir.write_only_file(c"inject_contiguous", contiguous),
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),
                 sched <- dir.read_callback_file(c"sched", sched, &show_sched),
+                injected <- dir.read_callback_file(c"injected", injected, &show_injected),
                 _dir: dir,
             }? Error),
             GFP_KERNEL,

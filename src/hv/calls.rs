@@ -35,7 +35,20 @@ pub(crate) const UNMAP_TRIES: usize = 3;
 /// Deposit pfns per input page: 8-byte header.
 pub(crate) const DEPOSIT_BATCH: usize = reps_per_page(8, 8);
 
-/// Allocates `pages` zeroed pages (charged to the caller's memory cgroup)
+/// The order of the block to try first for `want` (> 0) more deposit
+/// pages: the highest whose block does not exceed `want`, as upstream's
+/// `hv_call_deposit_pages` allocates (so a `*_CONTIGUOUS_*` shortage of 8
+/// pages gets one 8-page block when memory allows).
+pub(crate) const fn deposit_order(want: usize) -> u32 {
+    if want <= 1 {
+        0
+    } else {
+        usize::BITS - 1 - want.leading_zeros()
+    }
+}
+
+/// Allocates `pages` zeroed pages (charged to the caller's memory cgroup),
+/// in blocks of the highest order that succeeds (see [`deposit_order`]),
 /// and deposits them into partition `pt`. Sleeps; never call under a region
 /// lock. Reschedules between batches and stops with `EINTR` on a fatal
 /// signal (pages already deposited stay with the partition, whose teardown
@@ -48,11 +61,18 @@ pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
         }
         let n = left.min(DEPOSIT_BATCH);
         let mut owned = KVec::with_capacity(n, GFP_KERNEL)?;
+        while owned.len() < n {
+            let mut order = deposit_order(n - owned.len());
+            while let Err(e) = OwnedPage::new_run(order, &mut owned) {
+                if order == 0 {
+                    return Err(e);
+                }
+                order -= 1;
+            }
+        }
         let mut pfns = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            let page = OwnedPage::new()?;
+        for page in owned.iter() {
             pfns.push(page.pfn(), GFP_KERNEL)?;
-            owned.push(page, GFP_KERNEL)?;
         }
         hv.deposit(pt, &pfns)?;
         if pt != abi::HV_PARTITION_ID_SELF {
@@ -114,6 +134,8 @@ pub(crate) fn retry_with_deposit<T>(
                     | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => {
                         (abi::HV_PARTITION_ID_SELF, need)
                     }
+                    // One contiguous block, as upstream deposits it.
+                    status::INSUFFICIENT_CONTIGUOUS_MEMORY => (pt, need),
                     _ => (pt, need.max(MAP_DEPOSIT_PAGES)),
                 };
                 deposit(hv, target, pages)?;
@@ -237,5 +259,40 @@ pub(crate) fn unmap_batched(
 impl From<RepError> for HvError {
     fn from(e: RepError) -> HvError {
         e.error
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_hv_calls)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deposit_order_edges() {
+        // The largest block that does not exceed what is still wanted.
+        for (want, order) in [
+            (0, 0),
+            (1, 0),
+            (2, 1),
+            (3, 1),
+            (7, 2),
+            (8, 3),
+            (9, 3),
+            (255, 7),
+            (256, 8),
+            (DEPOSIT_BATCH, 8),
+            (usize::MAX, usize::BITS - 1),
+        ] {
+            assert_eq!((want, deposit_order(want)), (want, order));
+        }
+        // A request is covered by blocks of falling orders with no overshoot:
+        // 511 = 256 + 128 + 64 + 32 + 16 + 8 + 4 + 2 + 1.
+        let (mut left, mut blocks) = (DEPOSIT_BATCH, KVec::new());
+        while left > 0 {
+            let o = deposit_order(left);
+            let _ = blocks.push(o, GFP_KERNEL);
+            left -= 1 << o;
+        }
+        assert_eq!(&blocks[..], &[8, 7, 6, 5, 4, 3, 2, 1, 0]);
     }
 }

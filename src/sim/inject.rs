@@ -55,6 +55,30 @@ pub(crate) const fn failing_rep(r: u64, reps: usize) -> usize {
     }
 }
 
+/// Whether `pfns` (in deposit order) hold `n` consecutive entries that are
+/// `n` physically consecutive pages starting at a multiple of `n`: one
+/// naturally aligned block, as a contiguous allocation of that size gives.
+pub(crate) fn has_aligned_run(pfns: &[u64], n: usize) -> bool {
+    if n == 0 {
+        return true;
+    }
+    pfns.windows(n)
+        .any(|w| w[0] % n as u64 == 0 && w.iter().enumerate().all(|(k, &p)| p == w[0] + k as u64))
+}
+
+/// States of the contiguous-memory injection ([`Inject::set_contiguous`]).
+const CONTIG_OFF: u32 = 0;
+/// The next `CREATE_VP` is refused.
+const CONTIG_ARMED: u32 = 1;
+/// `CREATE_VP` is refused until a deposit brings a contiguous block.
+const CONTIG_WAITING: u32 = 2;
+/// A block came: the next `CREATE_VP` goes through.
+const CONTIG_MET: u32 = 3;
+
+/// Pages of the block `INSUFFICIENT_CONTIGUOUS_MEMORY` asks for (upstream's
+/// `HV_MAX_CONTIGUOUS_ALLOCATION_PAGES`).
+pub(crate) const CONTIGUOUS_PAGES: usize = 8;
+
 /// Pending injected failures.
 pub(crate) struct Inject {
     /// How many of the next map/create calls fail with INSUFFICIENT_MEMORY.
@@ -74,6 +98,11 @@ pub(crate) struct Inject {
     /// Free root-pool pages `CREATE_PARTITION` needs and takes (0: none),
     /// answering `INSUFFICIENT_ROOT_MEMORY` while they are missing.
     root_pages: Atomic<u32>,
+    /// `CONTIG_*`: `CREATE_VP` answers `INSUFFICIENT_CONTIGUOUS_MEMORY`
+    /// until a deposit brings an aligned block of [`CONTIGUOUS_PAGES`].
+    contiguous: Atomic<u32>,
+    /// `CREATE_VP` calls refused that way.
+    pub(crate) contiguous_refused: Atomic<u64>,
 }
 
 impl Inject {
@@ -87,6 +116,44 @@ impl Inject {
             finalize: Atomic::new(0),
             call_pending: Atomic::new(0),
             root_pages: Atomic::new(0),
+            contiguous: Atomic::new(CONTIG_OFF),
+            contiguous_refused: Atomic::new(0),
+        }
+    }
+
+    /// Makes the next `CREATE_VP` answer `INSUFFICIENT_CONTIGUOUS_MEMORY`,
+    /// and every later one too until a deposit (into any partition) brings
+    /// a naturally aligned block of [`CONTIGUOUS_PAGES`] pages.
+    pub(crate) fn set_contiguous(&self) {
+        self.contiguous.store(CONTIG_ARMED, Relaxed);
+    }
+
+    /// Whether this `CREATE_VP` is refused for want of contiguous memory.
+    pub(crate) fn contiguous_refuses(&self) -> bool {
+        let refuse = match self.contiguous.load(Relaxed) {
+            CONTIG_ARMED => {
+                self.contiguous.store(CONTIG_WAITING, Relaxed);
+                true
+            }
+            CONTIG_WAITING => true,
+            CONTIG_MET => {
+                self.contiguous.store(CONTIG_OFF, Relaxed);
+                false
+            }
+            _ => false,
+        };
+        if refuse {
+            self.contiguous_refused.fetch_add(1, Relaxed);
+        }
+        refuse
+    }
+
+    /// A deposit of `pfns` arrived.
+    pub(crate) fn deposited(&self, pfns: &[u64]) {
+        if self.contiguous.load(Relaxed) == CONTIG_WAITING
+            && has_aligned_run(pfns, CONTIGUOUS_PAGES)
+        {
+            self.contiguous.store(CONTIG_MET, Relaxed);
         }
     }
 
@@ -204,6 +271,35 @@ impl Inject {
 #[kernel::prelude::kunit_tests(mshv_rs_sim_inject)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aligned_runs() {
+        assert!(has_aligned_run(&[8, 9, 10, 11, 12, 13, 14, 15], 8));
+        assert!(has_aligned_run(&[3, 16, 17, 18, 19, 20, 21, 22, 23, 5], 8));
+        // Consecutive but not aligned, aligned but with a gap, too short,
+        // out of order.
+        assert!(!has_aligned_run(&[9, 10, 11, 12, 13, 14, 15, 16], 8));
+        assert!(!has_aligned_run(&[8, 9, 10, 11, 12, 13, 14, 16], 8));
+        assert!(!has_aligned_run(&[8, 9, 10, 11, 12, 13, 14], 8));
+        assert!(!has_aligned_run(&[15, 14, 13, 12, 11, 10, 9, 8], 8));
+        assert!(has_aligned_run(&[], 0));
+        assert!(has_aligned_run(&[7], 1));
+    }
+
+    #[test]
+    fn contiguous_state_machine() {
+        let i = Inject::new();
+        assert!(!i.contiguous_refuses());
+        i.set_contiguous();
+        assert!(i.contiguous_refuses());
+        assert!(i.contiguous_refuses());
+        i.deposited(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(i.contiguous_refuses());
+        i.deposited(&[64, 65, 66, 67, 68, 69, 70, 71]);
+        assert!(!i.contiguous_refuses());
+        assert!(!i.contiguous_refuses());
+        assert_eq!(i.contiguous_refused.load(Relaxed), 3);
+    }
 
     #[test]
     fn prng_sequence() {

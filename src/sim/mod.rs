@@ -342,6 +342,16 @@ impl Sim {
         self.inject.set_no_memory(count);
     }
 
+    /// Makes `CREATE_VP` want a contiguous block ([`inject::Inject::set_contiguous`]).
+    pub(crate) fn inject_contiguous(&self) {
+        self.inject.set_contiguous();
+    }
+
+    /// `CREATE_VP` calls refused for want of contiguous memory.
+    pub(crate) fn contiguous_refused(&self) -> u64 {
+        self.inject.contiguous_refused.load(Relaxed)
+    }
+
     /// Makes the next map or unmap call fail with `status` after `rep` reps
     /// (the first `rep` reps take effect). A call with at most `rep` reps
     /// completes normally; either way the request is consumed. Status 0
@@ -601,6 +611,7 @@ impl Sim {
         if pfns.len() > MAX_REPS {
             return Err(HvError(status::INVALID_PARAMETER));
         }
+        self.inject.deposited(pfns);
         if pt == abi::HV_PARTITION_ID_SELF {
             return deposit_locked(&self.root_pool, root_pool, pfns);
         }
@@ -635,6 +646,9 @@ impl Sim {
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
         check(inner)?;
+        if self.inject.contiguous_refuses() {
+            return Err(HvError(status::INSUFFICIENT_CONTIGUOUS_MEMORY));
+        }
         if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
             return Err(HvError(status::INSUFFICIENT_MEMORY));
         }

@@ -207,6 +207,7 @@ extern "C" {
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
     pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
+    pub(crate) fn mshv_rs_alloc_pfns(gfp: c_uint, order: c_uint) -> u64;
     pub(crate) fn mshv_rs_free_pfn(pfn: u64);
 
     pub(crate) fn mshv_rs_signal_pending() -> bool;

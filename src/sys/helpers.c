@@ -723,6 +723,21 @@ u64 mshv_rs_alloc_pfn(gfp_t gfp)
 	return page ? page_to_pfn(page) : 0;
 }
 
+u64 mshv_rs_alloc_pfns(gfp_t gfp, unsigned int order)
+{
+	struct page *page;
+
+	/* A higher order is an attempt: the caller falls back to a lower one. */
+	if (order)
+		gfp |= __GFP_NORETRY | __GFP_NOWARN;
+	page = alloc_pages(gfp | __GFP_ZERO, order);
+	if (!page)
+		return 0;
+	/* Each page is freed on its own (mshv_rs_free_pfn). */
+	split_page(page, order);
+	return page_to_pfn(page);
+}
+
 void mshv_rs_free_pfn(u64 pfn)
 {
 	__free_page(pfn_to_page(pfn));

@@ -9,7 +9,8 @@ use kernel::{ffi::c_void, prelude::*};
 ///
 /// # Invariants
 ///
-/// `pfn` was returned by `mshv_rs_alloc_pfn` and is freed exactly once, on drop
+/// `pfn` was returned by `mshv_rs_alloc_pfn` (or is a page of a split run
+/// from `mshv_rs_alloc_pfns`) and is freed exactly once, on drop
 /// (or handed over with [`OwnedPage::into_pfn`]).
 pub(crate) struct OwnedPage {
     pfn: u64,
@@ -26,6 +27,28 @@ impl OwnedPage {
         }
         // INVARIANT: `pfn` is a fresh allocation.
         Ok(Self { pfn })
+    }
+
+    /// Allocates `1 << order` physically contiguous zeroed pages (the
+    /// first naturally aligned), charged to the caller's memory cgroup, and
+    /// appends them to `out`, each owned on its own. A higher order that is
+    /// not available fails at once (`ENOMEM`, no warning): the caller tries
+    /// a lower one. May sleep.
+    pub(crate) fn new_run(order: u32, out: &mut KVec<OwnedPage>) -> Result {
+        let n = 1usize << order;
+        out.reserve(n, GFP_KERNEL)?;
+        // SAFETY: plain allocation; GFP_KERNEL_ACCOUNT may sleep, which the
+        // callers allow.
+        let first = unsafe { ffi::mshv_rs_alloc_pfns(kernel::bindings::GFP_KERNEL_ACCOUNT, order) };
+        if first == 0 {
+            return Err(ENOMEM);
+        }
+        for pfn in first..first + n as u64 {
+            // INVARIANT: the run was split: each page is a fresh allocation
+            // of its own. Cannot fail: the room was reserved above.
+            let _ = out.push_within_capacity(Self { pfn });
+        }
+        Ok(())
     }
 
     /// The page's address in the direct map (4 KiB, owned by `self`).

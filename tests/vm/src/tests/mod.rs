@@ -181,6 +181,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "deposit_contiguous_block",
+        func: sim::deposit_contiguous_block,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_is_retried",
         func: sim::injected_no_memory_is_retried,
         timeout: 300,

@@ -124,6 +124,54 @@ fn remove_regions_expect_empty_slat(fail_at_rep: Option<&str>) -> TResult {
     Ok(())
 }
 
+/// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_MEMORY` on CREATE_VP (the emulator's
+/// `sim/inject_contiguous`: refused until a deposit brings a naturally
+/// aligned block of 8 physically consecutive pages). The driver answers as
+/// upstream's `hv_deposit_memory` does, with one 8-page block of one
+/// allocation (order 3), so the VP is created after exactly one refusal and
+/// one 8-page deposit. Pages allocated one by one would rarely form such a
+/// block, and the call would be refused again.
+pub fn deposit_contiguous_block() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let injected = || -> TResult<u64> {
+        let path = mshv_debugfs().join("sim").join("injected");
+        if !present(&path)? {
+            return Err(debugfs_missing(&path, true));
+        }
+        Ok(read_kv(&path).ctx("sim/injected")?["contiguous_refused"])
+    };
+    // What a CREATE_VP deposits anyway (the driver's pre-deposit, as
+    // upstream's), measured on VP 1.
+    let d = live_objects()?["deposited_pages"];
+    let _vp1 = p.vcpu(1)?;
+    let usual = live_objects()?["deposited_pages"] - d;
+    let r0 = injected()?;
+    let d0 = live_objects()?["deposited_pages"];
+    inject("inject_contiguous", "1")?;
+    let vcpu = p.vcpu(0);
+    let r1 = injected()?;
+    let d1 = live_objects()?["deposited_pages"];
+    let vcpu = vcpu?;
+    note!(
+        "CREATE_VP refused {} time(s); {} pages deposited ({usual} without the injection)",
+        r1 - r0,
+        d1 - d0
+    );
+    ensure_eq!(r1 - r0, 1, "CREATE_VP refusals for want of contiguous memory");
+    ensure_eq!(
+        d1 - d0,
+        usual + 8,
+        "pages deposited: the usual ones, then one 8-page block"
+    );
+    // The VP works (a word in the monitor's code region, past its code).
+    let mut m = Monitor::start(&vcpu)?;
+    m.write(0x8000, 0xb10c)?;
+    ensure_eq!(m.read(0x8000)?, 0xb10c, "guest read back");
+    Ok(())
+}
+
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
