@@ -83,6 +83,19 @@ impl Reader for InjectContiguous {
     }
 }
 
+/// `sim/inject_call`: `code status rep count` (any call code; 0 disarms).
+struct InjectCall(Arc<Sim>);
+
+impl Reader for InjectCall {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [code, status, rep, count] = read_numbers::<4>(r)?;
+        let small = |v: u64| u16::try_from(v).map_err(|_| EINVAL);
+        self.0
+            .inject_call_failure(small(code)?, small(status)?, small(rep)?, small(count)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_hold_kick`.
 struct InjectHoldKick(Arc<Sim>);
 
@@ -192,7 +205,8 @@ fn show_synic(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 /// `sim/injected`: what the injections did.
 fn show_injected(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    writeln!(f, "contiguous_refused {}", sim.contiguous_refused())
+    writeln!(f, "contiguous_refused {}", sim.contiguous_refused())?;
+    writeln!(f, "call_failures {}", sim.call_failures())
 }
 
 fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +242,8 @@ pub(crate) struct Global {
     #[pin]
     contiguous: File<InjectContiguous>,
     #[pin]
+    call: File<InjectCall>,
+    #[pin]
     synic: File<Arc<Sim>>,
     #[pin]
     sched: File<Arc<Sim>>,
@@ -248,6 +264,7 @@ impl Global {
         let call_pending = InjectCallPending(source.clone());
         let hold_kick = InjectHoldKick(source.clone());
         let contiguous = InjectContiguous(source.clone());
+        let call = InjectCall(source.clone());
         let counters = source.clone();
         let sched = source.clone();
         let injected = source.clone();
@@ -266,6 +283,7 @@ impl Global {
                 call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),
                 hold_kick <- dir.write_only_file(c"inject_hold_kick", hold_kick),
                 contiguous <- dir.write_only_file(c"inject_contiguous", contiguous),
+                call <- dir.write_only_file(c"inject_call", call),
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),
                 sched <- dir.read_callback_file(c"sched", sched, &show_sched),
                 injected <- dir.read_callback_file(c"injected", injected, &show_injected),

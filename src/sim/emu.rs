@@ -27,7 +27,10 @@
 //! Calls run with the emulator's page pair locked (a spinlock, like the
 //! per-CPU hypercall pages with interrupts off); nothing in them sleeps.
 
-use super::Sim;
+use super::{
+    inject::{self, CallFailure},
+    Sim,
+};
 use crate::sys::cpu;
 use crate::tlfs::{
     abi,
@@ -587,7 +590,17 @@ impl Seam for Emulator {
         p.input.fill(0);
         p.output.fill(0);
         p.input[..input.len()].copy_from_slice(input);
-        let (st, done) = self.call(c.code, c.reps, c.start, c.varhead, p);
+        let (st, done) = match self.sim.take_call_failure(c.code) {
+            None => self.call(c.code, c.reps, c.start, c.varhead, p),
+            Some((status, rep)) => match inject::call_failure_at(c.reps, c.start, rep) {
+                CallFailure::Now => (status, c.start),
+                CallFailure::NotHere => self.call(c.code, c.reps, c.start, c.varhead, p),
+                CallFailure::After(n) => match self.call(c.code, n, c.start, c.varhead, p) {
+                    (status::SUCCESS, done) if done == n => (status, n),
+                    other => other,
+                },
+            },
+        };
         let n = output.len();
         output.copy_from_slice(&p.output[..n]);
         abi::result(st, done)
@@ -604,6 +617,9 @@ impl Seam for Emulator {
         if !cpu::dispatch_context_ok() {
             pr_err!("emulator: DISPATCH_VP needs preemption disabled and interrupts enabled\n");
             return abi::result(status::OPERATION_DENIED, 0);
+        }
+        if let Some((status, _)) = self.sim.take_call_failure(c.code) {
+            return abi::result(status, 0);
         }
         let Some(i) = abi::read_at::<abi::HvInputDispatchVp>(input, 0) else {
             return bad;
@@ -627,6 +643,9 @@ impl Seam for Emulator {
     }
 
     fn fast_hypercall8(&self, code: u16, input: u64) -> u64 {
+        if let Some((status, _)) = self.sim.take_call_failure(code) {
+            return abi::result(status, 0);
+        }
         match code {
             abi::HVCALL_NOTIFY_PORT_RING_EMPTY if input >> 32 == 0 => {
                 abi::result(self.sim.synic.ring_empty(input), 0)

@@ -103,6 +103,36 @@ pub(crate) struct Inject {
     contiguous: Atomic<u32>,
     /// `CREATE_VP` calls refused that way.
     pub(crate) contiguous_refused: Atomic<u64>,
+    /// Any call code: `code << 48 | status << 32 | rep << 16 | count`, 0
+    /// when disarmed ([`Inject::set_call_failure`]).
+    call_failure: Atomic<u64>,
+    /// Calls failed that way.
+    pub(crate) call_failures: Atomic<u64>,
+}
+
+/// What [`Inject::take_call_failure`] makes of a call with `reps` reps,
+/// resumed at `start`, when the injected failure is at rep `rep`. Pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallFailure {
+    /// Fail now with no (further) rep done: a simple call, or the failing
+    /// rep is where the call resumes (or before it).
+    Now,
+    /// Run the first `reps` reps (the call's reps up to the failing one),
+    /// then fail there if they all succeeded.
+    After(u16),
+    /// The failing rep is past this call's reps: it runs normally.
+    NotHere,
+}
+
+/// See [`CallFailure`].
+pub(crate) const fn call_failure_at(reps: u16, start: u16, rep: u16) -> CallFailure {
+    if reps == 0 || rep <= start {
+        CallFailure::Now
+    } else if rep < reps {
+        CallFailure::After(rep)
+    } else {
+        CallFailure::NotHere
+    }
 }
 
 impl Inject {
@@ -118,6 +148,39 @@ impl Inject {
             root_pages: Atomic::new(0),
             contiguous: Atomic::new(CONTIG_OFF),
             contiguous_refused: Atomic::new(0),
+            call_failure: Atomic::new(0),
+            call_failures: Atomic::new(0),
+        }
+    }
+
+    /// Makes the next `count` calls of `code` (memory, fast or dispatch)
+    /// fail with `status` at rep `rep` (reps before it take effect; a
+    /// simple call fails with no side effect). Status or count 0 disarms.
+    pub(crate) fn set_call_failure(&self, code: u16, status: u16, rep: u16, count: u16) {
+        let v = if status == 0 || count == 0 {
+            0
+        } else {
+            u64::from(code) << 48 | u64::from(status) << 32 | u64::from(rep) << 16 | u64::from(count)
+        };
+        self.call_failure.store(v, Relaxed);
+    }
+
+    /// Consumes one injected failure of a call of `code`: `(status, rep)`.
+    pub(crate) fn take_call_failure(&self, code: u16) -> Option<(u16, u16)> {
+        let mut cur = self.call_failure.load(Relaxed);
+        loop {
+            if cur == 0 || (cur >> 48) as u16 != code {
+                return None;
+            }
+            let count = cur & 0xffff;
+            let next = if count <= 1 { 0 } else { cur - 1 };
+            match self.call_failure.cmpxchg(cur, next, Relaxed) {
+                Ok(_) => {
+                    self.call_failures.fetch_add(1, Relaxed);
+                    return Some(((cur >> 32) as u16, (cur >> 16) as u16));
+                }
+                Err(now) => cur = now,
+            }
         }
     }
 
@@ -271,6 +334,37 @@ impl Inject {
 #[kernel::prelude::kunit_tests(mshv_rs_sim_inject)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_failure_placement() {
+        use CallFailure::*;
+        // Simple calls fail at once.
+        assert_eq!(call_failure_at(0, 0, 0), Now);
+        assert_eq!(call_failure_at(0, 0, 5), Now);
+        // A rep call: reps before the failing one run, the rest do not.
+        assert_eq!(call_failure_at(10, 0, 0), Now);
+        assert_eq!(call_failure_at(10, 0, 1), After(1));
+        assert_eq!(call_failure_at(10, 0, 9), After(9));
+        assert_eq!(call_failure_at(10, 0, 10), NotHere);
+        assert_eq!(call_failure_at(10, 0, u16::MAX), NotHere);
+        // Resumed past or at the failing rep: fails with nothing more done.
+        assert_eq!(call_failure_at(10, 4, 4), Now);
+        assert_eq!(call_failure_at(10, 4, 2), Now);
+        assert_eq!(call_failure_at(10, 4, 5), After(5));
+    }
+
+    #[test]
+    fn call_failure_counts() {
+        let i = Inject::new();
+        i.set_call_failure(0x49, 0x71, 3, 2);
+        assert_eq!(i.take_call_failure(0x48), None);
+        assert_eq!(i.take_call_failure(0x49), Some((0x71, 3)));
+        assert_eq!(i.take_call_failure(0x49), Some((0x71, 3)));
+        assert_eq!(i.take_call_failure(0x49), None);
+        assert_eq!(i.call_failures.load(Relaxed), 2);
+        i.set_call_failure(0x49, 0, 3, 2);
+        assert_eq!(i.take_call_failure(0x49), None);
+    }
 
     #[test]
     fn aligned_runs() {

@@ -61,7 +61,7 @@ mod access;
 pub(crate) mod cpu;
 pub(crate) mod emu;
 mod hvcall;
-mod inject;
+pub(crate) mod inject;
 mod intercept;
 mod irq;
 #[allow(unreachable_pub, dead_code)]
@@ -345,6 +345,22 @@ impl Sim {
     /// Makes `CREATE_VP` want a contiguous block ([`inject::Inject::set_contiguous`]).
     pub(crate) fn inject_contiguous(&self) {
         self.inject.set_contiguous();
+    }
+
+    /// Makes the next `count` calls of `code` fail with `status` at rep
+    /// `rep` ([`inject::Inject::set_call_failure`]).
+    pub(crate) fn inject_call_failure(&self, code: u16, status: u16, rep: u16, count: u16) {
+        self.inject.set_call_failure(code, status, rep, count);
+    }
+
+    /// Consumes an injected failure of a call of `code`.
+    pub(crate) fn take_call_failure(&self, code: u16) -> Option<(u16, u16)> {
+        self.inject.take_call_failure(code)
+    }
+
+    /// Calls failed by [`Sim::inject_call_failure`].
+    pub(crate) fn call_failures(&self) -> u64 {
+        self.inject.call_failures.load(Relaxed)
     }
 
     /// `CREATE_VP` calls refused for want of contiguous memory.

@@ -206,6 +206,7 @@ extern "C" {
     pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
     pub(crate) fn mshv_rs_alloc_pfns(gfp: c_uint, order: c_uint) -> u64;
     pub(crate) fn mshv_rs_free_pfn(pfn: u64);
@@ -286,9 +287,11 @@ extern "C" {
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_ipi_raise(cpu: c_uint);
     pub(crate) fn mshv_rs_flush_work(work: *mut c_void);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_wq_alloc(
         name: *const kernel::ffi::c_char,
     ) -> *mut kernel::bindings::workqueue_struct;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_wq_destroy(wq: *mut kernel::bindings::workqueue_struct);
     pub(crate) fn mshv_rs_soft_init(handler: extern "C" fn());
     pub(crate) fn mshv_rs_soft_raise();

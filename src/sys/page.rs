@@ -17,7 +17,9 @@ pub(crate) struct OwnedPage {
 }
 
 impl OwnedPage {
-    /// Allocates a zeroed page charged to the caller's memory cgroup.
+    /// Allocates a zeroed page charged to the caller's memory cgroup (the
+    /// emulator's and the tests' pages; deposits use [`OwnedPage::new_run`]).
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: plain allocation; GFP_KERNEL_ACCOUNT may sleep, which callers
         // of this constructor allow (never under a region or SLAT lock).

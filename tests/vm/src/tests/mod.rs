@@ -186,6 +186,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "injected_partial_withdraw",
+        func: sim::injected_partial_withdraw,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_is_retried",
         func: sim::injected_no_memory_is_retried,
         timeout: 300,

@@ -172,6 +172,43 @@ pub fn deposit_contiguous_block() -> TResult {
     Ok(())
 }
 
+/// A withdraw the hypervisor ends early (`sim/inject_call`: the partition's
+/// first `HVCALL_WITHDRAW_MEMORY` at teardown fails with
+/// `HV_STATUS_OPERATION_FAILED` after 3 reps): the driver frees exactly
+/// the 3 pages the result word reports, withdraws the rest with further
+/// calls, and the partition is deleted with every deposited page back
+/// (a page left in the pool would make the delete fail, which the kernel
+/// log check catches; one freed twice, KASAN on the debug kernel).
+pub fn injected_partial_withdraw() -> TResult {
+    let live0 = live_objects()?;
+    let failures = || -> TResult<u64> {
+        let path = mshv_debugfs().join("sim").join("injected");
+        if !present(&path)? {
+            return Err(debugfs_missing(&path, true));
+        }
+        Ok(read_kv(&path).ctx("sim/injected")?["call_failures"])
+    };
+    let f0 = failures()?;
+    {
+        let mshv = open_mshv()?;
+        let p = Partition::new(&mshv)?;
+        let _vcpu = p.vcpu(0)?;
+        let deposited = live_objects()?["deposited_pages"] - live0["deposited_pages"];
+        note!("{deposited} pages deposited before the teardown");
+        ensure!(deposited > 3, "more pages deposited than the 3 the first withdraw returns");
+        let withdraw = 0x49; // HVCALL_WITHDRAW_MEMORY
+        let failed = 0x71; // HV_STATUS_OPERATION_FAILED
+        inject("inject_call", &format!("{withdraw} {failed} 3 1"))?;
+    }
+    let f1 = failures()?;
+    let live1 = live_objects()?;
+    ensure_eq!(f1 - f0, 1, "withdraw calls failed by the injection");
+    for k in ["deposited_pages", "partitions", "vps"] {
+        ensure_eq!(live1[k], live0[k], "live {k} after the teardown");
+    }
+    Ok(())
+}
+
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
