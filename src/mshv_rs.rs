@@ -153,12 +153,11 @@ fn new_shared() -> Result<Arc<Shared>> {
         );
     }
     let hyperv = hv::hyperv::HyperV::new(seam)?;
-    if hyperv.scheduler != tlfs::abi::HV_SCHEDULER_TYPE_ROOT {
-        pr_warn!(
-            "hypervisor scheduler type {}: only the root scheduler runs VPs yet\n",
-            hyperv.scheduler
-        );
-    }
+    pr_info!(
+        "hypervisor runs the {}; VMM capabilities {:#x}\n",
+        hv::hyperv::scheduler_name(hyperv.scheduler),
+        hyperv.vmm_capabilities
+    );
     let synic = hv::synic::start(hyperv.clone())?;
     let debugfs = KBox::pin_init(debugfs::Debugfs::new(simulator), GFP_KERNEL)?;
     Ok(Arc::new(

@@ -9,8 +9,8 @@
 //!   `encode_*` functions, tested in KUnit against the emulator's decoder);
 //! - the SynIC (per-CPU pages, the interrupt handler, the messages it
 //!   dispatches) is in [`super::synic`];
-//! - `MSHV_RUN_VP` under the root scheduler (`HVCALL_DISPATCH_VP`) is in
-//!   [`super::run`];
+//! - `MSHV_RUN_VP` under either scheduler family (`HVCALL_DISPATCH_VP`, or
+//!   the suspend registers and opaque intercepts) is in [`super::run`];
 //! - doorbells are Hyper-V ports: a port in the root (`HVCALL_CREATE_PORT`,
 //!   SINT5, any VP) and a connection in the guest (`HVCALL_CONNECT_PORT`);
 //!   the hypervisor reports a ring as the port id in the SINT5 event ring.
@@ -378,6 +378,10 @@ pub(crate) struct HyperV {
     pub(crate) identity: Identity,
     /// `HV_SCHEDULER_TYPE_*`.
     pub(crate) scheduler: u32,
+    /// Bank 0 of the root's `VMM_CAPABILITIES` (0 if the hypervisor does
+    /// not report them). Its bits matter only to an L1VH parent, which
+    /// this driver does not support; read at load as upstream does.
+    pub(crate) vmm_capabilities: u64,
     /// Input/output staging. A spinlock: hypercalls run under region locks
     /// and in atomic context. It serializes this backend's hypercalls across
     /// CPUs (the per-CPU pages are filled from it); `DISPATCH_VP` does not
@@ -429,19 +433,22 @@ impl WorkItem for HyperV {
 }
 
 impl HyperV {
-    /// The backend over `seam`: reads the hypervisor's identity and
-    /// scheduler type. The SynIC is set up separately ([`super::synic`]).
+    /// The backend over `seam`: reads the hypervisor's identity, scheduler
+    /// type and VMM capabilities. The SynIC is set up separately
+    /// ([`super::synic`]).
     pub(crate) fn new(seam: Arc<dyn Seam>) -> Result<Arc<Self>> {
         let identity = seam.identity();
         // Zeroed in place: 8 KiB would not belong on the kernel stack.
         let scratch = KBox::<Scratch>::zeroed(GFP_KERNEL)?;
         let eois = KVec::with_capacity(EOI_QUEUE, GFP_KERNEL)?;
         let scheduler = scheduler_type(&*seam)?;
+        let vmm_capabilities = vmm_capabilities(&*seam).unwrap_or(0);
         Arc::pin_init(
             try_pin_init!(Self {
                 seam,
                 identity,
                 scheduler,
+                vmm_capabilities,
                 scratch <- new_spinlock!(scratch, "HyperV::scratch"),
                 guests <- new_spinlock_irq!(RBTree::new(), "HyperV::guests"),
                 ports <- new_spinlock_irq!(RBTree::new(), "HyperV::ports"),
@@ -753,6 +760,37 @@ fn scheduler_type(seam: &dyn Seam) -> Result<u32> {
     );
     status_of(r)?;
     abi::read_at::<u32>(&out, 0).ok_or(EIO)
+}
+
+/// `HV_SCHEDULER_TYPE_*` as upstream names it in the kernel log.
+pub(crate) fn scheduler_name(scheduler: u32) -> &'static str {
+    match scheduler {
+        abi::HV_SCHEDULER_TYPE_LP => "classic scheduler without SMT",
+        abi::HV_SCHEDULER_TYPE_LP_SMT => "classic scheduler with SMT",
+        abi::HV_SCHEDULER_TYPE_CORE_SMT => "core scheduler",
+        abi::HV_SCHEDULER_TYPE_ROOT => "root scheduler",
+        _ => "unknown scheduler",
+    }
+}
+
+/// `HVCALL_GET_PARTITION_PROPERTY_EX(SELF, VMM_CAPABILITIES)`: bank 0 of
+/// `struct hv_partition_property_vmm_capabilities` (`bank_count` u16, three
+/// reserved u16, then the banks).
+fn vmm_capabilities(seam: &dyn Seam) -> HvResult<u64> {
+    let input = abi::HvInputGetPartitionProperty {
+        partition_id: abi::HV_PARTITION_ID_SELF,
+        property_code: abi::HV_PARTITION_PROPERTY_VMM_CAPABILITIES,
+        ..Default::default()
+    };
+    let mut out = [0u8; 16];
+    let r = seam.hypercall(
+        abi::control(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, 0, false),
+        input.as_bytes(),
+        &mut out,
+    );
+    status_of(r)?;
+    let banks = abi::read_at::<u16>(&out, 0).unwrap_or(0);
+    Ok(if banks == 0 { 0 } else { u64_at(&out, 8) })
 }
 
 fn status_of(r: u64) -> HvResult {
@@ -1457,6 +1495,9 @@ mod tests {
         // emulator's state shows what it understood.
         let (hv, sim) = over_emulator()?;
         assert_eq!(hv.scheduler, abi::HV_SCHEDULER_TYPE_ROOT);
+        // VMM_CAPABILITIES through GET_PARTITION_PROPERTY_EX: the emulator's
+        // bank 0 (assignable_synthetic_proc_features, bit 4).
+        assert_eq!(hv.vmm_capabilities, 1 << 4);
         let pt = hv.create_partition(&CreatePartition::default())?;
         assert!(hv.guest(pt).is_some());
         deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 16)?;

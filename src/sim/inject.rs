@@ -79,6 +79,18 @@ const CONTIG_MET: u32 = 3;
 /// `HV_MAX_CONTIGUOUS_ALLOCATION_PAGES`).
 pub(crate) const CONTIGUOUS_PAGES: usize = 8;
 
+/// Takes one from a count of pending injections; `false` if none is left.
+pub(crate) fn take_one(counter: &Atomic<u32>) -> bool {
+    let mut cur = counter.load(Relaxed);
+    while cur > 0 {
+        match counter.cmpxchg(cur, cur - 1, Relaxed) {
+            Ok(_) => return true,
+            Err(now) => cur = now,
+        }
+    }
+    false
+}
+
 /// Pending injected failures.
 pub(crate) struct Inject {
     /// How many of the next map/create calls fail with INSUFFICIENT_MEMORY.
@@ -160,7 +172,10 @@ impl Inject {
         let v = if status == 0 || count == 0 {
             0
         } else {
-            u64::from(code) << 48 | u64::from(status) << 32 | u64::from(rep) << 16 | u64::from(count)
+            u64::from(code) << 48
+                | u64::from(status) << 32
+                | u64::from(rep) << 16
+                | u64::from(count)
         };
         self.call_failure.store(v, Relaxed);
     }
@@ -237,7 +252,7 @@ impl Inject {
 
     /// Whether this `SET_PARTITION_PROPERTY` completes asynchronously.
     pub(crate) fn take_call_pending(&self) -> bool {
-        Self::take(&self.call_pending)
+        take_one(&self.call_pending)
     }
 
     /// Makes each later map or unmap call fail with `status` at a random rep
@@ -296,7 +311,7 @@ impl Inject {
 
     /// Consumes one injected INSUFFICIENT_MEMORY, if any is pending.
     pub(crate) fn take_no_memory(&self) -> bool {
-        Self::take(&self.no_memory)
+        take_one(&self.no_memory)
     }
 
     /// Makes the next `count` `finalize_partition` calls fail.
@@ -306,18 +321,7 @@ impl Inject {
 
     /// Consumes one pending finalize failure, if any.
     pub(crate) fn take_finalize(&self) -> bool {
-        Self::take(&self.finalize)
-    }
-
-    fn take(counter: &Atomic<u32>) -> bool {
-        let mut cur = counter.load(Relaxed);
-        while cur > 0 {
-            match counter.cmpxchg(cur, cur - 1, Relaxed) {
-                Ok(_) => return true,
-                Err(now) => cur = now,
-            }
-        }
-        false
+        take_one(&self.finalize)
     }
 
     /// Consumes the pending fail-at-rep request: `(reps, status)`.

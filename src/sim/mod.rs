@@ -717,17 +717,26 @@ impl Sim {
     /// `HVCALL_MAP_STATS_PAGE` (and its unmap, which only checks): the pfn
     /// of VP `vp`'s SELF or PARENT stats page.
     pub(crate) fn stats_page(&self, pt: u64, vp: u32, area: u8) -> HvResult<u64> {
-        let part = self.partition(pt)?;
-        let inner = part.inner.lock();
-        let entry = inner
-            .vps
-            .get(&vp)
-            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        let (_, _, pages) = self.vp_entry(pt, vp)?;
         match area {
-            abi::HV_STATS_AREA_SELF => Ok(entry.pages[vp::STATS_SELF_PAGE]),
-            abi::HV_STATS_AREA_PARENT => Ok(entry.pages[vp::STATS_PARENT_PAGE]),
+            abi::HV_STATS_AREA_SELF => Ok(pages[vp::STATS_SELF_PAGE]),
+            abi::HV_STATS_AREA_PARENT => Ok(pages[vp::STATS_PARENT_PAGE]),
             _ => Err(HvError(status::INVALID_PARAMETER)),
         }
+    }
+
+    /// Partition `pt`, its VP `vp` and the VP's pool pages.
+    fn vp_entry(&self, pt: u64, vp: u32) -> HvResult<(Arc<Partition>, Arc<Vp>, [u64; VP_PAGES])> {
+        let part = self.partition(pt)?;
+        let (vp, pages) = {
+            let inner = part.inner.lock();
+            let entry = inner
+                .vps
+                .get(&vp)
+                .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            (entry.vp.clone(), entry.pages)
+        };
+        Ok((part, vp, pages))
     }
 
     pub(crate) fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
@@ -756,33 +765,20 @@ impl Sim {
     }
 
     pub(crate) fn map_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult<u64> {
-        let part = self.partition(pt)?;
-        let inner = part.inner.lock();
-        let entry = inner
-            .vps
-            .get(&vp)
-            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+        let (part, vp, pages) = self.vp_entry(pt, vp)?;
         let pfn = match page {
-            VpPage::Registers => entry.pages[REGISTER_PAGE],
-            VpPage::InterceptMessage => entry.pages[MESSAGE_PAGE],
+            VpPage::Registers => pages[REGISTER_PAGE],
+            VpPage::InterceptMessage => pages[MESSAGE_PAGE],
         };
         if page == VpPage::Registers {
             // Exported (valid, clean) from the start; see `reg_page`.
-            let vp = entry.vp.clone();
-            drop(inner);
             reg_page::with_regs(&part, &vp, |_| ());
         }
         Ok(pfn)
     }
 
     pub(crate) fn unmap_vp_state_page(&self, pt: u64, vp: u32, _page: VpPage) -> HvResult {
-        let part = self.partition(pt)?;
-        let inner = part.inner.lock();
-        inner
-            .vps
-            .get(&vp)
-            .ok_or(HvError(status::INVALID_VP_INDEX))?;
-        Ok(())
+        self.vp_entry(pt, vp).map(|_| ())
     }
 
     pub(crate) fn map_gpa_pages(

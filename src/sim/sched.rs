@@ -151,14 +151,7 @@ impl Sched {
 
     /// Takes one held-kick request, if any.
     fn take_hold(&self) -> bool {
-        let mut n = self.hold_kicks.load(Relaxed);
-        while n > 0 {
-            match self.hold_kicks.cmpxchg(n, n - 1, Relaxed) {
-                Ok(_) => return true,
-                Err(now) => n = now,
-            }
-        }
-        false
+        super::inject::take_one(&self.hold_kicks)
     }
 }
 

@@ -505,6 +505,8 @@ unsafe impl FromBytes for HvRegisterAssoc {}
 unsafe impl FromBytes for HvInputVpRegistersHeader {}
 // SAFETY: as above.
 unsafe impl FromBytes for HvInputGetPartitionProperty {}
+// SAFETY: packed plain integers: no padding, every byte initialized.
+unsafe impl AsBytes for HvInputGetPartitionProperty {}
 // SAFETY: as above.
 unsafe impl FromBytes for HvInputSetPartitionProperty {}
 // SAFETY: as above.

@@ -182,3 +182,49 @@ pub fn create_partition_and_vp() -> TResult {
     );
     Ok(())
 }
+
+/// `delete_module("mshv_rs", O_NONBLOCK)`: 0 or the errno.
+fn try_unload() -> i32 {
+    let name = c"mshv_rs";
+    // SAFETY: a NUL-terminated name and a flag word; the kernel copies them.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
+}
+
+/// Unloading the module while a partition lives is refused (EBUSY), with
+/// /dev/mshv open, with only the partition fd left, and with only a VP fd
+/// left (a VP fd holds its partition): every fd holds the module. The
+/// module stays loaded and usable.
+pub fn unload_refused_while_partition_lives() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let code = load_monitor(&p)?;
+    let vcpu = p.vcpu(0)?;
+    let expect_busy = |when: &str| -> TResult {
+        match try_unload() {
+            0 => fail!("delete_module succeeded {when}: the module is gone under live fds"),
+            e => ensure_eq!(errname(e), errname(libc::EBUSY), "delete_module {when}"),
+        }
+        Ok(())
+    };
+    expect_busy("with /dev/mshv, a partition and a VP open")?;
+    drop(mshv);
+    expect_busy("with the partition and VP fds open")?;
+    drop(p);
+    expect_busy("with only the VP fd open")?;
+    // The VP still runs: its partition lives through it.
+    let mut m = Monitor::start(&vcpu)?;
+    m.write(0x8000, 0x10ad)?;
+    ensure_eq!(m.read(0x8000)?, 0x10ad, "guest read back after the refused unloads");
+    drop(vcpu);
+    drop(code);
+    ensure!(
+        std::path::Path::new("/sys/module/mshv_rs").exists(),
+        "the module is still loaded"
+    );
+    Ok(())
+}

@@ -51,6 +51,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "unload_refused_while_partition_lives",
+        func: dev::unload_refused_while_partition_lives,
+        timeout: 60,
+    },
+    TestCase {
         name: "bad_create_partition",
         func: bad::bad_create_partition,
         timeout: 60,
