@@ -3,7 +3,7 @@
 //! A virtual processor: its fd, the RUN_VP loop and its shared pages.
 
 use crate::{
-    hv::{self, abi, RunExit},
+    hv::{self, abi, calls, RunExit},
     hvcall,
     mem::movable::{Access, Fault},
     partition::Partition,
@@ -53,8 +53,13 @@ impl Vp {
     pub(crate) fn new(partition: Arc<Partition>, index: u32) -> Result<Arc<Self>> {
         let hv = partition.hv.clone();
         let pt = partition.id;
-        let msg_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::InterceptMessage)?;
-        let regs_pfn = hv.map_vp_state_page(pt, index, hv::VpPage::Registers)?;
+        // Either map may ask for memory (upstream deposits and retries).
+        let msg_pfn = calls::retry_with_deposit(&*hv, pt, || {
+            hv.map_vp_state_page(pt, index, hv::VpPage::InterceptMessage)
+        })?;
+        let regs_pfn = calls::retry_with_deposit(&*hv, pt, || {
+            hv.map_vp_state_page(pt, index, hv::VpPage::Registers)
+        })?;
         let run = KillableMutex::new(Class::Vp, ())?;
         let vp = Arc::pin_init(
             pin_init!(Self {

@@ -533,25 +533,44 @@ impl HyperV {
     /// hypervisor's, charged to the caller).
     fn map_stats_page(&self, pt: u64, vp: u32, area: u8) -> HvResult<Option<u64>> {
         let input = stats_input(pt, vp, area);
-        for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
+        let r = self.with_deposit(abi::HV_PARTITION_ID_SELF, || {
             let mut pfn = 0;
-            let r = self.simple(
+            self.simple(
                 abi::HVCALL_MAP_STATS_PAGE,
                 8,
                 |b| Enc::new(b).val(&input).done(),
                 |o| pfn = u64_at(o, 0),
-            );
-            match r {
-                Ok(()) => return Ok(Some(pfn)),
-                Err(HvError(status::INVALID_PARAMETER)) if area == abi::HV_STATS_AREA_PARENT => {
-                    return Ok(None)
-                }
+            )
+            .map(|()| pfn)
+        });
+        match r {
+            Ok(pfn) => Ok(Some(pfn)),
+            Err(HvError(status::INVALID_PARAMETER)) if area == abi::HV_STATS_AREA_PARENT => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `op` and, while the hypervisor asks for memory, deposits into
+    /// `target` (into the root for the `*_ROOT_MEMORY` statuses) what it
+    /// asks for (one page, or 8 contiguous ones) and retries, as upstream's
+    /// calls that may need memory do; at most [`calls::MAX_DEPOSIT_ROUNDS`]
+    /// rounds. Sleeps.
+    fn with_deposit<T>(&self, target: u64, mut op: impl FnMut() -> HvResult<T>) -> HvResult<T> {
+        for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
+            match op() {
                 Err(e) if e.needs_memory() => {
+                    let into = match e.0 {
+                        status::INSUFFICIENT_ROOT_MEMORY
+                        | status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY => abi::HV_PARTITION_ID_SELF,
+                        _ => target,
+                    };
                     let pages = status::deposit_pages(e.0).unwrap_or(1);
-                    calls::deposit(self, abi::HV_PARTITION_ID_SELF, pages)
+                    calls::deposit(self, into, pages)
                         .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
                 }
-                Err(e) => return Err(e),
+                r => return r,
             }
         }
         Err(HvError(status::INSUFFICIENT_MEMORY))
@@ -1076,34 +1095,33 @@ impl Hypervisor for HyperV {
             })
             .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
         let root = self.identity.partition_id;
-        let created = self.send(
-            abi::HVCALL_CREATE_PORT,
-            &abi::HvInputCreatePort {
-                port_partition_id: root,
-                port_id: id,
-                connection_partition_id: pt,
-                port_type: abi::HV_PORT_TYPE_DOORBELL,
-                target_sint: abi::HV_SYNIC_DOORBELL_SINT_INDEX as u32,
-                target_vp: abi::HV_ANY_VP,
-                ..Default::default()
-            },
-        );
-        let connected = created.and_then(|()| {
-            self.send(
-                abi::HVCALL_CONNECT_PORT,
-                &abi::HvInputConnectPort {
-                    connection_partition_id: pt,
-                    connection_id: id,
-                    port_partition_id: root,
-                    port_id: id,
-                    port_type: abi::HV_PORT_TYPE_DOORBELL,
-                    gpa: db.gpa,
-                    trigger_value: db.datamatch.unwrap_or(0),
-                    doorbell_flags: doorbell_flags(db),
-                    ..Default::default()
-                },
-            )
+        // Either call may ask for memory: the port's in the root, the
+        // connection's in the guest (upstream deposits the same way).
+        let create = abi::HvInputCreatePort {
+            port_partition_id: root,
+            port_id: id,
+            connection_partition_id: pt,
+            port_type: abi::HV_PORT_TYPE_DOORBELL,
+            target_sint: abi::HV_SYNIC_DOORBELL_SINT_INDEX as u32,
+            target_vp: abi::HV_ANY_VP,
+            ..Default::default()
+        };
+        let created = self.with_deposit(abi::HV_PARTITION_ID_SELF, || {
+            self.send(abi::HVCALL_CREATE_PORT, &create)
         });
+        let connect = abi::HvInputConnectPort {
+            connection_partition_id: pt,
+            connection_id: id,
+            port_partition_id: root,
+            port_id: id,
+            port_type: abi::HV_PORT_TYPE_DOORBELL,
+            gpa: db.gpa,
+            trigger_value: db.datamatch.unwrap_or(0),
+            doorbell_flags: doorbell_flags(db),
+            ..Default::default()
+        };
+        let connected = created
+            .and_then(|()| self.with_deposit(pt, || self.send(abi::HVCALL_CONNECT_PORT, &connect)));
         if let Err(e) = connected {
             if created.is_ok() {
                 let _ = self.delete_port(id);

@@ -196,6 +196,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "injected_no_memory_elsewhere_is_retried",
+        func: sim::injected_no_memory_elsewhere_is_retried,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_is_retried",
         func: sim::injected_no_memory_is_retried,
         timeout: 300,

@@ -209,6 +209,74 @@ pub fn injected_partial_withdraw() -> TResult {
     Ok(())
 }
 
+/// `HV_STATUS_INSUFFICIENT_MEMORY` from calls besides the map and create
+/// ones (`sim/inject_call`, once each): mapping a VP's state pages, its
+/// stats pages, and creating and connecting a doorbell port. Upstream
+/// deposits and retries on each; so must the driver: the ioctl succeeds,
+/// the injection fired once, and pages were deposited for it.
+pub fn injected_no_memory_elsewhere_is_retried() -> TResult {
+    const NO_MEMORY: u16 = 0xb; // HV_STATUS_INSUFFICIENT_MEMORY
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let failures = || -> TResult<u64> {
+        let path = mshv_debugfs().join("sim").join("injected");
+        if !present(&path)? {
+            return Err(debugfs_missing(&path, true));
+        }
+        Ok(read_kv(&path).ctx("sim/injected")?["call_failures"])
+    };
+    // The pages each retry deposits into the partition, on top of what the
+    // operation deposits anyway: a VP's state page is the guest's (the
+    // driver's batch of 256, as for its maps), the stats page and the port
+    // are the root's (not counted here), a connection asks one page.
+    let cases: [(u16, &str, u64); 4] = [
+        (0x00e1, "HVCALL_MAP_VP_STATE_PAGE", 256),
+        (0x006c, "HVCALL_MAP_STATS_PAGE", 0),
+        (0x0095, "HVCALL_CREATE_PORT", 0),
+        (0x0096, "HVCALL_CONNECT_PORT", 1),
+    ];
+    // What a CREATE_VP deposits anyway, measured on VP 10.
+    let d = live_objects()?["deposited_pages"];
+    let mut vps = vec![p
+        .vm
+        .create_vcpu(10)
+        .map_err(|e| Failure::Fail(format!("MSHV_CREATE_VP 10: {}", show_err(e))))?];
+    let per_vp = live_objects()?["deposited_pages"] - d;
+    let mut efds = Vec::new();
+    for (i, (code, name, extra)) in cases.iter().enumerate() {
+        let f0 = failures()?;
+        let d0 = live_objects()?["deposited_pages"];
+        inject("inject_call", &format!("{code} {NO_MEMORY} 0 1"))?;
+        let r = if *code == 0x0095 || *code == 0x0096 {
+            let efd = vmm_sys_util::eventfd::EventFd::new(0)
+                .map_err(|e| Failure::Fail(format!("eventfd: {e}")))?;
+            let addr = mshv_ioctls::IoEventAddress::Mmio(0xd000_0000 + 0x100 * i as u64);
+            let r = p
+                .vm
+                .register_ioevent(&efd, &addr, mshv_ioctls::NoDatamatch)
+                .map_err(|e| format!("MSHV_IOEVENTFD: {}", show_err(e)));
+            efds.push(efd);
+            r
+        } else {
+            p.vm.create_vcpu(i as u8)
+                .map(|v| vps.push(v))
+                .map_err(|e| format!("MSHV_CREATE_VP: {}", show_err(e)))
+        };
+        let f1 = failures()?;
+        let d1 = live_objects()?["deposited_pages"];
+        note!("{name}: injected {}, deposited {} more pages", f1 - f0, d1 as i64 - d0 as i64);
+        inject("inject_call", "0 0 0 0")?;
+        if let Err(e) = r {
+            fail!("{name} answered INSUFFICIENT_MEMORY once\nexpected: a deposit and a retry that succeeds\nactual:   {e}");
+        }
+        ensure_eq!(f1 - f0, 1, "{name} calls failed by the injection");
+        let usual = if *code == 0x0095 || *code == 0x0096 { 0 } else { per_vp };
+        ensure_eq!(d1 - d0, usual + extra, "{name}: pages deposited into the partition");
+    }
+    Ok(())
+}
+
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
