@@ -48,11 +48,11 @@ use crate::{
     sys::page,
 };
 use kernel::{
-    new_condvar, new_spinlock, new_spinlock_irq,
+    new_condvar, new_spinlock_irq,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc, CondVar, SpinLock, SpinLockIrq,
+        Arc, CondVar, SpinLockIrq,
     },
     time::{delay::fsleep, Delta},
     transmute::AsBytes,
@@ -101,9 +101,11 @@ pub(crate) struct VpRun {
     /// Kicks received (upstream's `vp_signaled_count`).
     pub(crate) signaled: Atomic<u64>,
     /// The stats pages until the VP is torn down. A leaf lock, taken under
-    /// `state` by the run loop's wait.
+    /// `state` by the run loop's wait; IRQ-safe like `state`, which the
+    /// SynIC handler's deferred part takes in interrupt context (lockdep:
+    /// an IRQ-unsafe lock must not nest inside an IRQ-safe one).
     #[pin]
-    stats: SpinLock<Option<VpStats>>,
+    stats: SpinLockIrq<Option<VpStats>>,
 }
 
 impl VpRun {
@@ -114,13 +116,14 @@ impl VpRun {
                 state <- new_spinlock_irq!(RunState::default(), "VpRun::state"),
                 wake <- new_condvar!("VpRun::wake"),
                 signaled: Atomic::new(0),
-                stats <- new_spinlock!(stats, "VpRun::stats"),
+                stats <- new_spinlock_irq!(stats, "VpRun::stats"),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// Takes the stats pages away (teardown), for the caller to unmap.
+    /// Takes the stats pages away (teardown), for the caller to unmap (the
+    /// mappings go when the caller drops them, outside the lock).
     pub(crate) fn take_stats(&self) -> Option<VpStats> {
         self.stats.lock().take()
     }
