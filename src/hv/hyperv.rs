@@ -365,8 +365,8 @@ const EOI_QUEUE: usize = 1024;
 
 /// The Hyper-V backend.
 ///
-/// Locks (docs/design.md, "Lock order"): `scratch` (spinlock) is a leaf taken
-/// by every hypercall but `DISPATCH_VP`; `guests`, `ports` and `eois`
+/// Locks (docs/design.md, "Lock order"): a `scratch` slot (spinlock) is a
+/// leaf taken by every hypercall but `DISPATCH_VP` and the fast calls; `guests`, `ports` and `eois`
 /// (IRQ-safe spinlocks, leaves) are read by the SynIC handler in hard-IRQ
 /// context; a [`Guest`]'s `notify` and `vps` (IRQ-safe) are taken after
 /// `guests` is released, never inside it.
@@ -382,12 +382,13 @@ pub(crate) struct HyperV {
     /// not report them). Its bits matter only to an L1VH parent, which
     /// this driver does not support; read at load as upstream does.
     pub(crate) vmm_capabilities: u64,
-    /// Input/output staging. A spinlock: hypercalls run under region locks
-    /// and in atomic context. It serializes this backend's hypercalls across
-    /// CPUs (the per-CPU pages are filled from it); `DISPATCH_VP` does not
-    /// use it.
-    #[pin]
-    scratch: SpinLock<KBox<Scratch>>,
+    /// Input/output staging, one pair per possible CPU, each behind a
+    /// spinlock (hypercalls run under region locks and in atomic context).
+    /// A call takes its CPU's pair, so calls on different CPUs do not wait
+    /// for each other; one that migrates after choosing still holds a lock
+    /// (at worst it waits for that CPU's call). `DISPATCH_VP` uses the
+    /// seam's own per-CPU pages.
+    scratch: KVec<Pin<KBox<SpinLock<KBox<Scratch>>>>>,
     /// Partitions by id.
     #[pin]
     pub(crate) guests: SpinLockIrq<RBTree<u64, Arc<Guest>>>,
@@ -439,7 +440,15 @@ impl HyperV {
     pub(crate) fn new(seam: Arc<dyn Seam>) -> Result<Arc<Self>> {
         let identity = seam.identity();
         // Zeroed in place: 8 KiB would not belong on the kernel stack.
-        let scratch = KBox::<Scratch>::zeroed(GFP_KERNEL)?;
+        let cpus = crate::sys::cpu::nr_cpu_ids() as usize;
+        let mut scratch = KVec::with_capacity(cpus, GFP_KERNEL)?;
+        for _ in 0..cpus {
+            let pair = KBox::<Scratch>::zeroed(GFP_KERNEL)?;
+            scratch.push(
+                KBox::pin_init(new_spinlock!(pair, "HyperV::scratch"), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+        }
         let eois = KVec::with_capacity(EOI_QUEUE, GFP_KERNEL)?;
         let scheduler = scheduler_type(&*seam)?;
         let vmm_capabilities = vmm_capabilities(&*seam).unwrap_or(0);
@@ -449,7 +458,7 @@ impl HyperV {
                 identity,
                 scheduler,
                 vmm_capabilities,
-                scratch <- new_spinlock!(scratch, "HyperV::scratch"),
+                scratch,
                 guests <- new_spinlock_irq!(RBTree::new(), "HyperV::guests"),
                 ports <- new_spinlock_irq!(RBTree::new(), "HyperV::ports"),
                 next_port: Atomic::new(1),
@@ -497,7 +506,11 @@ impl HyperV {
         enc: impl FnOnce(&mut [u8]) -> Option<usize>,
         out: impl FnOnce(&[u8]),
     ) -> u64 {
-        let mut s = self.scratch.lock();
+        let cpu = crate::sys::cpu::current() as usize;
+        let Some(slot) = self.scratch.get(cpu).or_else(|| self.scratch.first()) else {
+            return abi::result(status::INSUFFICIENT_MEMORY, 0);
+        };
+        let mut s = slot.lock();
         let s = &mut **s;
         let Some(len) = enc(&mut s.input) else {
             return abi::result(status::INVALID_PARAMETER, 0);

@@ -43,7 +43,7 @@ use kernel::{
     impl_has_work, new_spinlock, new_work,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Acquire, Atomic, Full, Relaxed, Release},
         Arc, SpinLock,
     },
     workqueue::{Work, WorkItem},
@@ -207,7 +207,9 @@ pub(crate) fn suspended(part: &Partition, vp: &Vp) {
     }
     // The slice runs with preemption disabled on another CPU (this one
     // is in a hypercall), so it ends.
-    while vp.running.load(Relaxed) {
+    // Acquire: pairs with the slice's release, so what the slice wrote
+    // (the suspend registers, the intercept page) is seen after the loop.
+    while vp.running.load(Acquire) {
         core::hint::spin_loop();
     }
     if vp.held_kick.xchg(false, Full) {
@@ -308,7 +310,7 @@ impl Runner {
         let leave = vp::slice(part, vp, msg_pfn);
         {
             let _inner = part.inner.lock();
-            vp.running.store(false, Relaxed);
+            vp.running.store(false, Release);
         }
         match leave {
             Some(vp::Leave::Ready) => After::Continue,

@@ -401,6 +401,16 @@ pub fn load_monitor(p: &Partition) -> TResult<Mmap> {
     Ok(code)
 }
 
+/// A new partition with monitor32 loaded, its code mapping (keep it while
+/// the VP runs) and VP 0.
+pub fn monitor_partition() -> TResult<(Partition, Mmap, VcpuFd)> {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let code = load_monitor(&p)?;
+    let vcpu = p.vcpu(0)?;
+    Ok((p, code, vcpu))
+}
+
 /// Drives monitor32 (see tests/guest/monitor32.S for the protocol).
 pub struct Monitor<'a> {
     pub vcpu: &'a VcpuFd,

@@ -202,15 +202,17 @@ fn try_unload() -> i32 {
 /// module stays loaded and usable.
 pub fn unload_refused_while_partition_lives() -> TResult {
     let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let code = load_monitor(&p)?;
-    let vcpu = p.vcpu(0)?;
+    let (p, code, vcpu) = monitor_partition()?;
     let expect_busy = |when: &str| -> TResult {
         match try_unload() {
             0 => fail!("delete_module succeeded {when}: the module is gone under live fds"),
             // A module whose reference count is not zero: EWOULDBLOCK
             // with O_NONBLOCK (kernel/module/main.c, try_stop_module).
-            e => ensure_eq!(errname(e), errname(libc::EWOULDBLOCK), "delete_module {when}"),
+            e => ensure_eq!(
+                errname(e),
+                errname(libc::EWOULDBLOCK),
+                "delete_module {when}"
+            ),
         }
         Ok(())
     };
@@ -222,7 +224,11 @@ pub fn unload_refused_while_partition_lives() -> TResult {
     // The VP still runs: its partition lives through it.
     let mut m = Monitor::start(&vcpu)?;
     m.write(0x8000, 0x10ad)?;
-    ensure_eq!(m.read(0x8000)?, 0x10ad, "guest read back after the refused unloads");
+    ensure_eq!(
+        m.read(0x8000)?,
+        0x10ad,
+        "guest read back after the refused unloads"
+    );
     drop(vcpu);
     drop(code);
     ensure!(

@@ -51,7 +51,11 @@ pub fn core_every_exit_is_one_opaque_intercept() -> TResult {
     } = setup()?;
     let s0 = sched_counters()?;
     let y0 = synic_counters()?;
-    ensure_eq!(s0["scheduler_type"], 3, "sim/sched scheduler_type (HV_SCHEDULER_TYPE_CORE_SMT)");
+    ensure_eq!(
+        s0["scheduler_type"],
+        3,
+        "sim/sched scheduler_type (HV_SCHEDULER_TYPE_CORE_SMT)"
+    );
     let g0 = p.stats()?["gpa_intercepts"];
     let mut m = Monitor::start(&vcpu)?;
     for i in 0..8u32 {
@@ -69,8 +73,15 @@ pub fn core_every_exit_is_one_opaque_intercept() -> TResult {
         m.exits,
         show_kv(&y1)
     );
-    ensure!(gpa > 0, "the movable data region was faulted in by the driver (gpa_intercepts grew)");
-    ensure_eq!(opaque, m.exits + gpa, "opaque intercepts = exits returned + GPA intercepts resolved");
+    ensure!(
+        gpa > 0,
+        "the movable data region was faulted in by the driver (gpa_intercepts grew)"
+    );
+    ensure_eq!(
+        opaque,
+        m.exits + gpa,
+        "opaque intercepts = exits returned + GPA intercepts resolved"
+    );
     ensure_eq!(
         y1["delivered"] - y0["delivered"],
         opaque,
@@ -89,10 +100,7 @@ pub fn core_every_exit_is_one_opaque_intercept() -> TResult {
 /// `INTERCEPT_SUSPEND = 1`, wait for the kick and return the message, not
 /// EINTR (which would lose it). The guest then goes on in step.
 pub fn core_kick_in_flight_survives_signal() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let vcpu = p.vcpu(0)?;
+    let (p, _code, vcpu) = monitor_partition()?;
     let mut m = Monitor::start(&vcpu)?;
     // One command first, so that the monitor's code and the probe word are
     // mapped: the next exit is then the IN of the next command, with no GPA
@@ -115,14 +123,19 @@ pub fn core_kick_in_flight_survives_signal() -> TResult {
         ),
         Err(e) => fail!("RUN_VP with a kick in flight: {}", errname(e)),
     };
-    note!("RUN_VP returned after {:.0} ms: {exit}", dt.as_secs_f64() * 1e3);
+    note!(
+        "RUN_VP returned after {:.0} ms: {exit}",
+        dt.as_secs_f64() * 1e3
+    );
     match exit {
         Exit::Io {
             port: PORT_CMD,
             write: false,
             ..
         } => {}
-        other => fail!("the message in flight\nexpected: IN from port {PORT_CMD:#x}\nactual:   {other}"),
+        other => {
+            fail!("the message in flight\nexpected: IN from port {PORT_CMD:#x}\nactual:   {other}")
+        }
     }
     ensure!(
         dt >= Duration::from_millis(150),
@@ -140,7 +153,11 @@ pub fn core_kick_in_flight_survives_signal() -> TResult {
     let g1 = p.stats()?["gpa_intercepts"];
     let exits_at_race = m.exits;
     m.write(DATA_PROBE, 0x5eed_1234)?;
-    ensure_eq!(m.read(DATA_PROBE)?, 0x5eed_1234, "guest read back after the raced exit");
+    ensure_eq!(
+        m.read(DATA_PROBE)?,
+        0x5eed_1234,
+        "guest read back after the raced exit"
+    );
     m.halt()?;
     let s2 = sched_counters()?;
     let gpa = p.stats()?["gpa_intercepts"] - g1;
@@ -161,10 +178,7 @@ const DATA_PROBE: u32 = 0x8000;
 /// no intercept pending; its registers can then be written, and the next
 /// RUN_VP resumes it.
 pub fn core_eintr_leaves_vp_explicitly_suspended() -> TResult {
-    let mshv = open_mshv()?;
-    let p = Partition::new(&mshv)?;
-    let _code = load_monitor(&p)?;
-    let vcpu = p.vcpu(0)?;
+    let (_p, _code, vcpu) = monitor_partition()?;
     let mut m = Monitor::start(&vcpu)?;
     m.begin(CMD_SPIN, &[])?;
     install_sigalrm()?;
@@ -172,7 +186,11 @@ pub fn core_eintr_leaves_vp_explicitly_suspended() -> TResult {
     let r = m.run_raw();
     arm_timer(0)?;
     match r {
-        Err(e) => ensure_eq!(errname(e), errname(libc::EINTR), "RUN_VP errno after SIGALRM"),
+        Err(e) => ensure_eq!(
+            errname(e),
+            errname(libc::EINTR),
+            "RUN_VP errno after SIGALRM"
+        ),
         Ok(exit) => fail!("RUN_VP on a spinning guest\nexpected: EINTR\nactual:   {exit}"),
     }
     let explicit = get_reg64(&vcpu, hv_register_name_HV_REGISTER_EXPLICIT_SUSPEND)?;
@@ -186,7 +204,10 @@ pub fn core_eintr_leaves_vp_explicitly_suspended() -> TResult {
         "RIP of the suspended VP (the `jmp .`)"
     );
     // Suspended, so writable: set RAX and read it back.
-    set_regs(&vcpu, &[reg64(hv_register_name_HV_X64_REGISTER_RAX, 0xfeed)])?;
+    set_regs(
+        &vcpu,
+        &[reg64(hv_register_name_HV_X64_REGISTER_RAX, 0xfeed)],
+    )?;
     ensure_eq!(
         get_reg64(&vcpu, hv_register_name_HV_X64_REGISTER_RAX)?,
         0xfeed,
@@ -227,8 +248,14 @@ pub fn teardown_with_signal_in_flight() -> TResult {
         let r = run(&vcpu);
         arm_timer(0)?;
         match r {
-            Err(e) => ensure_eq!(errname(e), errname(libc::EINTR), "RUN_VP of the halted VP after SIGALRM"),
-            Ok(exit) => fail!("RUN_VP of a VP halted with interrupts enabled\nexpected: EINTR\nactual:   {exit}"),
+            Err(e) => ensure_eq!(
+                errname(e),
+                errname(libc::EINTR),
+                "RUN_VP of the halted VP after SIGALRM"
+            ),
+            Ok(exit) => fail!(
+                "RUN_VP of a VP halted with interrupts enabled\nexpected: EINTR\nactual:   {exit}"
+            ),
         }
         let req = mshv_ioctls::InterruptRequest {
             interrupt_type: hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED,
@@ -238,8 +265,7 @@ pub fn teardown_with_signal_in_flight() -> TResult {
             logical_destination_mode: false,
             long_mode: false,
         };
-        p.vm
-            .request_virtual_interrupt(&req)
+        p.vm.request_virtual_interrupt(&req)
             .map_err(|e| Failure::Fail(format!("request_virtual_interrupt: {}", show_err(e))))?;
         // Dropped here: the VP fd, the partition fd, the memory.
     }
@@ -252,8 +278,16 @@ pub fn teardown_with_signal_in_flight() -> TResult {
     // Root: one signal when the first RUN_VP resumed the new (explicitly
     // suspended) VP, one for the interrupt; one VP drained.
     let (want_signals, want_drained) = if core { (0, 0) } else { (2, 1) };
-    ensure_eq!(signals, want_signals, "scheduler signals (the VP's start, then the interrupt)");
-    ensure_eq!(drained, want_drained, "VPs dispatch-suspended by the teardown drain");
+    ensure_eq!(
+        signals,
+        want_signals,
+        "scheduler signals (the VP's start, then the interrupt)"
+    );
+    ensure_eq!(
+        drained,
+        want_drained,
+        "VPs dispatch-suspended by the teardown drain"
+    );
     let l1 = live_objects()?;
     for k in ["partitions", "vps", "regions"] {
         ensure_eq!(l1[k], live0[k], "live {k} after the teardown");

@@ -124,6 +124,19 @@ fn remove_regions_expect_empty_slat(fail_at_rep: Option<&str>) -> TResult {
     Ok(())
 }
 
+/// One counter of `sim/injected` (what the emulator's injections did).
+fn injected(name: &str) -> TResult<u64> {
+    let path = mshv_debugfs().join("sim").join("injected");
+    if !present(&path)? {
+        return Err(debugfs_missing(&path, true));
+    }
+    read_kv(&path)
+        .ctx("sim/injected")?
+        .get(name)
+        .copied()
+        .ok_or_else(|| Failure::Fail(format!("sim/injected has no {name}")))
+}
+
 /// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_MEMORY` on CREATE_VP (the emulator's
 /// `sim/inject_contiguous`: refused until a deposit brings a naturally
 /// aligned block of 8 physically consecutive pages). The driver answers as
@@ -135,13 +148,7 @@ pub fn deposit_contiguous_block() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let _code = load_monitor(&p)?;
-    let injected = || -> TResult<u64> {
-        let path = mshv_debugfs().join("sim").join("injected");
-        if !present(&path)? {
-            return Err(debugfs_missing(&path, true));
-        }
-        Ok(read_kv(&path).ctx("sim/injected")?["contiguous_refused"])
-    };
+    let injected = || injected("contiguous_refused");
     // What a CREATE_VP deposits anyway (the driver's pre-deposit, as
     // upstream's), measured on VP 1.
     let d = live_objects()?["deposited_pages"];
@@ -159,7 +166,11 @@ pub fn deposit_contiguous_block() -> TResult {
         r1 - r0,
         d1 - d0
     );
-    ensure_eq!(r1 - r0, 1, "CREATE_VP refusals for want of contiguous memory");
+    ensure_eq!(
+        r1 - r0,
+        1,
+        "CREATE_VP refusals for want of contiguous memory"
+    );
     ensure_eq!(
         d1 - d0,
         usual + 8,
@@ -181,13 +192,7 @@ pub fn deposit_contiguous_block() -> TResult {
 /// log check catches; one freed twice, KASAN on the debug kernel).
 pub fn injected_partial_withdraw() -> TResult {
     let live0 = live_objects()?;
-    let failures = || -> TResult<u64> {
-        let path = mshv_debugfs().join("sim").join("injected");
-        if !present(&path)? {
-            return Err(debugfs_missing(&path, true));
-        }
-        Ok(read_kv(&path).ctx("sim/injected")?["call_failures"])
-    };
+    let failures = || injected("call_failures");
     let f0 = failures()?;
     {
         let mshv = open_mshv()?;
@@ -195,7 +200,10 @@ pub fn injected_partial_withdraw() -> TResult {
         let _vcpu = p.vcpu(0)?;
         let deposited = live_objects()?["deposited_pages"] - live0["deposited_pages"];
         note!("{deposited} pages deposited before the teardown");
-        ensure!(deposited > 3, "more pages deposited than the 3 the first withdraw returns");
+        ensure!(
+            deposited > 3,
+            "more pages deposited than the 3 the first withdraw returns"
+        );
         let withdraw = 0x49; // HVCALL_WITHDRAW_MEMORY
         let failed = 0x71; // HV_STATUS_OPERATION_FAILED
         inject("inject_call", &format!("{withdraw} {failed} 3 1"))?;
@@ -211,30 +219,30 @@ pub fn injected_partial_withdraw() -> TResult {
 
 /// `HV_STATUS_INSUFFICIENT_MEMORY` from calls besides the map and create
 /// ones (`sim/inject_call`, once each): mapping a VP's state pages, its
-/// stats pages, and creating and connecting a doorbell port. Upstream
+/// stats pages, creating and connecting a doorbell port, an intercept
+/// installed through MSHV_ROOT_HVCALL, and reading VP state. Upstream
 /// deposits and retries on each; so must the driver: the ioctl succeeds,
-/// the injection fired once, and pages were deposited for it.
+/// the injection fired once, and exactly the pages the retry policy
+/// deposits went into the partition.
 pub fn injected_no_memory_elsewhere_is_retried() -> TResult {
     const NO_MEMORY: u16 = 0xb; // HV_STATUS_INSUFFICIENT_MEMORY
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let _code = load_monitor(&p)?;
-    let failures = || -> TResult<u64> {
-        let path = mshv_debugfs().join("sim").join("injected");
-        if !present(&path)? {
-            return Err(debugfs_missing(&path, true));
-        }
-        Ok(read_kv(&path).ctx("sim/injected")?["call_failures"])
-    };
+    let failures = || injected("call_failures");
     // The pages each retry deposits into the partition, on top of what the
     // operation deposits anyway: a VP's state page is the guest's (the
     // driver's batch of 256, as for its maps), the stats page and the port
     // are the root's (not counted here), a connection asks one page.
-    let cases: [(u16, &str, u64); 4] = [
+    // An intercept installed through MSHV_ROOT_HVCALL deposits what the
+    // status asks (one page); VP state (MSHV_GET_VP_STATE) a batch.
+    let cases: [(u16, &str, u64); 6] = [
         (0x00e1, "HVCALL_MAP_VP_STATE_PAGE", 256),
         (0x006c, "HVCALL_MAP_STATS_PAGE", 0),
         (0x0095, "HVCALL_CREATE_PORT", 0),
         (0x0096, "HVCALL_CONNECT_PORT", 1),
+        (0x004d, "HVCALL_INSTALL_INTERCEPT", 1),
+        (0x00e3, "HVCALL_GET_VP_STATE", 256),
     ];
     // What a CREATE_VP deposits anyway, measured on VP 10.
     let d = live_objects()?["deposited_pages"];
@@ -248,14 +256,25 @@ pub fn injected_no_memory_elsewhere_is_retried() -> TResult {
         let f0 = failures()?;
         let d0 = live_objects()?["deposited_pages"];
         inject("inject_call", &format!("{code} {NO_MEMORY} 0 1"))?;
-        let r = if *code == 0x0095 || *code == 0x0096 {
+        let r = if *code == 0x004d {
+            p.vm.install_intercept(mshv_install_intercept {
+                access_type_mask: 4,
+                intercept_type: 2, // CPUID
+                intercept_parameter: hv_intercept_parameters { as_uint64: 1 },
+            })
+            .map_err(|e| format!("INSTALL_INTERCEPT: {}", show_err(e)))
+        } else if *code == 0x00e3 {
+            vps[0]
+                .get_lapic()
+                .map(|_| ())
+                .map_err(|e| format!("get_lapic: {}", show_err(e)))
+        } else if *code == 0x0095 || *code == 0x0096 {
             let efd = vmm_sys_util::eventfd::EventFd::new(0)
                 .map_err(|e| Failure::Fail(format!("eventfd: {e}")))?;
             let addr = mshv_ioctls::IoEventAddress::Mmio(0xd000_0000 + 0x100 * i as u64);
-            let r = p
-                .vm
-                .register_ioevent(&efd, &addr, mshv_ioctls::NoDatamatch)
-                .map_err(|e| format!("MSHV_IOEVENTFD: {}", show_err(e)));
+            let r =
+                p.vm.register_ioevent(&efd, &addr, mshv_ioctls::NoDatamatch)
+                    .map_err(|e| format!("MSHV_IOEVENTFD: {}", show_err(e)));
             efds.push(efd);
             r
         } else {
@@ -265,14 +284,26 @@ pub fn injected_no_memory_elsewhere_is_retried() -> TResult {
         };
         let f1 = failures()?;
         let d1 = live_objects()?["deposited_pages"];
-        note!("{name}: injected {}, deposited {} more pages", f1 - f0, d1 as i64 - d0 as i64);
+        note!(
+            "{name}: injected {}, deposited {} more pages",
+            f1 - f0,
+            d1 as i64 - d0 as i64
+        );
         inject("inject_call", "0 0 0 0")?;
         if let Err(e) = r {
             fail!("{name} answered INSUFFICIENT_MEMORY once\nexpected: a deposit and a retry that succeeds\nactual:   {e}");
         }
         ensure_eq!(f1 - f0, 1, "{name} calls failed by the injection");
-        let usual = if *code == 0x0095 || *code == 0x0096 { 0 } else { per_vp };
-        ensure_eq!(d1 - d0, usual + extra, "{name}: pages deposited into the partition");
+        let usual = if *code == 0x00e1 || *code == 0x006c {
+            per_vp
+        } else {
+            0
+        };
+        ensure_eq!(
+            d1 - d0,
+            usual + extra,
+            "{name}: pages deposited into the partition"
+        );
     }
     Ok(())
 }

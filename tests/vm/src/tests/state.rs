@@ -1991,13 +1991,21 @@ pub fn async_property_completion() -> TResult {
     // PROPERTY_VALUE_OUT_OF_RANGE, both reported only by the completion.
     vm.set_partition_property(0x0005_0003, 6)
         .map_err(|e| Failure::Fail(format!("pending set of 6: {}", show_err(e))))?;
-    ensure_eq!(get(0x0005_0003)?, 6, "PROCESSORS_PER_SOCKET after the completed set");
+    ensure_eq!(
+        get(0x0005_0003)?,
+        6,
+        "PROCESSORS_PER_SOCKET after the completed set"
+    );
     ensure_eq!(
         hv_status(vm.set_partition_property(0x0005_0003, 0)),
         Some(0xa),
         "pending set of 0: the completion's status"
     );
-    ensure_eq!(get(0x0005_0003)?, 6, "PROCESSORS_PER_SOCKET after the refused set");
+    ensure_eq!(
+        get(0x0005_0003)?,
+        6,
+        "PROCESSORS_PER_SOCKET after the refused set"
+    );
     ensure_eq!(
         delivered()? - before,
         2,
@@ -2006,7 +2014,15 @@ pub fn async_property_completion() -> TResult {
     // The injection is used up: the next call completes at once.
     vm.set_partition_property(0x0005_0003, 4)
         .map_err(|e| Failure::Fail(format!("synchronous set of 4: {}", show_err(e))))?;
-    ensure_eq!(get(0x0005_0003)?, 4, "PROCESSORS_PER_SOCKET after a synchronous set");
-    ensure_eq!(delivered()? - before, 2, "no message for a synchronous call");
+    ensure_eq!(
+        get(0x0005_0003)?,
+        4,
+        "PROCESSORS_PER_SOCKET after a synchronous set"
+    );
+    ensure_eq!(
+        delivered()? - before,
+        2,
+        "no message for a synchronous call"
+    );
     Ok(())
 }
