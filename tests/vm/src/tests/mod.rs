@@ -201,6 +201,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "deposit_rounds_exhausted_is_enomem",
+        func: sim::deposit_rounds_exhausted_is_enomem,
+        timeout: 120,
+    },
+    TestCase {
         name: "injected_no_memory_is_retried",
         func: sim::injected_no_memory_is_retried,
         timeout: 300,

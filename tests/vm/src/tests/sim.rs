@@ -308,6 +308,44 @@ pub fn injected_no_memory_elsewhere_is_retried() -> TResult {
     Ok(())
 }
 
+/// A hypervisor that keeps asking for memory: `HVCALL_CREATE_VP` answers
+/// `INSUFFICIENT_MEMORY` every time (`sim/inject_call`, more times than the
+/// driver retries). The driver deposits and retries 64 times
+/// (`MAX_DEPOSIT_ROUNDS`), then fails `MSHV_CREATE_VP` with `ENOMEM` and
+/// withdraws every free page of the partition's pool (those it deposited
+/// for the VP and any left from before: the hypervisor asks again when it
+/// needs them), and the same VP index can be created once the hypervisor
+/// stops refusing.
+pub fn deposit_rounds_exhausted_is_enomem() -> TResult {
+    const CREATE_VP: u16 = 0x004e;
+    const NO_MEMORY: u16 = 0xb;
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let f0 = injected("call_failures")?;
+    let d0 = live_objects()?["deposited_pages"];
+    inject("inject_call", &format!("{CREATE_VP} {NO_MEMORY} 0 100"))?;
+    let r = p.vm.create_vcpu(0);
+    let f1 = injected("call_failures")?;
+    let d1 = live_objects()?["deposited_pages"];
+    inject("inject_call", "0 0 0 0")?;
+    match r {
+        Err(e) => ensure_eq!(
+            errname(err_no(e)),
+            errname(libc::ENOMEM),
+            "MSHV_CREATE_VP when every round asks for memory"
+        ),
+        Ok(_) => fail!("MSHV_CREATE_VP succeeded while every CREATE_VP was refused"),
+    }
+    ensure_eq!(f1 - f0, 64, "CREATE_VP calls before the driver gave up (one per round)");
+    ensure!(
+        d1 <= d0,
+        "pages deposited after the failed MSHV_CREATE_VP: {d1}, before it {d0}"
+    );
+    ensure_eq!(sim_slat(&p)?["pool_free"], 0, "free pages left in the partition's pool");
+    let _vcpu = p.vcpu(0)?;
+    Ok(())
+}
+
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
