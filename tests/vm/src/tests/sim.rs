@@ -336,12 +336,20 @@ pub fn deposit_rounds_exhausted_is_enomem() -> TResult {
         ),
         Ok(_) => fail!("MSHV_CREATE_VP succeeded while every CREATE_VP was refused"),
     }
-    ensure_eq!(f1 - f0, 64, "CREATE_VP calls before the driver gave up (one per round)");
+    ensure_eq!(
+        f1 - f0,
+        64,
+        "CREATE_VP calls before the driver gave up (one per round)"
+    );
     ensure!(
         d1 <= d0,
         "pages deposited after the failed MSHV_CREATE_VP: {d1}, before it {d0}"
     );
-    ensure_eq!(sim_slat(&p)?["pool_free"], 0, "free pages left in the partition's pool");
+    ensure_eq!(
+        sim_slat(&p)?["pool_free"],
+        0,
+        "free pages left in the partition's pool"
+    );
     let _vcpu = p.vcpu(0)?;
     Ok(())
 }
