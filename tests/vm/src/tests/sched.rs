@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mshv_bindings::*;
 
 use super::exits::{arm_timer, install_sigalrm};
-use super::sim::{inject, setup, Setup, DATA_GPA};
+use super::sim::{inject, setup, synic_counters, Setup, DATA_GPA};
 use crate::guest;
 use crate::util::*;
 use crate::vmm::*;
@@ -24,15 +24,6 @@ fn sched_counters() -> TResult<BTreeMap<String, u64>> {
         return Err(debugfs_missing(&path, true));
     }
     read_kv(&path).ctx("sim/sched")
-}
-
-/// The emulated SynIC's counters (`sim/synic`).
-fn synic_counters() -> TResult<BTreeMap<String, u64>> {
-    let path = mshv_debugfs().join("sim").join("synic");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    read_kv(&path).ctx("sim/synic")
 }
 
 /// Core scheduler: every exit is one `HVMSG_OPAQUE_INTERCEPT` on SINT0 and

@@ -817,7 +817,7 @@ pub fn kept_region_pins_survive_failed_delete() -> TResult {
 }
 
 /// The emulated SynIC's counters (`sim/synic`).
-fn synic_counters() -> TResult<std::collections::BTreeMap<String, u64>> {
+pub(crate) fn synic_counters() -> TResult<std::collections::BTreeMap<String, u64>> {
     let path = mshv_debugfs().join("sim").join("synic");
     if !present(&path)? {
         return Err(debugfs_missing(&path, true));
