@@ -20,7 +20,8 @@
 //!
 //! # Locking
 //!
-//! `Mmio::state` protects the region's SLAT entries and its [`Phase`]. The
+//! `Mmio::state` protects the region's SLAT entries, its [`Phase`] and how
+//! far its set-up mapped. The
 //! map path takes it after looking the pfns up (the mmap lock is not held
 //! under it) and maps only if no invalidation ran since; invalidations take
 //! it (try-lock when not blockable). Under it: hypercalls only; deposits
@@ -57,7 +58,18 @@ pub(crate) struct Mmio {
     /// Where the region is and what the guest may do there.
     spec: RegionSpec,
     #[pin]
-    state: Mutex<Phase>,
+    state: Mutex<MmioState>,
+}
+
+/// What [`Mmio::state`] protects (with the region's SLAT entries).
+struct MmioState {
+    phase: Phase,
+    /// Only region pages below this may have SLAT entries: the set-up has
+    /// not reached the rest, or the hypervisor refused it there. Removal
+    /// and invalidations stop here, so they never unmap gfns that were
+    /// never mapped (which the hypervisor may refuse, and a failed removal
+    /// keeps the region for the partition's life).
+    mapped_upto: u64,
 }
 
 impl Mmio {
@@ -70,7 +82,10 @@ impl Mmio {
             pin_init!(Self {
                 notifier: SetOnce::new(),
                 spec,
-                state <- new_mutex!(Phase::Live),
+                state <- new_mutex!(MmioState {
+                    phase: Phase::Live,
+                    mapped_upto: 0,
+                }),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;
@@ -113,7 +128,7 @@ impl Mmio {
     /// Holds the region lock while the region is live (mirror checker).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
         let st = self.state.lock();
-        (*st == Phase::Live).then_some(st)
+        (st.phase == Phase::Live).then_some(st)
     }
 
     fn base_flags(&self) -> u32 {
@@ -157,8 +172,8 @@ impl Mmio {
                 self.spec.writable,
                 found,
             )?;
-            let st = self.state.lock();
-            if *st != Phase::Live {
+            let mut st = self.state.lock();
+            if st.phase != Phase::Live {
                 return Err(EINVAL);
             }
             if notifier.read_retry(seq) {
@@ -167,16 +182,22 @@ impl Mmio {
                 continue;
             }
             let r = self.map_chunk(self.spec.start_gfn + off, found, &mut pfns);
+            // What the map calls reached, on failure too (see `mapped_upto`).
+            let reached = match &r {
+                Ok(()) => count as u64,
+                Err(e) => e.done as u64,
+            };
+            st.mapped_upto = st.mapped_upto.max(off + reached);
             drop(st);
             match r {
                 Ok(()) => {
                     off += count as u64;
                     tries = 0;
                 }
-                Err(e) if e.needs_memory() => {
+                Err(e) if e.error.needs_memory() => {
                     calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e.error.into()),
             }
             crate::sys::page::cond_resched();
         }
@@ -186,12 +207,13 @@ impl Mmio {
     /// Maps `found` at `gfn` in runs of equal write permission (4 KiB
     /// entries: device memory is never mapped large). Under the lock; no
     /// allocation (`pfns` is scratch space at least as long as `found`).
+    /// A failure's `done` counts the pages of `found` mapped before it.
     fn map_chunk(
         &self,
         gfn: u64,
         found: &[HmmPfn],
         pfns: &mut [u64],
-    ) -> Result<(), crate::hv::HvError> {
+    ) -> Result<(), crate::hv::RepError> {
         let mut i = 0;
         while i < found.len() {
             let w = found.get(i).is_some_and(|p| p.writable());
@@ -211,7 +233,10 @@ impl Mmio {
                 pfns.get(..k).unwrap_or(&[]),
                 &self.spec.stats.hypercalls,
             )
-            .map_err(|e| e.error)?;
+            .map_err(|e| crate::hv::RepError {
+                done: i + e.done,
+                error: e.error,
+            })?;
             i += k;
         }
         Ok(())
@@ -228,15 +253,19 @@ impl Mmio {
         )
     }
 
-    /// Unmaps the region's whole GPA range. Called once on removal. On
-    /// failure the region is [`Phase::Kept`]: its invalidations go on
-    /// unmapping (see `RegionSet::retire`).
+    /// Unmaps what the region's set-up mapped (all of it, unless the set-up
+    /// failed). Called once on removal. On failure the region is
+    /// [`Phase::Kept`]: its invalidations go on unmapping (see
+    /// `RegionSet::retire`).
     pub(crate) fn remove(&self) -> Result {
         let mut st = self.state.lock();
-        *st = Phase::Removed;
-        let r = self.unmap(0, self.spec.pages);
+        st.phase = Phase::Removed;
+        if st.mapped_upto == 0 {
+            return Ok(());
+        }
+        let r = self.unmap(0, st.mapped_upto.min(self.spec.pages));
         if r.is_err() {
-            *st = Phase::Kept;
+            st.phase = Phase::Kept;
         }
         r.map_err(|e| e.error.into())
     }
@@ -256,12 +285,13 @@ impl Invalidate for Mmio {
             }
         };
         inv.set_seq();
-        if *st == Phase::Removed {
+        if st.phase == Phase::Removed {
             return true;
         }
-        let Some(range) =
-            geometry::clamp_invalidation(self.spec.uaddr, self.spec.pages, start, end)
-        else {
+        // Pages past `mapped_upto` have no entry: the set-up, if it goes on,
+        // sees the new sequence and looks their pfns up again.
+        let upto = st.mapped_upto.min(self.spec.pages);
+        let Some(range) = geometry::clamp_invalidation(self.spec.uaddr, upto, start, end) else {
             return true;
         };
         Stats::add(&self.spec.stats.invalidations, 1);

@@ -17,7 +17,7 @@ use crate::{
     hv::{abi, calls},
     sys::mm::{self, PinnedPages},
 };
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::{alloc::flags::__GFP_NOWARN, prelude::*};
 
 /// Reps per slice of an MMIO or pinned region's map and unmap, between
@@ -46,6 +46,13 @@ pub(crate) struct Region {
     pub(crate) spec: RegionSpec,
     /// Set by the first [`Region::remove`]; later calls do nothing.
     removed: AtomicBool,
+    /// A pinned region's pages below this may have SLAT entries: what the
+    /// set-up's map calls reached (all pages unless it failed). Removal
+    /// unmaps no further, so a set-up the hypervisor refused part-way does
+    /// not end in a refused unmap of gfns never mapped. Written only by the
+    /// set-up, before the region is shared. (Movable and MMIO regions keep
+    /// their own, under their lock.)
+    mapped_upto: AtomicU64,
     pub(crate) kind: RegionKind,
 }
 
@@ -93,6 +100,7 @@ impl Region {
         let region = Self {
             spec,
             removed: AtomicBool::new(false),
+            mapped_upto: AtomicU64::new(0),
             kind,
         };
         match &region.kind {
@@ -187,7 +195,9 @@ impl Region {
             // the set-up (the caller's drop unmaps what was mapped).
             for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
                 let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
-                calls::retry_with_deposit(&*self.spec.hv, self.spec.pt, || {
+                // Reps of this slice the map calls completed, on failure too.
+                let mut done = 0;
+                let r = calls::retry_with_deposit(&*self.spec.hv, self.spec.pt, || {
                     calls::map_batched(
                         &*self.spec.hv,
                         self.spec.pt,
@@ -196,8 +206,18 @@ impl Region {
                         slice,
                         &self.spec.stats.hypercalls,
                     )
-                    .map_err(|e| e.error)
-                })?;
+                    .map_err(|e| {
+                        done = done.max(e.done);
+                        e.error
+                    })
+                });
+                if r.is_ok() {
+                    done = slice.len();
+                }
+                let reached =
+                    at - self.spec.start_gfn + geometry::pages_of_reps(done as u64, large);
+                self.mapped_upto.fetch_max(reached, Ordering::Relaxed);
+                r?;
                 crate::sys::page::cond_resched();
                 if crate::sys::page::fatal_signal_pending() {
                     return Err(EINTR);
@@ -207,18 +227,25 @@ impl Region {
         })
     }
 
-    /// Unmaps a pinned region mapped up front with `page` (as
+    /// Unmaps what a pinned region's set-up mapped (`page` as for
     /// [`Region::map_up_front`]), in the layout it was mapped with; without
     /// memory for the layout, in 4 KiB reps (which may need hypervisor
     /// memory to split large entries).
     fn unmap_mapped(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
+        let upto = self
+            .mapped_upto
+            .load(Ordering::Relaxed)
+            .min(self.spec.pages);
+        if upto == 0 {
+            return Ok(());
+        }
         match self.host_pages(page) {
-            Ok(pages) => self.unmap_all(&pages),
+            Ok(pages) => self.unmap_all(&pages, upto),
             Err(_) => calls::unmap_batched(
                 &*self.spec.hv,
                 self.spec.pt,
                 self.spec.start_gfn,
-                self.spec.pages,
+                upto,
                 false,
                 &self.spec.stats.hypercalls,
             )
@@ -226,19 +253,26 @@ impl Region {
         }
     }
 
-    /// Unmaps the whole GPA range of a pinned region, in the same
-    /// layout it was mapped with (no split of large entries needed).
-    fn unmap_all(&self, pages: &[HostPage]) -> Result {
+    /// Unmaps the region's pages below `upto` in the layout they were
+    /// mapped with (no split of large entries needed; `upto` ends a large
+    /// entry where the set-up stopped in one).
+    fn unmap_all(&self, pages: &[HostPage], upto: u64) -> Result {
         self.for_each_run(pages, |gfn, pfns, large| {
             let mut res = Ok(());
+            let step = geometry::pages_of_reps(1, large);
             // In slices, rescheduling between them (not interruptible).
             for (i, slice) in pfns.chunks(RESCHED_REPS).enumerate() {
                 let at = gfn + geometry::pages_of_reps((i * RESCHED_REPS) as u64, large);
+                let left = upto.saturating_sub(at - self.spec.start_gfn);
+                let reps = (slice.len() as u64).min(left.div_ceil(step));
+                if reps == 0 {
+                    break;
+                }
                 let r = calls::unmap_batched(
                     &*self.spec.hv,
                     self.spec.pt,
                     at,
-                    slice.len() as u64,
+                    reps,
                     large,
                     &self.spec.stats.hypercalls,
                 )

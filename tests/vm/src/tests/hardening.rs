@@ -1030,6 +1030,22 @@ fn blocked_clone_is_killable(vp_fd: i32, stop_spinner: &dyn Fn()) -> TResult {
 /// failed; not released" in the log, which scripts/vm-run takes for a broken
 /// invariant): the fuzzer found it.
 pub fn region_past_gpa_width_released() -> TResult {
+    let mem = Mmap::anon(4 * PAGE)?;
+    past_gpa_width_released("movable", mem.addr())
+}
+
+/// The same for a pinned region (`force_pinned`): its set-up maps up front,
+/// and its removal must stop where that mapping stopped.
+pub fn pinned_region_past_gpa_width_released() -> TResult {
+    let _pinned = ForcePinned::on()?;
+    let mem = Mmap::anon(4 * PAGE)?;
+    past_gpa_width_released("pinned", mem.addr())
+}
+
+/// A region of 4 pages at `uaddr` (which the caller keeps mapped), at gfn
+/// 2^36 - 2: refused with `EINVAL`, released without a failed-removal
+/// message, and its first two pages mappable afterwards.
+pub(super) fn past_gpa_width_released(kind: &str, uaddr: u64) -> TResult {
     // The driver's failed-removal messages so far (dmesg, whole lines).
     let failed_removals = || -> TResult<usize> {
         let out = std::process::Command::new("dmesg")
@@ -1044,11 +1060,10 @@ pub fn region_past_gpa_width_released() -> TResult {
     let p = Partition::new(&mshv)?;
     let before = live_now()?;
     let logged = failed_removals()?;
-    let mem = Mmap::anon(4 * PAGE)?;
     let region = UserMemRegion {
         size: 4 * PAGE as u64,
         guest_pfn: (1 << 36) - 2,
-        userspace_addr: mem.addr(),
+        userspace_addr: uaddr,
         flags: MEM_RWX,
         rsvd: [0; 7],
     };
@@ -1060,18 +1075,18 @@ pub fn region_past_gpa_width_released() -> TResult {
     ensure_eq!(
         show_res(r),
         errname(libc::EINVAL),
-        "SET_GUEST_MEMORY of 4 pages at gfn 2^36 - 2 (the last two past the GPA width)"
+        "{kind}: SET_GUEST_MEMORY of 4 pages at gfn 2^36 - 2 (the last two past the GPA width)"
     );
     let after = live_now()?;
     ensure_eq!(
         after.get("regions").copied(),
         before.get("regions").copied(),
-        "live regions after the refused region"
+        "{kind}: live regions after the refused region"
     );
     ensure_eq!(
         failed_removals()?,
         logged,
-        "driver messages 'unmapping region ... failed; not released' after the refused region"
+        "{kind}: driver messages 'unmapping region ... failed; not released' after the refused region"
     );
     // The first two pages were mapped NO_ACCESS and unmapped again: the
     // partition can map them in a region of their own.
@@ -1087,7 +1102,7 @@ pub fn region_past_gpa_width_released() -> TResult {
     ensure_eq!(
         show_res(r),
         "success (0)".to_string(),
-        "SET_GUEST_MEMORY of the 2 pages below gfn 2^36 afterwards"
+        "{kind}: SET_GUEST_MEMORY of the 2 pages below gfn 2^36 afterwards"
     );
     Ok(())
 }

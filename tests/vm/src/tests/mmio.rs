@@ -253,3 +253,13 @@ pub fn mmio_munmap_unmaps_slat() -> TResult {
     })
     .map_err(|e| Failure::Fail(format!("unmap the region after munmap: {}", show_err(e))))
 }
+
+/// An MMIO region refused part-way (its last two pages past the GPA width)
+/// is released whole: its removal unmaps only what its set-up mapped (as
+/// for movable and pinned regions, `hardening::past_gpa_width_released`).
+/// The fuzzer found it once it mapped `sim/pfnmap`.
+pub fn mmio_region_past_gpa_width_released() -> TResult {
+    let file = pfnmap_file()?;
+    let mem = pfnmap(&file, PAGES, libc::PROT_READ | libc::PROT_WRITE)?;
+    super::hardening::past_gpa_width_released("MMIO", mem.addr())
+}

@@ -474,6 +474,16 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "pinned_region_past_gpa_width_released",
+        func: hardening::pinned_region_past_gpa_width_released,
+        timeout: 60,
+    },
+    TestCase {
+        name: "mmio_region_past_gpa_width_released",
+        func: mmio::mmio_region_past_gpa_width_released,
+        timeout: 60,
+    },
+    TestCase {
         name: "vp_wait_killable",
         func: hardening::vp_wait_killable,
         timeout: 180,
