@@ -181,6 +181,12 @@ const SLOT_LEN: u64 = 4 << 20;
 /// kernel for the fuzzer's own allocations (top-down placement), so slot
 /// resets with MAP_FIXED clobber nothing but the pool.
 const POOL_BASE: u64 = 0x1000_0000_0000;
+/// The MMIO window, right after the pool: the emulator's test-only
+/// `VM_PFNMAP` file (`sim/pfnmap`, 16 pages whose `vm_pgoff` is not their
+/// pfn) mapped shared, when the module runs the emulator.
+const MMIO_BASE: u64 = POOL_BASE + SLOTS as u64 * SLOT_LEN;
+const MMIO_PAGES: u64 = 16;
+const PFNMAP: &std::ffi::CStr = c"/sys/kernel/debug/mshv_rs/sim/pfnmap";
 const SCRATCH_LEN: u64 = 64 << 10;
 const GUARD_LEN: u64 = 1 << 20;
 /// Kernel and non-canonical addresses for bad pointers.
@@ -212,6 +218,8 @@ struct Shared {
     start: Instant,
     wild_sizes: bool,
     fork_ioctls: bool,
+    /// `sim/pfnmap` open read-write, or -1 (no emulator: no MMIO regions).
+    pfnmap: i32,
 }
 
 fn slot_addr(i: usize) -> u64 {
@@ -517,11 +525,19 @@ impl Worker {
 
     fn op_set_memory(&mut self) {
         let p = self.fd(&self.sh.clone().parts);
-        let size = self.region_size();
+        let (size, userspace_addr) = if self.sh.pfnmap >= 0 && self.rng.chance(125) {
+            // An MMIO region: within the window, or one page past it.
+            let pages = 1 + self.rng.below(MMIO_PAGES + 1);
+            let first = self.rng.below(MMIO_PAGES.saturating_sub(pages) + 1);
+            (pages * PAGE, MMIO_BASE + first * PAGE)
+        } else {
+            let size = self.region_size();
+            (size, self.region_uaddr(size))
+        };
         let mut r = MemRegion {
             size,
             guest_pfn: self.region_gfn(),
-            userspace_addr: self.region_uaddr(size),
+            userspace_addr,
             flags: match self.rng.below(8) {
                 0 => self.rng.next() as u8,
                 1 => 1 << 2, // unmap
@@ -839,6 +855,9 @@ impl Worker {
 
     /// Linux moves, drops or protects the pages behind guest regions.
     fn op_churn(&mut self) {
+        if self.sh.pfnmap >= 0 && self.rng.chance(100) {
+            return self.churn_mmio();
+        }
         let s = self.rng.below(SLOTS as u64) as usize;
         let base = slot_addr(s);
         let off = self.rng.below(SLOT_LEN / PAGE) * PAGE;
@@ -909,6 +928,35 @@ impl Worker {
                 self.log(format!("write {a:#x} {:#x}", v.len()));
                 let r = write_self(a, &v);
                 self.count("vmm_write", r);
+            }
+        }
+    }
+
+    /// Linux takes away or changes the MMIO window behind MMIO regions.
+    fn churn_mmio(&mut self) {
+        let off = self.rng.below(MMIO_PAGES) * PAGE;
+        let len = (1 + self.rng.below(MMIO_PAGES - off / PAGE)) * PAGE;
+        let a = MMIO_BASE + off;
+        match self.rng.below(3) {
+            0 => {
+                self.log(format!("munmap mmio {a:#x} {len:#x}"));
+                // SAFETY: within the MMIO window, which holds nothing of ours.
+                let r = unsafe { libc::munmap(a as *mut _, len as usize) };
+                self.count("munmap_mmio", r as i64);
+            }
+            1 => {
+                let prot = self
+                    .rng
+                    .pick(&[libc::PROT_READ, libc::PROT_READ | libc::PROT_WRITE]);
+                self.log(format!("mprotect mmio {a:#x} {len:#x} {prot}"));
+                // SAFETY: within the MMIO window.
+                let r = unsafe { libc::mprotect(a as *mut _, len as usize, prot) };
+                self.count("mprotect_mmio", r as i64);
+            }
+            _ => {
+                self.log("reset mmio window".into());
+                let r = map_mmio(self.sh.pfnmap);
+                self.count("mmap_mmio", r);
             }
         }
     }
@@ -1169,6 +1217,26 @@ fn read_self(addr: u64, buf: &mut [u8]) -> i64 {
     }
 }
 
+/// Maps the whole MMIO window (shared, read-write) over whatever is there.
+fn map_mmio(fd: i32) -> i64 {
+    // SAFETY: MAP_FIXED over the MMIO window, which holds nothing else.
+    let m = unsafe {
+        libc::mmap(
+            MMIO_BASE as *mut _,
+            (MMIO_PAGES * PAGE) as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_FIXED,
+            fd,
+            0,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        -1
+    } else {
+        0
+    }
+}
+
 fn map_slot(s: usize) -> i64 {
     // SAFETY: MAP_FIXED over the pool, which holds nothing but slots.
     let m = unsafe {
@@ -1319,7 +1387,7 @@ fn parse_args() -> Args {
         minutes: 1.0,
         calls: u64::MAX,
         threads: 4,
-        wild_sizes: false,
+        wild_sizes: true,
         fork_ioctls: true,
     };
     let mut seeded = false;
@@ -1344,6 +1412,7 @@ fn parse_args() -> Args {
             "--calls" => a.calls = val().parse().unwrap_or_else(|_| usage("bad --calls")),
             "--threads" => a.threads = val().parse().unwrap_or_else(|_| usage("bad --threads")),
             "--wild-sizes" => a.wild_sizes = true,
+            "--no-wild-sizes" => a.wild_sizes = false,
             "--no-fork-ioctls" => a.fork_ioctls = false,
             _ => usage(&format!("unknown argument {k}")),
         }
@@ -1361,7 +1430,7 @@ fn parse_args() -> Args {
 
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "mshv-fuzz: {msg}\nusage: mshv-fuzz [--seed N|0xHEX] [--minutes M] [--calls N] [--threads T] [--wild-sizes] [--no-fork-ioctls]"
+        "mshv-fuzz: {msg}\nusage: mshv-fuzz [--seed N|0xHEX] [--minutes M] [--calls N] [--threads T] [--no-wild-sizes] [--no-fork-ioctls]"
     );
     std::process::exit(2)
 }
@@ -1378,7 +1447,11 @@ fn main() {
         } else {
             args.calls.to_string()
         },
-        if args.wild_sizes { " wild-sizes" } else { "" },
+        if args.wild_sizes {
+            ""
+        } else {
+            " no-wild-sizes"
+        },
         if args.fork_ioctls {
             ""
         } else {
@@ -1411,6 +1484,34 @@ fn main() {
     for s in 0..SLOTS {
         map_slot(s);
     }
+    // SAFETY: a NUL-terminated path.
+    let pfnmap = unsafe { libc::open(PFNMAP.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if pfnmap >= 0 {
+        // The window is reserved first, so a reset never lands elsewhere.
+        // SAFETY: a fixed address right after the pool (MAP_FIXED_NOREPLACE).
+        let m = unsafe {
+            libc::mmap(
+                MMIO_BASE as *mut _,
+                (MMIO_PAGES * PAGE) as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if m as u64 != MMIO_BASE || map_mmio(pfnmap) != 0 {
+            eprintln!("mshv-fuzz: cannot map {PFNMAP:?} at {MMIO_BASE:#x}");
+            std::process::exit(2);
+        }
+    }
+    println!(
+        "mshv-fuzz: MMIO regions: {}",
+        if pfnmap >= 0 {
+            "sim/pfnmap"
+        } else {
+            "none (no emulator)"
+        }
+    );
     let sh = Arc::new(Shared {
         dev: std::array::from_fn(|_| AtomicI32::new(-1)),
         parts: std::array::from_fn(|_| AtomicI32::new(-1)),
@@ -1428,6 +1529,7 @@ fn main() {
         start: Instant::now(),
         wild_sizes: args.wild_sizes,
         fork_ioctls: args.fork_ioctls,
+        pfnmap,
     });
     // SAFETY: a NUL-terminated path.
     let mem = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -1544,10 +1646,22 @@ fn main() {
         // Threads stuck in the kernel cannot be joined.
         std::process::exit(1);
     }
-    // Threads blocked in RUN_VP get a signal until they leave.
+    // Threads blocked in RUN_VP get a signal until they leave; one that
+    // does not leave within the stall time is stuck in the kernel.
     let mut stats = Stats::default();
+    let stopping = Instant::now();
     for (i, h) in handles.into_iter().enumerate() {
         while !h.is_finished() {
+            if stopping.elapsed() > Duration::from_secs(STALL_SECS) {
+                println!(
+                    "mshv-fuzz: STALL: thread {i} did not stop within {STALL_SECS} s (seed {:#018x})",
+                    args.seed
+                );
+                show_tasks(&sh);
+                kmsg.poll(&mut klog);
+                print_report(&sh, &klog, args.seed);
+                std::process::exit(1);
+            }
             // SAFETY: as above.
             unsafe {
                 libc::pthread_kill(sh.tids[i].load(Relaxed) as libc::pthread_t, libc::SIGUSR1)
