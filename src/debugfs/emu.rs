@@ -209,6 +209,15 @@ fn show_injected(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "call_failures {}", sim.call_failures())
 }
 
+/// `sim/root_pool`: the root's deposit pool, and what a partition and a VP
+/// cost the pools that pay for them.
+fn show_root_pool(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "pages {}", sim.root_pool_pages())?;
+    writeln!(f, "free {}", sim.root_pool_free())?;
+    writeln!(f, "partition_charge {}", crate::sim::PART_ROOT_PAGES)?;
+    writeln!(f, "vp_charge {}", crate::sim::VP_PAGES)
+}
+
 fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = &sim.sched;
     writeln!(f, "scheduler_type {}", s.kind.hv_type())?;
@@ -249,6 +258,8 @@ pub(crate) struct Global {
     sched: File<Arc<Sim>>,
     #[pin]
     injected: File<Arc<Sim>>,
+    #[pin]
+    root_pool: File<Arc<Sim>>,
     _dir: Dir,
 }
 
@@ -268,6 +279,7 @@ impl Global {
         let counters = source.clone();
         let sched = source.clone();
         let injected = source.clone();
+        let root_pool = source.clone();
         // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
         // Best effort, like the other files.
         let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
@@ -287,6 +299,7 @@ impl Global {
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),
                 sched <- dir.read_callback_file(c"sched", sched, &show_sched),
                 injected <- dir.read_callback_file(c"injected", injected, &show_injected),
+                root_pool <- dir.read_callback_file(c"root_pool", root_pool, &show_root_pool),
                 _dir: dir,
             }? Error),
             GFP_KERNEL,

@@ -1466,6 +1466,14 @@ mod tests {
         Ok(())
     }
 
+    /// A new partition, made as the driver makes it: while the root's pool
+    /// is short, a page is deposited into the root and the call retried.
+    fn new_partition(hv: &HyperV) -> Result<u64> {
+        crate::hv::calls::retry_with_deposit(hv, abi::HV_PARTITION_ID_SELF, || {
+            hv.create_partition(&CreatePartition::default())
+        })
+    }
+
     /// Finalizes, withdraws everything and deletes `pt`.
     fn destroy(hv: &HyperV, pt: u64) -> Result {
         hv.finalize_partition(pt)?;
@@ -1490,8 +1498,8 @@ mod tests {
         // PARENT are the VP's two stats pages there, mapped here; the
         // counter the emulator writes is what the run loop reads.
         let (hv, sim) = over_emulator()?;
-        let pt = hv.create_partition(&CreatePartition::default())?;
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 16)?;
+        let pt = new_partition(&hv)?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
         hv.initialize_partition(pt)?;
         hv.create_vp(pt, 3)?;
         let own = hv.map_stats_page(pt, 3, abi::HV_STATS_AREA_SELF)?;
@@ -1529,12 +1537,12 @@ mod tests {
         // VMM_CAPABILITIES through GET_PARTITION_PROPERTY_EX: the emulator's
         // bank 0 (assignable_synthetic_proc_features, bit 4).
         assert_eq!(hv.vmm_capabilities, 1 << 4);
-        let pt = hv.create_partition(&CreatePartition::default())?;
+        let pt = new_partition(&hv)?;
         assert!(hv.guest(pt).is_some());
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 16)?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
         assert_eq!(
             sim.partition_stats(pt)?.pool_pages,
-            crate::sim::INIT_PAGES + 16
+            crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12
         );
         hv.initialize_partition(pt)?;
         hv.create_vp(pt, 0)?;
@@ -1602,14 +1610,21 @@ mod tests {
         // Creating a partition while the root's pool is short: upstream
         // deposits one page into the root per INSUFFICIENT_ROOT_MEMORY, not a
         // map batch of 256.
+        // A fresh emulator's root pool is empty: the partition's own
+        // PART_ROOT_PAGES, plus 3 more asked for by the injection.
         let (hv, sim) = over_emulator()?;
         sim.inject_root_pages(3);
-        let before = sim.root_pool_pages();
-        let pt = super::super::calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
-            hv.create_partition(&CreatePartition::default())
-        })?;
-        assert_eq!(sim.root_pool_pages() - before, 3);
+        assert_eq!(sim.root_pool_pages(), 0);
+        let pt = new_partition(&hv)?;
+        assert_eq!(sim.root_pool_pages(), crate::sim::PART_ROOT_PAGES + 3);
+        assert_eq!(sim.root_pool_free(), 0);
         sim.inject_root_pages(0);
+        hv.delete_partition(pt)?;
+        // Deleting gives the pages back to the root's pool: the next
+        // partition needs no deposit.
+        assert_eq!(sim.root_pool_free(), crate::sim::PART_ROOT_PAGES + 3);
+        let pt = hv.create_partition(&CreatePartition::default())?;
+        assert_eq!(sim.root_pool_pages(), crate::sim::PART_ROOT_PAGES + 3);
         hv.delete_partition(pt)?;
         Ok(())
     }
@@ -1668,7 +1683,7 @@ mod tests {
         use crate::hv::calls;
         use core::sync::atomic::{AtomicU64, Ordering};
         let (hv, sim) = over_emulator()?;
-        let pt = hv.create_partition(&CreatePartition::default())?;
+        let pt = new_partition(&hv)?;
         deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 4)?;
         hv.initialize_partition(pt)?;
         let g = crate::sys::page::OwnedPage::new()?;

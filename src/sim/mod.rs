@@ -23,17 +23,23 @@
 //! | operation | pool pages |
 //! |---|---|
 //! | `INITIALIZE_PARTITION` | [`INIT_PAGES`] until finalize |
-//! | `CREATE_VP` | [`vp::VP_PAGES`] (register page, message page, 2 more) until the VP is deleted or the partition finalized |
+//! | `CREATE_PARTITION` | [`PART_ROOT_PAGES`] of the **root's** pool, until the partition is deleted |
+//! | `CREATE_VP` | [`vp::VP_PAGES`] (register page, message page, 2 stats pages, [`vp::VP_BOOKKEEPING_PAGES`]) until the VP is deleted or the partition finalized |
 //! | a SLAT table | 1 while it has entries (a fresh 4 KiB map needs up to 4, a 2 MiB map up to 3) |
 //! | splitting a 2 MiB entry | 1 (it becomes a table) |
 //!
 //! # Allocation
 //!
-//! `deposit` may allocate with `GFP_KERNEL` (to grow the pool's free list;
-//! the fast path does not), and so may create/initialize/finalize/delete
-//! calls, `run_vp` and `passthrough`, which the driver never issues under a
-//! lock that reclaim can need. `map_gpa_pages`, `unmap_gpa_pages`,
-//! `get/set_vp_registers` and `withdraw` never allocate or sleep.
+//! No hypercall sleeps or allocates with `GFP_KERNEL`. What a hypercall
+//! creates is paid for with pool pages, taken before anything is
+//! allocated: SLAT tables and VP pages *are* pool pages; the emulator's own
+//! objects (the partition, its VPs' state buffers and register files, table
+//! nodes) are `GFP_ATOMIC` slab allocations charged against pool pages
+//! ([`pool::pages_for`]; the table above), so they exist only where Hyper-V's
+//! would, and a short pool is `INSUFFICIENT_MEMORY` (the root's:
+//! `INSUFFICIENT_ROOT_MEMORY`). A slab failure after the charge is
+//! `INSUFFICIENT_ROOT_MEMORY` with the pages given back. `deposit` grows
+//! the pool's free list with `GFP_ATOMIC` outside the pool's lock.
 //!
 //! # Locking
 //!
@@ -95,10 +101,30 @@ use kernel::{
 use pool::Pool;
 use props::Props;
 use slat::Slat;
-use vp::{Vp, MESSAGE_PAGE, REGISTER_PAGE, VP_PAGES};
+pub(crate) use vp::VP_PAGES;
+use vp::{Vp, MESSAGE_PAGE, REGISTER_PAGE};
 
 /// Pool pages `INITIALIZE_PARTITION` takes (the partition's own structures).
 pub(crate) const INIT_PAGES: usize = 16;
+/// Bytes charged for one node of a partition or VP table (an rbtree node:
+/// three links, the key and an `Arc` or a VP entry, rounded up).
+pub(crate) const TABLE_NODE_BYTES: usize = 128;
+/// Root pool pages `CREATE_PARTITION` takes, until the partition is deleted
+/// (`pool::pages_for`): the [`Partition`], its CPUID result list and its
+/// node in the partition table. Hyper-V carves a new partition out of the
+/// root's pool too: upstream deposits into the root on
+/// `INSUFFICIENT_MEMORY` from `CREATE_PARTITION`.
+pub(crate) const PART_ROOT_PAGES: usize = pool::pages_for(
+    core::mem::size_of::<Partition>()
+        + intercept::MAX_CPUID_RESULTS * core::mem::size_of::<intercept::CpuidResult>()
+        + TABLE_NODE_BYTES,
+);
+/// Most extra root pages the `root_pages` injection adds to a creation.
+const MAX_INJECTED_ROOT_PAGES: usize = 8;
+/// Room for a partition's root charge (a literal: the charge depends on
+/// the partition's size, which holds this array).
+const MAX_ROOT_CHARGE: usize = 24;
+const _: () = assert!(PART_ROOT_PAGES + MAX_INJECTED_ROOT_PAGES <= MAX_ROOT_CHARGE);
 /// VP indices must be below this (`HV_MAXIMUM_PROCESSORS` on x64).
 pub(crate) const MAX_VPS: u32 = 2048;
 /// Most reps one map or unmap call takes (one input page).
@@ -145,6 +171,10 @@ pub(crate) struct PartInner {
     pub(crate) intercepts: intercept::Installed,
     /// Pages `INITIALIZE_PARTITION` took.
     init_pages: [u64; INIT_PAGES],
+    /// Root pool pages `CREATE_PARTITION` took: the first `root_charged`
+    /// entries, given back to the root pool by `DELETE_PARTITION`.
+    root_pages: [u64; MAX_ROOT_CHARGE],
+    root_charged: usize,
 }
 
 impl PartInner {
@@ -208,12 +238,15 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    /// Allocates partition `id`. May sleep.
+    /// Allocates partition `id`, which holds `root_pages[..root_charged]`
+    /// of the root pool. Never sleeps.
     fn new(
         id: u64,
         create: CreatePartition,
         synic: Arc<synic::EmuSynic>,
         sched: Arc<sched::Sched>,
+        root_pages: [u64; MAX_ROOT_CHARGE],
+        root_charged: usize,
     ) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Partition {
@@ -228,6 +261,8 @@ impl Partition {
                         props: Props::new(),
                         intercepts: intercept::Installed::new(),
                         init_pages: [0; INIT_PAGES],
+                        root_pages,
+                        root_charged,
                     },
                     "mshv_rs_sim_partition"
                 ),
@@ -260,7 +295,7 @@ pub(crate) struct PartitionStats {
 }
 
 /// The simulated hypervisor.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Sim {
     /// Partitions by id.
     #[pin]
@@ -385,9 +420,13 @@ impl Sim {
     }
 
     /// Pages deposited into the root's pool (free and taken).
-    #[cfg_attr(not(CONFIG_MSHV_RS_KUNIT_TEST), expect(dead_code))]
     pub(crate) fn root_pool_pages(&self) -> usize {
         self.root_pool.lock().total()
+    }
+
+    /// Free pages of the root's pool.
+    pub(crate) fn root_pool_free(&self) -> usize {
+        self.root_pool.lock().free()
     }
 
     /// Makes the next `count` `SET_PARTITION_PROPERTY` calls answer
@@ -497,6 +536,21 @@ impl Sim {
         Ok(())
     }
 
+    /// Gives the root pool pages `part` was created with back to the root
+    /// pool (once: the charge is cleared). Takes the partition's lock, then
+    /// the root pool's, never both at once.
+    fn give_back_root_pages(&self, part: &Partition) {
+        let (pages, n) = {
+            let mut inner = part.inner.lock();
+            let n = core::mem::take(&mut inner.root_charged);
+            (inner.root_pages, n)
+        };
+        let mut root = self.root_pool.lock();
+        for &pfn in pages.iter().take(n) {
+            root.give_back(pfn);
+        }
+    }
+
     /// Partition `pt`.
     fn partition(&self, pt: u64) -> HvResult<Arc<Partition>> {
         self.parts
@@ -520,6 +574,19 @@ impl Sim {
     }
 }
 
+#[pinned_drop]
+impl PinnedDrop for Sim {
+    fn drop(self: Pin<&mut Self>) {
+        // Partitions still here when the emulator goes away give their
+        // root pages back first, so that the root pool frees them when it
+        // is dropped after the table.
+        let parts = core::mem::take(&mut *self.parts.lock());
+        for part in parts.values() {
+            self.give_back_root_pages(part);
+        }
+    }
+}
+
 /// A rep failure before any rep.
 fn at_start(error: HvError) -> RepError {
     RepError { done: 0, error }
@@ -530,26 +597,52 @@ fn at_start(error: HvError) -> RepError {
 impl Sim {
     pub(crate) fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
         let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
-        let need = self.inject.root_pages();
-        if need > 0 {
-            // The partition's own structures come from the root's pool.
+        // The partition's own structures come from the root's pool, taken
+        // before anything is allocated for them.
+        let need = PART_ROOT_PAGES + self.inject.root_pages().min(MAX_INJECTED_ROOT_PAGES);
+        let mut pages = [0u64; MAX_ROOT_CHARGE];
+        {
             let mut root = self.root_pool.lock();
             if root.free() < need {
                 return Err(no_mem);
             }
-            for _ in 0..need {
-                let _ = root.take();
+            for slot in pages.iter_mut().take(need) {
+                // Cannot fail: `need` pages are free.
+                *slot = root.take().ok_or(no_mem)?;
             }
         }
+        let give_back = |pages: &[u64]| {
+            let mut root = self.root_pool.lock();
+            for &pfn in pages {
+                root.give_back(pfn);
+            }
+        };
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
+            give_back(&pages[..need]);
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
-        let part = Partition::new(id, *args, self.synic.clone(), self.sched.clone())
-            .map_err(|_| no_mem)?;
-        let node = RBTreeNodeReservation::new(GFP_ATOMIC).map_err(|_| no_mem)?;
-        self.parts.lock().insert(node.into_node(id, part));
-        Ok(id)
+        let made = Partition::new(
+            id,
+            *args,
+            self.synic.clone(),
+            self.sched.clone(),
+            pages,
+            need,
+        )
+        .and_then(|part| Ok((part, RBTreeNodeReservation::new(GFP_ATOMIC)?)));
+        match made {
+            Ok((part, node)) => {
+                self.parts.lock().insert(node.into_node(id, part));
+                Ok(id)
+            }
+            Err(_) => {
+                // A partition made before the node failed is dropped here
+                // with its charge recorded: give the pages back once.
+                give_back(&pages[..need]);
+                Err(no_mem)
+            }
+        }
     }
 
     pub(crate) fn initialize_partition(&self, pt: u64) -> HvResult {
@@ -604,7 +697,7 @@ impl Sim {
     }
 
     pub(crate) fn delete_partition(&self, pt: u64) -> HvResult {
-        let node = {
+        let part = {
             let mut parts = self.parts.lock();
             let Some(part) = parts.get(&pt) else {
                 return Err(HvError(status::INVALID_PARTITION_ID));
@@ -617,9 +710,14 @@ impl Sim {
                     return Err(HvError(status::INVALID_PARTITION_STATE));
                 }
             }
-            parts.remove_node(&pt)
+            parts.remove_node(&pt).map(|node| node.to_key_value().1)
         };
-        drop(node);
+        if let Some(part) = &part {
+            // Its structures go back to the root's pool now, whoever still
+            // holds a reference to the object.
+            self.give_back_root_pages(part);
+        }
+        drop(part);
         Ok(())
     }
 
@@ -655,26 +753,46 @@ impl Sim {
             }
             Ok(())
         };
-        check(&part.inner.lock())?;
-        let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
-        let new_vp = Vp::new(vp).map_err(|_| no_mem)?;
-        let node = RBTreeNodeReservation::new(GFP_ATOMIC).map_err(|_| no_mem)?;
+        // The VP's pages, its bookkeeping's included, come out of the pool
+        // before anything is allocated for it.
+        let mut pages = [0u64; VP_PAGES];
+        {
+            let mut inner = part.inner.lock();
+            check(&inner)?;
+            if self.inject.contiguous_refuses() {
+                return Err(HvError(status::INSUFFICIENT_CONTIGUOUS_MEMORY));
+            }
+            if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
+                return Err(HvError(status::INSUFFICIENT_MEMORY));
+            }
+            for slot in pages.iter_mut() {
+                // Cannot fail: VP_PAGES pages are free.
+                *slot = inner
+                    .pool
+                    .take()
+                    .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+            }
+        }
+        let give_back = |inner: &mut PartInner| {
+            for &pfn in pages.iter() {
+                inner.pool.give_back(pfn);
+            }
+        };
+        let made = Vp::new(vp).and_then(|v| Ok((v, RBTreeNodeReservation::new(GFP_ATOMIC)?)));
+        let (new_vp, node) = match made {
+            Ok(made) => made,
+            Err(_) => {
+                give_back(&mut part.inner.lock());
+                return Err(HvError(status::INSUFFICIENT_ROOT_MEMORY));
+            }
+        };
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
-        check(inner)?;
-        if self.inject.contiguous_refuses() {
-            return Err(HvError(status::INSUFFICIENT_CONTIGUOUS_MEMORY));
-        }
-        if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
-            return Err(HvError(status::INSUFFICIENT_MEMORY));
-        }
-        let mut pages = [0u64; VP_PAGES];
-        for slot in pages.iter_mut() {
-            // Cannot fail: VP_PAGES pages are free.
-            *slot = inner
-                .pool
-                .take()
-                .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+        // Another CREATE_VP of this index, or a finalize, may have come in
+        // between.
+        if let Err(e) = check(inner) {
+            give_back(inner);
+            return Err(e);
         }
         // Stats start at zero (pool pages come back used).
         for &pfn in &pages[vp::STATS_SELF_PAGE..=vp::STATS_PARENT_PAGE] {
@@ -1035,9 +1153,15 @@ mod tests {
         }
     }
 
+    /// A new partition, its root pages deposited first.
+    fn new_partition(sim: &Sim) -> Result<u64> {
+        deposit_pages(sim, abi::HV_PARTITION_ID_SELF, PART_ROOT_PAGES)?;
+        Ok(sim.create_partition(&CreatePartition::default())?)
+    }
+
     /// A new partition with `pages` deposited, initialized, with VP 0.
     fn partition_with_vp(sim: &Sim, pages: usize) -> Result<u64> {
-        let pt = sim.create_partition(&CreatePartition::default())?;
+        let pt = new_partition(sim)?;
         deposit_pages(sim, pt, pages)?;
         sim.initialize_partition(pt)?;
         sim.create_vp(pt, 0)?;
@@ -1077,8 +1201,15 @@ mod tests {
     #[test]
     fn lifecycle_and_pool_charges() -> Result {
         let sim = Sim::new(sched::Scheduler::Root)?;
-        let pt = sim.create_partition(&CreatePartition::default())?;
+        // The partition's structures come from the root's pool.
+        let create = || sim.create_partition(&CreatePartition::default());
+        assert_eq!(create(), Err(HvError(status::INSUFFICIENT_ROOT_MEMORY)));
+        deposit_pages(&sim, abi::HV_PARTITION_ID_SELF, PART_ROOT_PAGES - 1)?;
+        assert_eq!(create(), Err(HvError(status::INSUFFICIENT_ROOT_MEMORY)));
+        deposit_pages(&sim, abi::HV_PARTITION_ID_SELF, 1)?;
+        let pt = create()?;
         assert_eq!(pt, 1);
+        assert_eq!(sim.root_pool_free(), 0);
         assert_eq!(sim.create_vp(pt, 0), hv(status::INVALID_PARTITION_STATE));
         assert_eq!(
             sim.initialize_partition(pt),
@@ -1092,8 +1223,12 @@ mod tests {
         );
         assert_eq!(sim.create_vp(pt, 0), Ok(()));
         assert_eq!(sim.create_vp(pt, 0), hv(status::INVALID_VP_INDEX));
+        // One page short of a VP (its bookkeeping included): refused, and
+        // nothing taken.
+        deposit_pages(&sim, pt, VP_PAGES - 1)?;
         assert_eq!(sim.create_vp(pt, 1), hv(status::INSUFFICIENT_MEMORY));
-        deposit_pages(&sim, pt, VP_PAGES)?;
+        assert_eq!(sim.partition_stats(pt)?.pool_free, VP_PAGES - 1);
+        deposit_pages(&sim, pt, 1)?;
         sim.inject_insufficient_memory(1);
         assert_eq!(sim.create_vp(pt, 1), hv(status::INSUFFICIENT_MEMORY));
         assert_eq!(sim.create_vp(pt, 1), Ok(()));
@@ -1116,15 +1251,19 @@ mod tests {
         assert_eq!(withdraw_all(&sim, pt), INIT_PAGES + 2 * VP_PAGES);
         assert_eq!(sim.delete_partition(pt), Ok(()));
         assert_eq!(sim.delete_partition(pt), hv(status::INVALID_PARTITION_ID));
-        // Ids are never reused; the Sim frees what is left when dropped.
-        assert_eq!(sim.create_partition(&CreatePartition::default()), Ok(2));
+        // Its root pages are free again, for the next partition.
+        assert_eq!(sim.root_pool_free(), PART_ROOT_PAGES);
+        // Ids are never reused; the Sim frees what is left when dropped
+        // (the partition's root pages included).
+        assert_eq!(create(), Ok(2));
+        assert_eq!(sim.root_pool_free(), 0);
         Ok(())
     }
 
     #[test]
     fn map_statuses_and_injection() -> Result {
         let sim = Sim::new(sched::Scheduler::Root)?;
-        let pt = sim.create_partition(&CreatePartition::default())?;
+        let pt = new_partition(&sim)?;
         let g = OwnedPage::new()?;
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
         let pfns = [g.pfn(); 4];

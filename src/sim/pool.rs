@@ -22,6 +22,20 @@ use kernel::prelude::*;
 
 /// Number of `u64`s in a page.
 pub(crate) const PAGE_U64S: usize = 512;
+
+/// Pool pages charged for `bytes` of the emulator's own bookkeeping (at
+/// least one). Its objects are slab allocations (`GFP_ATOMIC`), but each is
+/// charged against this many pages of the pool that pays for it, taken
+/// before the object is allocated and given back when it goes: whether it
+/// can exist depends on deposits exactly as Hyper-V's own structures do.
+pub(crate) const fn pages_for(bytes: usize) -> usize {
+    let pages = bytes.div_ceil(4096);
+    if pages == 0 {
+        1
+    } else {
+        pages
+    }
+}
 /// Smallest capacity the free list grows to.
 const MIN_CAPACITY: usize = 64;
 

@@ -51,10 +51,20 @@ use kernel::{
     transmute::AsBytes,
 };
 
-/// Pool pages a VP costs: its register page, its intercept message page and
-/// its two stats pages (SELF and PARENT), which also stand for the
-/// hypervisor's own VP structures.
-pub(crate) const VP_PAGES: usize = 4;
+/// Pool pages a VP costs: its register page, its intercept message page,
+/// its two stats pages (SELF and PARENT), and [`VP_BOOKKEEPING_PAGES`]
+/// charged for the emulator's own structures of the VP.
+pub(crate) const VP_PAGES: usize = 4 + VP_BOOKKEEPING_PAGES;
+/// Pool pages charged for a VP's bookkeeping (`super::pool::pages_for`): the
+/// [`Vp`] itself, its four state buffers (LAPIC, XSAVE, SIMP, SIEFP), its
+/// register file's room for other registers and its node in the partition's
+/// VP table.
+pub(crate) const VP_BOOKKEEPING_PAGES: usize = super::pool::pages_for(
+    core::mem::size_of::<Vp>()
+        + 4 * crate::tlfs::HV_PAGE
+        + regs::EXTRA_SLOTS * core::mem::size_of::<(u32, crate::tlfs::RegValue)>()
+        + super::TABLE_NODE_BYTES,
+);
 /// Index in a VP's pages of the register page (`HV_VP_STATE_PAGE_REGISTERS`).
 pub(crate) const REGISTER_PAGE: usize = 0;
 /// Index in a VP's pages of the intercept message page.

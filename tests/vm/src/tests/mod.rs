@@ -156,6 +156,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "partition_charges_root_pool",
+        func: sim::partition_charges_root_pool,
+        timeout: 60,
+    },
+    TestCase {
         name: "synic_signal_wakes_new_vp",
         func: sim::synic_signal_wakes_new_vp,
         timeout: 120,

@@ -825,6 +825,52 @@ pub(crate) fn synic_counters() -> TResult<std::collections::BTreeMap<String, u64
     read_kv(&path).ctx("sim/synic")
 }
 
+/// `CREATE_PARTITION` takes `partition_charge` pages of the emulator's root
+/// pool for the partition's own structures (the driver deposits into the
+/// root, a page at a time, while the pool is short: upstream's create
+/// loop), and deleting the partition gives them back to that pool; nothing
+/// deposited into the root is withdrawn (upstream never does).
+pub fn partition_charges_root_pool() -> TResult {
+    let path = mshv_debugfs().join("sim").join("root_pool");
+    if !present(&path)? {
+        return Err(debugfs_missing(&path, true));
+    }
+    let read = || read_kv(&path).ctx("sim/root_pool");
+    let in_use = |m: &std::collections::BTreeMap<String, u64>| m["pages"] - m["free"];
+    let before = read()?;
+    let charge = before["partition_charge"];
+    ensure!(charge >= 1, "sim/root_pool: partition_charge {charge}");
+    let mshv = open_mshv()?;
+    let parts = (0..3)
+        .map(|_| Partition::new(&mshv))
+        .collect::<TResult<Vec<_>>>()?;
+    let during = read()?;
+    ensure_eq!(
+        in_use(&during),
+        in_use(&before) + 3 * charge,
+        "root pool pages in use with 3 more partitions"
+    );
+    drop(parts);
+    // The last reference to a partition may go a moment after the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut after = read()?;
+    while in_use(&after) != in_use(&before) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        after = read()?;
+    }
+    ensure_eq!(
+        in_use(&after),
+        in_use(&before),
+        "root pool pages in use after the 3 partitions were closed"
+    );
+    ensure_eq!(
+        after["pages"],
+        during["pages"],
+        "root pool pages (nothing is withdrawn from the root)"
+    );
+    Ok(())
+}
+
 /// Under the root scheduler a new VP's first RUN_VP dispatches it, is told
 /// BLOCKED+SUSPEND (VPs are created explicitly suspended), clears
 /// `EXPLICIT_SUSPEND` and sleeps until the hypervisor's scheduler signal
