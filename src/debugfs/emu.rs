@@ -218,6 +218,15 @@ fn show_root_pool(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "vp_charge {}", crate::sim::VP_PAGES)
 }
 
+/// `sim/calls`: hypercalls that succeeded, one line per call code:
+/// `0xCODE N`.
+fn show_calls(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (code, n) in sim.calls.nonzero() {
+        writeln!(f, "{code:#06x} {n}")?;
+    }
+    Ok(())
+}
+
 fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let s = &sim.sched;
     writeln!(f, "scheduler_type {}", s.kind.hv_type())?;
@@ -260,6 +269,8 @@ pub(crate) struct Global {
     injected: File<Arc<Sim>>,
     #[pin]
     root_pool: File<Arc<Sim>>,
+    #[pin]
+    calls: File<Arc<Sim>>,
     _dir: Dir,
 }
 
@@ -280,6 +291,7 @@ impl Global {
         let sched = source.clone();
         let injected = source.clone();
         let root_pool = source.clone();
+        let calls = source.clone();
         // SAFETY: the module has one debugfs tree, so one `TestPfnmap`.
         // Best effort, like the other files.
         let pfnmap = unsafe { crate::sys::testdev::TestPfnmap::create() }.ok();
@@ -300,6 +312,7 @@ impl Global {
                 sched <- dir.read_callback_file(c"sched", sched, &show_sched),
                 injected <- dir.read_callback_file(c"injected", injected, &show_injected),
                 root_pool <- dir.read_callback_file(c"root_pool", root_pool, &show_root_pool),
+                calls <- dir.read_callback_file(c"calls", calls, &show_calls),
                 _dir: dir,
             }? Error),
             GFP_KERNEL,

@@ -155,6 +155,21 @@ impl Emulator {
         )
     }
 
+    /// Runs fast call `code` with its one input register.
+    fn fast_call(&self, code: u16, input: u64) -> u64 {
+        match code {
+            abi::HVCALL_NOTIFY_PORT_RING_EMPTY if input >> 32 == 0 => {
+                abi::result(self.sim.synic.ring_empty(input), 0)
+            }
+            abi::HVCALL_NOTIFY_PORT_RING_EMPTY => abi::result(status::INVALID_PARAMETER, 0),
+            abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT => match self.sim.clear_virtual_interrupt(input) {
+                Ok(()) => abi::result(status::SUCCESS, 0),
+                Err(e) => abi::result(e.0, 0),
+            },
+            _ => abi::result(status::INVALID_HYPERCALL_CODE, 0),
+        }
+    }
+
     /// Decodes and runs one memory hypercall on the page pair.
     fn call(&self, code: u16, reps: u16, start: u16, varhead: u16, p: &mut Pages) -> Outcome {
         let (input, output) = (&p.input[..], &mut p.output[..]);
@@ -603,6 +618,9 @@ impl Seam for Emulator {
         };
         let n = output.len();
         output.copy_from_slice(&p.output[..n]);
+        if st == status::SUCCESS {
+            self.sim.calls.add(c.code);
+        }
         abi::result(st, done)
     }
 
@@ -636,6 +654,7 @@ impl Seam for Emulator {
                 if abi::write_at(output, 0, &o).is_none() {
                     return bad;
                 }
+                self.sim.calls.add(c.code);
                 abi::result(status::SUCCESS, 0)
             }
             Err(e) => abi::result(e.0, 0),
@@ -646,17 +665,11 @@ impl Seam for Emulator {
         if let Some((status, _)) = self.sim.take_call_failure(code) {
             return abi::result(status, 0);
         }
-        match code {
-            abi::HVCALL_NOTIFY_PORT_RING_EMPTY if input >> 32 == 0 => {
-                abi::result(self.sim.synic.ring_empty(input), 0)
-            }
-            abi::HVCALL_NOTIFY_PORT_RING_EMPTY => abi::result(status::INVALID_PARAMETER, 0),
-            abi::HVCALL_CLEAR_VIRTUAL_INTERRUPT => match self.sim.clear_virtual_interrupt(input) {
-                Ok(()) => abi::result(status::SUCCESS, 0),
-                Err(e) => abi::result(e.0, 0),
-            },
-            _ => abi::result(status::INVALID_HYPERCALL_CODE, 0),
+        let r = self.fast_call(code, input);
+        if abi::result_status(r) == status::SUCCESS {
+            self.sim.calls.add(code);
         }
+        r
     }
 
     fn read_msr(&self, msr: u32) -> u64 {

@@ -311,6 +311,38 @@ pub(crate) struct Sim {
     pub(crate) synic: Arc<synic::EmuSynic>,
     /// The scheduler ([`sched`]).
     pub(crate) sched: Arc<sched::Sched>,
+    /// Hypercalls that succeeded, by call code (`sim/calls`).
+    pub(crate) calls: CallCounts,
+}
+
+/// Call codes [`CallCounts`] keeps (every code the emulator answers is
+/// below).
+const CALL_CODES: usize = 0x110;
+
+/// Hypercalls that succeeded, by call code: what a test reads to know a
+/// call reached the hypervisor (`sim/calls`).
+pub(crate) struct CallCounts([Atomic<u64>; CALL_CODES]);
+
+impl CallCounts {
+    fn new() -> Self {
+        Self(core::array::from_fn(|_| Atomic::new(0)))
+    }
+
+    /// Counts one successful call of `code`.
+    pub(crate) fn add(&self, code: u16) {
+        if let Some(c) = self.0.get(usize::from(code)) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `(code, successful calls)` for every code called at least once.
+    pub(crate) fn nonzero(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(code, c)| (code, c.load(Relaxed)))
+            .filter(|&(_, n)| n != 0)
+    }
 }
 
 /// The pool of a partition's inner state.
@@ -365,6 +397,7 @@ impl Sim {
                 inject: inject::Inject::new(),
                 synic,
                 sched,
+                calls: CallCounts::new(),
             }),
             GFP_KERNEL,
         )

@@ -541,23 +541,55 @@ pub fn irqfd_wakes_halted_vp() -> TResult {
     Ok(())
 }
 
+/// Successful `HVCALL_CLEAR_VIRTUAL_INTERRUPT` calls the emulator answered
+/// (`sim/calls`, code 0x56).
+fn clear_virtual_interrupt_calls() -> TResult<u64> {
+    let path = mshv_debugfs().join("sim").join("calls");
+    if !present(&path)? {
+        return Err(debugfs_missing(&path, true));
+    }
+    Ok(read_kv(&path)
+        .ctx("sim/calls")?
+        .get("0x0056")
+        .copied()
+        .unwrap_or(0))
+}
+
 /// A level-triggered route with a resamplefd: the guest's EOI of the
 /// irqfd's vector signals the resamplefd (upstream: HVMSG_X64_APIC_EOI).
+/// An ExtINT route of the same vector is resampled too, and, as upstream
+/// does for ExtINT, its line is first cleared in the hypervisor with
+/// exactly one `HVCALL_CLEAR_VIRTUAL_INTERRUPT`.
 pub fn irqfd_resample_on_eoi() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let (_code, vcpu) = load_irq32(&p)?;
     let vm = &p.vm;
-    // Level-triggered (data bit 15), vector 0x41; an edge route for 0x40.
-    set_routes(vm, &[msi(3, 0, 0x8000 | 0x41), msi(4, 0, 0x40)])?;
+    // Level-triggered (data bit 15), vector 0x41; an edge route for 0x40;
+    // a level ExtINT route (delivery mode 7, data bits 10:8) of 0x41.
+    set_routes(
+        vm,
+        &[
+            msi(3, 0, 0x8000 | 0x41),
+            msi(4, 0, 0x40),
+            msi(5, 0, 0x8000 | 0x700 | 0x41),
+        ],
+    )?;
     let efd = eventfd()?;
     let rs = eventfd()?;
     let edge = eventfd()?;
     let edge_rs_unused = eventfd()?;
+    let ext = eventfd()?;
+    let ext_rs = eventfd()?;
     expect_ok(
         vm.register_irqfd_with_resample(&efd, &rs, 3),
         "register_irqfd_with_resample gsi 3",
     )?;
+    expect_ok(
+        vm.register_irqfd_with_resample(&ext, &ext_rs, 5),
+        "register_irqfd_with_resample gsi 5 (ExtINT)",
+    )?;
+    let cleared = clear_virtual_interrupt_calls()?;
     expect_ok(vm.register_irqfd(&edge, 4), "register_irqfd gsi 4")?;
     let count = |e: &EventFd| match e.read() {
         Ok(n) => n,
@@ -581,12 +613,36 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         1,
         "resamplefd after the guest's EOI of vector 0x41"
     );
+    ensure!(
+        readable_within(&ext_rs, Duration::from_secs(10)),
+        "ExtINT route's resamplefd not signalled within 10 s of the EOI of vector 0x41"
+    );
+    ensure_eq!(
+        count(&ext_rs),
+        1,
+        "ExtINT route's resamplefd after the guest's EOI of vector 0x41"
+    );
+    ensure_eq!(
+        clear_virtual_interrupt_calls()? - cleared,
+        1,
+        "HVCALL_CLEAR_VIRTUAL_INTERRUPT calls for the ExtINT resample"
+    );
     expect_out(&vcpu, 0x22, 2, "back after the first HLT")?;
     wake_with(&vcpu, 0x40, "edge-triggered irqfd", || {
         edge.write(1)
             .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
     })?;
     ensure_eq!(count(&rs), 0, "no resample for an edge-triggered EOI");
+    ensure_eq!(
+        count(&ext_rs),
+        0,
+        "no ExtINT resample for an edge EOI of 0x40"
+    );
+    ensure_eq!(
+        clear_virtual_interrupt_calls()? - cleared,
+        1,
+        "HVCALL_CLEAR_VIRTUAL_INTERRUPT calls after the edge EOI"
+    );
     ensure_eq!(count(&edge_rs_unused), 0, "unrelated eventfd");
     Ok(())
 }
