@@ -109,6 +109,19 @@ impl Reader for InjectHoldKick {
     }
 }
 
+/// `sim/inject_stale_signal`.
+struct InjectStaleSignal(Arc<Sim>);
+
+impl Reader for InjectStaleSignal {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        let [count] = read_numbers::<1>(r)?;
+        self.0
+            .sched
+            .stale_signals(u32::try_from(count).map_err(|_| EINVAL)?);
+        Ok(())
+    }
+}
+
 /// `sim/inject_probability`.
 struct InjectProbability(Arc<Sim>);
 
@@ -234,7 +247,13 @@ fn show_sched(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "opaque_intercepts {}", s.kicks.load(Relaxed))?;
     writeln!(f, "held {}", s.held.load(Relaxed))?;
     writeln!(f, "signals {}", s.signals.load(Relaxed))?;
-    writeln!(f, "dispatch_suspends {}", s.dispatch_suspends.load(Relaxed))
+    writeln!(f, "dispatch_suspends {}", s.dispatch_suspends.load(Relaxed))?;
+    writeln!(f, "stale_signals {}", s.stale_sent.load(Relaxed))?;
+    writeln!(
+        f,
+        "dispatches_while_blocked {}",
+        s.dispatches_while_blocked.load(Relaxed)
+    )
 }
 
 /// The emulator's files under `sim/`.
@@ -257,6 +276,8 @@ pub(crate) struct Global {
     call_pending: File<InjectCallPending>,
     #[pin]
     hold_kick: File<InjectHoldKick>,
+    #[pin]
+    stale_signal: File<InjectStaleSignal>,
     #[pin]
     contiguous: File<InjectContiguous>,
     #[pin]
@@ -285,6 +306,7 @@ impl Global {
         let finalize = InjectFinalize(source.clone());
         let call_pending = InjectCallPending(source.clone());
         let hold_kick = InjectHoldKick(source.clone());
+        let stale_signal = InjectStaleSignal(source.clone());
         let contiguous = InjectContiguous(source.clone());
         let call = InjectCall(source.clone());
         let counters = source.clone();
@@ -306,6 +328,7 @@ impl Global {
                 finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                 call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),
                 hold_kick <- dir.write_only_file(c"inject_hold_kick", hold_kick),
+                stale_signal <- dir.write_only_file(c"inject_stale_signal", stale_signal),
                 contiguous <- dir.write_only_file(c"inject_contiguous", contiguous),
                 call <- dir.write_only_file(c"inject_call", call),
                 synic <- dir.read_callback_file(c"synic", counters, &show_synic),

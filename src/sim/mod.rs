@@ -1126,6 +1126,9 @@ impl Sim {
             if entry.vp.running.load(Relaxed) {
                 return Err(HvError(status::INVALID_VP_STATE));
             }
+            if vp::dispatch_thread_blocked(&entry.vp) {
+                self.sched.dispatches_while_blocked.fetch_add(1, Relaxed);
+            }
             // Under `inner`: delete and finalize see it and leave the VP's
             // pages alone until the dispatch ends.
             entry.vp.running.store(true, Relaxed);

@@ -27,6 +27,13 @@
 //! then wait for the kick and return the message (upstream's "message in
 //! flight").
 //!
+//! Test knob (`sim/inject_stale_signal`, root scheduler): the next N
+//! dispatches that block are followed at once by a scheduler signal for
+//! the VP, while its `ROOT_DISPATCH_THREAD_BLOCKED` is still set: a stale
+//! kick. The root must keep waiting (it waits for a kick *and* the counter
+//! clear, as upstream does); a `DISPATCH_VP` of a VP whose dispatch thread
+//! is blocked is counted (`dispatches_while_blocked`).
+//!
 //! # Ownership of a VP
 //!
 //! `Vp::core_owned` says a runner exists for the VP (queued or running); at
@@ -99,6 +106,14 @@ pub(crate) struct Sched {
     pub(crate) signals: Atomic<u64>,
     /// `DISPATCH_SUSPEND = 1` writes (the root's teardown drain).
     pub(crate) dispatch_suspends: Atomic<u64>,
+    /// Test knob: how many of the next blocking dispatches are followed by
+    /// a stale signal (root scheduler; module documentation).
+    stale_signals: Atomic<u32>,
+    /// Stale signals sent.
+    pub(crate) stale_sent: Atomic<u64>,
+    /// `DISPATCH_VP` calls for a VP whose `ROOT_DISPATCH_THREAD_BLOCKED`
+    /// was set (a root that did not wait for the counter to clear).
+    pub(crate) dispatches_while_blocked: Atomic<u64>,
 }
 
 impl Sched {
@@ -118,6 +133,9 @@ impl Sched {
                 held: Atomic::new(0),
                 signals: Atomic::new(0),
                 dispatch_suspends: Atomic::new(0),
+                stale_signals: Atomic::new(0),
+                stale_sent: Atomic::new(0),
+                dispatches_while_blocked: Atomic::new(0),
             }),
             GFP_KERNEL,
         )
@@ -152,6 +170,23 @@ impl Sched {
     /// Takes one held-kick request, if any.
     fn take_hold(&self) -> bool {
         super::inject::take_one(&self.hold_kicks)
+    }
+
+    /// Follows the next `count` blocking dispatches with a stale signal
+    /// (see the module documentation).
+    pub(crate) fn stale_signals(&self, count: u32) {
+        self.stale_signals.store(count, Relaxed);
+    }
+}
+
+/// A dispatch of `vp` of `part` (root scheduler) ended with the VP
+/// blocked: if the knob asks for it, the root gets a stale signal now,
+/// with the VP's dispatch thread still marked blocked. Called with no
+/// emulator lock held.
+pub(crate) fn dispatch_blocked(part: &Partition, vp: &Vp) {
+    if part.sched.kind == Scheduler::Root && super::inject::take_one(&part.sched.stale_signals) {
+        part.sched.stale_sent.fetch_add(1, Relaxed);
+        part.synic.signal(part.id, vp.index);
     }
 }
 

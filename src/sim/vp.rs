@@ -596,6 +596,21 @@ pub(crate) fn set_dispatch_thread_blocked(vp: &Vp, blocked: bool) {
     };
 }
 
+/// Whether `vp`'s `ROOT_DISPATCH_THREAD_BLOCKED` is set. The caller keeps
+/// the VP's pages lent to it, as for [`set_dispatch_thread_blocked`].
+pub(crate) fn dispatch_thread_blocked(vp: &Vp) -> bool {
+    let mut b = [0u8; 8];
+    // SAFETY: as in `set_dispatch_thread_blocked`.
+    unsafe {
+        page::read(
+            vp.stats_pfn.load(Relaxed),
+            abi::HV_VP_COUNTER_ROOT_DISPATCH_THREAD_BLOCKED * 8,
+            &mut b,
+        )
+    };
+    u64::from_le_bytes(b) != 0
+}
+
 /// The VP's dispatch answers BLOCKED (root scheduler): the dispatch thread
 /// is blocked until the VP is signalled ([`super::sched::wake`] clears the
 /// counter first). Called during the VP's slice or dispatch.
@@ -702,6 +717,9 @@ pub(crate) fn dispatch(
     let leave = slice(part, vp, msg_pfn);
     if leave.is_none() {
         block(part, vp);
+    }
+    if matches!(leave, None | Some(Leave::Blocked)) {
+        super::sched::dispatch_blocked(part, vp);
     }
     Ok(match leave {
         None => (

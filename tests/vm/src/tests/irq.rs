@@ -541,6 +541,42 @@ pub fn irqfd_wakes_halted_vp() -> TResult {
     Ok(())
 }
 
+/// Root scheduler: a scheduler signal that arrives while the VP's
+/// `ROOT_DISPATCH_THREAD_BLOCKED` is still set (a stale kick, forced with
+/// `sim/inject_stale_signal` right after the dispatch that blocked on the
+/// guest's `sti; hlt`) must not make the root dispatch: it waits for a kick
+/// *and* the counter clear, as upstream does. The real wake-up (an irqfd)
+/// then works as usual: nothing lost, exactly one stale signal sent, and no
+/// `DISPATCH_VP` found the VP's dispatch thread blocked.
+pub fn root_stale_signal_keeps_vp_waiting() -> TResult {
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let (_code, vcpu) = load_irq32(&p)?;
+    let vm = &p.vm;
+    set_routes(vm, &[msi(5, 0, 0x40)])?;
+    let efd = eventfd()?;
+    expect_ok(vm.register_irqfd(&efd, 5), "register_irqfd gsi 5")?;
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    let before = super::sched::sched_counters()?;
+    super::sim::inject("inject_stale_signal", "1")?;
+    let woke = wake_with(&vcpu, 0x40, "irqfd after a stale signal", || {
+        efd.write(1)
+            .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
+    });
+    super::sim::inject("inject_stale_signal", "0")?;
+    woke?;
+    expect_out(&vcpu, 0x22, 2, "back after the HLT")?;
+    let after = super::sched::sched_counters()?;
+    let grew = |k: &str| after[k] - before[k];
+    ensure_eq!(grew("stale_signals"), 1, "stale signals the emulator sent");
+    ensure_eq!(
+        grew("dispatches_while_blocked"),
+        0,
+        "DISPATCH_VP calls while the VP's ROOT_DISPATCH_THREAD_BLOCKED was set"
+    );
+    Ok(())
+}
+
 /// Successful `HVCALL_CLEAR_VIRTUAL_INTERRUPT` calls the emulator answered
 /// (`sim/calls`, code 0x56).
 fn clear_virtual_interrupt_calls() -> TResult<u64> {

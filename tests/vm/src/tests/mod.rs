@@ -24,7 +24,10 @@ use crate::TestCase;
 
 /// Cases that assert the root scheduler's protocol (DISPATCH_VP, scheduler
 /// signal messages): not run when the emulator runs the core scheduler.
-pub static ROOT_SCHEDULER_ONLY: &[&str] = &["synic_signal_wakes_new_vp"];
+pub static ROOT_SCHEDULER_ONLY: &[&str] = &[
+    "synic_signal_wakes_new_vp",
+    "root_stale_signal_keeps_vp_waiting",
+];
 
 /// Cases that assert the hypervisor (core) scheduler's protocol (suspend
 /// registers, opaque intercepts): not run under the root scheduler.
@@ -309,6 +312,11 @@ pub static ALL: &[TestCase] = &[
         name: "irqfd_before_route",
         func: irq::irqfd_before_route,
         timeout: 120,
+    },
+    TestCase {
+        name: "root_stale_signal_keeps_vp_waiting",
+        func: irq::root_stale_signal_keeps_vp_waiting,
+        timeout: 60,
     },
     TestCase {
         name: "irqfd_resample_on_eoi",

@@ -18,7 +18,7 @@ use crate::vmm::*;
 use crate::{ensure, ensure_eq, fail, note};
 
 /// The emulator's scheduler counters (`sim/sched`).
-fn sched_counters() -> TResult<BTreeMap<String, u64>> {
+pub(super) fn sched_counters() -> TResult<BTreeMap<String, u64>> {
     let path = mshv_debugfs().join("sim").join("sched");
     if !present(&path)? {
         return Err(debugfs_missing(&path, true));
