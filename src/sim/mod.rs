@@ -1431,6 +1431,50 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn register_values_outside_the_tlfs_are_refused() -> Result {
+        use regs::valid_value as ok;
+        // DR6/DR7: the upper half is reserved.
+        assert!(ok(abi::HV_X64_REGISTER_DR7, 0x400));
+        assert!(!ok(abi::HV_X64_REGISTER_DR7, 1 << 32));
+        // SCONTROL: enable only.
+        assert!(ok(abi::HV_REGISTER_SCONTROL, 1));
+        assert!(!ok(abi::HV_REGISTER_SCONTROL, 2));
+        // SIMP/SIEFP: enable, reserved 1..11, page number.
+        assert!(ok(abi::HV_REGISTER_SIMP, 0x1234_5001));
+        assert!(!ok(abi::HV_REGISTER_SIMP, 0x1234_5003));
+        assert!(!ok(abi::HV_REGISTER_SIEFP, 0x800));
+        // SINTx: vector, masked, auto-EOI, polling; unmasked needs >= 16.
+        let sint5 = abi::HV_REGISTER_SINT0 + 5;
+        assert!(ok(sint5, 0x1_0000));
+        assert!(ok(sint5, 0x2_0030));
+        assert!(ok(abi::HV_REGISTER_SINT0 + 15, 0x7_00ff));
+        assert!(!ok(sint5, 0x0_000f));
+        assert!(ok(sint5, 0x1_000f));
+        assert!(!ok(sint5, 0x8_0030));
+        assert!(!ok(sint5, 0x0130));
+        // Past SINT15 comes SCONTROL, with its own rule.
+        assert_eq!(abi::HV_REGISTER_SINT0 + 16, abi::HV_REGISTER_SCONTROL);
+        assert!(!ok(abi::HV_REGISTER_SINT0 + 16, 0x0030));
+        // Refused through SET_VP_REGISTERS, nothing written.
+        let sim = Sim::new(sched::Scheduler::Root)?;
+        let pt = partition_with_vp(&sim, INIT_PAGES + VP_PAGES)?;
+        // A SINT starts masked (TLFS), so that a VMM reading and writing
+        // it back (Cloud Hypervisor's restore) is accepted.
+        let before = reg(&sim, pt, sint5)?;
+        assert_eq!(before, [0x1_0000, 0]);
+        assert_eq!(
+            sim.set_vp_registers(pt, 0, &[(sint5, [0x0130, 0])]),
+            Err(RepError {
+                done: 0,
+                error: HvError(status::INVALID_PARAMETER)
+            })
+        );
+        assert_eq!(reg(&sim, pt, sint5)?, before);
+        destroy(&sim, pt)?;
+        Ok(())
+    }
+
     /// Dispatches VP 0 until it leaves with an intercept (the run loop of
     /// `hv::run`, without the waiting: these guests never block).
     fn run_to_intercept(sim: &Sim, pt: u64) -> Result {

@@ -74,6 +74,17 @@ pub(crate) fn valid_value(name: u32, value: u64) -> bool {
             (0..8).all(|i| matches!((value >> (8 * i)) & 0xff, 0 | 1 | 4..=7))
         }
         abi::HV_X64_REGISTER_XFEM => bit(0) && value & !0x7 == 0,
+        // Bits 32..63 are reserved (a MOV to DR6/DR7 with them set #GPs).
+        DR6 | abi::HV_X64_REGISTER_DR7 => value >> 32 == 0,
+        // TLFS, SynIC: SCONTROL has one bit (enable); SIMP and SIEFP an
+        // enable bit, bits 1..11 reserved, then a page number; a SINT the
+        // vector (0..7), masked (16), auto-EOI (17) and polling (18), the
+        // rest reserved, and an unmasked SINT needs a vector of 16 or more.
+        abi::HV_REGISTER_SCONTROL => value & !1 == 0,
+        abi::HV_REGISTER_SIMP | abi::HV_REGISTER_SIEFP => value & 0xffe == 0,
+        n if (abi::HV_REGISTER_SINT0..abi::HV_REGISTER_SINT0 + 16).contains(&n) => {
+            value & !0x7_00ff == 0 && (bit(16) || value & 0xff >= 16)
+        }
         _ => true,
     }
 }
@@ -242,6 +253,10 @@ impl RegFile {
             abi::HV_X64_REGISTER_PAT => low(0x0007_0406_0007_0406),
             INITIAL_APIC_ID | abi::HV_REGISTER_VP_INDEX => low(u64::from(self.vp_index)),
             abi::HV_X64_REGISTER_XFEM => low(1),
+            // TLFS: every SINT starts masked.
+            n if (abi::HV_REGISTER_SINT0..abi::HV_REGISTER_SINT0 + 16).contains(&n) => {
+                low(0x1_0000)
+            }
             // FCW = 0x37f.
             abi::HV_X64_REGISTER_FP_CONTROL_STATUS => low(0x37f),
             // MXCSR = 0x1f80 (the `xmm_status_control` field at byte 8).
