@@ -1066,3 +1066,21 @@ mod tests {
         assert!(!CRATE_PANIC_EXPECTED.load(std::sync::atomic::Ordering::SeqCst));
     }
 }
+
+/// `/proc/self/pagemap` entry of `addr` (root sees pfns).
+pub fn pagemap(addr: u64) -> TResult<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open("/proc/self/pagemap")
+        .map_err(|e| io_failure("open /proc/self/pagemap", e))?;
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, (addr / PAGE as u64) * 8)
+        .map_err(|e| io_failure("read /proc/self/pagemap", e))?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+/// pagemap: the page is present.
+pub const PM_PRESENT: u64 = 1 << 63;
+/// pagemap: a file or shared anonymous page.
+pub const PM_FILE: u64 = 1 << 61;
+/// pagemap: the pfn bits of a present page.
+pub const PM_PFN: u64 = (1 << 55) - 1;

@@ -759,20 +759,6 @@ pub fn create_vp_failure_keeps_no_deposit() -> TResult {
     Ok(())
 }
 
-/// `/proc/self/pagemap` entry of `addr`.
-fn pagemap(addr: u64) -> TResult<u64> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open("/proc/self/pagemap")
-        .map_err(|e| io_failure("open /proc/self/pagemap", e))?;
-    let mut b = [0u8; 8];
-    f.read_exact_at(&mut b, (addr / PAGE as u64) * 8)
-        .map_err(|e| io_failure("read /proc/self/pagemap", e))?;
-    Ok(u64::from_ne_bytes(b))
-}
-
-const PM_PRESENT: u64 = 1 << 63;
-const PM_FILE: u64 = 1 << 61;
-
 fn memfd_with_pages(pages: usize, magic: u32) -> TResult<i32> {
     let name = std::ffi::CString::new("mshv-write-fault").unwrap_or_default();
     // SAFETY: a valid NUL-terminated name.

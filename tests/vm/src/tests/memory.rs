@@ -107,6 +107,7 @@ fn pattern_test(pinned: bool) -> TResult {
     m.halt()?;
     note!("{} exits", m.exits);
     p.note_stats("at the end");
+    slat_matches_vmm_page_tables(&p, &data, pinned)?;
 
     if pinned {
         {
@@ -122,6 +123,46 @@ fn pattern_test(pinned: bool) -> TResult {
     drop(vcpu);
     drop(p);
     drop(code);
+    Ok(())
+}
+
+/// The emulator's SLAT entries for the data region against the VMM's own
+/// page tables (`/proc/self/pagemap`), not against anything the driver
+/// keeps: every accessible entry holds the pfn the VMM maps at that
+/// address, writable. A pinned region must have every page mapped (its pin
+/// keeps them); a movable one may lose entries to invalidations Linux is
+/// free to make (compaction), so at least one must be there to compare.
+fn slat_matches_vmm_page_tables(p: &Partition, data: &Mmap, pinned: bool) -> TResult {
+    let entries = crate::tests::sim::sim_entries(p)?;
+    let pages = 2 * PAT_HALF / PAGE;
+    let mut compared = 0;
+    for i in 0..pages {
+        let gfn = PAT_GFN + i as u64;
+        let Some(&(pfn, writable)) = entries.get(&gfn) else {
+            ensure!(
+                !pinned,
+                "pinned region: gfn {gfn:#x} (page {i}) has no accessible SLAT entry"
+            );
+            continue;
+        };
+        let e = pagemap(data.addr() + (i * PAGE) as u64)?;
+        ensure!(
+            e & PM_PRESENT != 0,
+            "gfn {gfn:#x} is mapped to pfn {pfn:#x} but the VMM's page {i} is not present (pagemap {e:#x})"
+        );
+        ensure_eq!(
+            Hex(pfn),
+            Hex(e & PM_PFN),
+            "gfn {gfn:#x}: SLAT pfn against the VMM's pfn at page {i} (pagemap)"
+        );
+        ensure!(
+            writable,
+            "gfn {gfn:#x}: mapped read-only in a writable region"
+        );
+        compared += 1;
+    }
+    note!("SLAT against pagemap: {compared} of {pages} pages compared");
+    ensure!(compared >= 1, "no SLAT entry of the data region to compare");
     Ok(())
 }
 

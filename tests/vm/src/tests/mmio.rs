@@ -11,12 +11,11 @@
 // offset the test mmaps it, so `vm_pgoff` is not their pfn, as with
 // vfio-pci's BARs (`index << 28 | offset`).
 
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
 
 use crate::guest;
-use crate::tests::sim::{sim_file, sim_slat, DATA_GFN, DATA_GPA};
+use crate::tests::sim::{sim_entries, sim_slat, DATA_GFN, DATA_GPA};
 use crate::uapi::*;
 use crate::util::*;
 use crate::vmm::*;
@@ -73,28 +72,6 @@ fn pfnmap_pfns(pages: usize) -> TResult<Vec<u64>> {
         .collect();
     ensure!(pfns.len() >= pages, "sim/pfnmap: {text:?}");
     Ok(pfns[..pages].to_vec())
-}
-
-/// The accessible SLAT entries of `p`'s regions: gfn → (pfn, writable).
-fn sim_entries(p: &Partition) -> TResult<BTreeMap<u64, (u64, bool)>> {
-    let path = sim_file(p, "sim_entries")?;
-    let text = fs::read_to_string(&path).ctx("read sim_entries")?;
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-        match (
-            w.as_slice(),
-            w.first().and_then(|s| hex(s)),
-            w.get(1).and_then(|s| hex(s)),
-        ) {
-            ([_, _, flags], Some(gfn), Some(pfn)) => {
-                out.insert(gfn, (pfn, flags.starts_with('w')));
-            }
-            _ => fail!("sim_entries: unexpected line {line:?}"),
-        }
-    }
-    Ok(out)
 }
 
 /// Checks that the SLAT maps gfns `DATA_GFN..+PAGES` to exactly `pfns`,

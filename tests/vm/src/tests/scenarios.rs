@@ -73,9 +73,16 @@ fn scenario(body: impl FnOnce(&Vm) -> TResult) -> TResult {
             faults_record(&s);
         }
     }
+    let body_ok = r.is_ok();
     let m = mirror_check(&vm.p).and_then(|(checked, v)| {
         note!("mirror_check at the end: checked {checked}, violations {v}");
         ensure_eq!(v, 0, "mirror violations at the end of the scenario");
+        // A scenario that ran its guest leaves at least the monitor's code
+        // page mapped: a checker that compared nothing proves nothing.
+        ensure!(
+            !body_ok || checked >= 1,
+            "mirror_check at the end compared no page\nexpected: >= 1 (the monitor's code page)\nactual:   {checked}"
+        );
         Ok(())
     });
     verdict(r, m)

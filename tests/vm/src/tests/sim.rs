@@ -547,6 +547,32 @@ pub(crate) fn sim_file(p: &Partition, name: &str) -> TResult<std::path::PathBuf>
     Err(debugfs_missing(&path, true))
 }
 
+/// The accessible SLAT entries of `p`'s regions, per 4 KiB page: gfn →
+/// (pfn, writable); a 2 MiB entry (`L`) gives its 512 pages.
+pub(crate) fn sim_entries(p: &Partition) -> TResult<std::collections::BTreeMap<u64, (u64, bool)>> {
+    let path = sim_file(p, "sim_entries")?;
+    let text = fs::read_to_string(&path).ctx("read sim_entries")?;
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        match (
+            w.as_slice(),
+            w.first().and_then(|s| hex(s)),
+            w.get(1).and_then(|s| hex(s)),
+        ) {
+            ([_, _, flags], Some(gfn), Some(pfn)) => {
+                let pages = if flags.ends_with('L') { 512 } else { 1 };
+                for k in 0..pages {
+                    out.insert(gfn + k, (pfn + k, flags.starts_with('w')));
+                }
+            }
+            _ => fail!("sim_entries: unexpected line {line:?}"),
+        }
+    }
+    Ok(out)
+}
+
 /// Runs the mirror checker of partition `p`: (pages checked, violations).
 pub(crate) fn mirror_check(p: &Partition) -> TResult<(u64, u64)> {
     let path = sim_file(p, "mirror_check")?;
