@@ -1356,8 +1356,28 @@ fn show_tasks(sh: &Shared) {
                 .unwrap_or("?")
         );
         print!("{}", read(format!("/proc/self/task/{tid}/stack")));
+        println!(
+            "mshv-fuzz: thread {i} syscall: {}",
+            read(format!("/proc/self/task/{tid}/syscall")).trim()
+        );
         if let Ok(c) = std::fs::read_to_string(format!("/proc/self/task/{tid}/children")) {
             pids.extend(c.split_whitespace().map(str::to_string));
+        }
+    }
+    // The driver's trace events (enabled at start, see `enable_trace`):
+    // what the stuck calls did last.
+    if let Some(dir) = TRACEFS
+        .iter()
+        .find(|d| std::path::Path::new(d).join("trace").exists())
+    {
+        let t = read(format!("{dir}/trace"));
+        let lines: Vec<&str> = t.lines().filter(|l| !l.starts_with('#')).collect();
+        println!(
+            "mshv-fuzz: last mshv_rs trace events ({} buffered):",
+            lines.len()
+        );
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            println!("    {l}");
         }
     }
     for pid in pids {
@@ -1367,6 +1387,23 @@ fn show_tasks(sh: &Shared) {
             read(format!("/proc/{pid}/stat"))
         );
         print!("{}", read(format!("/proc/{pid}/stack")));
+    }
+}
+
+/// Where tracefs may be mounted.
+const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Enables the driver's trace events into a small ring buffer, so that a
+/// stall report can show what the stuck calls did last. Best effort.
+fn enable_trace() {
+    for dir in TRACEFS {
+        let events = format!("{dir}/events/mshv_rs/enable");
+        if std::path::Path::new(&events).exists() {
+            let _ = std::fs::write(format!("{dir}/buffer_size_kb"), "256");
+            let _ = std::fs::write(format!("{dir}/trace"), "");
+            let _ = std::fs::write(&events, "1");
+            return;
+        }
     }
 }
 
@@ -1531,6 +1568,7 @@ fn main() {
         fork_ioctls: args.fork_ioctls,
         pfnmap,
     });
+    enable_trace();
     // SAFETY: a NUL-terminated path.
     let mem = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     if mem < 0 {
