@@ -7,14 +7,15 @@ use crate::{
     hv::CreatePartition,
     hvcall,
     partition::Partition,
+    shared::Shared,
     sys, uapi,
     uapi::{MshvCreatePartition, MshvCreatePartitionV2},
-    MshvModule, Shared,
 };
 use kernel::{
     fs::File,
     miscdevice::{
         MiscDevice,
+        MiscDeviceOptions,
         MiscDeviceRegistration, //
     },
     prelude::*,
@@ -34,6 +35,28 @@ const PT_FLAG_MAP: [(u32, u64); 5] = [
     (uapi::MSHV_PT_BIT_SMT_ENABLED_GUEST, 1 << 0),
 ];
 
+/// `/dev/mshv` registered, with the state its opens hand out.
+#[pin_data]
+pub(crate) struct Registration {
+    /// Registered after `shared` exists (an open may come the moment it
+    /// is; upstream registered first and could race its own init) and,
+    /// declared first, deregistered first on unload, before the SynIC and
+    /// the backend in `shared` go.
+    #[pin]
+    misc: MiscDeviceRegistration<MshvDev>,
+    shared: Arc<Shared>,
+}
+
+impl Registration {
+    /// Registers `/dev/mshv`, whose opens get `shared`.
+    pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            shared,
+            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"mshv" }),
+        }? Error)
+    }
+}
+
 /// Per-open state of `/dev/mshv`.
 pub(crate) struct MshvDev {
     shared: Arc<Shared>,
@@ -45,13 +68,14 @@ impl MiscDevice for MshvDev {
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<KBox<Self>> {
         let misc: *const MiscDeviceRegistration<Self> = misc;
-        // SAFETY: the only registration of `MshvDev` is the `misc` field of the
-        // pinned `MshvModule`, which lives until module exit; an open can only
-        // happen while it is registered, so the container is live.
-        let module = unsafe { &*kernel::container_of!(misc, MshvModule, misc) };
+        // SAFETY: the only registration of `MshvDev` is the `misc` field of a
+        // pinned `Registration` (the module's, which lives until module
+        // exit); an open can only happen while it is registered, so the
+        // container is live.
+        let reg = unsafe { &*kernel::container_of!(misc, Registration, misc) };
         Ok(KBox::new(
             MshvDev {
-                shared: module.shared.clone(),
+                shared: reg.shared.clone(),
             },
             GFP_KERNEL_ACCOUNT,
         )?)

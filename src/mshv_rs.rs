@@ -11,14 +11,11 @@
 //! - [`sys`]: safe wrappers over C APIs the kernel crate lacks.
 
 use kernel::{
-    miscdevice::{
-        MiscDeviceOptions,
-        MiscDeviceRegistration, //
-    },
     prelude::*,
     str::CStr,
     sync::Arc, //
 };
+use shared::Shared;
 
 mod debugfs;
 mod device;
@@ -28,6 +25,7 @@ mod hvcall;
 mod irq;
 mod mem;
 mod partition;
+mod shared;
 #[cfg(CONFIG_MSHV_RS_EMULATOR)]
 mod sim;
 mod stats;
@@ -79,28 +77,12 @@ fn backend_kind() -> Result<BackendKind> {
     }
 }
 
-/// State every partition shares: the backend and the debugfs tree.
-pub(crate) struct Shared {
-    /// The SynIC of every CPU and its interrupt handler. Declared first so
-    /// that it is dropped first: the handler is gone before anything it
-    /// could reach.
-    _synic: hv::synic::SynicGuard,
-    /// The hypervisor, behind the Hyper-V backend (docs/design.md, "The
-    /// hypervisor boundary").
-    pub(crate) hv: Arc<dyn hv::Hypervisor>,
-    /// `/sys/kernel/debug/mshv_rs`.
-    pub(crate) debugfs: Pin<KBox<debugfs::Debugfs>>,
-}
-
+/// The module: `/dev/mshv` and, behind it, the state every partition
+/// shares ([`device::Registration`] says the order of load and unload).
 #[pin_data]
 pub(crate) struct MshvModule {
-    /// Registered last in `init` (an open may come the moment it exists;
-    /// upstream registered first and could race its own init) and, declared
-    /// first, deregistered first on unload, before the SynIC and the backend
-    /// in `shared` go.
     #[pin]
-    pub(crate) misc: MiscDeviceRegistration<device::MshvDev>,
-    pub(crate) shared: Arc<Shared>,
+    dev: device::Registration,
 }
 
 fn new_shared() -> Result<Arc<Shared>> {
@@ -160,21 +142,13 @@ fn new_shared() -> Result<Arc<Shared>> {
     );
     let synic = hv::synic::start(hyperv.clone())?;
     let debugfs = KBox::pin_init(debugfs::Debugfs::new(simulator), GFP_KERNEL)?;
-    Ok(Arc::new(
-        Shared {
-            _synic: synic,
-            hv: hyperv,
-            debugfs,
-        },
-        GFP_KERNEL,
-    )?)
+    Ok(Arc::new(Shared::new(synic, hyperv, debugfs), GFP_KERNEL)?)
 }
 
 impl kernel::InPlaceModule for MshvModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            shared: new_shared()?,
-            misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"mshv" }),
-        })
+            dev <- device::Registration::new(new_shared()?),
+        }? Error)
     }
 }

@@ -61,7 +61,7 @@ struct Inner {
 /// `id` names a partition that exists in the hypervisor until `drop`.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Partition {
-    pub(crate) shared: Arc<crate::Shared>,
+    pub(crate) shared: Arc<crate::shared::Shared>,
     pub(crate) hv: Arc<dyn Hypervisor>,
     pub(crate) id: u64,
     pub(crate) stats: Arc<Stats>,
@@ -140,7 +140,10 @@ impl RegionSet {
 
 impl Partition {
     /// `MSHV_CREATE_PARTITION`: creates the partition in the hypervisor.
-    pub(crate) fn create(shared: Arc<crate::Shared>, args: &CreatePartition) -> Result<Arc<Self>> {
+    pub(crate) fn create(
+        shared: Arc<crate::shared::Shared>,
+        args: &CreatePartition,
+    ) -> Result<Arc<Self>> {
         let hv = shared.hv.clone();
         let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
             hv.create_partition(args)
