@@ -20,7 +20,7 @@
 //!   fail, so the partition cannot be deleted either),
 //!   `partitions/<id>/sim_entries` (every accessible SLAT entry inside the
 //!   partition's regions: `GFN PFN FLAGS` per line), `partitions/<id>/mirror_check`
-//!   (reading it runs the mirror checker, [`crate::mem::check`]: `checked N`,
+//!   (reading it runs the mirror checker, [`check`]: `checked N`,
 //!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point
 //!   that accessible SLAT entry at a wrong page, to test the checker), and
 //!   `sim/pfnmap` (test only: `mmap` it `MAP_SHARED` at any offset to get a
@@ -32,6 +32,8 @@
 //!   and `violations` counters). These are the emulator's side channels
 //!   (`debugfs/emu.rs`), built only with `CONFIG_MSHV_RS_EMULATOR`.
 
+#[cfg(CONFIG_MSHV_RS_EMULATOR)]
+mod check;
 #[cfg(CONFIG_MSHV_RS_EMULATOR)]
 mod emu;
 

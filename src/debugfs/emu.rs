@@ -155,7 +155,7 @@ struct MirrorCheck {
 }
 
 fn show_mirror_check(d: &MirrorCheck, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match crate::mem::check::check_partition(&d.sim, d.pt, &d.regions) {
+    match super::check::check_partition(&d.sim, d.pt, &d.regions) {
         Ok(r) => {
             writeln!(f, "checked {}", r.checked)?;
             writeln!(f, "violations {}", r.violations)

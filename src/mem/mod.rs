@@ -3,8 +3,6 @@
 //! Guest memory regions: the kinds, the HMM mirror of movable RAM, MMIO
 //! regions, and the pure arithmetic they share.
 
-#[cfg(CONFIG_MSHV_RS_EMULATOR)]
-pub(crate) mod check;
 pub(crate) mod geometry;
 pub(crate) mod mmio;
 pub(crate) mod movable;

@@ -2,6 +2,9 @@
 
 //! The mirror checker (`backend=sim`): compares the simulated hypervisor's
 //! SLAT with what backs each region now (docs/design.md, invariants 1 and 2).
+//! One of the emulator's side channels (`partitions/<id>/mirror_check`): it
+//! reads the model (regions, the emulator's SLAT, Linux's page tables) and
+//! changes nothing.
 //!
 //! - Movable: every accessible entry maps the pfn the VMM's page tables map
 //!   at the corresponding address *now* (a non-faulting lookup), and every
@@ -19,7 +22,7 @@
 //! invalidation ran meanwhile (else it starts over, at most
 //! [`CHECK_TRIES`] times), the pattern of the fault path itself.
 
-use super::region::{Region, RegionKind};
+use crate::mem::region::{Region, RegionKind};
 use crate::{partition::RegionSet, sim::Sim};
 use kernel::prelude::*;
 
@@ -76,7 +79,7 @@ fn collect(sim: &Sim, pt: u64, r: &Region, entries: &mut KVVec<Entry>) -> Result
 fn pages_of(r: &Region, entries: &[Entry], mut f: impl FnMut(u64, u64, bool)) {
     for &(gfn, pfn, large, writable) in entries {
         let n = if large {
-            super::geometry::LARGE_PAGES
+            crate::mem::geometry::LARGE_PAGES
         } else {
             1
         };
@@ -179,7 +182,7 @@ fn check_followed<G>(
             collect(sim, pt, r, &mut entries)?;
             let mut overflow = false;
             pages_of(r, &entries, |off, _, _| {
-                let uaddr = r.spec.uaddr + off * super::geometry::PAGE_SIZE;
+                let uaddr = r.spec.uaddr + off * crate::mem::geometry::PAGE_SIZE;
                 overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
             });
             if overflow {
