@@ -240,18 +240,20 @@ void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx);
  * style. Every time the
  * eventfd is signalled, the wakeup callback (atomic context, wait-queue lock
  * held) consumes the counter and queues a work item on the system workqueue;
- * the work item calls the Rust callback mshv_rs_irqfd_fire(@owner) in
+ * the work item calls @fire_fn(@owner) in
  * process context, once per batch of signals. If the eventfd is already
  * readable when the hook is installed, the work item is queued at once.
  * On EPOLLHUP (the eventfd file released) the wakeup unhooks from the wait
- * queue and queues a second work item that calls the Rust callback
- * mshv_rs_irqfd_hup(@owner) once, in process context; the callback may
+ * queue and queues a second work item that calls @hup_fn(@owner) once,
+ * in process context; the callback may
  * destroy the hook (it is then not waited for).
  * Returns NULL with *@err = -ENOMEM on failure. @ctx and @owner must stay
  * valid until mshv_rs_irqfd_destroy() returns.
  */
 struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
-					   void *owner, int *err);
+					   void *owner,
+					   void (*fire_fn)(void *owner),
+					   void (*hup_fn)(void *owner), int *err);
 /*
  * Unhooks from the wait queue, waits for queued or running work items
  * (cancel_work_sync; not for the hup item when called from it) and frees.
@@ -260,9 +262,6 @@ struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
  */
 void mshv_rs_irqfd_destroy(struct mshv_rs_irqfd *w);
 
-/* Implemented in Rust (src/sys/eventfd.rs). */
-void mshv_rs_irqfd_fire(void *owner);
-void mshv_rs_irqfd_hup(void *owner);
 
 /* ---- layout canaries ------------------------------------------------------- */
 

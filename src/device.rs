@@ -135,6 +135,6 @@ impl MshvDev {
             args.disabled_xsave = v2.pt_disabled_xsave;
         }
         let p = Partition::create(self.shared.clone(), &args)?;
-        sys::fd::install_partition(p)
+        sys::fd::install(sys::fd::FdKind::Partition, p)
     }
 }

@@ -19,6 +19,7 @@ use shared::Shared;
 
 mod debugfs;
 mod device;
+mod fd_entry;
 mod gpap;
 mod hv;
 mod hvcall;

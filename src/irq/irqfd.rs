@@ -23,7 +23,7 @@
 //! the vector with the GSI number, which only works when they are equal).
 
 use super::{routing::Route, Core};
-use crate::sys::eventfd::{EventFd, EventHook};
+use crate::sys::eventfd::{EventFd, EventHook, EventHookOwner};
 use kernel::{prelude::*, sync::Arc};
 
 /// What the work item of one irqfd needs.
@@ -32,10 +32,10 @@ pub(crate) struct Irqfd {
     gsi: u32,
 }
 
-impl Irqfd {
+impl EventHookOwner for Irqfd {
     /// The eventfd was signalled: asserts the interrupt the GSI's route names,
     /// if it has one (an irqfd may be registered before its route).
-    pub(crate) fn fire(&self) {
+    fn fire(&self) {
         // The routing lock is held across the hypercall, so a route replaced
         // by SET_MSI_ROUTING is never used after that ioctl returns.
         let routes = self.core.routes.lock();
@@ -59,10 +59,10 @@ impl Irqfd {
     /// partition's list, unless a deassign or the partition's release took
     /// it first (they then wait for this call before freeing the hook).
     /// Called from the hook's hup work item, without locks held.
-    pub(crate) fn hup(self: &Arc<Self>) {
+    fn hup(self: Arc<Self>) {
         let removed = {
             let mut list = self.core.irqfds.lock();
-            let i = list.iter().position(|e| Arc::ptr_eq(e.hook.owner(), self));
+            let i = list.iter().position(|e| Arc::ptr_eq(e.hook.owner(), &self));
             i.and_then(|i| list.remove(i).ok())
         };
         // Outside the list lock: destroying the hook waits for its fire
@@ -79,7 +79,7 @@ pub(crate) fn route(table: &[Option<Route>], gsi: u32) -> Option<Route> {
 /// A registered irqfd (counted in `live_objects` as `irqfds`).
 pub(crate) struct Entry {
     /// The wait-queue hook; dropped first, which stops the work item.
-    pub(crate) hook: EventHook,
+    pub(crate) hook: EventHook<Irqfd>,
     /// Signalled when the guest ends a level-triggered interrupt of this
     /// irqfd's route.
     pub(crate) resample: Option<EventFd>,
@@ -93,7 +93,12 @@ impl Entry {
 }
 
 /// Creates the hook of a new irqfd on `eventfd` (fd `fd`) for `gsi`.
-pub(crate) fn hook(core: &Arc<Core>, fd: i32, eventfd: EventFd, gsi: u32) -> Result<EventHook> {
+pub(crate) fn hook(
+    core: &Arc<Core>,
+    fd: i32,
+    eventfd: EventFd,
+    gsi: u32,
+) -> Result<EventHook<Irqfd>> {
     let irqfd = Arc::new(
         Irqfd {
             core: core.clone(),

@@ -4,7 +4,6 @@
 //! hook an irqfd uses to learn that its eventfd was signalled.
 
 use super::ffi;
-use crate::irq::irqfd::Irqfd;
 use core::ptr::NonNull;
 use kernel::{
     ffi::c_void,
@@ -60,43 +59,65 @@ impl Drop for EventFd {
     }
 }
 
-/// A hook on an eventfd's wait queue that calls [`Irqfd::fire`] from a
-/// work item of the system workqueue (process context) after signals, and
-/// [`Irqfd::hup`] from another once the eventfd file is released (the hook
-/// is unhooked from the wait queue then, so it fires no more). Counted in
-/// `live_objects` as `irqfds`.
+/// What an [`EventHook`] calls, from work items of the system workqueue
+/// (process context, no lock of the hook's held).
+pub(crate) trait EventHookOwner: Send + Sync + 'static {
+    /// The eventfd was signalled (once per batch of signals).
+    fn fire(&self);
+    /// The eventfd file was released; called once, after which the hook
+    /// fires no more. May drop the hook (its destruction then does not wait
+    /// for this call).
+    fn hup(self: Arc<Self>);
+}
+
+/// A hook on an eventfd's wait queue that calls [`EventHookOwner::fire`]
+/// after signals and [`EventHookOwner::hup`] once the eventfd file is
+/// released (the hook is unhooked from the wait queue then, so it fires no
+/// more). Counted in `live_objects` as `irqfds`. One pair of C callbacks
+/// per `T` ([`fire_trampoline`], [`hup_trampoline`]) is handed to C, as
+/// `IntervalNotifier<T>` does.
 ///
 /// # Invariants
 ///
-/// `raw` came from `mshv_rs_irqfd_create` with `owner` as its owner and
-/// `eventfd`'s context, and is destroyed exactly once, in `Drop::drop`,
-/// which runs before `owner` and `eventfd` are released.
-pub(crate) struct EventHook {
+/// `raw` came from `mshv_rs_irqfd_create` with `owner` as its owner,
+/// `eventfd`'s context and `T`'s trampolines, and is destroyed exactly once,
+/// in `Drop::drop`, which runs before `owner` and `eventfd` are released.
+pub(crate) struct EventHook<T: EventHookOwner> {
     raw: NonNull<ffi::RawIrqfd>,
-    owner: Arc<Irqfd>,
+    owner: Arc<T>,
     eventfd: EventFd,
 }
 
 // SAFETY: the C hook is only destroyed through `&mut self`; the owner and the
 // eventfd are `Send + Sync`.
-unsafe impl Send for EventHook {}
+unsafe impl<T: EventHookOwner> Send for EventHook<T> {}
 // SAFETY: `&EventHook` gives access only to `eventfd` and `owner`, both `Sync`.
-unsafe impl Sync for EventHook {}
+unsafe impl<T: EventHookOwner> Sync for EventHook<T> {}
 
-impl EventHook {
+impl<T: EventHookOwner> EventHook<T> {
     /// Hooks `eventfd` (which fd `fd` must still name, else `EBADF`) so that
     /// signals call `owner.fire()`. A signal that came before the hook
     /// fires right away. May sleep.
-    pub(crate) fn new(fd: i32, eventfd: EventFd, owner: Arc<Irqfd>) -> Result<Self> {
+    pub(crate) fn new(fd: i32, eventfd: EventFd, owner: Arc<T>) -> Result<Self> {
         let mut err = 0;
         let owner_ptr = Arc::as_ptr(&owner).cast::<c_void>().cast_mut();
         // SAFETY: `eventfd` and `owner` are kept alive by the returned value
-        // until the hook is destroyed in `drop`; `err` is a valid out pointer.
-        let raw =
-            unsafe { ffi::mshv_rs_irqfd_create(fd, eventfd.ctx.as_ptr(), owner_ptr, &mut err) };
+        // until the hook is destroyed in `drop`; the trampolines are `T`'s,
+        // matching `owner_ptr`; `err` is a valid out pointer.
+        let raw = unsafe {
+            ffi::mshv_rs_irqfd_create(
+                fd,
+                eventfd.ctx.as_ptr(),
+                owner_ptr,
+                fire_trampoline::<T>,
+                hup_trampoline::<T>,
+                &mut err,
+            )
+        };
         let raw = NonNull::new(raw).ok_or_else(|| Error::from_errno(err))?;
         crate::stats::live_add(crate::stats::Live::Irqfds, 1);
-        // INVARIANT: created above with `owner` and `eventfd`.
+        // INVARIANT: created above with `owner`, `eventfd` and `T`'s
+        // trampolines.
         Ok(Self {
             raw,
             owner,
@@ -110,12 +131,12 @@ impl EventHook {
     }
 
     /// The object the hook fires.
-    pub(crate) fn owner(&self) -> &Arc<Irqfd> {
+    pub(crate) fn owner(&self) -> &Arc<T> {
         &self.owner
     }
 }
 
-impl Drop for EventHook {
+impl<T: EventHookOwner> Drop for EventHook<T> {
     fn drop(&mut self) {
         // SAFETY: by the type invariant `raw` is live and destroyed only here;
         // after this returns the C side no longer uses `owner` or the context.
@@ -128,13 +149,12 @@ impl Drop for EventHook {
 ///
 /// # Safety
 ///
-/// `owner` is the `Arc::as_ptr` of an `Arc<Irqfd>` that its `EventHook`
+/// `owner` is the `Arc::as_ptr` of an `Arc<T>` that its `EventHook<T>`
 /// keeps alive until the hook is destroyed, which waits for this call.
-#[no_mangle]
-unsafe extern "C" fn mshv_rs_irqfd_fire(owner: *mut c_void) {
+unsafe extern "C" fn fire_trampoline<T: EventHookOwner>(owner: *mut c_void) {
     // SAFETY: by the function's safety contract.
-    let irqfd = unsafe { &*owner.cast::<Irqfd>() };
-    irqfd.fire();
+    let owner = unsafe { &*owner.cast::<T>() };
+    owner.fire();
 }
 
 /// Called by the hook's hup work item, once, after the eventfd file was
@@ -142,15 +162,14 @@ unsafe extern "C" fn mshv_rs_irqfd_fire(owner: *mut c_void) {
 ///
 /// # Safety
 ///
-/// As for [`mshv_rs_irqfd_fire`]: `owner` is kept alive by its `EventHook`
+/// As for [`fire_trampoline`]: `owner` is kept alive by its `EventHook<T>`
 /// until the hook is destroyed, and destroying it from anywhere but this
 /// call waits for this call to return.
-#[no_mangle]
-unsafe extern "C" fn mshv_rs_irqfd_hup(owner: *mut c_void) {
+unsafe extern "C" fn hup_trampoline<T: EventHookOwner>(owner: *mut c_void) {
     // SAFETY: by the function's safety contract `owner` came from
-    // `Arc::as_ptr` of an `Arc<Irqfd>` that is alive for the whole call.
-    // Our own reference keeps it alive after `hup` drops the entry (and with
-    // it the hook's reference).
-    let irqfd: Arc<Irqfd> = unsafe { ArcBorrow::from_raw(owner.cast::<Irqfd>()) }.into();
-    irqfd.hup();
+    // `Arc::as_ptr` of an `Arc<T>` that is alive for the whole call. Our
+    // own reference keeps it alive after `hup` drops the hook (and with it
+    // the hook's reference).
+    let owner: Arc<T> = unsafe { ArcBorrow::from_raw(owner.cast::<T>()) }.into();
+    owner.hup();
 }

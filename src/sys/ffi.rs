@@ -223,6 +223,8 @@ extern "C" {
         fd: c_int,
         ctx: *mut EventfdCtx,
         owner: *mut c_void,
+        fire_fn: unsafe extern "C" fn(owner: *mut c_void),
+        hup_fn: unsafe extern "C" fn(owner: *mut c_void),
         err: *mut c_int,
     ) -> *mut RawIrqfd;
     pub(crate) fn mshv_rs_irqfd_destroy(w: *mut RawIrqfd);

@@ -847,12 +847,14 @@ void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx)
 struct mshv_rs_irqfd {
 	struct eventfd_ctx *ctx;
 	void *owner;
+	void (*fire_fn)(void *owner);
+	void (*hup_fn)(void *owner);
 	wait_queue_entry_t wait;
 	poll_table pt;
 	wait_queue_head_t *wqh;
-	/* Calls mshv_rs_irqfd_fire() after signals. */
+	/* Calls @fire_fn after signals. */
 	struct work_struct fire;
-	/* Calls mshv_rs_irqfd_hup() once the eventfd file is released. */
+	/* Calls @hup_fn once the eventfd file is released. */
 	struct work_struct hup;
 };
 
@@ -860,15 +862,16 @@ static void mshv_rs_irqfd_work(struct work_struct *work)
 {
 	struct mshv_rs_irqfd *w = container_of(work, struct mshv_rs_irqfd, fire);
 
-	mshv_rs_irqfd_fire(w->owner);
+	w->fire_fn(w->owner);
 }
 
 static void mshv_rs_irqfd_hup_work(struct work_struct *work)
 {
 	struct mshv_rs_irqfd *w = container_of(work, struct mshv_rs_irqfd, hup);
+	void (*hup_fn)(void *owner) = w->hup_fn;
 
 	/* May free @w (mshv_rs_irqfd_destroy() from this work item): not used after. */
-	mshv_rs_irqfd_hup(w->owner);
+	hup_fn(w->owner);
 }
 
 static int mshv_rs_irqfd_wakeup(wait_queue_entry_t *wait, unsigned int mode,
@@ -907,7 +910,9 @@ static void mshv_rs_irqfd_queue(struct file *file, wait_queue_head_t *wqh,
 }
 
 struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
-					   void *owner, int *err)
+					   void *owner,
+					   void (*fire_fn)(void *owner),
+					   void (*hup_fn)(void *owner), int *err)
 {
 	struct mshv_rs_irqfd *w;
 	struct eventfd_ctx *again;
@@ -936,6 +941,8 @@ struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
 	}
 	w->ctx = ctx;
 	w->owner = owner;
+	w->fire_fn = fire_fn;
+	w->hup_fn = hup_fn;
 	INIT_WORK(&w->fire, mshv_rs_irqfd_work);
 	INIT_WORK(&w->hup, mshv_rs_irqfd_hup_work);
 	init_waitqueue_func_entry(&w->wait, mshv_rs_irqfd_wakeup);
