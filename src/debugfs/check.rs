@@ -153,7 +153,7 @@ fn check_region(sim: &Sim, pt: u64, r: &Region, report: &mut Report) -> Result {
 /// Checks a region that follows the VMM's page tables with a notifier
 /// (movable RAM, MMIO): every accessible entry maps what the VMM maps at
 /// that address now (for MMIO, the pfn of its `VM_PFNMAP` pte).
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments)]
 fn check_followed<G>(
     sim: &Sim,
     pt: u64,

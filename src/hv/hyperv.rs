@@ -672,7 +672,7 @@ impl HyperV {
     }
 
     /// `HVCALL_GET_VP_STATE` (with `out`) or `HVCALL_SET_VP_STATE`.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn vp_state(
         &self,
         code: u16,

@@ -505,11 +505,18 @@ impl Movable {
                     && k < pfns.len()
                     && (self.spec.writable && hmm.get(j).is_some_and(|h| h.writable())) == w
                 {
-                    if let Some(slot) = pfns.get_mut(k) {
-                        *slot = pages.get(j).map_or(0, |p| p.pfn);
-                    }
+                    // Both exist (`k < pfns.len()`, `j < end <= pages.len()`);
+                    // a missing pfn is an error, never pfn 0.
+                    let (Some(slot), Some(p)) = (pfns.get_mut(k), pages.get(j)) else {
+                        result = Err(crate::hv::HvError(crate::hv::status::INVALID_PARAMETER));
+                        break;
+                    };
+                    *slot = p.pfn;
                     k += 1;
                     j += step;
+                }
+                if result.is_err() {
+                    break;
                 }
                 let flags = base
                     | if w { abi::HV_MAP_GPA_WRITABLE } else { 0 }

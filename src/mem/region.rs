@@ -113,10 +113,9 @@ impl Region {
                 m.map_initial()?;
             }
             RegionKind::Pinned(p) => region.map_up_front(|i| {
-                (
-                    p.pfns().get(i).copied().unwrap_or(0),
-                    mm::pinned_folio_order(p, i),
-                )
+                p.pfns()
+                    .get(i)
+                    .map(|&pfn| (pfn, mm::pinned_folio_order(p, i)))
             })?,
         }
         Ok(region)
@@ -135,12 +134,13 @@ impl Region {
     }
 
     /// Pages of a pinned region as `(pfn, folio order)`. Only after the
-    /// pages were pinned: the size is then backed by real pages.
-    fn host_pages(&self, page: impl Fn(usize) -> (u64, u32)) -> Result<KVVec<HostPage>> {
+    /// pages were pinned: the size is then backed by real pages. A page
+    /// `page` does not know is an error (`EINVAL`), never pfn 0.
+    fn host_pages(&self, page: impl Fn(usize) -> Option<(u64, u32)>) -> Result<KVVec<HostPage>> {
         let gfp = GFP_KERNEL_ACCOUNT | __GFP_NOWARN;
         let mut v = KVVec::with_capacity(self.spec.pages as usize, gfp)?;
         for i in 0..self.spec.pages as usize {
-            let (pfn, order) = page(i);
+            let (pfn, order) = page(i).ok_or(EINVAL)?;
             v.push(
                 HostPage {
                     pfn,
@@ -172,7 +172,11 @@ impl Region {
             };
             let mut i = run.index;
             while i < run.index + run.count {
-                if let Err(e) = pfns.push(pages.get(i).map_or(0, |p| p.pfn), GFP_KERNEL) {
+                let Some(p) = pages.get(i) else {
+                    res = Err(EINVAL);
+                    return;
+                };
+                if let Err(e) = pfns.push(p.pfn, GFP_KERNEL) {
                     res = Err(e.into());
                     return;
                 }
@@ -186,7 +190,7 @@ impl Region {
     /// Maps a pinned region whole, 2 MiB entries where possible.
     /// Every failure is returned (upstream ignored pinned map failures); the
     /// caller drops the region, which unmaps what was mapped.
-    fn map_up_front(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
+    fn map_up_front(&self, page: impl Fn(usize) -> Option<(u64, u32)>) -> Result {
         let pages = self.host_pages(page)?;
         let flags = self.base_flags();
         self.for_each_run(&pages, |gfn, pfns, large| {
@@ -231,7 +235,7 @@ impl Region {
     /// [`Region::map_up_front`]), in the layout it was mapped with; without
     /// memory for the layout, in 4 KiB reps (which may need hypervisor
     /// memory to split large entries).
-    fn unmap_mapped(&self, page: impl Fn(usize) -> (u64, u32)) -> Result {
+    fn unmap_mapped(&self, page: impl Fn(usize) -> Option<(u64, u32)>) -> Result {
         let upto = self
             .mapped_upto
             .load(Ordering::Relaxed)
@@ -316,10 +320,9 @@ impl Region {
             RegionKind::Movable(m) => m.remove(),
             RegionKind::Mmio(m) => m.remove(),
             RegionKind::Pinned(p) => self.unmap_mapped(|i| {
-                (
-                    p.pfns().get(i).copied().unwrap_or(0),
-                    mm::pinned_folio_order(p, i),
-                )
+                p.pfns()
+                    .get(i)
+                    .map(|&pfn| (pfn, mm::pinned_folio_order(p, i)))
             }),
         };
         if res.is_err() {

@@ -194,7 +194,7 @@ impl Sim {
 
     /// Moves the bytes of `data.kind`'s blob between `state` and `pfns` or
     /// `inline` (see [`Sim::vp_state`]).
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments)]
     fn move_blob(
         &self,
         state: &mut VpState,
