@@ -174,9 +174,9 @@ impl Partition {
         };
         let regions = match Arc::pin_init(
             pin_init!(RegionSet {
-                tree <- new_mutex!(RBTree::new()),
+                tree <- new_mutex!(RBTree::new(), "RegionSet::tree"),
                 in_tree: AtomicUsize::new(0),
-                held <- new_mutex!(KVec::new()),
+                held <- new_mutex!(KVec::new(), "RegionSet::held"),
             }),
             GFP_KERNEL_ACCOUNT,
         ) {

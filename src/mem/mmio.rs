@@ -82,10 +82,13 @@ impl Mmio {
             pin_init!(Self {
                 notifier: SetOnce::new(),
                 spec,
-                state <- new_mutex!(MmioState {
-                    phase: Phase::Live,
-                    mapped_upto: 0,
-                }),
+                state <- new_mutex!(
+                    MmioState {
+                        phase: Phase::Live,
+                        mapped_upto: 0,
+                    },
+                    "Mmio::state"
+                ),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;

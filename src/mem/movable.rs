@@ -130,12 +130,15 @@ impl Movable {
             pin_init!(Self {
                 notifier: SetOnce::new(),
                 spec,
-                state <- new_mutex!(MovableState {
-                    mapped_upto: 0,
-                    phase: Phase::Live,
-                    held: PageRefs::new(),
-                    large,
-                }),
+                state <- new_mutex!(
+                    MovableState {
+                        mapped_upto: 0,
+                        phase: Phase::Live,
+                        held: PageRefs::new(),
+                        large,
+                    },
+                    "Movable::state"
+                ),
             }),
             GFP_KERNEL_ACCOUNT,
         )?;

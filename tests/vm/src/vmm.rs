@@ -189,6 +189,7 @@ pub fn enter_protected_mode(vcpu: &VcpuFd, entry: u64, esp: u64) -> TResult {
 /// `intercept_access_type` of memory and port intercepts.
 pub const ACCESS_READ: u8 = 0;
 pub const ACCESS_WRITE: u8 = 1;
+pub const ACCESS_EXECUTE: u8 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MemKind {

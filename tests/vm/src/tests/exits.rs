@@ -126,29 +126,37 @@ pub fn guest_io_and_halt() -> TResult {
 
 /// A region mapped without WRITABLE: guest reads see the VMM's bytes, a guest
 /// write gives HVMSG_GPA_INTERCEPT (write access, faulting GPA) to the VMM and
-/// changes nothing. Once with a read-write VMA, once with a read-only VMA.
+/// changes nothing. Once with a read-write VMA, once with a read-only VMA;
+/// then a region mapped WRITABLE over a read-only (`PROT_READ`) VMA, which
+/// must behave the same: the guest may write only where the VMM may.
 pub fn readonly_region() -> TResult {
     const RO_SIZE: usize = 64 * 1024;
     const GFN_RW_VMA: u64 = 0x200;
     const GFN_RO_VMA: u64 = 0x300;
+    const GFN_W_OVER_RO: u64 = 0x400;
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let _code = load_monitor(&p)?;
 
     let mut rw_vma = Mmap::anon(RO_SIZE)?;
     let mut ro_vma = Mmap::anon(RO_SIZE)?;
+    let mut ro_vma_w = Mmap::anon(RO_SIZE)?;
     let seed = 0x7e57_0001;
     fill_pattern(&mut rw_vma, 0, RO_SIZE, GFN_RW_VMA * PAGE as u64, seed);
     fill_pattern(&mut ro_vma, 0, RO_SIZE, GFN_RO_VMA * PAGE as u64, seed);
+    fill_pattern(&mut ro_vma_w, 0, RO_SIZE, GFN_W_OVER_RO * PAGE as u64, seed);
     ro_vma.mprotect(0, RO_SIZE, libc::PROT_READ)?;
+    ro_vma_w.mprotect(0, RO_SIZE, libc::PROT_READ)?;
     p.map(&rw_vma, 0, RO_SIZE, GFN_RW_VMA, MEM_EXECUTABLE)?;
     p.map(&ro_vma, 0, RO_SIZE, GFN_RO_VMA, MEM_EXECUTABLE)?;
+    p.map(&ro_vma_w, 0, RO_SIZE, GFN_W_OVER_RO, MEM_RWX)?;
 
     let vcpu = p.vcpu(0)?;
     let mut m = Monitor::start(&vcpu)?;
     for (name, gfn, mem) in [
         ("read-write VMA", GFN_RW_VMA, &rw_vma),
         ("read-only VMA", GFN_RO_VMA, &ro_vma),
+        ("WRITABLE over a read-only VMA", GFN_W_OVER_RO, &ro_vma_w),
     ] {
         let base = (gfn * PAGE as u64) as u32;
         m.expect_pattern(
@@ -199,6 +207,44 @@ pub fn readonly_region() -> TResult {
         "guest read of a dword the VMM changed in the read-only region"
     );
     p.note_stats("at the end");
+    Ok(())
+}
+
+/// A region mapped without EXECUTABLE: the guest reads it, but an
+/// instruction fetch there gives HVMSG_GPA_INTERCEPT with the execute
+/// access type at that GPA (RIP there too) to the VMM, and nothing maps it
+/// executable behind the VMM's back: the same fetch again gives the same
+/// exit.
+pub fn nonexec_region_fetch_intercept() -> TResult {
+    const GFN: u64 = 0x500;
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let _code = load_monitor(&p)?;
+    let data = Mmap::anon(64 * 1024)?;
+    // HLT, NOPs: what the guest would run if the fetch were allowed.
+    data.write_u32(0x100, 0x9090_90f4);
+    p.map(&data, 0, 64 * 1024, GFN, MEM_WRITABLE)?;
+    let vcpu = p.vcpu(0)?;
+    let mut m = Monitor::start(&vcpu)?;
+    let gpa = GFN * PAGE as u64 + 0x100;
+    ensure_eq!(
+        Hex(m.read(gpa as u32)? as u64),
+        Hex(0x9090_90f4),
+        "guest read of the non-executable region"
+    );
+    for round in 1..=2 {
+        m.jump(gpa, None)?;
+        let exit = m.run()?;
+        expect_mem_exit(
+            &exit,
+            MemKind::Intercept,
+            ACCESS_EXECUTE,
+            gpa,
+            gpa,
+            &[],
+            &format!("instruction fetch from the non-executable region (round {round})"),
+        )?;
+    }
     Ok(())
 }
 

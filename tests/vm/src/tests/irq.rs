@@ -452,6 +452,18 @@ fn wake_with(
     expect_out(vcpu, 0x25, 0, &format!("{what}: ISR after EOI"))
 }
 
+/// The irq32 guest in `p`, an irqfd on GSI 5 routed to vector 0x40 (edge,
+/// APIC 0), and the guest run until its tables are loaded: its code (keep it
+/// mapped), VP 0 and the irqfd's eventfd.
+fn irq32_with_irqfd(p: &Partition) -> TResult<(Mmap, VcpuFd, EventFd)> {
+    let (code, vcpu) = load_irq32(p)?;
+    set_routes(&p.vm, &[msi(5, 0, 0x40)])?;
+    let efd = eventfd()?;
+    expect_ok(p.vm.register_irqfd(&efd, 5), "register_irqfd gsi 5")?;
+    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    Ok((code, vcpu, efd))
+}
+
 /// irqfd → MSI route → ASSERT_VIRTUAL_INTERRUPT → a halted VP wakes, takes
 /// the interrupt through its IDT, EOIs (vector 0x40 through the xAPIC page,
 /// 0x41 through the x2APIC EOI MSR) and resumes after its HLT. Then the
@@ -461,16 +473,12 @@ fn wake_with(
 pub fn irqfd_wakes_halted_vp() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
-    let (_code, vcpu) = load_irq32(&p)?;
+    let (_code, vcpu, efd) = irq32_with_irqfd(&p)?;
     let vm = &p.vm;
-    set_routes(vm, &[msi(5, 0, 0x40)])?;
-    let efd = eventfd()?;
-    expect_ok(vm.register_irqfd(&efd, 5), "register_irqfd gsi 5")?;
     let write = || {
         efd.write(1)
             .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
     };
-    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
 
     wake_with(&vcpu, 0x40, "irqfd, vector 0x40", write)?;
     expect_out(&vcpu, 0x22, 2, "back after the first HLT")?;
@@ -551,12 +559,7 @@ pub fn irqfd_wakes_halted_vp() -> TResult {
 pub fn root_stale_signal_keeps_vp_waiting() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
-    let (_code, vcpu) = load_irq32(&p)?;
-    let vm = &p.vm;
-    set_routes(vm, &[msi(5, 0, 0x40)])?;
-    let efd = eventfd()?;
-    expect_ok(vm.register_irqfd(&efd, 5), "register_irqfd gsi 5")?;
-    expect_out(&vcpu, 0x22, 1, "tables loaded")?;
+    let (_code, vcpu, efd) = irq32_with_irqfd(&p)?;
     let before = super::sched::sched_counters()?;
     super::sim::inject("inject_stale_signal", "1")?;
     let woke = wake_with(&vcpu, 0x40, "irqfd after a stale signal", || {

@@ -124,6 +124,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "nonexec_region_fetch_intercept",
+        func: exits::nonexec_region_fetch_intercept,
+        timeout: 60,
+    },
+    TestCase {
         name: "unmapped_gpa_exit",
         func: exits::unmapped_gpa_exit,
         timeout: 120,
