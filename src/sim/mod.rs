@@ -652,7 +652,7 @@ impl Sim {
         };
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
-            give_back(&pages[..need]);
+            give_back(pages.get(..need).unwrap_or(&[]));
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
         let made = Partition::new(
@@ -672,7 +672,7 @@ impl Sim {
             Err(_) => {
                 // A partition made before the node failed is dropped here
                 // with its charge recorded: give the pages back once.
-                give_back(&pages[..need]);
+                give_back(pages.get(..need).unwrap_or(&[]));
                 Err(no_mem)
             }
         }
