@@ -135,6 +135,7 @@ impl MshvDev {
             args.disabled_xsave = v2.pt_disabled_xsave;
         }
         let p = Partition::create(self.shared.clone(), &args)?;
-        sys::fd::install(sys::fd::FdKind::Partition, p)
+        // SAFETY: a partition fd owns an `Arc<Partition>`, which `p` is.
+        unsafe { sys::fd::install(sys::fd::FdKind::Partition, p) }
     }
 }

@@ -333,7 +333,8 @@ impl Partition {
         }
         // The VP object exists now; from here on partition teardown deletes
         // it in the hypervisor even if the fd cannot be installed.
-        sys::fd::install(sys::fd::FdKind::Vp, vp)
+        // SAFETY: a VP fd owns an `Arc<Vp>`, which `vp` is.
+        unsafe { sys::fd::install(sys::fd::FdKind::Vp, vp) }
     }
 
     /// `MSHV_SET_GUEST_MEMORY`: validates everything before changing anything.

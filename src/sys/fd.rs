@@ -44,9 +44,11 @@ impl FdKind {
 
 /// Installs a new `O_RDWR | O_CLOEXEC` fd of `kind` owning `obj`.
 ///
-/// The fd's entry points turn the private data back into an `Arc` of the
-/// type `kind` names, so `T` must be that type (`Partition` or `Vp`).
-pub(crate) fn install<T: Send + Sync + 'static>(kind: FdKind, obj: Arc<T>) -> Result<i32> {
+/// # Safety
+///
+/// `T` must be the type `kind` names ([`FdKind`]): the fd's entry points
+/// turn the private data back into an `Arc` of that type.
+pub(crate) unsafe fn install<T: Send + Sync + 'static>(kind: FdKind, obj: Arc<T>) -> Result<i32> {
     let ptr = obj.into_foreign();
     // SAFETY: on success the file owns `ptr` and gives it back exactly once
     // through `mshv_rs_fd_release`; on failure it is still ours.
