@@ -30,7 +30,7 @@ enum mshv_rs_fd_kind {
  */
 int mshv_rs_fd_install(int kind, void *priv);
 
-/* Implemented in Rust (src/sys/fd.rs). */
+/* Implemented in Rust (src/fd_entry.rs, beside the crate root). */
 long mshv_rs_fd_ioctl(int kind, void *priv, unsigned int cmd, unsigned long arg);
 void mshv_rs_fd_release(int kind, void *priv);
 /* Returns the pfn to map at page offset @pgoff of a VP fd, or 0 for none. */
