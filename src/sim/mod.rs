@@ -578,8 +578,13 @@ impl Sim {
             let n = core::mem::take(&mut inner.root_charged);
             (inner.root_pages, n)
         };
+        self.give_back_to_root(pages.get(..n).unwrap_or(&[]));
+    }
+
+    /// Gives `pfns`, taken from the root pool, back to it.
+    fn give_back_to_root(&self, pfns: &[u64]) {
         let mut root = self.root_pool.lock();
-        for &pfn in pages.iter().take(n) {
+        for &pfn in pfns {
             root.give_back(pfn);
         }
     }
@@ -644,15 +649,9 @@ impl Sim {
                 *slot = root.take().ok_or(no_mem)?;
             }
         }
-        let give_back = |pages: &[u64]| {
-            let mut root = self.root_pool.lock();
-            for &pfn in pages {
-                root.give_back(pfn);
-            }
-        };
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
-            give_back(pages.get(..need).unwrap_or(&[]));
+            self.give_back_to_root(pages.get(..need).unwrap_or(&[]));
             return Err(HvError(status::INSUFFICIENT_BUFFERS));
         }
         let made = Partition::new(
@@ -672,7 +671,7 @@ impl Sim {
             Err(_) => {
                 // A partition made before the node failed is dropped here
                 // with its charge recorded: give the pages back once.
-                give_back(pages.get(..need).unwrap_or(&[]));
+                self.give_back_to_root(pages.get(..need).unwrap_or(&[]));
                 Err(no_mem)
             }
         }
