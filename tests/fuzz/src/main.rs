@@ -1217,15 +1217,21 @@ fn read_self(addr: u64, buf: &mut [u8]) -> i64 {
     }
 }
 
-/// Maps the whole MMIO window (shared, read-write) over whatever is there.
-fn map_mmio(fd: i32) -> i64 {
-    // SAFETY: MAP_FIXED over the MMIO window, which holds nothing else.
+/// `mmap` read-write at exactly `addr` (`MAP_FIXED` plus `flags`), over
+/// whatever is there: 0, or -1 on failure.
+///
+/// # Safety
+///
+/// `[addr, addr + len)` holds nothing the program uses but the pool or the
+/// MMIO window, which these mappings replace.
+unsafe fn map_fixed(addr: u64, len: u64, flags: i32, fd: i32) -> i64 {
+    // SAFETY: by the function's contract the range is ours to replace.
     let m = unsafe {
         libc::mmap(
-            MMIO_BASE as *mut _,
-            (MMIO_PAGES * PAGE) as usize,
+            addr as *mut _,
+            len as usize,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_FIXED,
+            flags | libc::MAP_FIXED,
             fd,
             0,
         )
@@ -1237,22 +1243,21 @@ fn map_mmio(fd: i32) -> i64 {
     }
 }
 
+/// Maps the whole MMIO window (shared, read-write) over whatever is there.
+fn map_mmio(fd: i32) -> i64 {
+    // SAFETY: the MMIO window holds nothing else.
+    unsafe { map_fixed(MMIO_BASE, MMIO_PAGES * PAGE, libc::MAP_SHARED, fd) }
+}
+
 fn map_slot(s: usize) -> i64 {
-    // SAFETY: MAP_FIXED over the pool, which holds nothing but slots.
-    let m = unsafe {
-        libc::mmap(
-            slot_addr(s) as *mut _,
-            SLOT_LEN as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+    // SAFETY: the pool holds nothing but slots.
+    unsafe {
+        map_fixed(
+            slot_addr(s),
+            SLOT_LEN,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
-            0,
         )
-    };
-    if m == libc::MAP_FAILED {
-        -1
-    } else {
-        0
     }
 }
 
