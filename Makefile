@@ -80,6 +80,7 @@ host-test:
 	cd $(REPO)/tests/host && cargo test --locked
 	cd $(REPO)/vmm && cargo test --locked
 	cd $(REPO)/tests/vm && cargo test --locked
+	cd $(REPO)/tests/fuzz && cargo test --locked
 
 vm-test: module
 	$(REPO)/scripts/vm-test

@@ -26,6 +26,8 @@
 // area followed by a guard (PROT_NONE) area, so an overlong write by the
 // driver faults (EFAULT) instead of corrupting the fuzzer.
 
+mod stop;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::Read;
@@ -1412,8 +1414,6 @@ fn enable_trace() {
     }
 }
 
-extern "C" fn on_signal(_: libc::c_int) {}
-
 struct Args {
     seed: u64,
     minutes: f64,
@@ -1500,13 +1500,7 @@ fn main() {
             " no-fork-ioctls"
         },
     );
-    // SAFETY: installing a handler that does nothing; without SA_RESTART,
-    // so a blocked RUN_VP returns EINTR.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
-    }
+    stop::install_wake_handler();
     // The pool: reserve it, then map each slot.
     // SAFETY: a fixed address far from everything (MAP_FIXED_NOREPLACE).
     let m = unsafe {
@@ -1650,10 +1644,8 @@ fn main() {
         for (i, r) in sh.in_run.iter().enumerate() {
             let since = r.load(Relaxed);
             if since != 0 && now.saturating_sub(since) > 1000 {
-                // SAFETY: a live thread of ours; the handler does nothing.
-                unsafe {
-                    libc::pthread_kill(sh.tids[i].load(Relaxed) as libc::pthread_t, libc::SIGUSR1)
-                };
+                // SAFETY: a thread of ours, joined only after this loop.
+                unsafe { stop::wake(sh.tids[i].load(Relaxed)) };
             }
         }
         if kmsg.poll(&mut klog) {
@@ -1689,29 +1681,30 @@ fn main() {
         // Threads stuck in the kernel cannot be joined.
         std::process::exit(1);
     }
-    // Threads blocked in RUN_VP get a signal until they leave; one that
-    // does not leave within the stall time is stuck in the kernel.
-    let mut stats = Stats::default();
-    let stopping = Instant::now();
-    for (i, h) in handles.into_iter().enumerate() {
-        while !h.is_finished() {
-            if stopping.elapsed() > Duration::from_secs(STALL_SECS) {
-                println!(
-                    "mshv-fuzz: STALL: thread {i} did not stop within {STALL_SECS} s (seed {:#018x})",
-                    args.seed
-                );
-                show_tasks(&sh);
-                kmsg.poll(&mut klog);
-                print_report(&sh, &klog, args.seed);
-                std::process::exit(1);
-            }
-            // SAFETY: as above.
-            unsafe {
-                libc::pthread_kill(sh.tids[i].load(Relaxed) as libc::pthread_t, libc::SIGUSR1)
-            };
-            std::thread::sleep(Duration::from_millis(50));
+    // Threads blocked in RUN_VP get a signal until they leave (all of them,
+    // every round: see stop.rs); one that does not leave within the stall
+    // time is stuck in the kernel.
+    let results = stop::join_all(
+        handles,
+        &sh.tids,
+        Duration::from_millis(50),
+        Duration::from_secs(STALL_SECS),
+    );
+    let results = match results {
+        Ok(r) => r,
+        Err(i) => {
+            println!(
+                "mshv-fuzz: STALL: thread {i} did not stop within {STALL_SECS} s (seed {:#018x})",
+                args.seed
+            );
+            show_tasks(&sh);
+            kmsg.poll(&mut klog);
+            print_report(&sh, &klog, args.seed);
+            std::process::exit(1);
         }
-        let st = h.join().unwrap_or_default();
+    };
+    let mut stats = Stats::default();
+    for st in results.into_iter().map(Option::unwrap_or_default) {
         for (k, v) in st.calls {
             *stats.calls.entry(k).or_default() += v;
         }
