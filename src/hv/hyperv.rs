@@ -558,9 +558,7 @@ impl HyperV {
         });
         match r {
             Ok(pfn) => Ok(Some(pfn)),
-            Err(HvError(status::INVALID_PARAMETER)) if area == abi::HV_STATS_AREA_PARENT => {
-                Ok(None)
-            }
+            Err(HvError::INVALID_PARAMETER) if area == abi::HV_STATS_AREA_PARENT => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -580,20 +578,19 @@ impl HyperV {
                         _ => target,
                     };
                     let pages = status::deposit_pages(e.0).unwrap_or(1);
-                    calls::deposit(self, into, pages)
-                        .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+                    calls::deposit(self, into, pages).map_err(|_| HvError::INSUFFICIENT_MEMORY)?;
                 }
                 r => return r,
             }
         }
-        Err(HvError(status::INSUFFICIENT_MEMORY))
+        Err(HvError::INSUFFICIENT_MEMORY)
     }
 
     /// Maps VP `vp`'s SELF and PARENT stats pages into the kernel.
     fn map_vp_stats(&self, pt: u64, vp: u32) -> HvResult<super::run::VpStats> {
         let own_pfn = self
             .map_stats_page(pt, vp, abi::HV_STATS_AREA_SELF)?
-            .ok_or(HvError(status::INVALID_PARAMETER))?;
+            .ok_or(HvError::INVALID_PARAMETER)?;
         let parent_pfn = match self.map_stats_page(pt, vp, abi::HV_STATS_AREA_PARENT) {
             Ok(p) => p,
             Err(e) => {
@@ -607,7 +604,7 @@ impl HyperV {
             (Ok(own), Ok(parent)) => Ok(super::run::VpStats { own, parent }),
             _ => {
                 self.unmap_vp_stats(pt, vp, parent_pfn.is_some());
-                Err(HvError(status::INSUFFICIENT_MEMORY))
+                Err(HvError::INSUFFICIENT_MEMORY)
             }
         }
     }
@@ -663,7 +660,7 @@ impl HyperV {
             if completed <= done {
                 return Err(RepError {
                     done: done as usize,
-                    error: HvError(status::OPERATION_FAILED),
+                    error: HvError::OPERATION_FAILED,
                 });
             }
             done = completed;
@@ -683,7 +680,7 @@ impl HyperV {
         raw: &[u8],
         out: Option<&mut [u8; VP_STATE_INLINE]>,
     ) -> HvResult {
-        let invalid = HvError(status::INVALID_PARAMETER);
+        let invalid = HvError::INVALID_PARAMETER;
         if pfns.len() > super::VP_STATE_BATCH || raw.len() > HV_PAGE - super::VP_STATE_HEADER {
             return Err(invalid);
         }
@@ -881,7 +878,7 @@ impl Hypervisor for HyperV {
             }
             Err(_) => {
                 let _ = self.delete_partition(id);
-                Err(HvError(status::INSUFFICIENT_MEMORY))
+                Err(HvError::INSUFFICIENT_MEMORY)
             }
         }
     }
@@ -963,9 +960,7 @@ impl Hypervisor for HyperV {
         }
     }
     fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
-        let guest = self
-            .guest(pt)
-            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self.guest(pt).ok_or(HvError::INVALID_PARTITION_ID)?;
         self.simple(
             abi::HVCALL_CREATE_VP,
             0,
@@ -991,7 +986,7 @@ impl Hypervisor for HyperV {
                 // The stats mappings went with the failed allocation.
                 self.unmap_vp_stats(pt, vp, has_parent);
                 let _ = self.delete_vp(pt, vp);
-                Err(HvError(status::INSUFFICIENT_MEMORY))
+                Err(HvError::INSUFFICIENT_MEMORY)
             }
         }
     }
@@ -1090,23 +1085,19 @@ impl Hypervisor for HyperV {
         )
     }
     fn set_notify(&self, pt: u64, notify: Option<Arc<dyn Notify>>) -> HvResult {
-        let guest = self
-            .guest(pt)
-            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self.guest(pt).ok_or(HvError::INVALID_PARTITION_ID)?;
         let old = core::mem::replace(&mut *guest.notify.lock(), notify);
         drop(old);
         Ok(())
     }
     fn connect_doorbell(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
-        let guest = self
-            .guest(pt)
-            .ok_or(HvError(status::INVALID_PARTITION_ID))?;
+        let guest = self.guest(pt).ok_or(HvError::INVALID_PARTITION_ID)?;
         let id = self
             .alloc_port(PortEntry {
                 guest,
                 driver_port: port,
             })
-            .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+            .map_err(|_| HvError::INSUFFICIENT_MEMORY)?;
         let root = self.identity.partition_id;
         // Either call may ask for memory: the port's in the root, the
         // connection's in the guest (upstream deposits the same way).
@@ -1146,9 +1137,7 @@ impl Hypervisor for HyperV {
         Ok(())
     }
     fn disconnect_doorbell(&self, pt: u64, port: u32) -> HvResult {
-        let id = self
-            .port_of(pt, port)
-            .ok_or(HvError(status::INVALID_PORT_ID))?;
+        let id = self.port_of(pt, port).ok_or(HvError::INVALID_PORT_ID)?;
         let res = self.remove_port(pt, id);
         // Forget the port whatever the hypervisor said: a ring that still
         // arrives finds no entry and is dropped.
@@ -1160,7 +1149,7 @@ impl Hypervisor for HyperV {
         if out.len() > super::GPA_ACCESS_STATES_BATCH {
             return Err(RepError {
                 done: 0,
-                error: HvError(status::INVALID_PARAMETER),
+                error: HvError::INVALID_PARAMETER,
             });
         }
         let n = out.len();
@@ -1209,7 +1198,7 @@ impl Hypervisor for HyperV {
         let run = self
             .guest(pt)
             .and_then(|g| g.vp(vp))
-            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            .ok_or(HvError::INVALID_VP_INDEX)?;
         super::run::run_vp(self, &run, pt, vp)
     }
     fn passthrough(
@@ -1508,13 +1497,10 @@ mod tests {
         assert_eq!(own, Some(want_own));
         assert_eq!(parent, Some(want_parent));
         // An area the hypervisor lacks, a VP that does not exist.
-        assert_eq!(
-            hv.map_stats_page(pt, 3, 7),
-            Err(HvError(status::INVALID_PARAMETER))
-        );
+        assert_eq!(hv.map_stats_page(pt, 3, 7), Err(HvError::INVALID_PARAMETER));
         assert_eq!(
             hv.map_stats_page(pt, 4, abi::HV_STATS_AREA_SELF),
-            Err(HvError(status::INVALID_VP_INDEX))
+            Err(HvError::INVALID_VP_INDEX)
         );
         let run = hv.guest(pt).and_then(|g| g.vp(3)).ok_or(EINVAL)?;
         assert!(!run.dispatch_thread_blocked());
@@ -1582,20 +1568,17 @@ mod tests {
         assert_eq!(hv.ports.lock().iter().count(), 1);
         assert_eq!(
             hv.connect_doorbell(pt + 1000, 1, &db),
-            Err(HvError(status::INVALID_PARTITION_ID))
+            Err(HvError::INVALID_PARTITION_ID)
         );
         hv.disconnect_doorbell(pt, 1)?;
         assert_eq!(hv.ports.lock().iter().count(), 0);
-        assert_eq!(
-            hv.disconnect_doorbell(pt, 1),
-            Err(HvError(status::INVALID_PORT_ID))
-        );
+        assert_eq!(hv.disconnect_doorbell(pt, 1), Err(HvError::INVALID_PORT_ID));
         // CLEAR_VIRTUAL_INTERRUPT is a fast call: the partition id is the
         // register.
         hv.clear_virtual_interrupt(pt)?;
         assert_eq!(
             hv.clear_virtual_interrupt(pt + 1000),
-            Err(HvError(status::INVALID_PARTITION_ID))
+            Err(HvError::INVALID_PARTITION_ID)
         );
         hv.delete_vp(pt, 0)?;
         assert!(hv.guest(pt).and_then(|g| g.vp(0)).is_none());
@@ -1710,7 +1693,7 @@ mod tests {
         let left = sim.partition_stats(pt)?.small_entries;
         assert_eq!(
             r.map_err(|e| (e.error, e.done + left)),
-            Err((HvError(status::INVALID_PARAMETER), 8))
+            Err((HvError::INVALID_PARAMETER, 8))
         );
         assert!(left > 0);
         assert_eq!(calls.load(Ordering::Relaxed), calls::UNMAP_TRIES as u64);

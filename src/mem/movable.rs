@@ -511,7 +511,7 @@ impl Movable {
                     // Both exist (`k < pfns.len()`, `j < end <= pages.len()`);
                     // a missing pfn is an error, never pfn 0.
                     let (Some(slot), Some(p)) = (pfns.get_mut(k), pages.get(j)) else {
-                        result = Err(crate::hv::HvError(crate::hv::status::INVALID_PARAMETER));
+                        result = Err(crate::hv::HvError::INVALID_PARAMETER);
                         break;
                     };
                     *slot = p.pfn;

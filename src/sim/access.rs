@@ -79,13 +79,13 @@ impl Sim {
         value: u64,
     ) -> HvResult {
         if value & !TRACKING_VALID != 0 {
-            return Err(HvError(status::PROPERTY_VALUE_OUT_OF_RANGE));
+            return Err(HvError::PROPERTY_VALUE_OUT_OF_RANGE);
         }
         let was = tracking(inner, create);
         let on = value & TRACKING_ENABLED != 0;
         let ad = slat::ACCESSED | slat::DIRTY;
         if was && !on && !inner.slat.all_marked(ad) {
-            return Err(HvError(status::OPERATION_DENIED));
+            return Err(HvError::OPERATION_DENIED);
         }
         inner
             .props

@@ -37,7 +37,7 @@
 //! the sim reports the access to the VMM as an MSR intercept (approximation).
 
 use super::{props, PartInner};
-use crate::tlfs::{abi, status, CreatePartition, HvError, HvResult};
+use crate::tlfs::{abi, CreatePartition, HvError, HvResult};
 use kernel::prelude::*;
 
 /// `HV_INTERCEPT_TYPE_X64_IO_PORT`.
@@ -93,7 +93,7 @@ impl Installed {
     /// `HVCALL_INSTALL_INTERCEPT`: installs (or, with an empty access mask,
     /// removes) the intercept of `kind` for `param`.
     pub(crate) fn install(&mut self, kind: u32, access: u32, param: u64) -> HvResult {
-        let invalid = HvError(status::INVALID_PARAMETER);
+        let invalid = HvError::INVALID_PARAMETER;
         match kind {
             TYPE_IO_PORT | TYPE_MSR | TYPE_MSR_INDEX => {
                 if access & !(ACCESS_READ | ACCESS_WRITE) != 0 {
@@ -134,7 +134,7 @@ impl Installed {
                 let slot = self
                     .list
                     .get_mut(len)
-                    .ok_or(HvError(status::INSUFFICIENT_BUFFERS))?;
+                    .ok_or(HvError::INSUFFICIENT_BUFFERS)?;
                 *slot = Intercept {
                     kind,
                     access,
@@ -212,7 +212,7 @@ impl CpuidResults {
         }
         self.list
             .push_within_capacity(r)
-            .map_err(|_| HvError(status::INSUFFICIENT_BUFFERS))
+            .map_err(|_| HvError::INSUFFICIENT_BUFFERS)
     }
 
     /// `base` (the table's values for `leaf`/`subleaf`) with the registered
@@ -446,7 +446,7 @@ mod tests {
         assert!(!i.msr(0x1234, false, false));
         assert_eq!(i.install(TYPE_MSR, ACCESS_READ | ACCESS_WRITE, 0), Ok(()));
         assert!(i.msr(0x1234, true, false) && !i.msr(0x175, true, true));
-        let invalid = Err(HvError(status::INVALID_PARAMETER));
+        let invalid = Err(HvError::INVALID_PARAMETER);
         assert_eq!(i.install(99, ACCESS_READ, 0), invalid);
         assert_eq!(i.install(TYPE_CPUID, ACCESS_READ, 1), invalid);
         assert_eq!(i.install(TYPE_MSR, ACCESS_EXECUTE, 0), invalid);

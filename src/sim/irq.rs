@@ -23,7 +23,7 @@
 //! held. A VP's `lapic` spinlock is never held with its `regs`.
 
 use super::{lapic, PartState, Partition, Sim};
-use crate::tlfs::{status, Doorbell, HvError, HvResult, VirtualInterrupt};
+use crate::tlfs::{Doorbell, HvError, HvResult, VirtualInterrupt};
 use kernel::prelude::*;
 
 /// Most doorbells one partition may connect (Hyper-V limits ports too).
@@ -62,18 +62,18 @@ impl Sim {
     pub(super) fn assert_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
         let part = self.partition(pt)?;
         if part.inner.lock().state != PartState::Initialized {
-            return Err(HvError(status::INVALID_PARTITION_STATE));
+            return Err(HvError::INVALID_PARTITION_STATE);
         }
         if irq.logical {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
-        let vector = u8::try_from(irq.vector).map_err(|_| HvError(status::INVALID_PARAMETER))?;
-        let index = u32::try_from(irq.dest).map_err(|_| HvError(status::INVALID_VP_INDEX))?;
+        let vector = u8::try_from(irq.vector).map_err(|_| HvError::INVALID_PARAMETER)?;
+        let index = u32::try_from(irq.dest).map_err(|_| HvError::INVALID_VP_INDEX)?;
         let (_, vp) = self.vp_of(pt, index)?;
         vp.lapic
             .lock()
             .assert(irq.kind, vector, irq.level)
-            .map_err(|_| HvError(status::INVALID_PARAMETER))?;
+            .map_err(|_| HvError::INVALID_PARAMETER)?;
         super::sched::wake(&part, &vp);
         Ok(())
     }
@@ -82,18 +82,18 @@ impl Sim {
     pub(super) fn connect(&self, pt: u64, port: u32, db: &Doorbell) -> HvResult {
         let part = self.partition(pt)?;
         if port == 0 || !matches!(db.len, 0 | 1 | 2 | 4 | 8) {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         let mut irq = part.irq.lock();
         if irq.doorbells.iter().any(|&(p, _)| p == port) {
-            return Err(HvError(status::INVALID_PORT_ID));
+            return Err(HvError::INVALID_PORT_ID);
         }
         if irq.doorbells.len() >= MAX_DOORBELLS {
-            return Err(HvError(status::INSUFFICIENT_BUFFERS));
+            return Err(HvError::INSUFFICIENT_BUFFERS);
         }
         irq.doorbells
             .push((port, *db), GFP_ATOMIC)
-            .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))
+            .map_err(|_| HvError::INSUFFICIENT_MEMORY)
     }
 
     /// Disconnects doorbell `port`.
@@ -104,10 +104,10 @@ impl Sim {
             .doorbells
             .iter()
             .position(|&(p, _)| p == port)
-            .ok_or(HvError(status::INVALID_PORT_ID))?;
+            .ok_or(HvError::INVALID_PORT_ID)?;
         irq.doorbells
             .remove(i)
-            .map_err(|_| HvError(status::INVALID_PORT_ID))?;
+            .map_err(|_| HvError::INVALID_PORT_ID)?;
         Ok(())
     }
 }

@@ -84,7 +84,7 @@ mod vp;
 mod vp_state;
 
 use crate::tlfs::{
-    abi, status, CreatePartition, HvError, HvResult, RepError, RepResult, VpPage, VpStateData,
+    abi, CreatePartition, HvError, HvResult, RepError, RepResult, VpPage, VpStateData,
     VP_STATE_INLINE,
 };
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
@@ -362,7 +362,7 @@ fn deposit_locked<T: Unpin>(
     get: fn(&mut T) -> &mut Pool,
     pfns: &[u64],
 ) -> HvResult {
-    let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+    let no_mem = HvError::INSUFFICIENT_ROOT_MEMORY;
     loop {
         let need = {
             let mut guard = lock.lock();
@@ -505,7 +505,7 @@ impl Sim {
         if inner.slat.corrupt(gfn) {
             Ok(())
         } else {
-            Err(HvError(status::INVALID_PARAMETER))
+            Err(HvError::INVALID_PARAMETER)
         }
     }
 
@@ -542,7 +542,7 @@ impl Sim {
             let value = regs.get(name).map_err(fail)?;
             let slot = out
                 .get_mut(i)
-                .ok_or(HvError(status::INVALID_PARAMETER))
+                .ok_or(HvError::INVALID_PARAMETER)
                 .map_err(fail)?;
             *slot = value;
         }
@@ -562,7 +562,7 @@ impl Sim {
         for (i, &(name, value)) in values.iter().enumerate() {
             let fail = |error| RepError { done: i, error };
             if !writable(name) {
-                return Err(fail(HvError(status::INVALID_VP_STATE)));
+                return Err(fail(HvError::INVALID_VP_STATE));
             }
             regs.set(name, value).map_err(fail)?;
         }
@@ -595,7 +595,7 @@ impl Sim {
             .lock()
             .get(&pt)
             .cloned()
-            .ok_or(HvError(status::INVALID_PARTITION_ID))
+            .ok_or(HvError::INVALID_PARTITION_ID)
     }
 
     /// Partition `pt` and its VP `vp`.
@@ -607,7 +607,7 @@ impl Sim {
             .vps
             .get(&vp)
             .map(|e| e.vp.clone())
-            .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            .ok_or(HvError::INVALID_VP_INDEX)?;
         Ok((part, vp))
     }
 }
@@ -634,7 +634,7 @@ fn at_start(error: HvError) -> RepError {
 /// binary input pages into these.
 impl Sim {
     pub(crate) fn create_partition(&self, args: &CreatePartition) -> HvResult<u64> {
-        let no_mem = HvError(status::INSUFFICIENT_ROOT_MEMORY);
+        let no_mem = HvError::INSUFFICIENT_ROOT_MEMORY;
         // The partition's own structures come from the root's pool, taken
         // before anything is allocated for them.
         let need = PART_ROOT_PAGES + self.inject.root_pages().min(MAX_INJECTED_ROOT_PAGES);
@@ -652,7 +652,7 @@ impl Sim {
         let id = self.next_id.fetch_add(1, Relaxed);
         if id == 0 || id == abi::HV_PARTITION_ID_SELF {
             self.give_back_to_root(pages.get(..need).unwrap_or(&[]));
-            return Err(HvError(status::INSUFFICIENT_BUFFERS));
+            return Err(HvError::INSUFFICIENT_BUFFERS);
         }
         let made = Partition::new(
             id,
@@ -682,17 +682,14 @@ impl Sim {
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
         if inner.state != PartState::Created {
-            return Err(HvError(status::INVALID_PARTITION_STATE));
+            return Err(HvError::INVALID_PARTITION_STATE);
         }
         if self.inject.take_no_memory() || inner.pool.free() < INIT_PAGES {
-            return Err(HvError(status::INSUFFICIENT_MEMORY));
+            return Err(HvError::INSUFFICIENT_MEMORY);
         }
         for slot in inner.init_pages.iter_mut() {
             // Cannot fail: INIT_PAGES pages are free.
-            *slot = inner
-                .pool
-                .take()
-                .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+            *slot = inner.pool.take().ok_or(HvError::INSUFFICIENT_MEMORY)?;
         }
         inner.state = PartState::Initialized;
         Ok(())
@@ -701,17 +698,17 @@ impl Sim {
     pub(crate) fn finalize_partition(&self, pt: u64) -> HvResult {
         let part = self.partition(pt)?;
         if self.inject.take_finalize() {
-            return Err(HvError(status::OPERATION_FAILED));
+            return Err(HvError::OPERATION_FAILED);
         }
         let vps = loop {
             let mut inner = part.inner.lock();
             if inner.state != PartState::Initialized {
-                return Err(HvError(status::INVALID_PARTITION_STATE));
+                return Err(HvError::INVALID_PARTITION_STATE);
             }
             if inner.vps.values().any(|e| e.vp.running.load(Relaxed)) {
                 if self.sched.kind == sched::Scheduler::Root {
                     // The root's own DISPATCH_VP is in flight.
-                    return Err(HvError(status::INVALID_VP_STATE));
+                    return Err(HvError::INVALID_VP_STATE);
                 }
                 // The hypervisor stops its own VPs: the slice ends (it runs
                 // with preemption disabled), and none starts once the
@@ -732,14 +729,14 @@ impl Sim {
         let part = {
             let mut parts = self.parts.lock();
             let Some(part) = parts.get(&pt) else {
-                return Err(HvError(status::INVALID_PARTITION_ID));
+                return Err(HvError::INVALID_PARTITION_ID);
             };
             {
                 let inner = part.inner.lock();
                 // The root must finalize (Initialized partitions hold pool
                 // pages) and withdraw every page first.
                 if inner.pool.total() != 0 || inner.state == PartState::Initialized {
-                    return Err(HvError(status::INVALID_PARTITION_STATE));
+                    return Err(HvError::INVALID_PARTITION_STATE);
                 }
             }
             parts.remove_node(&pt).map(|node| node.to_key_value().1)
@@ -755,7 +752,7 @@ impl Sim {
 
     pub(crate) fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
         if pfns.len() > MAX_REPS {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         self.inject.deposited(pfns);
         if pt == abi::HV_PARTITION_ID_SELF {
@@ -778,10 +775,10 @@ impl Sim {
         let part = self.partition(pt)?;
         let check = |inner: &PartInner| -> HvResult {
             if inner.state != PartState::Initialized {
-                return Err(HvError(status::INVALID_PARTITION_STATE));
+                return Err(HvError::INVALID_PARTITION_STATE);
             }
             if vp >= MAX_VPS || inner.vps.get(&vp).is_some() {
-                return Err(HvError(status::INVALID_VP_INDEX));
+                return Err(HvError::INVALID_VP_INDEX);
             }
             Ok(())
         };
@@ -792,17 +789,14 @@ impl Sim {
             let mut inner = part.inner.lock();
             check(&inner)?;
             if self.inject.contiguous_refuses() {
-                return Err(HvError(status::INSUFFICIENT_CONTIGUOUS_MEMORY));
+                return Err(HvError::INSUFFICIENT_CONTIGUOUS_MEMORY);
             }
             if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
-                return Err(HvError(status::INSUFFICIENT_MEMORY));
+                return Err(HvError::INSUFFICIENT_MEMORY);
             }
             for slot in pages.iter_mut() {
                 // Cannot fail: VP_PAGES pages are free.
-                *slot = inner
-                    .pool
-                    .take()
-                    .ok_or(HvError(status::INSUFFICIENT_MEMORY))?;
+                *slot = inner.pool.take().ok_or(HvError::INSUFFICIENT_MEMORY)?;
             }
         }
         let give_back = |inner: &mut PartInner| {
@@ -815,7 +809,7 @@ impl Sim {
             Ok(made) => made,
             Err(_) => {
                 give_back(&mut part.inner.lock());
-                return Err(HvError(status::INSUFFICIENT_ROOT_MEMORY));
+                return Err(HvError::INSUFFICIENT_ROOT_MEMORY);
             }
         };
         let mut guard = part.inner.lock();
@@ -871,7 +865,7 @@ impl Sim {
         match area {
             abi::HV_STATS_AREA_SELF => Ok(pages[vp::STATS_SELF_PAGE]),
             abi::HV_STATS_AREA_PARENT => Ok(pages[vp::STATS_PARENT_PAGE]),
-            _ => Err(HvError(status::INVALID_PARAMETER)),
+            _ => Err(HvError::INVALID_PARAMETER),
         }
     }
 
@@ -880,10 +874,7 @@ impl Sim {
         let part = self.partition(pt)?;
         let (vp, pages) = {
             let inner = part.inner.lock();
-            let entry = inner
-                .vps
-                .get(&vp)
-                .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            let entry = inner.vps.get(&vp).ok_or(HvError::INVALID_VP_INDEX)?;
             (entry.vp.clone(), entry.pages)
         };
         Ok((part, vp, pages))
@@ -895,10 +886,8 @@ impl Sim {
             let mut guard = part.inner.lock();
             let inner = &mut *guard;
             match inner.vps.get(&vp) {
-                None => return Err(HvError(status::INVALID_VP_INDEX)),
-                Some(e) if e.vp.running.load(Relaxed) => {
-                    return Err(HvError(status::INVALID_VP_STATE))
-                }
+                None => return Err(HvError::INVALID_VP_INDEX),
+                Some(e) if e.vp.running.load(Relaxed) => return Err(HvError::INVALID_VP_STATE),
                 Some(_) => {}
             }
             let entry = inner.vps.remove(&vp);
@@ -940,15 +929,15 @@ impl Sim {
     ) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if pfns.len() > MAX_REPS {
-            return Err(at_start(HvError(status::INVALID_PARAMETER)));
+            return Err(at_start(HvError::INVALID_PARAMETER));
         }
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
         if inner.state != PartState::Initialized {
-            return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
+            return Err(at_start(HvError::INVALID_PARTITION_STATE));
         }
         if self.inject.take_no_memory() {
-            return Err(at_start(HvError(status::INSUFFICIENT_MEMORY)));
+            return Err(at_start(HvError::INSUFFICIENT_MEMORY));
         }
         match self.inject.take_rep_failure(pfns.len()) {
             Some((reps, st)) if reps < pfns.len() => {
@@ -972,12 +961,12 @@ impl Sim {
     ) -> RepResult {
         let part = self.partition(pt).map_err(at_start)?;
         if count > MAX_REPS {
-            return Err(at_start(HvError(status::INVALID_PARAMETER)));
+            return Err(at_start(HvError::INVALID_PARAMETER));
         }
         let mut guard = part.inner.lock();
         let inner = &mut *guard;
         if inner.state != PartState::Initialized {
-            return Err(at_start(HvError(status::INVALID_PARTITION_STATE)));
+            return Err(at_start(HvError::INVALID_PARTITION_STATE));
         }
         match self.inject.take_rep_failure(count) {
             Some((reps, st)) if reps < count => {
@@ -1055,7 +1044,7 @@ impl Sim {
         if let (Some(dst), Some(src)) = (buf.get_mut(..inline.len()), inline.get(..)) {
             dst.copy_from_slice(src);
         } else {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         self.vp_state(pt, vp, data, pfns, &mut buf[..inline.len()], true)
     }
@@ -1076,7 +1065,7 @@ impl Sim {
             let mut v = KVec::new();
             for e in inner.vps.values() {
                 v.push(e.vp.clone(), GFP_ATOMIC)
-                    .map_err(|_| HvError(status::INSUFFICIENT_MEMORY))?;
+                    .map_err(|_| HvError::INSUFFICIENT_MEMORY)?;
             }
             v
         };
@@ -1107,23 +1096,20 @@ impl Sim {
         if self.sched.kind != sched::Scheduler::Root {
             // Under the hypervisor's own scheduler the root dispatches
             // nothing.
-            return Err(HvError(status::ACCESS_DENIED));
+            return Err(HvError::ACCESS_DENIED);
         }
         if flags & !abi::HV_DISPATCH_VP_FLAGS_VALID != 0 {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         let part = self.partition(pt)?;
         let (vp, msg_pfn) = {
             let inner = part.inner.lock();
             if inner.state != PartState::Initialized {
-                return Err(HvError(status::INVALID_PARTITION_STATE));
+                return Err(HvError::INVALID_PARTITION_STATE);
             }
-            let entry = inner
-                .vps
-                .get(&vp)
-                .ok_or(HvError(status::INVALID_VP_INDEX))?;
+            let entry = inner.vps.get(&vp).ok_or(HvError::INVALID_VP_INDEX)?;
             if entry.vp.running.load(Relaxed) {
-                return Err(HvError(status::INVALID_VP_STATE));
+                return Err(HvError::INVALID_VP_STATE);
             }
             if vp::dispatch_thread_blocked(&entry.vp) {
                 self.sched.dispatches_while_blocked.fetch_add(1, Relaxed);
@@ -1147,7 +1133,7 @@ impl Sim {
 mod tests {
     use super::*;
     use crate::sys::page::{self, OwnedPage};
-    use crate::tlfs::HV_PAGE;
+    use crate::tlfs::{status, HV_PAGE};
 
     fn hv(status: u16) -> HvResult {
         Err(HvError(status))
@@ -1238,9 +1224,9 @@ mod tests {
         let sim = Sim::new(sched::Scheduler::Root)?;
         // The partition's structures come from the root's pool.
         let create = || sim.create_partition(&CreatePartition::default());
-        assert_eq!(create(), Err(HvError(status::INSUFFICIENT_ROOT_MEMORY)));
+        assert_eq!(create(), Err(HvError::INSUFFICIENT_ROOT_MEMORY));
         deposit_pages(&sim, abi::HV_PARTITION_ID_SELF, PART_ROOT_PAGES - 1)?;
-        assert_eq!(create(), Err(HvError(status::INSUFFICIENT_ROOT_MEMORY)));
+        assert_eq!(create(), Err(HvError::INSUFFICIENT_ROOT_MEMORY));
         deposit_pages(&sim, abi::HV_PARTITION_ID_SELF, 1)?;
         let pt = create()?;
         assert_eq!(pt, 1);
@@ -1381,14 +1367,14 @@ mod tests {
             sim.get_vp_registers(pt, 0, &names, &mut out),
             Err(RepError {
                 done: 1,
-                error: HvError(status::INVALID_PARAMETER)
+                error: HvError::INVALID_PARAMETER
             })
         );
         assert_eq!(
             sim.get_vp_registers(pt, 7, &names, &mut out),
             Err(RepError {
                 done: 0,
-                error: HvError(status::INVALID_VP_INDEX)
+                error: HvError::INVALID_VP_INDEX
             })
         );
 
@@ -1466,7 +1452,7 @@ mod tests {
             sim.set_vp_registers(pt, 0, &[(sint5, [0x0130, 0])]),
             Err(RepError {
                 done: 0,
-                error: HvError(status::INVALID_PARAMETER)
+                error: HvError::INVALID_PARAMETER
             })
         );
         assert_eq!(reg(&sim, pt, sint5)?, before);
@@ -1530,10 +1516,7 @@ mod tests {
         assert_eq!(le(&m, 72, 2), 0x42e6);
         assert_eq!(reg(&sim, pt, abi::HV_REGISTER_EXPLICIT_SUSPEND)?, [0, 0]);
         assert_eq!(reg(&sim, pt, abi::HV_REGISTER_INTERCEPT_SUSPEND)?, [1, 0]);
-        assert_eq!(
-            sim.dispatch_vp(pt, 0, 0),
-            Err(HvError(status::INVALID_VP_STATE))
-        );
+        assert_eq!(sim.dispatch_vp(pt, 0, 0), Err(HvError::INVALID_VP_STATE));
         // RIP stays at the OUT; the VMM advances it.
         assert_eq!(reg(&sim, pt, abi::HV_X64_REGISTER_RIP)?, [0xfff0, 0]);
         sim.set_vp_registers(pt, 0, &[(abi::HV_X64_REGISTER_RIP, [0xfff2, 0])])

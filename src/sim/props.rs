@@ -34,7 +34,7 @@
 //! (the simulator's status for a value Hyper-V does not accept; never
 //! kinder than a real root).
 
-use crate::tlfs::{abi, status, CreatePartition, HvError, HvResult};
+use crate::tlfs::{abi, CreatePartition, HvError, HvResult};
 
 /// Properties a partition can store.
 pub(crate) const PROP_SLOTS: usize = 32;
@@ -208,7 +208,7 @@ pub(crate) fn check_value(code: u32, value: u64) -> HvResult {
     if ok {
         Ok(())
     } else {
-        Err(HvError(status::PROPERTY_VALUE_OUT_OF_RANGE))
+        Err(HvError::PROPERTY_VALUE_OUT_OF_RANGE)
     }
 }
 
@@ -242,7 +242,7 @@ impl Props {
     /// code the simulator does not know.
     pub(crate) fn lookup(&self, code: u32, create: &CreatePartition) -> HvResult<u64> {
         if write_rule(code).is_none() {
-            return Err(HvError(status::UNKNOWN_PROPERTY));
+            return Err(HvError::UNKNOWN_PROPERTY);
         }
         Ok(self.get(code, create))
     }
@@ -251,9 +251,9 @@ impl Props {
     /// yet): the rule and value checks, then [`Props::set`].
     pub(crate) fn store(&mut self, code: u32, value: u64, early: bool) -> HvResult {
         match write_rule(code) {
-            None => return Err(HvError(status::UNKNOWN_PROPERTY)),
-            Some(Write::ReadOnly) => return Err(HvError(status::ACCESS_DENIED)),
-            Some(Write::Early) if !early => return Err(HvError(status::INVALID_PARTITION_STATE)),
+            None => return Err(HvError::UNKNOWN_PROPERTY),
+            Some(Write::ReadOnly) => return Err(HvError::ACCESS_DENIED),
+            Some(Write::Early) if !early => return Err(HvError::INVALID_PARTITION_STATE),
             _ => {}
         }
         check_value(code, value)?;
@@ -274,7 +274,7 @@ impl Props {
                 self.len += 1;
                 Ok(())
             }
-            None => Err(HvError(status::INSUFFICIENT_BUFFERS)),
+            None => Err(HvError::INSUFFICIENT_BUFFERS),
         }
     }
 }

@@ -25,7 +25,7 @@
 //! `HV_STATUS_INVALID_PARAMETER`.
 
 use super::cpu;
-use crate::tlfs::{abi, status, HvError, HvResult, RegValue};
+use crate::tlfs::{abi, HvError, HvResult, RegValue};
 use kernel::prelude::*;
 
 /// How many registers outside [`cpu::Regs`] a VP can hold.
@@ -299,7 +299,7 @@ impl RegFile {
                 Some(&(_, v)) => v,
                 None => self.extra_default(name),
             },
-            _ => return Err(HvError(status::INVALID_PARAMETER)),
+            _ => return Err(HvError::INVALID_PARAMETER),
         };
         Ok(v)
     }
@@ -309,7 +309,7 @@ impl RegFile {
     /// and change nothing.
     pub(crate) fn set(&mut self, name: u32, v: RegValue) -> HvResult {
         if !valid_value(name, v[0]) {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         let r = &mut self.cpu;
         match name {
@@ -342,17 +342,15 @@ impl RegFile {
             abi::HV_REGISTER_EXPLICIT_SUSPEND => self.explicit_suspend = v[0] & 1 != 0,
             abi::HV_REGISTER_INTERCEPT_SUSPEND => self.intercept_suspend = v[0] & 1 != 0,
             abi::HV_REGISTER_DISPATCH_SUSPEND => self.dispatch_suspend = v[0] & 1 != 0,
-            abi::HV_REGISTER_VP_ROOT_SIGNAL_COUNT => {
-                return Err(HvError(status::INVALID_PARAMETER))
-            }
+            abi::HV_REGISTER_VP_ROOT_SIGNAL_COUNT => return Err(HvError::INVALID_PARAMETER),
             _ if is_known(name) => {
                 if let Some(slot) = self.extra.iter_mut().find(|(n, _)| *n == name) {
                     slot.1 = v;
                 } else if self.extra.push_within_capacity((name, v)).is_err() {
-                    return Err(HvError(status::INSUFFICIENT_BUFFERS));
+                    return Err(HvError::INSUFFICIENT_BUFFERS);
                 }
             }
-            _ => return Err(HvError(status::INVALID_PARAMETER)),
+            _ => return Err(HvError::INVALID_PARAMETER),
         }
         Ok(())
     }

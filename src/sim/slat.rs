@@ -427,7 +427,7 @@ impl Slat {
     /// [`Slat::pages_needed`] against the pool; if the pool still runs dry,
     /// fails with INSUFFICIENT_MEMORY after pruning what it created.
     fn descend(&mut self, pool: &mut Pool, gfn: u64, depth: usize) -> HvResult<Path> {
-        let no_mem = HvError(status::INSUFFICIENT_MEMORY);
+        let no_mem = HvError::INSUFFICIENT_MEMORY;
         let root = match self.root {
             Some(root) => root,
             None => {
@@ -534,14 +534,14 @@ impl Slat {
     /// Maps one 4 KiB page: `gfn` gets the leaf entry `leaf`.
     fn map_small(&mut self, pool: &mut Pool, gfn: u64, leaf: u64) -> HvResult {
         if gfn >= GFN_LIMIT {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         if pool.free() < self.pages_needed(gfn, SMALL_DEPTH) {
-            return Err(HvError(status::INSUFFICIENT_MEMORY));
+            return Err(HvError::INSUFFICIENT_MEMORY);
         }
         let path = self.descend(pool, gfn, SMALL_DEPTH)?;
         let Some(slot) = path.at(SMALL_DEPTH) else {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         };
         let old = slot.get();
         if old == 0 {
@@ -558,14 +558,14 @@ impl Slat {
     /// Maps one 2 MiB page at the 512-aligned `gfn` with the leaf `leaf`.
     fn map_large(&mut self, pool: &mut Pool, gfn: u64, leaf: u64) -> HvResult {
         if gfn >= GFN_LIMIT || gfn % LARGE_PAGES != 0 {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         if pool.free() < self.pages_needed(gfn, LARGE_DEPTH) {
-            return Err(HvError(status::INSUFFICIENT_MEMORY));
+            return Err(HvError::INSUFFICIENT_MEMORY);
         }
         let path = self.descend(pool, gfn, LARGE_DEPTH)?;
         let Some(slot) = path.at(LARGE_DEPTH) else {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         };
         let old = slot.get();
         let mut state = 0;
@@ -615,12 +615,12 @@ impl Slat {
                 let gfn = (i as u64)
                     .checked_mul(LARGE_PAGES)
                     .and_then(|off| base_gfn.checked_add(off))
-                    .ok_or(HvError(status::INVALID_PARAMETER));
+                    .ok_or(HvError::INVALID_PARAMETER);
                 gfn.and_then(|gfn| self.map_large(pool, gfn, leaf_entry(flags, pfn)))
             } else {
                 let gfn = base_gfn
                     .checked_add(i as u64)
-                    .ok_or(HvError(status::INVALID_PARAMETER));
+                    .ok_or(HvError::INVALID_PARAMETER);
                 gfn.and_then(|gfn| self.map_small(pool, gfn, leaf_entry(flags, pfn)))
             };
             res.map_err(|e| fail(e.0))?;
@@ -634,7 +634,7 @@ impl Slat {
     /// first page, else 1.
     fn unmap_small(&mut self, pool: &mut Pool, gfn: u64, left: usize) -> HvResult<usize> {
         if gfn >= GFN_LIMIT {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         let path = self.walk(gfn, SMALL_DEPTH);
         let Some(slot2) = path.at(LARGE_DEPTH) else {
@@ -653,7 +653,7 @@ impl Slat {
                 return Ok(PAGE_U64S);
             }
             if pool.free() == 0 {
-                return Err(HvError(status::INSUFFICIENT_MEMORY));
+                return Err(HvError::INSUFFICIENT_MEMORY);
             }
         }
         // Splits the 2 MiB entry if there is one (the page was checked).
@@ -673,7 +673,7 @@ impl Slat {
     /// entry or a whole table of 4 KiB entries.
     fn unmap_large(&mut self, pool: &mut Pool, gfn: u64) -> HvResult {
         if gfn >= GFN_LIMIT || gfn % LARGE_PAGES != 0 {
-            return Err(HvError(status::INVALID_PARAMETER));
+            return Err(HvError::INVALID_PARAMETER);
         }
         let path = self.walk(gfn, LARGE_DEPTH);
         let Some(slot) = path.at(LARGE_DEPTH) else {
@@ -714,14 +714,14 @@ impl Slat {
                 let gfn = (i as u64)
                     .checked_mul(LARGE_PAGES)
                     .and_then(|off| base_gfn.checked_add(off))
-                    .ok_or(HvError(status::INVALID_PARAMETER))
+                    .ok_or(HvError::INVALID_PARAMETER)
                     .map_err(fail)?;
                 self.unmap_large(pool, gfn).map_err(fail)?;
                 i += 1;
             } else {
                 let gfn = base_gfn
                     .checked_add(i as u64)
-                    .ok_or(HvError(status::INVALID_PARAMETER))
+                    .ok_or(HvError::INVALID_PARAMETER)
                     .map_err(fail)?;
                 i += self.unmap_small(pool, gfn, count - i).map_err(fail)?;
             }

@@ -40,7 +40,7 @@
 
 use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
 use crate::sys::page;
-use crate::tlfs::{abi, status, HvError, HvResult};
+use crate::tlfs::{abi, HvError, HvResult};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -708,7 +708,7 @@ pub(crate) fn dispatch(
         let mut rf = vp.regs.lock();
         if rf.intercept_suspend {
             if flags & abi::HV_DISPATCH_VP_FLAG_CLEAR_INTERCEPT_SUSPEND == 0 {
-                return Err(HvError(status::INVALID_VP_STATE));
+                return Err(HvError::INVALID_VP_STATE);
             }
             rf.intercept_suspend = false;
         }

@@ -22,7 +22,7 @@
 use super::{le, Sim};
 use crate::sys::page;
 use crate::tlfs::{
-    abi, status, HvError, HvResult, VpStateData, HV_GET_SET_VP_STATE_LAPIC_STATE,
+    abi, HvError, HvResult, VpStateData, HV_GET_SET_VP_STATE_LAPIC_STATE,
     HV_GET_SET_VP_STATE_SIEF_PAGE, HV_GET_SET_VP_STATE_SIM_PAGE,
     HV_GET_SET_VP_STATE_SYNTHETIC_TIMERS, HV_GET_SET_VP_STATE_TYPE_PFN, HV_GET_SET_VP_STATE_XSAVE,
     HV_PAGE, VP_STATE_INLINE,
@@ -156,7 +156,7 @@ impl Sim {
         inline: &mut [u8],
         set: bool,
     ) -> HvResult {
-        let invalid = HvError(status::INVALID_PARAMETER);
+        let invalid = HvError::INVALID_PARAMETER;
         let (part, vp) = self.vp_of(pt, vp)?;
         let (xsave_size, xsave_states) = {
             let inner = part.inner.lock();
@@ -205,7 +205,7 @@ impl Sim {
         inline: &mut [u8],
         set: bool,
     ) -> HvResult {
-        let invalid = HvError(status::INVALID_PARAMETER);
+        let invalid = HvError::INVALID_PARAMETER;
         let blob = state.blob(data.kind, xsave_size).ok_or(invalid)?;
         if !by_pfn {
             if !pfns.is_empty() {

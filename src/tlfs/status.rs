@@ -10,64 +10,80 @@ use kernel::error::code::*;
 
 /// `HV_STATUS_SUCCESS`.
 pub(crate) const SUCCESS: u16 = 0x0;
-/// `HV_STATUS_INVALID_HYPERCALL_CODE`.
-pub(crate) const INVALID_HYPERCALL_CODE: u16 = 0x2;
-/// `HV_STATUS_INVALID_HYPERCALL_INPUT`.
-pub(crate) const INVALID_HYPERCALL_INPUT: u16 = 0x3;
-/// `HV_STATUS_INVALID_ALIGNMENT`.
-pub(crate) const INVALID_ALIGNMENT: u16 = 0x4;
-/// `HV_STATUS_INVALID_PARAMETER`.
-pub(crate) const INVALID_PARAMETER: u16 = 0x5;
-/// `HV_STATUS_ACCESS_DENIED`.
-pub(crate) const ACCESS_DENIED: u16 = 0x6;
-/// `HV_STATUS_INVALID_PARTITION_STATE`.
-pub(crate) const INVALID_PARTITION_STATE: u16 = 0x7;
-/// `HV_STATUS_OPERATION_DENIED`.
-pub(crate) const OPERATION_DENIED: u16 = 0x8;
-/// `HV_STATUS_UNKNOWN_PROPERTY`.
-pub(crate) const UNKNOWN_PROPERTY: u16 = 0x9;
-/// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE`.
-pub(crate) const PROPERTY_VALUE_OUT_OF_RANGE: u16 = 0xa;
-/// `HV_STATUS_INSUFFICIENT_MEMORY`.
-pub(crate) const INSUFFICIENT_MEMORY: u16 = 0xb;
-/// `HV_STATUS_INVALID_PARTITION_ID`.
-pub(crate) const INVALID_PARTITION_ID: u16 = 0xd;
-/// `HV_STATUS_INVALID_VP_INDEX`.
-pub(crate) const INVALID_VP_INDEX: u16 = 0xe;
-/// `HV_STATUS_NOT_FOUND`.
-pub(crate) const NOT_FOUND: u16 = 0x10;
-/// `HV_STATUS_INVALID_PORT_ID`.
-pub(crate) const INVALID_PORT_ID: u16 = 0x11;
-/// `HV_STATUS_INVALID_CONNECTION_ID`.
-pub(crate) const INVALID_CONNECTION_ID: u16 = 0x12;
-/// `HV_STATUS_INSUFFICIENT_BUFFERS`.
-pub(crate) const INSUFFICIENT_BUFFERS: u16 = 0x13;
-/// `HV_STATUS_NOT_ACKNOWLEDGED`.
-pub(crate) const NOT_ACKNOWLEDGED: u16 = 0x14;
-/// `HV_STATUS_INVALID_VP_STATE`.
-pub(crate) const INVALID_VP_STATE: u16 = 0x15;
-/// `HV_STATUS_NO_RESOURCES`.
-pub(crate) const NO_RESOURCES: u16 = 0x1d;
-/// `HV_STATUS_PROCESSOR_FEATURE_NOT_SUPPORTED`.
-pub(crate) const PROCESSOR_FEATURE_NOT_SUPPORTED: u16 = 0x20;
-/// `HV_STATUS_INVALID_LP_INDEX`.
-pub(crate) const INVALID_LP_INDEX: u16 = 0x41;
-/// `HV_STATUS_INVALID_REGISTER_VALUE`.
-pub(crate) const INVALID_REGISTER_VALUE: u16 = 0x50;
-/// `HV_STATUS_OPERATION_FAILED`.
-pub(crate) const OPERATION_FAILED: u16 = 0x71;
-/// `HV_STATUS_INSUFFICIENT_ROOT_MEMORY`.
-pub(crate) const INSUFFICIENT_ROOT_MEMORY: u16 = 0x73;
-/// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_MEMORY`.
-pub(crate) const INSUFFICIENT_CONTIGUOUS_MEMORY: u16 = 0x75;
-/// `HV_STATUS_TIME_OUT`.
-pub(crate) const TIME_OUT: u16 = 0x78;
-/// `HV_STATUS_CALL_PENDING`.
-pub(crate) const CALL_PENDING: u16 = 0x79;
-/// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY`.
-pub(crate) const INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY: u16 = 0x83;
-/// `HV_STATUS_VTL_ALREADY_ENABLED`.
-pub(crate) const VTL_ALREADY_ENABLED: u16 = 0x86;
+
+/// Declares each non-success status twice: as its code (`status::X`, for
+/// tables and the raw `MSHV_ROOT_HVCALL` path) and as a typed error value
+/// (`HvError::X`), as `kernel::error::code` does with `declare_err!`.
+macro_rules! hv_statuses {
+    ($($(#[$doc:meta])* $name:ident = $value:expr;)*) => {
+        $($(#[$doc])* pub(crate) const $name: u16 = $value;)*
+
+        impl super::HvError {
+            $($(#[$doc])* pub(crate) const $name: super::HvError = super::HvError($value);)*
+        }
+    };
+}
+
+hv_statuses! {
+    /// `HV_STATUS_INVALID_HYPERCALL_CODE`.
+    INVALID_HYPERCALL_CODE = 0x2;
+    /// `HV_STATUS_INVALID_HYPERCALL_INPUT`.
+    INVALID_HYPERCALL_INPUT = 0x3;
+    /// `HV_STATUS_INVALID_ALIGNMENT`.
+    INVALID_ALIGNMENT = 0x4;
+    /// `HV_STATUS_INVALID_PARAMETER`.
+    INVALID_PARAMETER = 0x5;
+    /// `HV_STATUS_ACCESS_DENIED`.
+    ACCESS_DENIED = 0x6;
+    /// `HV_STATUS_INVALID_PARTITION_STATE`.
+    INVALID_PARTITION_STATE = 0x7;
+    /// `HV_STATUS_OPERATION_DENIED`.
+    OPERATION_DENIED = 0x8;
+    /// `HV_STATUS_UNKNOWN_PROPERTY`.
+    UNKNOWN_PROPERTY = 0x9;
+    /// `HV_STATUS_PROPERTY_VALUE_OUT_OF_RANGE`.
+    PROPERTY_VALUE_OUT_OF_RANGE = 0xa;
+    /// `HV_STATUS_INSUFFICIENT_MEMORY`.
+    INSUFFICIENT_MEMORY = 0xb;
+    /// `HV_STATUS_INVALID_PARTITION_ID`.
+    INVALID_PARTITION_ID = 0xd;
+    /// `HV_STATUS_INVALID_VP_INDEX`.
+    INVALID_VP_INDEX = 0xe;
+    /// `HV_STATUS_NOT_FOUND`.
+    NOT_FOUND = 0x10;
+    /// `HV_STATUS_INVALID_PORT_ID`.
+    INVALID_PORT_ID = 0x11;
+    /// `HV_STATUS_INVALID_CONNECTION_ID`.
+    INVALID_CONNECTION_ID = 0x12;
+    /// `HV_STATUS_INSUFFICIENT_BUFFERS`.
+    INSUFFICIENT_BUFFERS = 0x13;
+    /// `HV_STATUS_NOT_ACKNOWLEDGED`.
+    NOT_ACKNOWLEDGED = 0x14;
+    /// `HV_STATUS_INVALID_VP_STATE`.
+    INVALID_VP_STATE = 0x15;
+    /// `HV_STATUS_NO_RESOURCES`.
+    NO_RESOURCES = 0x1d;
+    /// `HV_STATUS_PROCESSOR_FEATURE_NOT_SUPPORTED`.
+    PROCESSOR_FEATURE_NOT_SUPPORTED = 0x20;
+    /// `HV_STATUS_INVALID_LP_INDEX`.
+    INVALID_LP_INDEX = 0x41;
+    /// `HV_STATUS_INVALID_REGISTER_VALUE`.
+    INVALID_REGISTER_VALUE = 0x50;
+    /// `HV_STATUS_OPERATION_FAILED`.
+    OPERATION_FAILED = 0x71;
+    /// `HV_STATUS_INSUFFICIENT_ROOT_MEMORY`.
+    INSUFFICIENT_ROOT_MEMORY = 0x73;
+    /// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_MEMORY`.
+    INSUFFICIENT_CONTIGUOUS_MEMORY = 0x75;
+    /// `HV_STATUS_TIME_OUT`.
+    TIME_OUT = 0x78;
+    /// `HV_STATUS_CALL_PENDING`.
+    CALL_PENDING = 0x79;
+    /// `HV_STATUS_INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY`.
+    INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY = 0x83;
+    /// `HV_STATUS_VTL_ALREADY_ENABLED`.
+    VTL_ALREADY_ENABLED = 0x86;
+}
 
 /// Whether `status` asks the root to deposit memory and retry.
 pub(crate) fn needs_memory(status: u16) -> bool {
