@@ -23,7 +23,7 @@
 //! [`CHECK_TRIES`] times), the pattern of the fault path itself.
 
 use crate::mem::region::{Region, RegionKind};
-use crate::{partition::RegionSet, sim::Sim};
+use crate::{partition::RegionSet, sim::Sim, tlfs::HV_PAGE_SHIFT};
 use kernel::prelude::*;
 
 /// What a check found.
@@ -182,7 +182,7 @@ fn check_followed<G>(
             collect(sim, pt, r, &mut entries)?;
             let mut overflow = false;
             pages_of(r, &entries, |off, _, _| {
-                let uaddr = r.spec.uaddr + off * crate::mem::geometry::PAGE_SIZE;
+                let uaddr = r.spec.uaddr + (off << HV_PAGE_SHIFT);
                 overflow |= pfns.push_within_capacity(guard.user_pfn(uaddr)).is_err();
             });
             if overflow {

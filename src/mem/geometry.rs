@@ -10,10 +10,8 @@
 //! these functions stay total anyway: on any input they return a value, never
 //! panic or wrap.
 
-/// Size of a Hyper-V page (and of a Linux page: the driver requires 4 KiB pages).
-pub(crate) const PAGE_SHIFT: u32 = 12;
-/// Bytes per page.
-pub(crate) const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
+use crate::tlfs::HV_PAGE_SHIFT;
+
 /// Pages per 2 MiB large page.
 pub(crate) const LARGE_PAGES: u64 = 512;
 /// Order of a 2 MiB large page.
@@ -274,20 +272,21 @@ pub(crate) fn clamp_invalidation(uaddr: u64, pages: u64, start: u64, end: u64) -
     if end <= start {
         return None;
     }
-    let region_end = uaddr.checked_add(pages.checked_mul(PAGE_SIZE)?)?;
-    let start = start & !(PAGE_SIZE - 1);
+    let offset_mask: u64 = (1 << HV_PAGE_SHIFT) - 1;
+    let region_end = uaddr.checked_add(pages.checked_mul(offset_mask + 1)?)?;
+    let start = start & !offset_mask;
     // Round up without wrapping: an `end` in the last page saturates to the top.
     let end = end
-        .checked_add(PAGE_SIZE - 1)
-        .map_or(!(PAGE_SIZE - 1), |e| e & !(PAGE_SIZE - 1));
+        .checked_add(offset_mask)
+        .map_or(!offset_mask, |e| e & !offset_mask);
     let lo = start.max(uaddr);
     let hi = end.min(region_end);
     if lo >= hi {
         return None;
     }
     Some(GfnRange {
-        first: (lo - uaddr) >> PAGE_SHIFT,
-        count: (hi - lo) >> PAGE_SHIFT,
+        first: (lo - uaddr) >> HV_PAGE_SHIFT,
+        count: (hi - lo) >> HV_PAGE_SHIFT,
     })
 }
 

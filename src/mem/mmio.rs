@@ -34,6 +34,7 @@ use crate::{
         mm::{self, HmmPfn, IntervalNotifier, Invalidate, Invalidation},
         trace,
     },
+    tlfs::HV_PAGE_SHIFT,
 };
 use kernel::{
     alloc::flags::__GFP_NOWARN,
@@ -97,11 +98,7 @@ impl Mmio {
         // notifier is its first field, dropped (unregistered) before the
         // others and before the box is freed.
         let notifier = unsafe {
-            IntervalNotifier::new(
-                owner,
-                this.spec.uaddr,
-                this.spec.pages * geometry::PAGE_SIZE,
-            )
+            IntervalNotifier::new(owner, this.spec.uaddr, this.spec.pages << HV_PAGE_SHIFT)
         }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
@@ -171,7 +168,7 @@ impl Mmio {
             let found = found.get_mut(..count).ok_or(EINVAL)?;
             let seq = notifier.read_begin();
             notifier.mmio_pfns(
-                self.spec.uaddr + off * geometry::PAGE_SIZE,
+                self.spec.uaddr + (off << HV_PAGE_SHIFT),
                 self.spec.writable,
                 found,
             )?;

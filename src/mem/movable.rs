@@ -41,6 +41,7 @@ use crate::{
         mm::{HmmPfn, IntervalNotifier, Invalidate, Invalidation, PageRefs},
         trace,
     },
+    tlfs::HV_PAGE_SHIFT,
 };
 use kernel::{
     new_mutex,
@@ -148,11 +149,7 @@ impl Movable {
         // running callbacks) before the other fields and before the box is
         // freed.
         let notifier = unsafe {
-            IntervalNotifier::new(
-                owner,
-                this.spec.uaddr,
-                this.spec.pages * geometry::PAGE_SIZE,
-            )
+            IntervalNotifier::new(owner, this.spec.uaddr, this.spec.pages << HV_PAGE_SHIFT)
         }?;
         // Cannot fail: this is the only place that populates it.
         this.notifier.populate(notifier);
@@ -347,8 +344,7 @@ impl Movable {
             let (Some(hmm), Some(pages)) = (hmm.get_mut(..n), pages.get_mut(..n)) else {
                 return Err(EINVAL);
             };
-            let uaddr =
-                self.spec.uaddr + (window.first - self.spec.start_gfn) * geometry::PAGE_SIZE;
+            let uaddr = self.spec.uaddr + ((window.first - self.spec.start_gfn) << HV_PAGE_SHIFT);
             // Fault for writing only the page the guest writes (and, in
             // private anonymous memory, pages not there yet; in hugetlb
             // memory, its huge page), then the whole window for reading: a
@@ -447,7 +443,7 @@ impl Movable {
                 let Some(out) = hmm.get_mut(first..first + count) else {
                     return;
                 };
-                let at = uaddr + first as u64 * geometry::PAGE_SIZE;
+                let at = uaddr + ((first as u64) << HV_PAGE_SHIFT);
                 match notifier.hmm_fault(at, true, out) {
                     Ok(_) => {}
                     Err(e) if e == EINTR => res = Err(e),
@@ -725,7 +721,7 @@ impl Movable {
             let Some(snap) = snap.get_mut(..count) else {
                 break;
             };
-            let uaddr = self.spec.uaddr + off * geometry::PAGE_SIZE;
+            let uaddr = self.spec.uaddr + (off << HV_PAGE_SHIFT);
             for _ in 0..MAX_FAULT_TRIES {
                 let Ok(seq) = notifier.hmm_present(uaddr, snap) else {
                     continue;

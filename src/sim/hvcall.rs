@@ -27,7 +27,7 @@
 //! Anything else fails with `HV_STATUS_INVALID_HYPERCALL_CODE`.
 
 use super::{cpu, intercept, le, reg_page, regs::RegFile, slat, vp, PartState, Sim};
-use crate::tlfs::{abi, status, HV_PAGE};
+use crate::tlfs::{abi, status, HV_PAGE, HV_PAGE_SHIFT};
 
 /// Bytes of the VP-register input header (`partition_id`, `vp_index`, VTL).
 const VP_REGS_HEADER: usize = 16;
@@ -512,10 +512,15 @@ impl Sim {
         };
         let gva = gva_page.wrapping_shl(12);
         let (result, gpa_page) = match cpu::linear_to_physical(&regs, &mut mem, gva, access) {
-            Ok(gpa) => match part.inner.lock().slat.check(gpa >> 12, slat_access) {
-                Ok(_) => (GVA_SUCCESS, gpa >> 12),
-                Err(slat::Fault::Unmapped) => (GVA_GPA_UNMAPPED, gpa >> 12),
-                Err(slat::Fault::Intercept) => (no_access, gpa >> 12),
+            Ok(gpa) => match part
+                .inner
+                .lock()
+                .slat
+                .check(gpa >> HV_PAGE_SHIFT, slat_access)
+            {
+                Ok(_) => (GVA_SUCCESS, gpa >> HV_PAGE_SHIFT),
+                Err(slat::Fault::Unmapped) => (GVA_GPA_UNMAPPED, gpa >> HV_PAGE_SHIFT),
+                Err(slat::Fault::Intercept) => (no_access, gpa >> HV_PAGE_SHIFT),
             },
             Err(cpu::TranslateError::PageNotPresent) | Err(cpu::TranslateError::NonCanonical) => {
                 (GVA_PAGE_NOT_PRESENT, 0)
@@ -523,8 +528,10 @@ impl Sim {
             Err(cpu::TranslateError::PrivilegeViolation) => (GVA_PRIVILEGE_VIOLATION, 0),
             // A page-table page of the walk is not accessible: its page
             // (the driver faults a movable one in and asks again).
-            Err(cpu::TranslateError::Memory(f)) if f.unmapped => (GVA_GPA_UNMAPPED, f.gpa >> 12),
-            Err(cpu::TranslateError::Memory(f)) => (GVA_GPA_NO_READ_ACCESS, f.gpa >> 12),
+            Err(cpu::TranslateError::Memory(f)) if f.unmapped => {
+                (GVA_GPA_UNMAPPED, f.gpa >> HV_PAGE_SHIFT)
+            }
+            Err(cpu::TranslateError::Memory(f)) => (GVA_GPA_NO_READ_ACCESS, f.gpa >> HV_PAGE_SHIFT),
             Err(cpu::TranslateError::UnsupportedPagingMode) => {
                 return fail(status::INVALID_PARAMETER)
             }

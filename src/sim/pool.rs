@@ -18,6 +18,7 @@
 //! from a non-blockable MMU-notifier invalidation, and `vfree` may sleep.
 
 use crate::sys::page::OwnedPage;
+use crate::tlfs::HV_PAGE;
 use kernel::prelude::*;
 
 /// Number of `u64`s in a page.
@@ -29,7 +30,7 @@ pub(crate) const PAGE_U64S: usize = 512;
 /// before the object is allocated and given back when it goes: whether it
 /// can exist depends on deposits exactly as Hyper-V's own structures do.
 pub(crate) const fn pages_for(bytes: usize) -> usize {
-    let pages = bytes.div_ceil(4096);
+    let pages = bytes.div_ceil(HV_PAGE);
     if pages == 0 {
         1
     } else {

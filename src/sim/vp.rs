@@ -40,7 +40,7 @@
 
 use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
 use crate::sys::page;
-use crate::tlfs::{abi, HvError, HvResult};
+use crate::tlfs::{abi, HvError, HvResult, HV_PAGE, HV_PAGE_SHIFT};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -173,7 +173,7 @@ impl VpMemory<'_> {
             unmapped,
         };
         let off = (gpa & 0xfff) as usize;
-        if off + len > 4096 {
+        if off + len > HV_PAGE {
             // The interpreter never crosses a page; refuse rather than overrun.
             return Err(fault(true));
         }
@@ -183,7 +183,7 @@ impl VpMemory<'_> {
             cpu::Access::Execute => slat::Access::Execute,
         };
         let mut inner = self.part.inner.lock();
-        match inner.slat.translate(gpa >> 12, slat_access) {
+        match inner.slat.translate(gpa >> HV_PAGE_SHIFT, slat_access) {
             // Device memory (an MMIO region: the pfn may have no struct page
             // and no direct mapping) is never touched by the interpreter: the
             // access goes to the VMM as a GPA intercept.
@@ -199,7 +199,7 @@ impl VpMemory<'_> {
 
 /// Whether `gpa` is in the xAPIC page.
 fn is_apic(gpa: u64) -> bool {
-    gpa >> 12 == lapic::APIC_BASE >> 12
+    gpa >> HV_PAGE_SHIFT == lapic::APIC_BASE >> HV_PAGE_SHIFT
 }
 
 impl cpu::GuestMemory for VpMemory<'_> {
@@ -341,7 +341,7 @@ fn fetch(r: &cpu::Regs, mem: &mut VpMemory<'_>, len: u8) -> ([u8; 16], u8) {
         let Ok(gpa) = cpu::linear_to_physical(r, mem, lin, cpu::Access::Execute) else {
             break;
         };
-        let chunk = (want - done).min(4096 - (gpa & 0xfff) as usize);
+        let chunk = (want - done).min(HV_PAGE - (gpa & 0xfff) as usize);
         let Some(buf) = bytes.get_mut(done..done + chunk) else {
             break;
         };

@@ -136,8 +136,15 @@ impl Doorbell {
     }
 }
 
-/// Size of a hypercall input or output page.
-pub(crate) const HV_PAGE: usize = 4096;
+/// log2 of the page size of the hypervisor's interface (`HV_HYP_PAGE_SHIFT`):
+/// gfns, pfns, SLAT entries and hypercall input and output pages are in these
+/// units. It is the project's one page-size constant; the driver also
+/// requires Linux pages of the same size (asserted below), so a gfn range and
+/// the user range behind it have the same number of pages.
+pub(crate) const HV_PAGE_SHIFT: u32 = 12;
+/// [`HV_PAGE_SHIFT`] in bytes: the length of a hypercall page buffer.
+pub(crate) const HV_PAGE: usize = 1 << HV_PAGE_SHIFT;
+const _: () = assert!(kernel::page::PAGE_SIZE == HV_PAGE);
 
 /// Pages (4 KiB units) covered by `reps` completed reps of a map or unmap call
 /// with large (2 MiB, 512 pages) or small entries. Upstream's rollback mixed
