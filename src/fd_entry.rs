@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The C entry points of partition and VP fds (called by `helpers.c`'s
+//! The C entry points of partition and VP fds (called by `src/sys/fd.c`'s
 //! `file_operations`): beside the crate root, the only place that turns an
 //! fd's private data back into the object it owns. `sys::fd` installs the
 //! fds and names no driver type; [`FdKind`] says which `Arc` the pointer is.
@@ -15,7 +15,7 @@ use kernel::{
 
 /// # Safety
 ///
-/// Called by `helpers.c` with the private data of a live fd of `kind`,
+/// Called by `src/sys/fd.c` with the private data of a live fd of `kind`,
 /// installed by `sys::fd::install` with the `Arc` that kind names.
 #[no_mangle]
 unsafe extern "C" fn mshv_rs_fd_ioctl(
@@ -45,7 +45,7 @@ unsafe extern "C" fn mshv_rs_fd_ioctl(
 
 /// # Safety
 ///
-/// Called by `helpers.c` once, when the last reference to the file goes.
+/// Called by `src/sys/fd.c` once, when the last reference to the file goes.
 #[no_mangle]
 unsafe extern "C" fn mshv_rs_fd_release(kind: c_int, private: *mut c_void) {
     match FdKind::from_raw(kind) {
@@ -59,7 +59,7 @@ unsafe extern "C" fn mshv_rs_fd_release(kind: c_int, private: *mut c_void) {
 
 /// # Safety
 ///
-/// Called by `helpers.c` with the private data of a live VP fd.
+/// Called by `src/sys/fd.c` with the private data of a live VP fd.
 #[no_mangle]
 unsafe extern "C" fn mshv_rs_vp_mmap_pfn(private: *mut c_void, pgoff: c_ulong) -> u64 {
     // SAFETY: the VP fd owns an `Arc<Vp>` while the file (and any VMA) lives.

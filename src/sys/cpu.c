@@ -16,7 +16,7 @@
 #include <linux/smp.h>
 #include <linux/workqueue.h>
 
-#include "mshv_rs_helpers.h"
+#include "cpu.h"
 
 int mshv_rs_cpuhp_setup(const char *name, int (*online)(unsigned int cpu),
 			int (*offline)(unsigned int cpu))

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Anon-inode fds for partitions and VPs. The `file_operations` live in C
-//! (`helpers.c`); they call back into the crate root's entry points
+//! (`fd.c`); they call back into the crate root's entry points
 //! (`src/fd_entry.rs`) with the fd's kind and its private data pointer, an
 //! `Arc` turned into a foreign pointer here. This file names no driver
 //! type: the kind says which `Arc` the pointer is.
@@ -14,7 +14,7 @@ use kernel::{
     types::ForeignOwnable,
 };
 
-/// What an fd of ours is, as `helpers.c` and the entry points know it.
+/// What an fd of ours is, as `fd.c` and the entry points know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FdKind {
     /// A partition fd (`mshv_partition`): its private data is an
@@ -32,7 +32,7 @@ impl FdKind {
         }
     }
 
-    /// The kind `helpers.c` passed to an entry point, if it is one.
+    /// The kind `fd.c` passed to an entry point, if it is one.
     pub(crate) fn from_raw(kind: c_int) -> Option<Self> {
         match kind {
             ffi::FD_PARTITION => Some(Self::Partition),

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Declarations of the C helpers (`include/mshv_rs_helpers.h`). Only `sys`
-//! uses these; see the header for each function's contract.
+//! Declarations of the C helpers, one `extern` block per C file of `src/sys`
+//! (`X.c`, with its contract in `X.h` beside it, serves the Rust wrapper
+//! `X.rs`). Only `sys` uses these; see the headers for each function's
+//! contract.
 
 use kernel::ffi::{c_int, c_long, c_uint, c_ulong, c_void};
 
-/// Opaque `struct mm_struct`.
-/// `struct mshv_rs_hv_identity` (include/mshv_rs_helpers.h).
+/// `struct mshv_rs_hv_identity` (src/sys/hyperv.h).
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct HvIdentity {
@@ -19,6 +20,7 @@ pub(crate) struct HvIdentity {
     pub(crate) auto_eoi: bool,
 }
 
+/// Opaque `struct mm_struct`.
 #[repr(C)]
 pub(crate) struct MmStruct {
     _opaque: [u8; 0],
@@ -93,22 +95,18 @@ pub(crate) const SIZEOF_FOPS: c_int = 6;
 #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
 pub(crate) const OFFSETOF_TASK_PID: c_int = 7;
 
+// src/sys/fd.c (fd.h)
 extern "C" {
     pub(crate) fn mshv_rs_fd_install(kind: c_int, private: *mut c_void) -> c_int;
+}
 
+// src/sys/mm.c (mm.h)
+extern "C" {
     pub(crate) fn mshv_rs_current_mm_grab() -> *mut MmStruct;
     pub(crate) fn mshv_rs_mmdrop(mm: *mut MmStruct);
-    pub(crate) fn mshv_rs_fatal_signal_pending() -> bool;
     pub(crate) fn mshv_rs_mm_is_current(mm: *mut MmStruct) -> bool;
     pub(crate) fn mshv_rs_access_ok(addr: c_ulong, size: c_ulong) -> bool;
     pub(crate) fn mshv_rs_range_mapped(start: c_ulong, len: c_ulong) -> bool;
-
-    pub(crate) fn mshv_rs_mutex_new(class: c_int) -> *mut RawMutex;
-    pub(crate) fn mshv_rs_mutex_free(m: *mut RawMutex);
-    pub(crate) fn mshv_rs_mutex_lock_killable(m: *mut RawMutex) -> c_int;
-    pub(crate) fn mshv_rs_mutex_lock(m: *mut RawMutex);
-    pub(crate) fn mshv_rs_mutex_unlock(m: *mut RawMutex);
-
     pub(crate) fn mshv_rs_mni_create(
         mm: *mut MmStruct,
         start: c_ulong,
@@ -121,7 +119,6 @@ extern "C" {
     pub(crate) fn mshv_rs_mni_read_begin(mni: *mut RawMni) -> c_ulong;
     pub(crate) fn mshv_rs_mni_read_retry(mni: *mut RawMni, seq: c_ulong) -> bool;
     pub(crate) fn mshv_rs_mni_set_seq(mni: *mut RawMni, seq: c_ulong);
-
     pub(crate) fn mshv_rs_hmm_fault(
         mni: *mut RawMni,
         start: c_ulong,
@@ -150,7 +147,6 @@ extern "C" {
         out: *mut u64,
     ) -> c_int;
     pub(crate) fn mshv_rs_ram_check(start: c_ulong, npages: c_ulong) -> c_int;
-
     pub(crate) fn mshv_rs_pin_user_pfns(
         start: c_ulong,
         npages: c_ulong,
@@ -159,7 +155,61 @@ extern "C" {
     ) -> i64;
     pub(crate) fn mshv_rs_unpin_pfns(pfns: *const u64, npages: c_ulong, dirty: bool);
     pub(crate) fn mshv_rs_mark_pfn_dirty(pfn: u64);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_pfn_dirty(pfn: u64) -> bool;
+    pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_mm_read_lock(mm: *mut MmStruct) -> bool;
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_mm_read_unlock(mm: *mut MmStruct);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_user_pfn_locked(mm: *mut MmStruct, addr: c_ulong) -> u64;
+    pub(crate) fn mshv_rs_vma_kind(addr: c_ulong) -> c_int;
+}
 
+// src/sys/page.c (page.h)
+extern "C" {
+    pub(crate) fn mshv_rs_fatal_signal_pending() -> bool;
+    pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
+    pub(crate) fn mshv_rs_alloc_pfns(gfp: c_uint, order: c_uint) -> u64;
+    pub(crate) fn mshv_rs_free_pfn(pfn: u64);
+    pub(crate) fn mshv_rs_signal_pending() -> bool;
+    pub(crate) fn mshv_rs_cond_resched();
+    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
+    pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
+}
+
+// src/sys/lock.c (lock.h)
+extern "C" {
+    pub(crate) fn mshv_rs_mutex_new(class: c_int) -> *mut RawMutex;
+    pub(crate) fn mshv_rs_mutex_free(m: *mut RawMutex);
+    pub(crate) fn mshv_rs_mutex_lock_killable(m: *mut RawMutex) -> c_int;
+    pub(crate) fn mshv_rs_mutex_lock(m: *mut RawMutex);
+    pub(crate) fn mshv_rs_mutex_unlock(m: *mut RawMutex);
+}
+
+// src/sys/eventfd.c (eventfd.h)
+extern "C" {
+    pub(crate) fn mshv_rs_eventfd_get(fd: c_int, err: *mut c_int) -> *mut EventfdCtx;
+    pub(crate) fn mshv_rs_eventfd_put(ctx: *mut EventfdCtx);
+    pub(crate) fn mshv_rs_eventfd_signal(ctx: *mut EventfdCtx);
+    pub(crate) fn mshv_rs_irqfd_create(
+        fd: c_int,
+        ctx: *mut EventfdCtx,
+        owner: *mut c_void,
+        fire_fn: unsafe extern "C" fn(owner: *mut c_void),
+        hup_fn: unsafe extern "C" fn(owner: *mut c_void),
+        err: *mut c_int,
+    ) -> *mut RawIrqfd;
+    pub(crate) fn mshv_rs_irqfd_destroy(w: *mut RawIrqfd);
+}
+
+// src/sys/trace.c (trace.h)
+extern "C" {
     pub(crate) fn mshv_rs_trace_gpa_intercept(
         partition_id: u64,
         vp_index: u32,
@@ -190,45 +240,10 @@ extern "C" {
         blockable: bool,
     );
     pub(crate) fn mshv_rs_trace_hvcall_failure(code: u16, partition_id: u64, gfn: u64, status: u16);
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_pfn_dirty(pfn: u64) -> bool;
-    pub(crate) fn mshv_rs_pfn_folio_order(pfn: u64) -> c_uint;
+}
 
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_mm_read_lock(mm: *mut MmStruct) -> bool;
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_mm_read_unlock(mm: *mut MmStruct);
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_user_pfn_locked(mm: *mut MmStruct, addr: c_ulong) -> u64;
-
-    pub(crate) fn mshv_rs_vma_kind(addr: c_ulong) -> c_int;
-
-    pub(crate) fn mshv_rs_pfn_read(pfn: u64, off: c_uint, buf: *mut c_void, len: c_uint);
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_pfn_write(pfn: u64, off: c_uint, buf: *const c_void, len: c_uint);
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
-    pub(crate) fn mshv_rs_alloc_pfns(gfp: c_uint, order: c_uint) -> u64;
-    pub(crate) fn mshv_rs_free_pfn(pfn: u64);
-
-    pub(crate) fn mshv_rs_signal_pending() -> bool;
-    pub(crate) fn mshv_rs_cond_resched();
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;
-
-    pub(crate) fn mshv_rs_eventfd_get(fd: c_int, err: *mut c_int) -> *mut EventfdCtx;
-    pub(crate) fn mshv_rs_eventfd_put(ctx: *mut EventfdCtx);
-    pub(crate) fn mshv_rs_eventfd_signal(ctx: *mut EventfdCtx);
-    pub(crate) fn mshv_rs_irqfd_create(
-        fd: c_int,
-        ctx: *mut EventfdCtx,
-        owner: *mut c_void,
-        fire_fn: unsafe extern "C" fn(owner: *mut c_void),
-        hup_fn: unsafe extern "C" fn(owner: *mut c_void),
-        err: *mut c_int,
-    ) -> *mut RawIrqfd;
-    pub(crate) fn mshv_rs_irqfd_destroy(w: *mut RawIrqfd);
-
+// src/sys/hyperv.c (hyperv.h)
+extern "C" {
     #[cfg(CONFIG_HYPERV)]
     pub(crate) fn mshv_rs_hv_is_root() -> bool;
     #[cfg(CONFIG_HYPERV)]
@@ -261,7 +276,10 @@ extern "C" {
     pub(crate) fn mshv_rs_hv_set_handler(handler: Option<extern "C" fn()>);
     #[cfg(CONFIG_HYPERV)]
     pub(crate) fn mshv_rs_hv_identity(id: *mut HvIdentity);
+}
 
+// src/sys/cpu.c (cpu.h)
+extern "C" {
     pub(crate) fn mshv_rs_cpuhp_setup(
         name: *const kernel::ffi::c_char,
         online: extern "C" fn(cpu: c_uint) -> c_int,
@@ -298,15 +316,26 @@ extern "C" {
     pub(crate) fn mshv_rs_soft_init(handler: extern "C" fn());
     pub(crate) fn mshv_rs_soft_raise();
     pub(crate) fn mshv_rs_soft_exit();
+}
 
+// src/sys/layout.c (layout.h)
+extern "C" {
     #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
     pub(crate) fn mshv_rs_c_sizeof(which: c_int) -> usize;
+}
+
+// src/sys/testdev.c (testdev.h)
+extern "C" {
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_test_pfnmap_create() -> c_int;
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_test_pfnmap_destroy();
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_sim_scheduler_param() -> *const kernel::ffi::c_char;
+}
+
+// src/sys/module.c (module.h)
+extern "C" {
     pub(crate) fn mshv_rs_backend_param() -> *const kernel::ffi::c_char;
     pub(crate) fn mshv_rs_c_mshv_root_present() -> bool;
 }

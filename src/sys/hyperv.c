@@ -14,7 +14,7 @@
 #include <linux/string.h>
 #include <asm/mshyperv.h>
 
-#include "mshv_rs_helpers.h"
+#include "hyperv.h"
 
 bool mshv_rs_hv_is_root(void)
 {

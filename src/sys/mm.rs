@@ -327,7 +327,7 @@ impl<T: Invalidate> Drop for IntervalNotifier<T> {
 ///
 /// # Safety
 ///
-/// Only called by `src/sys/helpers.c` for a notifier created by
+/// Only called by `src/sys/mm.c` for a notifier created by
 /// `IntervalNotifier::<T>::new`; `owner` is that notifier's owner, a `T`
 /// valid while the notifier is registered, and `mni` the live notifier.
 unsafe extern "C" fn trampoline<T: Invalidate>(

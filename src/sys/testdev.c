@@ -23,7 +23,7 @@
 #include <linux/module.h>
 #include <linux/uaccess.h>
 
-#include "mshv_rs_helpers.h"
+#include "testdev.h"
 
 static struct page *mshv_rs_pfnmap_pages[MSHV_RS_PFNMAP_PAGES];
 static struct dentry *mshv_rs_pfnmap_file;

@@ -7,7 +7,7 @@
  */
 #define CREATE_TRACE_POINTS
 #include "mshv_rs_trace.h"
-#include "mshv_rs_helpers.h"
+#include "trace.h"
 
 void mshv_rs_trace_gpa_intercept(u64 partition_id, u32 vp_index, u64 gfn,
 				 u8 access_type, bool handled)
