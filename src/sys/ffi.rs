@@ -177,7 +177,6 @@ extern "C" {
     pub(crate) fn mshv_rs_alloc_pfn(gfp: c_uint) -> u64;
     pub(crate) fn mshv_rs_alloc_pfns(gfp: c_uint, order: c_uint) -> u64;
     pub(crate) fn mshv_rs_free_pfn(pfn: u64);
-    pub(crate) fn mshv_rs_signal_pending() -> bool;
     pub(crate) fn mshv_rs_cond_resched();
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     pub(crate) fn mshv_rs_pfn_to_virt(pfn: u64) -> *mut c_void;

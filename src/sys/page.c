@@ -67,11 +67,6 @@ void mshv_rs_free_pfn(u64 pfn)
 
 /* ---- scheduling --------------------------------------------------------- */
 
-bool mshv_rs_signal_pending(void)
-{
-	return signal_pending(current);
-}
-
 void mshv_rs_cond_resched(void)
 {
 	cond_resched();

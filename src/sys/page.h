@@ -31,7 +31,6 @@ void mshv_rs_free_pfn(u64 pfn);
 
 /* ---- scheduling and the direct map ------------------------------------ */
 
-bool mshv_rs_signal_pending(void);
 void mshv_rs_cond_resched(void);
 /* Direct-map address of a lowmem page (x86_64: every page). */
 void *mshv_rs_pfn_to_virt(u64 pfn);

@@ -150,8 +150,7 @@ pub(crate) fn cond_resched() {
 
 /// Whether the current task has a signal pending.
 pub(crate) fn signal_pending() -> bool {
-    // SAFETY: reads the current task's state.
-    unsafe { ffi::mshv_rs_signal_pending() }
+    kernel::current!().signal_pending()
 }
 
 /// Whether the current task has a fatal signal pending.
