@@ -40,7 +40,7 @@ mod emu;
 /// Without the emulator there are no side channels.
 #[cfg(not(CONFIG_MSHV_RS_EMULATOR))]
 mod emu {
-    use crate::partition::RegionSet;
+    use crate::mem::regions::RegionSet;
     use kernel::{debugfs::Dir, prelude::*, sync::Arc};
 
     /// Never constructed.
@@ -68,8 +68,8 @@ mod emu {
 pub(crate) use emu::Source as EmulatorSource;
 
 use crate::{
+    mem::regions::RegionSet,
     mem::Stats,
-    partition::RegionSet,
     stats::{self, Live},
 };
 use core::{fmt, sync::atomic::Ordering};
@@ -77,7 +77,10 @@ use kernel::{
     debugfs::{Dir, File},
     prelude::*,
     str::CString,
-    sync::{atomic::Atomic, Arc},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
     uaccess::UserSliceReader,
 };
 
@@ -110,7 +113,6 @@ fn show_stats(s: &Arc<Stats>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 }
 
 /// Reads up to 32 bytes of whitespace-separated decimal numbers.
-#[cfg_attr(not(CONFIG_MSHV_RS_EMULATOR), expect(dead_code))]
 pub(crate) fn read_numbers<const N: usize>(r: &mut UserSliceReader) -> Result<[u64; N]> {
     let mut buf = [0u8; 32];
     let n = r.len();
@@ -128,12 +130,24 @@ pub(crate) fn read_numbers<const N: usize>(r: &mut UserSliceReader) -> Result<[u
     Ok(out)
 }
 
-/// The module's debugfs tree.
+fn show_knob(knob: &Arc<Atomic<u32>>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(f, "{}", knob.load(Relaxed))
+}
+
+fn write_knob(knob: &Arc<Atomic<u32>>, r: &mut UserSliceReader) -> Result {
+    let [v] = read_numbers::<1>(r)?;
+    knob.store(u32::try_from(v).map_err(|_| EINVAL)?, Relaxed);
+    Ok(())
+}
+
+/// The module's debugfs tree: a view of the objects below it (it imports
+/// them; none of them imports it), created by the crate root and reached
+/// from `/dev/mshv`'s opens, which attach each partition's files to it.
 #[pin_data]
 pub(crate) struct Debugfs {
-    /// `force_pinned` (0 or 1).
+    /// `force_pinned`: [`crate::shared::Shared::force_pinned`].
     #[pin]
-    force_pinned: File<Atomic<u32>>,
+    force_pinned: File<Arc<Atomic<u32>>>,
     #[pin]
     live: File<()>,
     partitions: Dir,
@@ -143,23 +157,26 @@ pub(crate) struct Debugfs {
 }
 
 impl Debugfs {
-    /// Creates the tree.
-    pub(crate) fn new(source: Option<EmulatorSource>) -> impl PinInit<Self, Error> {
+    /// Creates the tree; `force_pinned` is the knob the file writes.
+    pub(crate) fn new(
+        source: Option<EmulatorSource>,
+        force_pinned: Arc<Atomic<u32>>,
+    ) -> impl PinInit<Self, Error> {
         let root = Dir::new(c"mshv_rs");
         let partitions = root.subdir(c"partitions");
         let emu = source.and_then(|s| emu::Global::new(&root, s));
         try_pin_init!(Self {
-            force_pinned <- root.read_write_file(c"force_pinned", Atomic::new(0u32)),
+            force_pinned <- root.read_write_callback_file(
+                c"force_pinned",
+                force_pinned,
+                &show_knob,
+                &write_knob,
+            ),
             live <- root.read_callback_file(c"live_objects", (), &show_live),
             partitions,
             emu,
             root,
         }? Error)
-    }
-
-    /// Whether tests asked for pinned RAM regions.
-    pub(crate) fn force_pinned(&self) -> bool {
-        self.force_pinned.load(kernel::sync::atomic::Relaxed) != 0
     }
 
     /// Creates `partitions/<id>/stats`; removed when the result is dropped.

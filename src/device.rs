@@ -4,6 +4,7 @@
 //! devices, as upstream's explicit 0600).
 
 use crate::{
+    debugfs::Debugfs,
     hv::CreatePartition,
     hvcall,
     partition::Partition,
@@ -45,13 +46,16 @@ pub(crate) struct Registration {
     #[pin]
     misc: MiscDeviceRegistration<MshvDev>,
     shared: Arc<Shared>,
+    /// `/sys/kernel/debug/mshv_rs`, where each new partition's files go.
+    debugfs: Arc<Debugfs>,
 }
 
 impl Registration {
-    /// Registers `/dev/mshv`, whose opens get `shared`.
-    pub(crate) fn new(shared: Arc<Shared>) -> impl PinInit<Self, Error> {
+    /// Registers `/dev/mshv`, whose opens get `shared` and `debugfs`.
+    pub(crate) fn new(shared: Arc<Shared>, debugfs: Arc<Debugfs>) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             shared,
+            debugfs,
             misc <- MiscDeviceRegistration::register(MiscDeviceOptions { name: c"mshv" }),
         }? Error)
     }
@@ -60,6 +64,7 @@ impl Registration {
 /// Per-open state of `/dev/mshv`.
 pub(crate) struct MshvDev {
     shared: Arc<Shared>,
+    debugfs: Arc<Debugfs>,
 }
 
 #[vtable]
@@ -76,6 +81,7 @@ impl MiscDevice for MshvDev {
         Ok(KBox::new(
             MshvDev {
                 shared: reg.shared.clone(),
+                debugfs: reg.debugfs.clone(),
             },
             GFP_KERNEL_ACCOUNT,
         )?)
@@ -135,6 +141,15 @@ impl MshvDev {
             args.disabled_xsave = v2.pt_disabled_xsave;
         }
         let p = Partition::create(self.shared.clone(), &args)?;
+        // Its debugfs files are best effort: a partition works without.
+        if let Ok(files) = self
+            .debugfs
+            .partition(p.id, p.stats.clone(), p.regions.clone())
+        {
+            if let Ok(files) = KBox::new(files, GFP_KERNEL_ACCOUNT) {
+                let _ = p.attach_view(files);
+            }
+        }
         // SAFETY: a partition fd owns an `Arc<Partition>`, which `p` is.
         unsafe { sys::fd::install(sys::fd::FdKind::Partition, p) }
     }

@@ -86,7 +86,8 @@ pub(crate) struct MshvModule {
     dev: device::Registration,
 }
 
-fn new_shared() -> Result<Arc<Shared>> {
+/// The state partitions share, and the debugfs view of it.
+fn new_shared() -> Result<(Arc<Shared>, Arc<debugfs::Debugfs>)> {
     // Both drivers register the misc device "mshv"; a second registration
     // would fail in sysfs with a duplicate-name warning. Refuse up front.
     if sys::c_mshv_root_present() {
@@ -142,14 +143,21 @@ fn new_shared() -> Result<Arc<Shared>> {
         hyperv.vmm_capabilities
     );
     let synic = hv::synic::start(hyperv.clone())?;
-    let debugfs = KBox::pin_init(debugfs::Debugfs::new(simulator), GFP_KERNEL)?;
-    Ok(Arc::new(Shared::new(synic, hyperv, debugfs), GFP_KERNEL)?)
+    let shared = Arc::new(Shared::new(synic, hyperv)?, GFP_KERNEL)?;
+    let debugfs = Arc::pin_init(
+        debugfs::Debugfs::new(simulator, shared.force_pinned.clone()),
+        GFP_KERNEL,
+    )?;
+    Ok((shared, debugfs))
 }
 
 impl kernel::InPlaceModule for MshvModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            dev <- device::Registration::new(new_shared()?),
+            dev <- {
+                let (shared, debugfs) = new_shared()?;
+                device::Registration::new(shared, debugfs)
+            },
         }? Error)
     }
 }

@@ -9,10 +9,9 @@
 //! 1. `Partition::inner` — serializes the partition fd's ioctls that change
 //!    state (initialize, create VP, set guest memory), like upstream's
 //!    `pt_mutex`; taken killably (a region set-up can hold it for long).
-//! 2. `Partition::regions` — the region set; held only to look up, insert or
-//!    remove, never across a fault or a hypercall batch. The RUN_VP fault path
-//!    takes it alone (it does not take `inner`). Its `held` list has a
-//!    lock of its own, taken after `inner` and never with the others.
+//! 2. `Partition::regions` — the region set's locks (`mem::regions`); held
+//!    only to look up, insert or remove, never across a fault or a hypercall
+//!    batch. The RUN_VP fault path takes them alone (not `inner`).
 //! 3. A movable region's state lock (`mem::movable`), also taken by the
 //!    MMU-notifier invalidate callback.
 
@@ -21,7 +20,8 @@ use crate::{
     irq::IrqState,
     mem::{
         movable::{Access, Fault},
-        region::{RamPolicy, Region},
+        region::Region,
+        regions::RegionSet,
         RegionSpec, Stats,
     },
     sys::{
@@ -32,12 +32,9 @@ use crate::{
     uapi::{self, MshvCreateVp, MshvUserMemRegion},
     vp::Vp,
 };
-use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::{
-    new_mutex,
     prelude::*,
-    rbtree::RBTree,
-    sync::{Arc, Mutex},
+    sync::{Arc, SetOnce},
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -65,7 +62,9 @@ pub(crate) struct Partition {
     pub(crate) hv: Arc<dyn Hypervisor>,
     pub(crate) id: u64,
     pub(crate) stats: Arc<Stats>,
-    _debugfs: Option<crate::debugfs::PartitionFiles>,
+    /// What the layers above attach to the partition's life (its debugfs
+    /// files, see `device.rs`): opaque here, dropped with the partition.
+    views: SetOnce<KBox<dyn Send + Sync>>,
     /// The creator's address space: partition and VP fd ioctls from any
     /// other mm fail with `EIO` (as KVM's `kvm->mm != current->mm`), so
     /// every region, fault and pin belongs to this one mm, which is alive
@@ -77,65 +76,6 @@ pub(crate) struct Partition {
     /// MSI routing, irqfds and ioeventfds; also the hypervisor's
     /// notification receiver for this partition.
     irq: Arc<IrqState>,
-}
-
-/// A partition's regions.
-///
-/// # Invariants
-///
-/// `held` has room for every region in `tree` (`capacity >= len +
-/// in_tree`), so that [`RegionSet::retire`] never allocates.
-#[pin_data]
-pub(crate) struct RegionSet {
-    /// Regions keyed by their *last* gfn, so a lower-bound lookup finds the
-    /// only region that can contain a gfn.
-    #[pin]
-    tree: Mutex<RBTree<u64, Arc<Region>>>,
-    /// Regions in `tree`; changed with `Partition::inner` held.
-    in_tree: AtomicUsize,
-    /// Regions that left the set but whose unmap failed: the hypervisor may
-    /// still map their pages, so they (and a pinned region's pins, a
-    /// movable region's held pages) are only released after the partition
-    /// is deleted in the hypervisor, and their GPA ranges stay reserved to
-    /// them (a movable or MMIO region goes on unmapping what Linux takes
-    /// back, see `mem::Phase::Kept`).
-    #[pin]
-    held: Mutex<KVec<Arc<Region>>>,
-}
-
-impl RegionSet {
-    /// Removes `region`, which has left the set, from the hypervisor. If
-    /// that fails, keeps it until the partition is deleted and returns the
-    /// error.
-    fn retire(&self, region: Arc<Region>) -> Result {
-        let Err(e) = region.remove() else {
-            return Ok(());
-        };
-        if let Err(unpushed) = self.held.lock().push_within_capacity(region) {
-            // Unreachable: `map_user_memory` reserved a slot for every
-            // region (type invariant). Should it happen, the region is
-            // leaked, never released: a movable or MMIO one stays
-            // registered and keeps invalidating, and its notifier's module
-            // reference keeps the module (its callback) loaded.
-            pr_err!(
-                "region at gfn {:#x} leaked after a failed removal\n",
-                unpushed.0.spec.start_gfn
-            );
-            core::mem::forget(unpushed.0);
-        }
-        Err(e)
-    }
-
-    #[cfg(CONFIG_MSHV_RS_EMULATOR)]
-    /// References to every region, for a walk that must not hold the lock.
-    pub(crate) fn snapshot(&self) -> Result<KVec<Arc<Region>>> {
-        let tree = self.tree.lock();
-        let mut v = KVec::new();
-        for (_, r) in tree.iter() {
-            v.push(r.clone(), GFP_KERNEL)?;
-        }
-        Ok(v)
-    }
 }
 
 impl Partition {
@@ -172,14 +112,7 @@ impl Partition {
                 return Err(e);
             }
         };
-        let regions = match Arc::pin_init(
-            pin_init!(RegionSet {
-                tree <- new_mutex!(RBTree::new(), "RegionSet::tree"),
-                in_tree: AtomicUsize::new(0),
-                held <- new_mutex!(KVec::new(), "RegionSet::held"),
-            }),
-            GFP_KERNEL_ACCOUNT,
-        ) {
+        let regions = match Arc::pin_init(RegionSet::new(), GFP_KERNEL_ACCOUNT) {
             Ok(r) => r,
             Err(e) => {
                 Self::destroy_in_hv(&*hv, id, false);
@@ -197,18 +130,13 @@ impl Partition {
                 return Err(e);
             }
         };
-        // Statistics in debugfs are best effort: a partition works without.
-        let files = shared
-            .debugfs
-            .partition(id, stats.clone(), regions.clone())
-            .ok();
         let p = Arc::pin_init(
             try_pin_init!(Self {
                 shared,
                 hv,
                 id,
                 stats,
-                _debugfs: files,
+                views: SetOnce::new(),
                 mm,
                 inner,
                 regions,
@@ -221,6 +149,16 @@ impl Partition {
         })?;
         crate::stats::live_add(crate::stats::Live::Partitions, 1);
         Ok(p)
+    }
+
+    /// Attaches `view` (a layer above's per-partition state, e.g. debugfs
+    /// files) for the partition's life; a second one is refused (`EBUSY`).
+    pub(crate) fn attach_view(&self, view: KBox<dyn Send + Sync>) -> Result {
+        if self.views.populate(view) {
+            Ok(())
+        } else {
+            Err(EBUSY)
+        }
     }
 
     /// Finalizes and deletes partition `id`. Returns whether the hypervisor
@@ -388,21 +326,11 @@ impl Partition {
         let _inner = self.inner.lock_killable()?;
         // Check overlap first (and again at insert: the fault path never
         // inserts, and `inner` serializes inserters).
-        if self.overlapping(m.guest_pfn, pages) {
+        if self.regions.overlaps(m.guest_pfn, pages) {
             return Err(EEXIST);
         }
-        // A slot in `held` for this region, so that `retire` never has to
-        // allocate (`RegionSet`'s invariant).
-        let in_tree = self.regions.in_tree.load(Ordering::Relaxed);
-        self.regions
-            .held
-            .lock()
-            .reserve(in_tree + 1, GFP_KERNEL_ACCOUNT)?;
-        let policy = if self.shared.debugfs.force_pinned() {
-            RamPolicy::Pinned
-        } else {
-            RamPolicy::Movable
-        };
+        self.regions.reserve()?;
+        let policy = self.shared.ram_policy();
         let writable = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_WRITABLE) != 0;
         let exec = m.flags & (1 << uapi::MSHV_SET_MEM_BIT_EXECUTABLE) != 0;
         let spec = RegionSpec {
@@ -416,61 +344,14 @@ impl Partition {
             stats: self.stats.clone(),
         };
         let region = Region::new(spec, policy)?;
-        let region = Arc::new(region, GFP_KERNEL_ACCOUNT)?;
-        let last = m.guest_pfn + pages - 1;
         // On failure the region is dropped, which removes it.
-        let node = kernel::rbtree::RBTreeNode::new(last, region, GFP_KERNEL_ACCOUNT)?;
-        self.regions.tree.lock().insert(node);
-        self.regions.in_tree.fetch_add(1, Ordering::Relaxed);
-        crate::stats::live_add(crate::stats::Live::Regions, 1);
-        Ok(())
-    }
-
-    /// Whether any region, or the reserved range of a region kept after a
-    /// failed removal, intersects `[gfn, gfn + pages)`.
-    fn overlapping(&self, gfn: u64, pages: u64) -> bool {
-        let in_tree = match self.regions.tree.lock().cursor_lower_bound(&gfn) {
-            Some(c) => c.current().1.spec.start_gfn < gfn + pages,
-            None => false,
-        };
-        in_tree
-            || self
-                .regions
-                .held
-                .lock()
-                .iter()
-                .any(|r| r.spec.start_gfn < gfn + pages && gfn < r.spec.start_gfn + r.spec.pages)
-    }
-
-    /// The region containing `gfn`, if any.
-    fn region_of(&self, gfn: u64) -> Option<Arc<Region>> {
-        let regions = self.regions.tree.lock();
-        let c = regions.cursor_lower_bound(&gfn)?;
-        let r = c.current().1;
-        (r.spec.start_gfn <= gfn).then(|| r.clone())
+        self.regions.insert(Arc::new(region, GFP_KERNEL_ACCOUNT)?)
     }
 
     /// `SET_GUEST_MEMORY` with `UNMAP`: the region must match exactly.
     fn unmap_region(&self, gfn: u64, pages: u64, uaddr: u64) -> Result {
         let _inner = self.inner.lock_killable()?;
-        let region = {
-            let mut regions = self.regions.tree.lock();
-            let Some(c) = regions.cursor_lower_bound(&gfn) else {
-                return Err(ENOENT);
-            };
-            let (&last, r) = c.current();
-            if r.spec.start_gfn > gfn {
-                return Err(ENOENT);
-            }
-            if r.spec.start_gfn != gfn || r.spec.pages != pages || r.spec.uaddr != uaddr {
-                return Err(EINVAL);
-            }
-            regions.remove(&last).ok_or(ENOENT)?
-        };
-        self.regions.in_tree.fetch_sub(1, Ordering::Relaxed);
-        // Faults that already looked the region up see `removed` and give up.
-        crate::stats::live_add(crate::stats::Live::Regions, -1);
-        self.regions.retire(region)
+        self.regions.remove_exact(gfn, pages, uaddr)
     }
 
     /// Resolves a GPA intercept for `gfn` inside RUN_VP.
@@ -481,7 +362,7 @@ impl Partition {
     /// hole. Either way the message goes to the VMM, which owns the guest
     /// physical address space (docs/review-answers.md, point g).
     pub(crate) fn handle_gpa_intercept(&self, gfn: u64, access: Access) -> Result<Fault> {
-        match self.region_of(gfn) {
+        match self.regions.lookup(gfn) {
             Some(r) => r.fault(gfn, access),
             None => Ok(Fault::Forward),
         }
@@ -500,12 +381,7 @@ impl PinnedDrop for Partition {
     fn drop(self: Pin<&mut Self>) {
         // Last fd closed: no ioctl, RUN_VP or fault can run any more.
         self.irq.release();
-        let regions = core::mem::take(&mut *self.regions.tree.lock());
-        for (_, r) in regions.iter() {
-            let _ = self.regions.retire(r.clone());
-            crate::stats::live_add(crate::stats::Live::Regions, -1);
-        }
-        drop(regions);
+        self.regions.remove_all();
         let vps = self.inner.lock().vps;
         for (w, bits) in vps.iter().enumerate() {
             for b in 0..64u32 {
@@ -523,14 +399,7 @@ impl PinnedDrop for Partition {
         }
         let initialized = self.inner.lock().initialized;
         let gone = Self::destroy_in_hv(&*self.hv, self.id, initialized);
-        let held = core::mem::take(&mut *self.regions.held.lock());
-        if !gone {
-            // The hypervisor may still map their pages: never give them back.
-            for r in held.iter() {
-                r.keep_forever();
-            }
-        }
-        drop(held);
+        self.regions.release_held(gone);
         crate::stats::live_add(crate::stats::Live::Partitions, -1);
     }
 }

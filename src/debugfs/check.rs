@@ -23,7 +23,7 @@
 //! [`CHECK_TRIES`] times), the pattern of the fault path itself.
 
 use crate::mem::region::{Region, RegionKind};
-use crate::{partition::RegionSet, sim::Sim, tlfs::HV_PAGE_SHIFT};
+use crate::{mem::regions::RegionSet, sim::Sim, tlfs::HV_PAGE_SHIFT};
 use kernel::prelude::*;
 
 /// What a check found.

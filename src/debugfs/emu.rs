@@ -7,7 +7,7 @@
 //! (`mirror_check`). See the parent module for each file's format.
 
 use super::read_numbers;
-use crate::{partition::RegionSet, sim::Sim};
+use crate::{mem::regions::RegionSet, sim::Sim};
 use core::fmt;
 use kernel::{
     debugfs::{Dir, File, Reader},

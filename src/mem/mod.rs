@@ -7,6 +7,7 @@ pub(crate) mod geometry;
 pub(crate) mod mmio;
 pub(crate) mod movable;
 pub(crate) mod region;
+pub(crate) mod regions;
 
 use crate::hv::Hypervisor;
 use core::sync::atomic::{AtomicU64, Ordering};
