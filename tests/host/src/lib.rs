@@ -7,7 +7,7 @@
 
 #![deny(missing_docs)]
 
-#[path = "../../../src/sim/cpu.rs"]
+#[path = "../../../src/sim/cpu/mod.rs"]
 pub mod cpu;
 
 #[path = "../../../src/sim/lapic.rs"]
