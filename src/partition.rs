@@ -35,6 +35,7 @@ use crate::{
 use kernel::{
     prelude::*,
     sync::{Arc, SetOnce},
+    types::ScopeGuard,
     uaccess::{UserPtr, UserSlice},
 };
 
@@ -88,48 +89,26 @@ impl Partition {
         let id = calls::retry_with_deposit(&*hv, abi::HV_PARTITION_ID_SELF, || {
             hv.create_partition(args)
         })?;
-        let stats = match Arc::new(Stats::default(), GFP_KERNEL_ACCOUNT) {
-            Ok(s) => s,
-            Err(e) => {
-                Self::destroy_in_hv(&*hv, id, false);
-                return Err(e.into());
-            }
+        // Until the partition object owns `id`, a failure deletes it again.
+        let undo = {
+            let hv = hv.clone();
+            ScopeGuard::new(move || {
+                let _ = Self::destroy_in_hv(&*hv, id, false);
+            })
         };
-        let hv2 = hv.clone();
-        let (mm, inner) = match MmRef::current().and_then(|mm| {
-            let inner = KillableMutex::new(
-                Class::Partition,
-                Inner {
-                    initialized: false,
-                    vps: [0; 4],
-                },
-            )?;
-            Ok((mm, inner))
-        }) {
-            Ok(v) => v,
-            Err(e) => {
-                Self::destroy_in_hv(&*hv, id, false);
-                return Err(e);
-            }
-        };
-        let regions = match Arc::pin_init(RegionSet::new(), GFP_KERNEL_ACCOUNT) {
-            Ok(r) => r,
-            Err(e) => {
-                Self::destroy_in_hv(&*hv, id, false);
-                return Err(e);
-            }
-        };
-        let irq = match IrqState::new(hv.clone(), id, stats.clone()).and_then(|irq| {
-            let n: Arc<dyn Notify> = irq.clone();
-            hv.set_notify(id, Some(n))?;
-            Ok(irq)
-        }) {
-            Ok(irq) => irq,
-            Err(e) => {
-                Self::destroy_in_hv(&*hv, id, false);
-                return Err(e);
-            }
-        };
+        let stats = Arc::new(Stats::default(), GFP_KERNEL_ACCOUNT)?;
+        let mm = MmRef::current()?;
+        let inner = KillableMutex::new(
+            Class::Partition,
+            Inner {
+                initialized: false,
+                vps: [0; 4],
+            },
+        )?;
+        let regions = Arc::pin_init(RegionSet::new(), GFP_KERNEL_ACCOUNT)?;
+        let irq = IrqState::new(hv.clone(), id, stats.clone())?;
+        let notify: Arc<dyn Notify> = irq.clone();
+        hv.set_notify(id, Some(notify))?;
         let p = Arc::pin_init(
             try_pin_init!(Self {
                 shared,
@@ -143,10 +122,9 @@ impl Partition {
                 irq,
             }),
             GFP_KERNEL_ACCOUNT,
-        )
-        .inspect_err(|_| {
-            Self::destroy_in_hv(&*hv2, id, false);
-        })?;
+        )?;
+        // INVARIANT: from here the partition's drop deletes `id`.
+        undo.dismiss();
         crate::stats::live_add(crate::stats::Live::Partitions, 1);
         Ok(p)
     }

@@ -35,6 +35,7 @@ use kernel::{
         Arc, ArcBorrow, CondVar, Mutex, SpinLock, SpinLockIrq,
     },
     transmute::AsBytes,
+    types::ScopeGuard,
     workqueue::{self, impl_has_work, Work, WorkItem},
 };
 
@@ -967,28 +968,24 @@ impl Hypervisor for HyperV {
             |b| encode_create_vp(b, pt, vp),
             |_| {},
         )?;
+        // Until the VP is in `guest.vps`, a failure deletes it again.
+        let undo = ScopeGuard::new(|| {
+            let _ = self.delete_vp(pt, vp);
+        });
         // Its stats pages, as upstream maps them with the VP (the root
         // scheduler's run loop reads them).
-        let stats = match self.map_vp_stats(pt, vp) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = self.delete_vp(pt, vp);
-                return Err(e);
-            }
-        };
+        let stats = self.map_vp_stats(pt, vp)?;
         let has_parent = stats.parent.is_some();
-        match VpRun::new(Some(stats)).and_then(|r| RBTreeNode::new(vp, r, GFP_KERNEL)) {
-            Ok(node) => {
-                guest.vps.lock().insert(node);
-                Ok(())
-            }
-            Err(_) => {
+        let node = VpRun::new(Some(stats))
+            .and_then(|r| RBTreeNode::new(vp, r, GFP_KERNEL))
+            .map_err(|_| {
                 // The stats mappings went with the failed allocation.
                 self.unmap_vp_stats(pt, vp, has_parent);
-                let _ = self.delete_vp(pt, vp);
-                Err(HvError::INSUFFICIENT_MEMORY)
-            }
-        }
+                HvError::INSUFFICIENT_MEMORY
+            })?;
+        guest.vps.lock().insert(node);
+        undo.dismiss();
+        Ok(())
     }
     fn delete_vp(&self, pt: u64, vp: u32) -> HvResult {
         if let Some(run) = self.guest(pt).and_then(|g| g.vp(vp)) {

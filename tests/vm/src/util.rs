@@ -885,6 +885,20 @@ pub fn partition_stats(dir: &Path) -> TResult<BTreeMap<String, u64>> {
     Ok(map)
 }
 
+/// Successful calls of hypercall `code` the emulator answered since load
+/// (`sim/calls`; a code never called successfully has no line: 0).
+pub fn sim_calls(code: u16) -> TResult<u64> {
+    let path = mshv_debugfs().join("sim").join("calls");
+    if !present(&path)? {
+        return Err(debugfs_missing(&path, true));
+    }
+    Ok(read_kv(&path)
+        .ctx("sim/calls")?
+        .get(&format!("{code:#06x}"))
+        .copied()
+        .unwrap_or(0))
+}
+
 /// The driver's object counters (`live_objects`, which the driver creates
 /// on every backend). A missing file is a failure ([`debugfs_missing`]).
 pub fn live_objects() -> TResult<BTreeMap<String, u64>> {

@@ -580,20 +580,6 @@ pub fn root_stale_signal_keeps_vp_waiting() -> TResult {
     Ok(())
 }
 
-/// Successful `HVCALL_CLEAR_VIRTUAL_INTERRUPT` calls the emulator answered
-/// (`sim/calls`, code 0x56).
-fn clear_virtual_interrupt_calls() -> TResult<u64> {
-    let path = mshv_debugfs().join("sim").join("calls");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    Ok(read_kv(&path)
-        .ctx("sim/calls")?
-        .get("0x0056")
-        .copied()
-        .unwrap_or(0))
-}
-
 /// A level-triggered route with a resamplefd: the guest's EOI of the
 /// irqfd's vector signals the resamplefd (upstream: HVMSG_X64_APIC_EOI).
 /// An ExtINT route of the same vector is resampled too, and, as upstream
@@ -628,7 +614,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         vm.register_irqfd_with_resample(&ext, &ext_rs, 5),
         "register_irqfd_with_resample gsi 5 (ExtINT)",
     )?;
-    let cleared = clear_virtual_interrupt_calls()?;
+    let cleared = sim_calls(0x0056)?;
     expect_ok(vm.register_irqfd(&edge, 4), "register_irqfd gsi 4")?;
     let count = |e: &EventFd| match e.read() {
         Ok(n) => n,
@@ -662,7 +648,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         "ExtINT route's resamplefd after the guest's EOI of vector 0x41"
     );
     ensure_eq!(
-        clear_virtual_interrupt_calls()? - cleared,
+        sim_calls(0x0056)? - cleared,
         1,
         "HVCALL_CLEAR_VIRTUAL_INTERRUPT calls for the ExtINT resample"
     );
@@ -678,7 +664,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         "no ExtINT resample for an edge EOI of 0x40"
     );
     ensure_eq!(
-        clear_virtual_interrupt_calls()? - cleared,
+        sim_calls(0x0056)? - cleared,
         1,
         "HVCALL_CLEAR_VIRTUAL_INTERRUPT calls after the edge EOI"
     );

@@ -219,6 +219,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "create_vp_unwinds_after_stats_map_failure",
+        func: sim::create_vp_unwinds_after_stats_map_failure,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_is_retried",
         func: sim::injected_no_memory_is_retried,
         timeout: 300,

@@ -354,6 +354,48 @@ pub fn deposit_rounds_exhausted_is_enomem() -> TResult {
     Ok(())
 }
 
+/// `MSHV_CREATE_VP` whose VP the hypervisor created but whose stats page it
+/// then refused to map (`sim/inject_call`: the next `HVCALL_MAP_STATS_PAGE`
+/// fails with `HV_STATUS_OPERATION_FAILED`, errno EIO): the driver deletes
+/// the VP again (exactly one successful `HVCALL_DELETE_VP`), no VP object is
+/// left, and the same index can be created afterwards (the hypervisor would
+/// refuse a VP index that still exists).
+pub fn create_vp_unwinds_after_stats_map_failure() -> TResult {
+    const MAP_STATS_PAGE: u16 = 0x006c;
+    const DELETE_VP: u16 = 0x004f;
+    const OPERATION_FAILED: u16 = 0x71;
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vps0 = live_objects()?["vps"];
+    let deleted0 = sim_calls(DELETE_VP)?;
+    let f0 = injected("call_failures")?;
+    inject(
+        "inject_call",
+        &format!("{MAP_STATS_PAGE} {OPERATION_FAILED} 0 1"),
+    )?;
+    let r = p.vm.create_vcpu(3);
+    let f1 = injected("call_failures")?;
+    inject("inject_call", "0 0 0 0")?;
+    match r {
+        Err(e) => ensure_eq!(
+            errname(err_no(e)),
+            errname(libc::EIO),
+            "MSHV_CREATE_VP whose stats page could not be mapped"
+        ),
+        Ok(_) => fail!("MSHV_CREATE_VP succeeded although its stats page was refused"),
+    }
+    ensure_eq!(f1 - f0, 1, "MAP_STATS_PAGE calls failed by the injection");
+    ensure_eq!(
+        sim_calls(DELETE_VP)? - deleted0,
+        1,
+        "DELETE_VP calls that unwound the failed MSHV_CREATE_VP"
+    );
+    ensure_eq!(live_objects()?["vps"], vps0, "live VPs after the failure");
+    let _vcpu = p.vcpu(3)?;
+    ensure_eq!(live_objects()?["vps"], vps0 + 1, "live VPs after the retry");
+    Ok(())
+}
+
 /// INSUFFICIENT_MEMORY on the fault path's map hypercalls is answered by a
 /// deposit (outside the region lock) and a retry: the guest never notices.
 pub fn injected_no_memory_is_retried() -> TResult {
