@@ -17,15 +17,9 @@
 
 /* ---- eventfd ------------------------------------------------------------- */
 
-struct eventfd_ctx *mshv_rs_eventfd_get(int fd, int *err)
+struct eventfd_ctx *mshv_rs_eventfd_get(int fd)
 {
-	struct eventfd_ctx *ctx = eventfd_ctx_fdget(fd);
-
-	if (IS_ERR(ctx)) {
-		*err = PTR_ERR(ctx);
-		return NULL;
-	}
-	return ctx;
+	return eventfd_ctx_fdget(fd);
 }
 
 void mshv_rs_eventfd_put(struct eventfd_ctx *ctx)
@@ -106,33 +100,25 @@ static void mshv_rs_irqfd_queue(struct file *file, wait_queue_head_t *wqh,
 struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
 					   void *owner,
 					   void (*fire_fn)(void *owner),
-					   void (*hup_fn)(void *owner), int *err)
+					   void (*hup_fn)(void *owner))
 {
 	struct mshv_rs_irqfd *w;
 	struct eventfd_ctx *again;
 	__poll_t events;
 
 	CLASS(fd, f)(fd);
-	if (fd_empty(f)) {
-		*err = -EBADF;
-		return NULL;
-	}
+	if (fd_empty(f))
+		return ERR_PTR(-EBADF);
 	/* The fd may have been closed and reused since @ctx was looked up. */
 	again = eventfd_ctx_fileget(fd_file(f));
-	if (IS_ERR(again)) {
-		*err = PTR_ERR(again);
-		return NULL;
-	}
+	if (IS_ERR(again))
+		return ERR_CAST(again);
 	eventfd_ctx_put(again);
-	if (again != ctx) {
-		*err = -EBADF;
-		return NULL;
-	}
+	if (again != ctx)
+		return ERR_PTR(-EBADF);
 	w = kzalloc(sizeof(*w), GFP_KERNEL_ACCOUNT);
-	if (!w) {
-		*err = -ENOMEM;
-		return NULL;
-	}
+	if (!w)
+		return ERR_PTR(-ENOMEM);
 	w->ctx = ctx;
 	w->owner = owner;
 	w->fire_fn = fire_fn;

@@ -15,10 +15,10 @@ struct mshv_rs_irqfd;
 
 /*
  * eventfd_ctx_fdget(@fd): a counted reference to the eventfd context of fd
- * @fd, or NULL with *@err = -EBADF (not an open fd) or -EINVAL (not an
+ * @fd, or ERR_PTR(-EBADF) (not an open fd) or ERR_PTR(-EINVAL) (not an
  * eventfd). Release with mshv_rs_eventfd_put().
  */
-struct eventfd_ctx *mshv_rs_eventfd_get(int fd, int *err);
+struct eventfd_ctx *mshv_rs_eventfd_get(int fd);
 void mshv_rs_eventfd_put(struct eventfd_ctx *ctx);
 /* eventfd_signal(): adds 1 to the counter and wakes waiters. Any context. */
 void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx);
@@ -36,13 +36,13 @@ void mshv_rs_eventfd_signal(struct eventfd_ctx *ctx);
  * queue and queues a second work item that calls @hup_fn(@owner) once,
  * in process context; the callback may
  * destroy the hook (it is then not waited for).
- * Returns NULL with *@err = -ENOMEM on failure. @ctx and @owner must stay
+ * Returns the hook, or ERR_PTR(-EBADF) or ERR_PTR(-ENOMEM). @ctx and @owner must stay
  * valid until mshv_rs_irqfd_destroy() returns.
  */
 struct mshv_rs_irqfd *mshv_rs_irqfd_create(int fd, struct eventfd_ctx *ctx,
 					   void *owner,
 					   void (*fire_fn)(void *owner),
-					   void (*hup_fn)(void *owner), int *err);
+					   void (*hup_fn)(void *owner));
 /*
  * Unhooks from the wait queue, waits for queued or running work items
  * (cancel_work_sync; not for the hup item when called from it) and frees.

@@ -6,6 +6,7 @@
 use super::ffi;
 use core::ptr::NonNull;
 use kernel::{
+    error::from_err_ptr,
     ffi::c_void,
     prelude::*,
     sync::{Arc, ArcBorrow},
@@ -30,14 +31,11 @@ impl EventFd {
     /// The eventfd behind fd `fd` of the current task: `EBADF` if `fd` is
     /// not open, `EINVAL` if it is not an eventfd.
     pub(crate) fn from_fd(fd: i32) -> Result<Self> {
-        let mut err = 0;
-        // SAFETY: plain call; `err` is a valid out pointer.
-        let ctx = unsafe { ffi::mshv_rs_eventfd_get(fd, &mut err) };
-        match NonNull::new(ctx) {
-            // INVARIANT: the helper returned a counted reference.
-            Some(ctx) => Ok(Self { ctx }),
-            None => Err(Error::from_errno(err)),
-        }
+        // SAFETY: plain call; any `fd` is accepted.
+        let ctx = from_err_ptr(unsafe { ffi::mshv_rs_eventfd_get(fd) })?;
+        let ctx = NonNull::new(ctx).ok_or(EINVAL)?;
+        // INVARIANT: the helper returned a counted reference.
+        Ok(Self { ctx })
     }
 
     /// Adds one to the counter and wakes its waiters. Any context.
@@ -99,22 +97,20 @@ impl<T: EventHookOwner> EventHook<T> {
     /// signals call `owner.fire()`. A signal that came before the hook
     /// fires right away. May sleep.
     pub(crate) fn new(fd: i32, eventfd: EventFd, owner: Arc<T>) -> Result<Self> {
-        let mut err = 0;
         let owner_ptr = Arc::as_ptr(&owner).cast::<c_void>().cast_mut();
         // SAFETY: `eventfd` and `owner` are kept alive by the returned value
         // until the hook is destroyed in `drop`; the trampolines are `T`'s,
-        // matching `owner_ptr`; `err` is a valid out pointer.
-        let raw = unsafe {
+        // matching `owner_ptr`.
+        let raw = from_err_ptr(unsafe {
             ffi::mshv_rs_irqfd_create(
                 fd,
                 eventfd.ctx.as_ptr(),
                 owner_ptr,
                 fire_trampoline::<T>,
                 hup_trampoline::<T>,
-                &mut err,
             )
-        };
-        let raw = NonNull::new(raw).ok_or_else(|| Error::from_errno(err))?;
+        })?;
+        let raw = NonNull::new(raw).ok_or(ENOMEM)?;
         crate::stats::live_add(crate::stats::Live::Irqfds, 1);
         // INVARIANT: created above with `owner`, `eventfd` and `T`'s
         // trampolines.

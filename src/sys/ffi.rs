@@ -113,7 +113,6 @@ extern "C" {
         length: c_ulong,
         cb: MniInvalidateFn,
         owner: *mut c_void,
-        err: *mut c_int,
     ) -> *mut RawMni;
     pub(crate) fn mshv_rs_mni_destroy(mni: *mut RawMni);
     pub(crate) fn mshv_rs_mni_read_begin(mni: *mut RawMni) -> c_ulong;
@@ -193,7 +192,7 @@ extern "C" {
 
 // src/sys/eventfd.c (eventfd.h)
 extern "C" {
-    pub(crate) fn mshv_rs_eventfd_get(fd: c_int, err: *mut c_int) -> *mut EventfdCtx;
+    pub(crate) fn mshv_rs_eventfd_get(fd: c_int) -> *mut EventfdCtx;
     pub(crate) fn mshv_rs_eventfd_put(ctx: *mut EventfdCtx);
     pub(crate) fn mshv_rs_eventfd_signal(ctx: *mut EventfdCtx);
     pub(crate) fn mshv_rs_irqfd_create(
@@ -202,7 +201,6 @@ extern "C" {
         owner: *mut c_void,
         fire_fn: unsafe extern "C" fn(owner: *mut c_void),
         hup_fn: unsafe extern "C" fn(owner: *mut c_void),
-        err: *mut c_int,
     ) -> *mut RawIrqfd;
     pub(crate) fn mshv_rs_irqfd_destroy(w: *mut RawIrqfd);
 }

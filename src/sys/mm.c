@@ -100,21 +100,17 @@ static const struct mmu_interval_notifier_ops mshv_rs_mni_ops = {
  */
 struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
 				       unsigned long length,
-				       mshv_rs_mni_invalidate_fn cb, void *owner,
-				       int *err)
+				       mshv_rs_mni_invalidate_fn cb, void *owner)
 {
 	struct mshv_rs_mni *m;
 	int ret;
 
-	if (!try_module_get(THIS_MODULE)) {
-		*err = -ENODEV;
-		return NULL;
-	}
+	if (!try_module_get(THIS_MODULE))
+		return ERR_PTR(-ENODEV);
 	m = kzalloc(sizeof(*m), GFP_KERNEL_ACCOUNT);
 	if (!m) {
 		module_put(THIS_MODULE);
-		*err = -ENOMEM;
-		return NULL;
+		return ERR_PTR(-ENOMEM);
 	}
 	m->cb = cb;
 	m->owner = owner;
@@ -123,10 +119,8 @@ struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start
 	if (ret) {
 		kfree(m);
 		module_put(THIS_MODULE);
-		*err = ret;
-		return NULL;
+		return ERR_PTR(ret);
 	}
-	*err = 0;
 	return m;
 }
 

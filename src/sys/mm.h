@@ -44,13 +44,13 @@ typedef bool (*mshv_rs_mni_invalidate_fn)(void *owner, struct mshv_rs_mni *mni,
  * Registers an interval notifier over [@start, @start + @length) of @mm.
  * Invalidations call @cb(@owner, ...); both must stay valid until
  * mshv_rs_mni_destroy() returns. The notifier holds a reference on this
- * module while registered (its callbacks are module text); fails with
- * -ENODEV while the module is going away.
+ * module while registered (its callbacks are module text). Returns the
+ * notifier, or ERR_PTR(-ENODEV) while the module is going away, -ENOMEM, or
+ * mmu_interval_notifier_insert()'s error.
  */
 struct mshv_rs_mni *mshv_rs_mni_create(struct mm_struct *mm, unsigned long start,
 				       unsigned long length,
-				       mshv_rs_mni_invalidate_fn cb, void *owner,
-				       int *err);
+				       mshv_rs_mni_invalidate_fn cb, void *owner);
 /* Unregisters (waiting for running invalidations), frees, drops the module. */
 void mshv_rs_mni_destroy(struct mshv_rs_mni *mni);
 unsigned long mshv_rs_mni_read_begin(struct mshv_rs_mni *mni);

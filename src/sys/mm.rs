@@ -10,6 +10,7 @@ use core::{
 };
 use kernel::{
     alloc::flags::__GFP_NOWARN,
+    error::from_err_ptr,
     ffi::{c_int, c_ulong, c_void},
     prelude::*,
 };
@@ -173,23 +174,22 @@ impl<T: Invalidate> IntervalNotifier<T> {
     /// dropped.
     pub(crate) unsafe fn new(owner: *const T, start: u64, length: u64) -> Result<Self> {
         let mm = MmRef::current()?;
-        let mut err: c_int = 0;
         // SAFETY: `mm.mm` is referenced; `trampoline::<T>` casts `owner`
         // back to the `T` it was made from, valid per this function's
         // contract until the notifier is dropped.
-        let mni = unsafe {
+        let mni = from_err_ptr(unsafe {
             ffi::mshv_rs_mni_create(
                 mm.mm,
                 start as c_ulong,
                 length as c_ulong,
                 trampoline::<T>,
                 owner as *mut c_void,
-                &mut err,
             )
-        };
+        })?;
         if mni.is_null() {
-            return Err(Error::from_errno(err));
+            return Err(ENOMEM);
         }
+        // INVARIANT: `mni` is a live, registered notifier.
         Ok(Self {
             mni,
             mm,
