@@ -6,8 +6,8 @@
 use crate::{
     debugfs::Debugfs,
     hv::CreatePartition,
-    hvcall,
     partition::Partition,
+    root_hvcall,
     shared::Shared,
     sys, uapi,
     uapi::{MshvCreatePartition, MshvCreatePartitionV2},
@@ -92,7 +92,8 @@ impl MiscDevice for MshvDev {
         match cmd {
             uapi::dev::CREATE_PARTITION => me.create_partition(user).map(|fd| fd as isize),
             uapi::dev::ROOT_HVCALL => {
-                hvcall::ioctl(&*me.shared.hv, hvcall::Target::SelfPartition, user).map(|()| 0)
+                root_hvcall::ioctl(&*me.shared.hv, root_hvcall::Target::SelfPartition, user)
+                    .map(|()| 0)
             }
             _ => Err(ENOTTY),
         }

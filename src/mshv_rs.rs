@@ -22,10 +22,10 @@ mod device;
 mod fd_entry;
 mod gpap;
 mod hv;
-mod hvcall;
 mod irq;
 mod mem;
 mod partition;
+mod root_hvcall;
 mod shared;
 #[cfg(CONFIG_MSHV_RS_EMULATOR)]
 mod sim;

@@ -188,9 +188,9 @@ impl Partition {
             uapi::partition::GET_GPAP_ACCESS_BITMAP => {
                 crate::gpap::ioctl(&*self.hv, self.id, user).map(|()| 0)
             }
-            uapi::partition::ROOT_HVCALL => crate::hvcall::ioctl_with(
+            uapi::partition::ROOT_HVCALL => crate::root_hvcall::ioctl_with(
                 &*self.hv,
-                crate::hvcall::Target::Partition(self.id),
+                crate::root_hvcall::Target::Partition(self.id),
                 user,
                 Some(&|gfn, write| self.refault(gfn, write)),
             )

@@ -4,10 +4,9 @@
 
 use crate::{
     hv::{self, abi, calls, RunExit},
-    hvcall,
     mem::movable::{Access, Fault},
     partition::Partition,
-    stats,
+    root_hvcall, stats,
     sys::{
         self,
         lock::{Class, KillableMutex},
@@ -88,9 +87,9 @@ impl Vp {
                 crate::vp_state::ioctl(&*self.partition.hv, self.partition.id, self.index, arg, set)
                     .map(|()| 0)
             }
-            uapi::vp::ROOT_HVCALL => hvcall::ioctl_with(
+            uapi::vp::ROOT_HVCALL => root_hvcall::ioctl_with(
                 &*self.partition.hv,
-                hvcall::Target::Vp(self.partition.id),
+                root_hvcall::Target::Vp(self.partition.id),
                 user,
                 Some(&|gfn, write| self.partition.refault(gfn, write)),
             )

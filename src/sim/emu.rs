@@ -259,7 +259,9 @@ impl Emulator {
             _ => {
                 // Registers, properties, interrupts, intercepts, access
                 // states, translation: the core's binary decoder.
-                let raw = self.sim.hvcall(code, reps, start, &p.input, &mut p.output);
+                let raw = self
+                    .sim
+                    .raw_call(code, reps, start, &p.input, &mut p.output);
                 let out = (abi::result_status(raw), abi::result_reps(raw));
                 if code == abi::HVCALL_SET_VP_REGISTERS && out.0 == status::SUCCESS {
                     // Suspend registers take effect now (the scheduler).

@@ -384,7 +384,7 @@ pub(crate) const MSR_ACTION_IGNORE_WRITE_READ_ZERO: u64 = 1;
 /// intercept sends the instruction to the VMM. Takes the partition's lock,
 /// then the VP's state lock, one after the other.
 pub(crate) fn evaluate_cpuid(
-    part: &super::Partition,
+    part: &super::ChildPartition,
     vp: &super::vp::Vp,
     leaf: u32,
     subleaf: u32,
@@ -409,7 +409,7 @@ pub(crate) fn evaluate_cpuid(
 /// on `part`: whether it goes to the VMM, and otherwise whether an
 /// unimplemented MSR reads zero / ignores the write.
 pub(crate) fn msr_policy(
-    part: &super::Partition,
+    part: &super::ChildPartition,
     msr: u32,
     write: bool,
     implemented: bool,

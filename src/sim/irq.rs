@@ -18,11 +18,11 @@
 //!
 //! # Locking
 //!
-//! [`SimIrq`] is behind a mutex of its own (`Partition::irq`), never held
+//! [`SimIrq`] is behind a mutex of its own (`ChildPartition::irq`), never held
 //! with `inner` or a VP's locks; notifications are called with no sim lock
 //! held. A VP's `lapic` spinlock is never held with its `regs`.
 
-use super::{lapic, PartState, Partition, Sim};
+use super::{lapic, ChildPartition, PartState, Sim};
 use crate::tlfs::{Doorbell, HvError, HvResult, VirtualInterrupt};
 use kernel::prelude::*;
 
@@ -44,7 +44,7 @@ impl SimIrq {
     }
 }
 
-impl Partition {
+impl ChildPartition {
     /// The port of the doorbell a guest write of `data` at `gpa` rings, if
     /// any.
     pub(crate) fn doorbell_for(&self, gpa: u64, data: &[u8]) -> Option<u32> {
@@ -113,7 +113,7 @@ impl Sim {
 }
 
 /// The EOI a guest caused, reported if level-triggered.
-pub(crate) fn report_eoi(part: &Partition, vp: u32, eoi: Option<lapic::Eoi>) {
+pub(crate) fn report_eoi(part: &ChildPartition, vp: u32, eoi: Option<lapic::Eoi>) {
     if let Some(e) = eoi.filter(|e| e.level) {
         part.synic.eoi(part.id, vp, u32::from(e.vector));
     }

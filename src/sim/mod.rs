@@ -8,7 +8,7 @@
 //! ([`pool`]) from which every hypervisor object is carved, a SLAT built from
 //! pool pages ([`slat`]), VPs that run guest code on an x86 interpreter
 //! ([`cpu`], [`vp`]) with Hyper-V register names ([`regs`]), partition
-//! properties ([`props`]), raw hypercalls ([`hvcall`]) and fault injection
+//! properties ([`props`]), raw hypercalls ([`raw_calls`]) and fault injection
 //! ([`inject`]).
 //!
 //! Statuses follow Hyper-V: an unknown partition id is
@@ -44,13 +44,13 @@
 //! # Locking
 //!
 //! - [`Sim`]`::parts` (spinlock): the partition table.
-//! - [`Partition`]`::inner` (spinlock): one partition's state, pool, SLAT,
+//! - [`ChildPartition`]`::inner` (spinlock): one partition's state, pool, SLAT,
 //!   VP table and properties. Guest memory accesses take it for the
 //!   translation *and* the copy (see [`vp`]).
 //! - [`vp::Vp`]`::regs` (spinlock): one VP's registers.
 //! - [`vp::Vp`]`::lapic` (spinlock): one VP's local APIC and HLT state; a
 //!   VP waiting in HLT sleeps on `Vp::wake` with it released.
-//! - [`Partition`]`::irq` (mutex): notification receiver and doorbells
+//! - [`ChildPartition`]`::irq` (mutex): notification receiver and doorbells
 //!   ([`irq`]); notifications are called with no sim lock held.
 //! - [`vp::Vp`]`::state` (spinlock, leaf): one VP's state blobs
 //!   ([`vp_state`]); taken after the partition's `inner` is released.
@@ -66,7 +66,6 @@ mod access;
 #[allow(unreachable_pub)]
 pub(crate) mod cpu;
 pub(crate) mod emu;
-mod hvcall;
 pub(crate) mod inject;
 mod intercept;
 mod irq;
@@ -75,6 +74,7 @@ pub(crate) mod lapic;
 mod le;
 mod pool;
 mod props;
+mod raw_calls;
 mod reg_page;
 mod regs;
 pub(crate) mod sched;
@@ -110,12 +110,12 @@ pub(crate) const INIT_PAGES: usize = 16;
 /// three links, the key and an `Arc` or a VP entry, rounded up).
 pub(crate) const TABLE_NODE_BYTES: usize = 128;
 /// Root pool pages `CREATE_PARTITION` takes, until the partition is deleted
-/// (`pool::pages_for`): the [`Partition`], its CPUID result list and its
+/// (`pool::pages_for`): the [`ChildPartition`], its CPUID result list and its
 /// node in the partition table. Hyper-V carves a new partition out of the
 /// root's pool too: upstream deposits into the root on
 /// `INSUFFICIENT_MEMORY` from `CREATE_PARTITION`.
 pub(crate) const PART_ROOT_PAGES: usize = pool::pages_for(
-    core::mem::size_of::<Partition>()
+    core::mem::size_of::<ChildPartition>()
         + intercept::MAX_CPUID_RESULTS * core::mem::size_of::<intercept::CpuidResult>()
         + TABLE_NODE_BYTES,
 );
@@ -216,9 +216,10 @@ impl Drop for PartInner {
     }
 }
 
-/// One simulated partition.
+/// A child partition of the emulated hypervisor (the driver's own object
+/// for it is `crate::partition::Partition`).
 #[pin_data]
-pub(crate) struct Partition {
+pub(crate) struct ChildPartition {
     /// The partition id.
     pub(crate) id: u64,
     /// What it was created with.
@@ -237,7 +238,7 @@ pub(crate) struct Partition {
     pub(crate) sched: Arc<sched::Sched>,
 }
 
-impl Partition {
+impl ChildPartition {
     /// Allocates partition `id`, which holds `root_pages[..root_charged]`
     /// of the root pool. Never sleeps.
     fn new(
@@ -249,7 +250,7 @@ impl Partition {
         root_charged: usize,
     ) -> Result<Arc<Self>> {
         Arc::pin_init(
-            pin_init!(Partition {
+            pin_init!(ChildPartition {
                 id,
                 create,
                 inner <- new_spinlock!(
@@ -299,7 +300,7 @@ pub(crate) struct PartitionStats {
 pub(crate) struct Sim {
     /// Partitions by id.
     #[pin]
-    parts: SpinLock<RBTree<u64, Arc<Partition>>>,
+    parts: SpinLock<RBTree<u64, Arc<ChildPartition>>>,
     /// Pages deposited into the root (`HV_PARTITION_ID_SELF`).
     #[pin]
     root_pool: SpinLock<Pool>,
@@ -572,7 +573,7 @@ impl Sim {
     /// Gives the root pool pages `part` was created with back to the root
     /// pool (once: the charge is cleared). Takes the partition's lock, then
     /// the root pool's, never both at once.
-    fn give_back_root_pages(&self, part: &Partition) {
+    fn give_back_root_pages(&self, part: &ChildPartition) {
         let (pages, n) = {
             let mut inner = part.inner.lock();
             let n = core::mem::take(&mut inner.root_charged);
@@ -590,7 +591,7 @@ impl Sim {
     }
 
     /// Partition `pt`.
-    fn partition(&self, pt: u64) -> HvResult<Arc<Partition>> {
+    fn partition(&self, pt: u64) -> HvResult<Arc<ChildPartition>> {
         self.parts
             .lock()
             .get(&pt)
@@ -599,7 +600,7 @@ impl Sim {
     }
 
     /// Partition `pt` and its VP `vp`.
-    fn vp_of(&self, pt: u64, vp: u32) -> HvResult<(Arc<Partition>, Arc<Vp>)> {
+    fn vp_of(&self, pt: u64, vp: u32) -> HvResult<(Arc<ChildPartition>, Arc<Vp>)> {
         let part = self.partition(pt)?;
         let vp = part
             .inner
@@ -654,7 +655,7 @@ impl Sim {
             self.give_back_to_root(pages.get(..need).unwrap_or(&[]));
             return Err(HvError::INSUFFICIENT_BUFFERS);
         }
-        let made = Partition::new(
+        let made = ChildPartition::new(
             id,
             *args,
             self.synic.clone(),
@@ -870,7 +871,11 @@ impl Sim {
     }
 
     /// Partition `pt`, its VP `vp` and the VP's pool pages.
-    fn vp_entry(&self, pt: u64, vp: u32) -> HvResult<(Arc<Partition>, Arc<Vp>, [u64; VP_PAGES])> {
+    fn vp_entry(
+        &self,
+        pt: u64,
+        vp: u32,
+    ) -> HvResult<(Arc<ChildPartition>, Arc<Vp>, [u64; VP_PAGES])> {
         let part = self.partition(pt)?;
         let (vp, pages) = {
             let inner = part.inner.lock();
@@ -1386,31 +1391,31 @@ mod tests {
         inp[..8].copy_from_slice(&pt.to_le_bytes());
         inp[16..20].copy_from_slice(&abi::HV_X64_REGISTER_RAX.to_le_bytes());
         inp[20..24].copy_from_slice(&abi::HV_X64_REGISTER_CR8.to_le_bytes());
-        let res = sim.hvcall(abi::HVCALL_GET_VP_REGISTERS, 2, 1, inp, outp);
+        let res = sim.raw_call(abi::HVCALL_GET_VP_REGISTERS, 2, 1, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 2));
         assert_eq!(le(outp, 0, 8), 0);
         assert_eq!(le(outp, 16, 8), 5);
-        let res = sim.hvcall(0x0002, 0, 0, inp, outp);
+        let res = sim.raw_call(0x0002, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::INVALID_HYPERCALL_CODE, 0));
 
         // Properties: host values for the root; early ones only early.
         inp[..8].copy_from_slice(&abi::HV_PARTITION_ID_SELF.to_le_bytes());
         inp[8..12].copy_from_slice(&props::PROCESSOR_FEATURES0.to_le_bytes());
-        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.raw_call(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 0));
         assert!(le(outp, 0, 8) != 0);
         // ASSIGNABLE_SYNTHETIC_PROC_FEATURES: banked, through _EX only.
         inp[8..12].copy_from_slice(&props::ASSIGNABLE_SYNTHETIC_PROC_FEATURES.to_le_bytes());
-        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, inp, outp);
+        let res = sim.raw_call(abi::HVCALL_GET_PARTITION_PROPERTY_EX, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::SUCCESS, 0));
         assert_eq!(le(outp, 0, 8), 1);
         assert_eq!(le(outp, 8, 8), props::HOST_ASSIGNABLE_SYNTHETIC);
-        let res = sim.hvcall(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.raw_call(abi::HVCALL_GET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::UNKNOWN_PROPERTY, 0));
         inp[..8].copy_from_slice(&pt.to_le_bytes());
         inp[8..12]
             .copy_from_slice(&abi::HV_PARTITION_PROPERTY_SYNTHETIC_PROC_FEATURES.to_le_bytes());
-        let res = sim.hvcall(abi::HVCALL_SET_PARTITION_PROPERTY, 0, 0, inp, outp);
+        let res = sim.raw_call(abi::HVCALL_SET_PARTITION_PROPERTY, 0, 0, inp, outp);
         assert_eq!(res, abi::result(status::INVALID_PARTITION_STATE, 0));
         destroy(&sim, pt)?;
         Ok(())

@@ -27,7 +27,7 @@
 //! concurrent delete cannot make it a use after free. The registers are
 //! copied under the VP's register lock, never nested with the partition's.
 
-use super::{le, regs::RegFile, vp::Vp, Partition, REGISTER_PAGE};
+use super::{le, regs::RegFile, vp::Vp, ChildPartition, REGISTER_PAGE};
 use crate::sys::page;
 use crate::tlfs::abi;
 use kernel::sync::atomic::Relaxed;
@@ -171,7 +171,7 @@ fn page_of(inner: &super::PartInner, vp: u32) -> Option<u64> {
 
 /// Reads VP `vp`'s register page and clears its dirty mask: the image and
 /// the dirty classes (`None` if the VP is gone or nothing is dirty).
-pub(crate) fn take_dirty(part: &Partition, vp: u32) -> Option<(Image, u32)> {
+pub(crate) fn take_dirty(part: &ChildPartition, vp: u32) -> Option<(Image, u32)> {
     let inner = part.inner.lock();
     let pfn = page_of(&inner, vp)?;
     let mut img = [0u8; IMAGE];
@@ -188,7 +188,7 @@ pub(crate) fn take_dirty(part: &Partition, vp: u32) -> Option<(Image, u32)> {
 }
 
 /// Writes `img` into VP `vp`'s register page, if the VP still exists.
-pub(crate) fn publish(part: &Partition, vp: u32, img: &Image) {
+pub(crate) fn publish(part: &ChildPartition, vp: u32, img: &Image) {
     let inner = part.inner.lock();
     if let Some(pfn) = page_of(&inner, vp) {
         // SAFETY: as in `take_dirty`; the image is smaller than a page.
@@ -199,7 +199,7 @@ pub(crate) fn publish(part: &Partition, vp: u32, img: &Image) {
 /// Runs `f` on the registers of `vp` (not running) as a register hypercall:
 /// imports the page's dirty classes first, exports the page afterwards. A
 /// running VP's page belongs to its run loop: `f` then runs alone.
-pub(crate) fn with_regs<T>(part: &Partition, vp: &Vp, f: impl FnOnce(&mut RegFile) -> T) -> T {
+pub(crate) fn with_regs<T>(part: &ChildPartition, vp: &Vp, f: impl FnOnce(&mut RegFile) -> T) -> T {
     if vp.running.load(Relaxed) {
         return f(&mut vp.regs.lock());
     }

@@ -43,7 +43,7 @@
 //! exchanges totally ordered on one variable, either the waker starts a
 //! runner or the stopping runner sees the waker's change and goes on.
 
-use super::{synic::EmuSynic, vp, vp::Vp, PartState, Partition};
+use super::{synic::EmuSynic, vp, vp::Vp, ChildPartition, PartState};
 use crate::sys::cpu::{self, OwnedQueue};
 use crate::tlfs::abi;
 use kernel::{
@@ -183,7 +183,7 @@ impl Sched {
 /// blocked: if the knob asks for it, the root gets a stale signal now,
 /// with the VP's dispatch thread still marked blocked. Called with no
 /// emulator lock held.
-pub(crate) fn dispatch_blocked(part: &Partition, vp: &Vp) {
+pub(crate) fn dispatch_blocked(part: &ChildPartition, vp: &Vp) {
     if part.sched.kind == Scheduler::Root && super::inject::take_one(&part.sched.stale_signals) {
         part.sched.stale_sent.fetch_add(1, Relaxed);
         part.synic.signal(part.id, vp.index);
@@ -199,7 +199,7 @@ fn can_run(vp: &Vp) -> bool {
 /// `vp` of `part` may have become runnable (an interrupt, or a register
 /// write that cleared a suspension): under the root scheduler a blocked VP
 /// gets a signal; under the core scheduler a runner starts if none exists.
-pub(crate) fn wake(part: &Arc<Partition>, vp: &Arc<Vp>) {
+pub(crate) fn wake(part: &Arc<ChildPartition>, vp: &Arc<Vp>) {
     match part.sched.kind {
         Scheduler::Root => {
             if !vp::runnable(vp) || !vp.blocked.xchg(false, Full) {
@@ -236,7 +236,7 @@ pub(crate) fn wake(part: &Arc<Partition>, vp: &Arc<Vp>) {
 /// The root wrote `EXPLICIT_SUSPEND = 1` to `vp` (core scheduler): waits
 /// until a slice in progress has ended, then posts an opaque intercept the
 /// knob held back. Called with no emulator lock held except the page pair.
-pub(crate) fn suspended(part: &Partition, vp: &Vp) {
+pub(crate) fn suspended(part: &ChildPartition, vp: &Vp) {
     if part.sched.kind != Scheduler::Core {
         return;
     }
@@ -284,7 +284,7 @@ enum After {
 /// `part.sched.runners`.
 #[pin_data]
 struct Runner {
-    part: Arc<Partition>,
+    part: Arc<ChildPartition>,
     vp: Arc<Vp>,
     #[pin]
     work: Work<Runner>,
@@ -296,7 +296,7 @@ impl_has_work! {
 
 impl Runner {
     /// Starts a runner for `vp`, whose ownership the caller just took.
-    fn start(part: Arc<Partition>, vp: Arc<Vp>) {
+    fn start(part: Arc<ChildPartition>, vp: Arc<Vp>) {
         part.sched.runners.fetch_add(1, Relaxed);
         let sched_part = part.clone();
         let owned = vp.clone();

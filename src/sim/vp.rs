@@ -38,7 +38,7 @@
 //! `HV_X64_REGISTER_*` MSRs such as PAT, APIC base, SYSENTER, STAR..SFMASK)
 //! complete inside the hypervisor, as on Hyper-V.
 
-use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, Partition};
+use super::{cpu, intercept, irq, lapic, regs, regs::RegFile, slat, ChildPartition};
 use crate::sys::page;
 use crate::tlfs::{abi, HvError, HvResult, HV_PAGE, HV_PAGE_SHIFT};
 use kernel::{
@@ -151,7 +151,7 @@ impl Vp {
 /// lock (see the module documentation).
 pub(crate) struct VpMemory<'a> {
     /// The partition whose SLAT translates.
-    pub(crate) part: &'a Partition,
+    pub(crate) part: &'a ChildPartition,
     /// The VP whose local APIC answers at [`lapic::APIC_BASE`] (none for
     /// accesses on no VP's behalf).
     pub(crate) vp: Option<&'a Vp>,
@@ -614,7 +614,7 @@ pub(crate) fn dispatch_thread_blocked(vp: &Vp) -> bool {
 /// The VP's dispatch answers BLOCKED (root scheduler): the dispatch thread
 /// is blocked until the VP is signalled ([`super::sched::wake`] clears the
 /// counter first). Called during the VP's slice or dispatch.
-fn block(part: &Partition, vp: &Vp) {
+fn block(part: &ChildPartition, vp: &Vp) {
     if part.sched.kind == super::sched::Scheduler::Root {
         set_dispatch_thread_blocked(vp, true);
     }
@@ -641,7 +641,11 @@ pub(crate) fn runnable(vp: &Vp) -> bool {
 /// under the LAPIC lock, so an interrupt asserted after the check sees the
 /// mark and signals), or the message of a delivery that faulted (the
 /// interrupt stays pending and is delivered again on the next dispatch).
-fn interrupts(part: &Partition, vp: &Vp, msg_pfn: u64) -> core::result::Result<Interrupts, Leave> {
+fn interrupts(
+    part: &ChildPartition,
+    vp: &Vp,
+    msg_pfn: u64,
+) -> core::result::Result<Interrupts, Leave> {
     let mut r = vp.regs.lock().cpu.clone();
     let enabled = r.interrupts_enabled();
     let pending = {
@@ -687,7 +691,7 @@ const MAX_TRIPS: u32 = 4096;
 ///   `HV_STATUS_INVALID_VP_STATE`;
 /// - BLOCKED: HLT with interrupts enabled and nothing to deliver (event
 ///   none), or explicitly suspended (event SUSPEND); a scheduler signal
-///   follows when the VP becomes runnable ([`Partition::wake`]);
+///   follows when the VP becomes runnable ([`ChildPartition::wake`]);
 /// - READY + none: the slice ended, or the root has work (a pending signal
 ///   or `need_resched`) and gets its CPU back.
 ///
@@ -699,7 +703,7 @@ const MAX_TRIPS: u32 = 4096;
 /// The caller marked the VP running under the partition lock (so its pages
 /// stay lent to it) and clears the mark afterwards.
 pub(crate) fn dispatch(
-    part: &Partition,
+    part: &ChildPartition,
     vp: &Vp,
     msg_pfn: u64,
     flags: u32,
@@ -746,7 +750,7 @@ pub(crate) fn dispatch(
 /// through the register page take effect, then, unless the VP is explicitly
 /// suspended (`None`), it runs until it leaves. The register page shows
 /// the state afterwards.
-pub(crate) fn slice(part: &Partition, vp: &Vp, msg_pfn: u64) -> Option<Leave> {
+pub(crate) fn slice(part: &ChildPartition, vp: &Vp, msg_pfn: u64) -> Option<Leave> {
     let dirty = super::reg_page::take_dirty(part, vp.index);
     let suspended = {
         let mut rf = vp.regs.lock();
@@ -767,7 +771,7 @@ pub(crate) fn slice(part: &Partition, vp: &Vp, msg_pfn: u64) -> Option<Leave> {
 }
 
 /// The dispatch loop proper; see [`dispatch`].
-fn run_loop(part: &Partition, vp: &Vp, msg_pfn: u64) -> Leave {
+fn run_loop(part: &ChildPartition, vp: &Vp, msg_pfn: u64) -> Leave {
     for _ in 0..MAX_TRIPS {
         if page::signal_pending() || crate::sys::cpu::need_resched() {
             return Leave::Ready;

@@ -68,7 +68,7 @@ fn fail(status: u16) -> Outcome {
 
 impl Sim {
     /// Executes a passthrough hypercall; see the module documentation.
-    pub(super) fn hvcall(
+    pub(super) fn raw_call(
         &self,
         code: u16,
         reps: u16,
