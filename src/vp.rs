@@ -122,7 +122,7 @@ impl Vp {
     /// So is `HVMSG_UNMAPPED_GPA` inside a movable region. A movable region
     /// is never left unmapped by design (NO_ACCESS, not unmapped, is how an
     /// invalidation takes pages away), but when an invalidation's NO_ACCESS
-    /// remap fails it unmaps instead (see `Movable::invalidate`): the next
+    /// remap fails it unmaps instead (see `MovableSlat::invalidate`): the next
     /// guest access there is then an ordinary fault, not an MMIO exit for a
     /// VMM that has no device at that address. Outside movable regions
     /// `handle_gpa_intercept` forwards, as upstream does.

@@ -160,20 +160,15 @@ fn check_followed<G>(
     r: &Region,
     report: &mut Report,
     dirty_required: bool,
-    mm: Option<&crate::sys::mm::MmRef>,
-    read_begin: impl Fn() -> Option<u64>,
+    mm: &crate::sys::mm::MmRef,
+    read_begin: impl Fn() -> u64,
     lock_live: impl Fn() -> Option<G>,
     read_retry: impl Fn(u64) -> bool,
 ) -> Result {
-    let Some(mm) = mm else {
-        return Ok(());
-    };
     let mut entries = KVVec::with_capacity(r.spec.pages as usize, GFP_KERNEL)?;
     let mut pfns = KVVec::with_capacity(r.spec.pages as usize, GFP_KERNEL)?;
     for _ in 0..CHECK_TRIES {
-        let Some(seq) = read_begin() else {
-            return Ok(());
-        };
+        let seq = read_begin();
         pfns.clear();
         {
             let Some(guard) = mm.read_lock() else {

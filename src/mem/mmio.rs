@@ -20,7 +20,7 @@
 //!
 //! # Locking
 //!
-//! `Mmio::state` protects the region's SLAT entries, its [`Phase`] and how
+//! `MmioSlat::state` protects the region's SLAT entries, its [`Phase`] and how
 //! far its set-up mapped. The
 //! map path takes it after looking the pfns up (the mmap lock is not held
 //! under it) and maps only if no invalidation ran since; invalidations take
@@ -36,12 +36,7 @@ use crate::{
     },
     tlfs::HV_PAGE_SHIFT,
 };
-use kernel::{
-    alloc::flags::__GFP_NOWARN,
-    new_mutex,
-    prelude::*,
-    sync::{Mutex, SetOnce},
-};
+use kernel::{alloc::flags::__GFP_NOWARN, new_mutex, prelude::*, sync::Mutex};
 
 /// Pages looked up and mapped per round (one input page of pfns).
 const CHUNK: u64 = 512;
@@ -49,20 +44,37 @@ const CHUNK: u64 = 512;
 /// deposit.
 const MAX_TRIES: usize = 32;
 
-/// The state of an MMIO region.
+/// The state of an MMIO region: the part its notifier's callback uses, and
+/// the notifier. Pinned in a `KBox`.
+///
+/// # Invariants
+///
+/// `notifier` is registered with a pointer to `slat` as its owner, made
+/// after `slat` was fully initialised. `slat` is structurally pinned, so it
+/// stays in place, and it is dropped only after `notifier` (declaration
+/// order).
 #[pin_data]
 pub(crate) struct Mmio {
     /// Declared first so that it drops (unregisters, waiting for running
-    /// callbacks) before any field the callback uses. Set once, right after
-    /// construction; empty only until then.
-    notifier: SetOnce<IntervalNotifier<Mmio>>,
+    /// callbacks) before `slat`, which the callback uses. Registered last
+    /// in [`Mmio::new`], once `slat` is whole.
+    notifier: IntervalNotifier<MmioSlat>,
+    #[pin]
+    slat: MmioSlat,
+}
+
+/// What the invalidate callback of an MMIO region works on: where the
+/// region is and its SLAT entries. The owner of the region's notifier,
+/// which points here.
+#[pin_data]
+struct MmioSlat {
     /// Where the region is and what the guest may do there.
     spec: RegionSpec,
     #[pin]
     state: Mutex<MmioState>,
 }
 
-/// What [`Mmio::state`] protects (with the region's SLAT entries).
+/// What [`MmioSlat::state`] protects (with the region's SLAT entries).
 struct MmioState {
     phase: Phase,
     /// Only region pages below this may have SLAT entries: the set-up has
@@ -79,66 +91,63 @@ impl Mmio {
     /// The caller then maps it with [`Mmio::map_initial`]. Sleeps.
     pub(crate) fn new(spec: RegionSpec) -> Result<Pin<KBox<Self>>> {
         mm::mmio_check(spec.uaddr, spec.pages)?;
-        let this = KBox::pin_init(
-            pin_init!(Self {
-                notifier: SetOnce::new(),
-                spec,
-                state <- new_mutex!(
-                    MmioState {
-                        phase: Phase::Live,
-                        mapped_upto: 0,
-                    },
-                    "Mmio::state"
-                ),
+        let (uaddr, len) = (spec.uaddr, spec.pages << HV_PAGE_SHIFT);
+        KBox::pin_init(
+            // INVARIANT: fields are initialised in the order written, so
+            // `slat` is whole before `notifier` registers a pointer to it;
+            // `slat` is pinned, and `notifier`, declared first, drops first.
+            try_pin_init!(&this in Self {
+                slat <- pin_init!(MmioSlat {
+                    spec,
+                    state <- new_mutex!(
+                        MmioState {
+                            phase: Phase::Live,
+                            mapped_upto: 0,
+                        },
+                        "MmioSlat::state"
+                    ),
+                }),
+                // SAFETY: `this` points to the boxed `Mmio` being
+                // initialised, so the projection stays in bounds. `slat` is
+                // initialised (written above), so the callback, which may
+                // run as soon as the notifier is registered, sees a whole
+                // `MmioSlat`; it is pinned in the box and outlives the
+                // notifier: the notifier is the first field, dropped
+                // (unregistered) before `slat` and before the box is freed.
+                // If registering fails, nothing points to `slat` when
+                // pin-init drops it.
+                notifier: unsafe {
+                    IntervalNotifier::new(&raw const (*this.as_ptr()).slat, uaddr, len)
+                }?,
             }),
             GFP_KERNEL_ACCOUNT,
-        )?;
-        let owner: *const Mmio = &*this;
-        // SAFETY: `this` is pinned in its box and outlives the notifier: the
-        // notifier is its first field, dropped (unregistered) before the
-        // others and before the box is freed.
-        let notifier = unsafe {
-            IntervalNotifier::new(owner, this.spec.uaddr, this.spec.pages << HV_PAGE_SHIFT)
-        }?;
-        // Cannot fail: this is the only place that populates it.
-        this.notifier.populate(notifier);
-        Ok(this)
+        )
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The VMM's address space (for the mirror checker).
-    pub(crate) fn mm(&self) -> Option<&mm::MmRef> {
-        self.notifier.as_ref().map(|n| n.mm())
+    pub(crate) fn mm(&self) -> &mm::MmRef {
+        self.notifier.mm()
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The notifier sequence now, for the mirror checker (see
     /// `Movable::read_begin`).
-    pub(crate) fn read_begin(&self) -> Option<u64> {
-        self.notifier.as_ref().map(|n| n.read_begin())
+    pub(crate) fn read_begin(&self) -> u64 {
+        self.notifier.read_begin()
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
-        self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))
+        self.notifier.read_retry(seq)
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Holds the region lock while the region is live (mirror checker).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
-        let st = self.state.lock();
+        let st = self.slat.state.lock();
         (st.phase == Phase::Live).then_some(st)
-    }
-
-    fn base_flags(&self) -> u32 {
-        abi::HV_MAP_GPA_READABLE
-            | abi::HV_MAP_GPA_NOT_CACHED
-            | if self.spec.exec {
-                abi::HV_MAP_GPA_EXECUTABLE
-            } else {
-                0
-            }
     }
 
     /// Maps the whole region, [`CHUNK`] pages at a time: looks the pfns up
@@ -146,17 +155,15 @@ impl Mmio {
     /// if no invalidation ran meanwhile. Memory for the lookup is one chunk,
     /// whatever the region's size. On error the caller removes the region.
     pub(crate) fn map_initial(&self) -> Result {
-        let Some(notifier) = self.notifier.as_ref() else {
-            return Err(EINVAL);
-        };
-        let n = self.spec.pages.min(CHUNK) as usize;
+        let spec = &self.slat.spec;
+        let n = spec.pages.min(CHUNK) as usize;
         let mut found = KVVec::new();
         found.resize(n, HmmPfn::default(), GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
         let mut pfns = KVVec::new();
         pfns.resize(n, 0u64, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
         let mut off = 0u64;
         let mut tries = 0;
-        while off < self.spec.pages {
+        while off < spec.pages {
             if crate::sys::page::fatal_signal_pending() {
                 return Err(EINTR);
             }
@@ -164,24 +171,21 @@ impl Mmio {
             if tries > MAX_TRIES {
                 return Err(EAGAIN);
             }
-            let count = (self.spec.pages - off).min(CHUNK) as usize;
+            let count = (spec.pages - off).min(CHUNK) as usize;
             let found = found.get_mut(..count).ok_or(EINVAL)?;
-            let seq = notifier.read_begin();
-            notifier.mmio_pfns(
-                self.spec.uaddr + (off << HV_PAGE_SHIFT),
-                self.spec.writable,
-                found,
-            )?;
-            let mut st = self.state.lock();
+            let seq = self.notifier.read_begin();
+            self.notifier
+                .mmio_pfns(spec.uaddr + (off << HV_PAGE_SHIFT), spec.writable, found)?;
+            let mut st = self.slat.state.lock();
             if st.phase != Phase::Live {
                 return Err(EINVAL);
             }
-            if notifier.read_retry(seq) {
+            if self.notifier.read_retry(seq) {
                 drop(st);
                 crate::sys::page::cond_resched();
                 continue;
             }
-            let r = self.map_chunk(self.spec.start_gfn + off, found, &mut pfns);
+            let r = self.slat.map_chunk(spec.start_gfn + off, found, &mut pfns);
             // What the map calls reached, on failure too (see `mapped_upto`).
             let reached = match &r {
                 Ok(()) => count as u64,
@@ -195,13 +199,42 @@ impl Mmio {
                     tries = 0;
                 }
                 Err(e) if e.error.needs_memory() => {
-                    calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
+                    calls::deposit(&*spec.hv, spec.pt, calls::MAP_DEPOSIT_PAGES)?;
                 }
                 Err(e) => return Err(e.error.into()),
             }
             crate::sys::page::cond_resched();
         }
         Ok(())
+    }
+
+    /// Unmaps what the region's set-up mapped (all of it, unless the set-up
+    /// failed). Called once on removal. On failure the region is
+    /// [`Phase::Kept`]: its invalidations go on unmapping (see
+    /// `RegionSet::retire`).
+    pub(crate) fn remove(&self) -> Result {
+        let mut st = self.slat.state.lock();
+        st.phase = Phase::Removed;
+        if st.mapped_upto == 0 {
+            return Ok(());
+        }
+        let r = self.slat.unmap(0, st.mapped_upto.min(self.slat.spec.pages));
+        if r.is_err() {
+            st.phase = Phase::Kept;
+        }
+        r.map_err(|e| e.error.into())
+    }
+}
+
+impl MmioSlat {
+    fn base_flags(&self) -> u32 {
+        abi::HV_MAP_GPA_READABLE
+            | abi::HV_MAP_GPA_NOT_CACHED
+            | if self.spec.exec {
+                abi::HV_MAP_GPA_EXECUTABLE
+            } else {
+                0
+            }
     }
 
     /// Maps `found` at `gfn` in runs of equal write permission (4 KiB
@@ -252,26 +285,9 @@ impl Mmio {
             &self.spec.stats.hypercalls,
         )
     }
-
-    /// Unmaps what the region's set-up mapped (all of it, unless the set-up
-    /// failed). Called once on removal. On failure the region is
-    /// [`Phase::Kept`]: its invalidations go on unmapping (see
-    /// `RegionSet::retire`).
-    pub(crate) fn remove(&self) -> Result {
-        let mut st = self.state.lock();
-        st.phase = Phase::Removed;
-        if st.mapped_upto == 0 {
-            return Ok(());
-        }
-        let r = self.unmap(0, st.mapped_upto.min(self.spec.pages));
-        if r.is_err() {
-            st.phase = Phase::Kept;
-        }
-        r.map_err(|e| e.error.into())
-    }
 }
 
-impl Invalidate for Mmio {
+impl Invalidate for MmioSlat {
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
         let st = if blockable {
             self.state.lock()

@@ -24,7 +24,7 @@
 //!
 //! # Locking
 //!
-//! `Movable::state` (a mutex) protects the region's SLAT entries and
+//! `MovableSlat::state` (a mutex) protects the region's SLAT entries and
 //! `MovableState`. It is taken by the fault path and by the invalidate
 //! callback (try-lock when the invalidation is not blockable). Under it:
 //! hypercalls only — no allocation that can enter reclaim and no deposit
@@ -46,7 +46,7 @@ use crate::{
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Mutex, SetOnce},
+    sync::Mutex,
     time::{Instant, Monotonic}, //
 };
 
@@ -55,7 +55,7 @@ const MAX_FAULT_TRIES: usize = 32;
 
 /// State under the region lock.
 struct MovableState {
-    /// Pages from the region's start that [`Movable::map_initial`] has
+    /// Pages from the region's start that [`MovableSlat::map_initial`] has
     /// reached (all of them once it is done): only these may have SLAT
     /// entries, so invalidations and removal stop there (a killed set-up of
     /// a huge region is undone in the time it took).
@@ -104,14 +104,30 @@ pub(crate) enum Fault {
     Forward,
 }
 
-/// The movable part of a region. Pinned in a `KBox`: the notifier's owner
-/// pointer points here.
+/// A movable region: the part its notifier's callback uses, and the
+/// notifier. Pinned in a `KBox`.
+///
+/// # Invariants
+///
+/// `notifier` is registered with a pointer to `slat` as its owner, made
+/// after `slat` was fully initialised. `slat` is structurally pinned, so it
+/// stays in place, and it is dropped only after `notifier` (declaration
+/// order).
 #[pin_data]
 pub(crate) struct Movable {
     /// Declared first so that it drops (unregisters, waiting for running
-    /// callbacks) before any field the callback uses. Set once, right after
-    /// construction; empty only until then.
-    notifier: SetOnce<IntervalNotifier<Movable>>,
+    /// callbacks) before `slat`, which the callback uses. Registered last
+    /// in [`Movable::new`], once `slat` is whole.
+    notifier: IntervalNotifier<MovableSlat>,
+    #[pin]
+    slat: MovableSlat,
+}
+
+/// What the invalidate callback of a movable region works on: where the
+/// region is and its SLAT entries. The owner of the region's notifier,
+/// which points here.
+#[pin_data]
+struct MovableSlat {
     /// Where the region is and what the guest may do there.
     spec: RegionSpec,
     #[pin]
@@ -127,62 +143,347 @@ impl Movable {
         // Sized by userspace (bounded by the VMAs it has mapped): charged to
         // its memory cgroup, no allocation-failure warning.
         large.resize(frames.div_ceil(64), 0, GFP_KERNEL_ACCOUNT | __GFP_NOWARN)?;
-        let this = KBox::pin_init(
-            pin_init!(Self {
-                notifier: SetOnce::new(),
-                spec,
-                state <- new_mutex!(
-                    MovableState {
-                        mapped_upto: 0,
-                        phase: Phase::Live,
-                        held: PageRefs::new(),
-                        large,
-                    },
-                    "Movable::state"
-                ),
+        let (uaddr, len) = (spec.uaddr, spec.pages << HV_PAGE_SHIFT);
+        KBox::pin_init(
+            // INVARIANT: fields are initialised in the order written, so
+            // `slat` is whole before `notifier` registers a pointer to it;
+            // `slat` is pinned, and `notifier`, declared first, drops first.
+            try_pin_init!(&this in Self {
+                slat <- pin_init!(MovableSlat {
+                    spec,
+                    state <- new_mutex!(
+                        MovableState {
+                            mapped_upto: 0,
+                            phase: Phase::Live,
+                            held: PageRefs::new(),
+                            large,
+                        },
+                        "MovableSlat::state"
+                    ),
+                }),
+                // SAFETY: `this` points to the boxed `Movable` being
+                // initialised, so the projection stays in bounds. `slat` is
+                // initialised (written above), so the callback, which may
+                // run as soon as the notifier is registered, sees a whole
+                // `MovableSlat`; it is pinned in the box and outlives the
+                // notifier: the notifier is the first field, so it drops
+                // (unregisters, waiting for running callbacks) before `slat`
+                // and before the box is freed. If registering fails, nothing
+                // points to `slat` when pin-init drops it.
+                notifier: unsafe {
+                    IntervalNotifier::new(&raw const (*this.as_ptr()).slat, uaddr, len)
+                }?,
             }),
             GFP_KERNEL_ACCOUNT,
-        )?;
-        let owner: *const Movable = &*this;
-        // SAFETY: `this` is pinned in its box and outlives the notifier: the
-        // notifier is its first field, so it drops (unregisters, waiting for
-        // running callbacks) before the other fields and before the box is
-        // freed.
-        let notifier = unsafe {
-            IntervalNotifier::new(owner, this.spec.uaddr, this.spec.pages << HV_PAGE_SHIFT)
-        }?;
-        // Cannot fail: this is the only place that populates it.
-        this.notifier.populate(notifier);
-        Ok(this)
+        )
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The VMM's address space (for the mirror checker).
-    pub(crate) fn mm(&self) -> Option<&crate::sys::mm::MmRef> {
-        self.notifier.as_ref().map(|n| n.mm())
+    pub(crate) fn mm(&self) -> &crate::sys::mm::MmRef {
+        self.notifier.mm()
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Holds the region lock while the region is live (for the mirror
     /// checker; see `check.rs` for the order it takes locks in).
     pub(crate) fn lock_live(&self) -> Option<impl Drop + '_> {
-        let st = self.state.lock();
+        let st = self.slat.state.lock();
         (st.phase == Phase::Live).then_some(st)
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// The notifier sequence now (`mmu_interval_read_begin`), for the
     /// mirror checker. May sleep; call without the region lock.
-    pub(crate) fn read_begin(&self) -> Option<u64> {
-        self.notifier.as_ref().map(|n| n.read_begin())
+    pub(crate) fn read_begin(&self) -> u64 {
+        self.notifier.read_begin()
     }
 
     #[cfg(CONFIG_MSHV_RS_EMULATOR)]
     /// Whether an invalidation ran since `seq`; call under [`Self::lock_live`].
     pub(crate) fn read_retry(&self, seq: u64) -> bool {
-        self.notifier.as_ref().is_none_or(|n| n.read_retry(seq))
+        self.notifier.read_retry(seq)
     }
 
+    /// Maps the whole region NO_ACCESS ([`MovableSlat::map_initial`]).
+    pub(crate) fn map_initial(&self) -> Result {
+        self.slat.map_initial()
+    }
+
+    /// Handles a GPA intercept at `gfn` (inside the region). Sleeps.
+    ///
+    /// An access the region's flags do not allow (a write to read-only
+    /// memory, a fetch from non-executable memory) is the VMM's business:
+    /// mapping again would only make the guest intercept again.
+    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
+        let start = Instant::<Monotonic>::now();
+        let r = self.fault_timed(gfn, access);
+        let ns = start.elapsed().as_nanos();
+        Stats::add(
+            &self.slat.spec.stats.fault_ns,
+            u64::try_from(ns).unwrap_or(0),
+        );
+        r
+    }
+
+    fn fault_timed(&self, gfn: u64, access: Access) -> Result<Fault> {
+        let spec = &self.slat.spec;
+        let write = access == Access::Write;
+        if (write && !spec.writable) || (access == Access::Execute && !spec.exec) {
+            return Ok(Fault::Forward);
+        }
+        let Some(mut window) = geometry::fault_window(spec.start_gfn, spec.pages, gfn) else {
+            return Ok(Fault::Forward);
+        };
+        Stats::add(&spec.stats.gpa_intercepts, 1);
+        let n = window.count as usize;
+        let mut hmm = KVVec::new();
+        hmm.resize(n, HmmPfn::default(), GFP_KERNEL)?;
+        let mut pages = KVVec::new();
+        pages.resize(
+            n,
+            HostPage {
+                pfn: 0,
+                map_order: 0,
+            },
+            GFP_KERNEL,
+        )?;
+        // The pfn list of each map hypercall batch, built under the lock.
+        let mut pfns = KVVec::new();
+        pfns.resize(n, 0u64, GFP_KERNEL)?;
+
+        for _ in 0..MAX_FAULT_TRIES {
+            if crate::sys::page::fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            let n = window.count as usize;
+            let (Some(hmm), Some(pages)) = (hmm.get_mut(..n), pages.get_mut(..n)) else {
+                return Err(EINVAL);
+            };
+            let uaddr = spec.uaddr + ((window.first - spec.start_gfn) << HV_PAGE_SHIFT);
+            // Fault for writing only the page the guest writes (and, in
+            // private anonymous memory, pages not there yet; in hugetlb
+            // memory, its huge page), then the whole window for reading: a
+            // read must not break COW, allocate or dirty, and works on
+            // read-only VMAs. The write faults come first, in ranges of
+            // their own (HMM write-faults to the end of a page table
+            // whatever the other pages ask); the read fault's sequence
+            // validates everything mapped below.
+            if let Some(w) = geometry::write_index(window, gfn, write) {
+                let Some(scratch) = pfns.get_mut(..n) else {
+                    return Err(EINVAL);
+                };
+                match self.fault_writes(uaddr, w, hmm, scratch) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Fault::Forward),
+                    Err(e) => return Err(e),
+                }
+            }
+            let seq = match self.notifier.hmm_fault(uaddr, false, hmm) {
+                Ok(seq) => seq,
+                // HMM ran out of retries: the window's pages keep being
+                // invalidated while it faults the others in (reclaim under
+                // memory pressure, migration). Fault fewer pages around
+                // `gfn` (down to the one page) and start over, within this
+                // loop's bound, instead of failing MSHV_RUN_VP with EBUSY.
+                Err(e) if e == EBUSY => {
+                    Stats::add(&spec.stats.fault_retries, 1);
+                    window = geometry::narrow_window(window, gfn);
+                    crate::sys::page::cond_resched();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (p, h) in pages.iter_mut().zip(hmm.iter()) {
+                if !h.valid() {
+                    return Err(EFAULT);
+                }
+                *p = HostPage {
+                    pfn: h.pfn(),
+                    map_order: h.map_order(),
+                };
+            }
+            let mut st = self.slat.state.lock();
+            if st.phase != Phase::Live {
+                return Ok(Fault::Forward);
+            }
+            if self.notifier.read_retry(seq) {
+                drop(st);
+                Stats::add(&spec.stats.fault_retries, 1);
+                crate::sys::page::cond_resched();
+                continue;
+            }
+            match self.slat.map_window(&mut st, window, pages, hmm, &mut pfns) {
+                Ok(()) => return Ok(Fault::Mapped),
+                Err(e) if e.needs_memory() => {
+                    drop(st);
+                    Stats::add(&spec.stats.deposit_retries, 1);
+                    calls::deposit(&*spec.hv, spec.pt, calls::MAP_DEPOSIT_PAGES)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EAGAIN)
+    }
+
+    /// The write half of a write fault on the window at `uaddr` (of
+    /// `hmm.len()` pages) whose page `w` the guest wrote: faults for writing
+    /// the pages [`geometry::fault_for_write`] picks, in maximal runs, using
+    /// `hmm` and `scratch` (as long as `hmm`) as scratch space. `Ok(false)`:
+    /// page `w` cannot be written (a read-only VMA, no VMA): the VMM gets
+    /// the intercept, as upstream. Failures elsewhere only cost the guest an
+    /// intercept later.
+    fn fault_writes(
+        &self,
+        uaddr: u64,
+        w: usize,
+        hmm: &mut [HmmPfn],
+        scratch: &mut [u64],
+    ) -> Result<bool> {
+        // A failed snapshot only costs the guest more intercepts.
+        let backing = self
+            .notifier
+            .hmm_snapshot(uaddr, hmm)
+            .unwrap_or(geometry::Backing::Other);
+        for (i, (slot, h)) in scratch.iter_mut().zip(hmm.iter()).enumerate() {
+            *slot = u64::from(geometry::fault_for_write(i, Some(w), backing, h.valid()));
+        }
+        let mut res = Ok(true);
+        geometry::for_each_run(
+            scratch.len(),
+            |i| scratch.get(i) == Some(&1),
+            |first, count| {
+                if !matches!(res, Ok(true)) {
+                    return;
+                }
+                let Some(out) = hmm.get_mut(first..first + count) else {
+                    return;
+                };
+                let at = uaddr + ((first as u64) << HV_PAGE_SHIFT);
+                match self.notifier.hmm_fault(at, true, out) {
+                    Ok(_) => {}
+                    Err(e) if e == EINTR => res = Err(e),
+                    Err(e) if (first..first + count).contains(&w) => {
+                        if e == EPERM || e == EFAULT {
+                            res = Ok(false);
+                        } else if e != EBUSY {
+                            res = Err(e);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            },
+        );
+        res
+    }
+
+    /// Unmaps the region's whole GPA range and stops faults. Called once on
+    /// removal, before the notifier is unregistered. On failure some
+    /// entries may remain: the region becomes [`Phase::Kept`] (its
+    /// invalidations go on unmapping, see `RegionSet::retire`) and takes a
+    /// reference on every page the VMM maps now, which covers every page a
+    /// surviving accessible entry can map (invariant 1: an accessible entry
+    /// maps the page the VMM maps there).
+    ///
+    /// In chunks like [`Movable::map_initial`], rescheduling between them
+    /// (the lock stays held: an invalidation of a region being removed must
+    /// wait until its pages are unmapped). Not interruptible: removal must
+    /// finish.
+    pub(crate) fn remove(&self) -> Result {
+        let spec = &self.slat.spec;
+        let mut st = self.slat.state.lock();
+        st.phase = Phase::Removed;
+        let mut res = Ok(());
+        let mut next = 0u64;
+        let upto = st.mapped_upto.min(spec.pages);
+        while next < upto {
+            let chunk = geometry::setup_chunk(spec.start_gfn, upto, next);
+            let r = self.slat.unmap(&st, chunk);
+            if res.is_ok() {
+                res = r;
+            }
+            next = chunk.end();
+            crate::sys::page::cond_resched();
+        }
+        let Err(e) = res else {
+            return Ok(());
+        };
+        st.phase = Phase::Kept;
+        drop(st);
+        self.hold_pages();
+        Err(e.error.into())
+    }
+
+    /// Takes a reference on each page the VMM maps in the region now
+    /// ([`MovableState::held`]), a chunk at a time: snapshot without
+    /// faulting, then references under the lock if no invalidation ran
+    /// meanwhile (the fault path's protocol; a page invalidated before its
+    /// chunk is taken was unmapped, or remapped NO_ACCESS, by that
+    /// invalidation). Best effort: without memory for the references, the
+    /// invalidations alone protect the pages.
+    fn hold_pages(&self) {
+        const CHUNK: u64 = 512;
+        let spec = &self.slat.spec;
+        let mut snap = KVVec::new();
+        if snap
+            .resize(
+                spec.pages.min(CHUNK) as usize,
+                HmmPfn::default(),
+                GFP_KERNEL,
+            )
+            .is_err()
+        {
+            return;
+        }
+        // Filled outside the region lock (it allocates), moved in at the end.
+        let mut held = PageRefs::new();
+        let mut off = 0u64;
+        while off < spec.pages {
+            let count = (spec.pages - off).min(CHUNK) as usize;
+            let Some(snap) = snap.get_mut(..count) else {
+                break;
+            };
+            let uaddr = spec.uaddr + (off << HV_PAGE_SHIFT);
+            for _ in 0..MAX_FAULT_TRIES {
+                let Ok(seq) = self.notifier.hmm_present(uaddr, snap) else {
+                    continue;
+                };
+                let present = snap.iter().filter(|h| h.valid()).count();
+                if held.reserve(present).is_err() {
+                    pr_err!("pt {}: no memory to hold a kept region's pages\n", spec.pt);
+                    break;
+                }
+                let st = self.slat.state.lock();
+                if self.notifier.read_retry(seq) {
+                    drop(st);
+                    crate::sys::page::cond_resched();
+                    continue;
+                }
+                for h in snap.iter().filter(|h| h.valid()) {
+                    // SAFETY: `h` comes from the snapshot whose sequence was
+                    // just validated under the region lock, still held.
+                    unsafe { held.get(h.pfn()) };
+                }
+                break;
+            }
+            off += count as u64;
+            crate::sys::page::cond_resched();
+        }
+        let mut st = self.slat.state.lock();
+        // Only this function fills it, once: nothing is dropped here.
+        core::mem::swap(&mut st.held, &mut held);
+        drop(st);
+        drop(held);
+    }
+
+    /// Never releases the pages held after a failed removal (the
+    /// partition could not be deleted: the hypervisor may map them for good).
+    pub(crate) fn keep_forever(&self) {
+        self.slat.state.lock().held.keep_forever();
+    }
+}
+
+impl MovableSlat {
     fn frame_bit(&self, frame_gfn: u64) -> Option<(usize, u64)> {
         let first_frame = self.spec.start_gfn / geometry::LARGE_PAGES;
         let idx = (frame_gfn / geometry::LARGE_PAGES).checked_sub(first_frame)? as usize;
@@ -251,7 +552,7 @@ impl Movable {
         Ok(())
     }
 
-    /// [`Movable::map_initial`] of one chunk (page offsets in the region).
+    /// [`MovableSlat::map_initial`] of one chunk (page offsets in the region).
     fn map_initial_chunk(&self, chunk: GfnRange) -> Result {
         for _ in 0..calls::MAX_DEPOSIT_ROUNDS {
             let mut st = self.state.lock();
@@ -292,173 +593,6 @@ impl Movable {
             }
         }
         Err(ENOMEM)
-    }
-
-    /// Handles a GPA intercept at `gfn` (inside the region). Sleeps.
-    ///
-    /// An access the region's flags do not allow (a write to read-only
-    /// memory, a fetch from non-executable memory) is the VMM's business:
-    /// mapping again would only make the guest intercept again.
-    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
-        let start = Instant::<Monotonic>::now();
-        let r = self.fault_timed(gfn, access);
-        let ns = start.elapsed().as_nanos();
-        Stats::add(&self.spec.stats.fault_ns, u64::try_from(ns).unwrap_or(0));
-        r
-    }
-
-    fn fault_timed(&self, gfn: u64, access: Access) -> Result<Fault> {
-        let write = access == Access::Write;
-        if (write && !self.spec.writable) || (access == Access::Execute && !self.spec.exec) {
-            return Ok(Fault::Forward);
-        }
-        let Some(mut window) = geometry::fault_window(self.spec.start_gfn, self.spec.pages, gfn)
-        else {
-            return Ok(Fault::Forward);
-        };
-        let Some(notifier): Option<&IntervalNotifier<Movable>> = self.notifier.as_ref() else {
-            return Ok(Fault::Forward);
-        };
-        Stats::add(&self.spec.stats.gpa_intercepts, 1);
-        let n = window.count as usize;
-        let mut hmm = KVVec::new();
-        hmm.resize(n, HmmPfn::default(), GFP_KERNEL)?;
-        let mut pages = KVVec::new();
-        pages.resize(
-            n,
-            HostPage {
-                pfn: 0,
-                map_order: 0,
-            },
-            GFP_KERNEL,
-        )?;
-        // The pfn list of each map hypercall batch, built under the lock.
-        let mut pfns = KVVec::new();
-        pfns.resize(n, 0u64, GFP_KERNEL)?;
-
-        for _ in 0..MAX_FAULT_TRIES {
-            if crate::sys::page::fatal_signal_pending() {
-                return Err(EINTR);
-            }
-            let n = window.count as usize;
-            let (Some(hmm), Some(pages)) = (hmm.get_mut(..n), pages.get_mut(..n)) else {
-                return Err(EINVAL);
-            };
-            let uaddr = self.spec.uaddr + ((window.first - self.spec.start_gfn) << HV_PAGE_SHIFT);
-            // Fault for writing only the page the guest writes (and, in
-            // private anonymous memory, pages not there yet; in hugetlb
-            // memory, its huge page), then the whole window for reading: a
-            // read must not break COW, allocate or dirty, and works on
-            // read-only VMAs. The write faults come first, in ranges of
-            // their own (HMM write-faults to the end of a page table
-            // whatever the other pages ask); the read fault's sequence
-            // validates everything mapped below.
-            if let Some(w) = geometry::write_index(window, gfn, write) {
-                let Some(scratch) = pfns.get_mut(..n) else {
-                    return Err(EINVAL);
-                };
-                match self.fault_writes(notifier, uaddr, w, hmm, scratch) {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(Fault::Forward),
-                    Err(e) => return Err(e),
-                }
-            }
-            let seq = match notifier.hmm_fault(uaddr, false, hmm) {
-                Ok(seq) => seq,
-                // HMM ran out of retries: the window's pages keep being
-                // invalidated while it faults the others in (reclaim under
-                // memory pressure, migration). Fault fewer pages around
-                // `gfn` (down to the one page) and start over, within this
-                // loop's bound, instead of failing MSHV_RUN_VP with EBUSY.
-                Err(e) if e == EBUSY => {
-                    Stats::add(&self.spec.stats.fault_retries, 1);
-                    window = geometry::narrow_window(window, gfn);
-                    crate::sys::page::cond_resched();
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            for (p, h) in pages.iter_mut().zip(hmm.iter()) {
-                if !h.valid() {
-                    return Err(EFAULT);
-                }
-                *p = HostPage {
-                    pfn: h.pfn(),
-                    map_order: h.map_order(),
-                };
-            }
-            let mut st = self.state.lock();
-            if st.phase != Phase::Live {
-                return Ok(Fault::Forward);
-            }
-            if notifier.read_retry(seq) {
-                drop(st);
-                Stats::add(&self.spec.stats.fault_retries, 1);
-                crate::sys::page::cond_resched();
-                continue;
-            }
-            match self.map_window(&mut st, window, pages, hmm, &mut pfns) {
-                Ok(()) => return Ok(Fault::Mapped),
-                Err(e) if e.needs_memory() => {
-                    drop(st);
-                    Stats::add(&self.spec.stats.deposit_retries, 1);
-                    calls::deposit(&*self.spec.hv, self.spec.pt, calls::MAP_DEPOSIT_PAGES)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EAGAIN)
-    }
-
-    /// The write half of a write fault on the window at `uaddr` (of
-    /// `hmm.len()` pages) whose page `w` the guest wrote: faults for writing
-    /// the pages [`geometry::fault_for_write`] picks, in maximal runs, using
-    /// `hmm` and `scratch` (as long as `hmm`) as scratch space. `Ok(false)`:
-    /// page `w` cannot be written (a read-only VMA, no VMA): the VMM gets
-    /// the intercept, as upstream. Failures elsewhere only cost the guest an
-    /// intercept later.
-    fn fault_writes(
-        &self,
-        notifier: &IntervalNotifier<Movable>,
-        uaddr: u64,
-        w: usize,
-        hmm: &mut [HmmPfn],
-        scratch: &mut [u64],
-    ) -> Result<bool> {
-        // A failed snapshot only costs the guest more intercepts.
-        let backing = notifier
-            .hmm_snapshot(uaddr, hmm)
-            .unwrap_or(geometry::Backing::Other);
-        for (i, (slot, h)) in scratch.iter_mut().zip(hmm.iter()).enumerate() {
-            *slot = u64::from(geometry::fault_for_write(i, Some(w), backing, h.valid()));
-        }
-        let mut res = Ok(true);
-        geometry::for_each_run(
-            scratch.len(),
-            |i| scratch.get(i) == Some(&1),
-            |first, count| {
-                if !matches!(res, Ok(true)) {
-                    return;
-                }
-                let Some(out) = hmm.get_mut(first..first + count) else {
-                    return;
-                };
-                let at = uaddr + ((first as u64) << HV_PAGE_SHIFT);
-                match notifier.hmm_fault(at, true, out) {
-                    Ok(_) => {}
-                    Err(e) if e == EINTR => res = Err(e),
-                    Err(e) if (first..first + count).contains(&w) => {
-                        if e == EPERM || e == EFAULT {
-                            res = Ok(false);
-                        } else if e != EBUSY {
-                            res = Err(e);
-                        }
-                    }
-                    Err(_) => {}
-                }
-            },
-        );
-        res
     }
 
     /// Maps a faulted window under the lock: 2 MiB entries where the gfn
@@ -602,10 +736,10 @@ impl Movable {
     /// large entry is split. Under the lock; no allocation.
     ///
     /// Every whole 2 MiB frame in the range becomes one 2 MiB NO_ACCESS
-    /// entry, whatever it was mapped as (like [`Movable::map_initial`]): one
+    /// entry, whatever it was mapped as (like [`MovableSlat::map_initial`]): one
     /// rep instead of 512, and the hypervisor frees the frame's page table
     /// instead of needing one. The next 4 KiB fault in the frame splits it
-    /// again, where deposits are allowed. Like [`Movable::for_each_rep`], a
+    /// again, where deposits are allowed. Like [`MovableSlat::for_each_rep`], a
     /// failed run does not stop the others; the first error is returned.
     fn remap_no_access(
         &self,
@@ -633,7 +767,7 @@ impl Movable {
         res
     }
 
-    /// Unmaps `range`, widened like [`Movable::remap_no_access`].
+    /// Unmaps `range`, widened like [`MovableSlat::remap_no_access`].
     fn unmap(&self, st: &MovableState, range: GfnRange) -> Result<(), crate::hv::RepError> {
         let range = self.widen(st, range);
         self.for_each_rep(st, range, |gfn, reps, large| {
@@ -653,118 +787,9 @@ impl Movable {
             self.is_large(st, f)
         })
     }
-
-    /// Unmaps the region's whole GPA range and stops faults. Called once on
-    /// removal, before the notifier is unregistered. On failure some
-    /// entries may remain: the region becomes [`Phase::Kept`] (its
-    /// invalidations go on unmapping, see `RegionSet::retire`) and takes a
-    /// reference on every page the VMM maps now, which covers every page a
-    /// surviving accessible entry can map (invariant 1: an accessible entry
-    /// maps the page the VMM maps there).
-    ///
-    /// In chunks like [`Movable::map_initial`], rescheduling between them
-    /// (the lock stays held: an invalidation of a region being removed must
-    /// wait until its pages are unmapped). Not interruptible: removal must
-    /// finish.
-    pub(crate) fn remove(&self) -> Result {
-        let mut st = self.state.lock();
-        st.phase = Phase::Removed;
-        let mut res = Ok(());
-        let mut next = 0u64;
-        let upto = st.mapped_upto.min(self.spec.pages);
-        while next < upto {
-            let chunk = geometry::setup_chunk(self.spec.start_gfn, upto, next);
-            let r = self.unmap(&st, chunk);
-            if res.is_ok() {
-                res = r;
-            }
-            next = chunk.end();
-            crate::sys::page::cond_resched();
-        }
-        let Err(e) = res else {
-            return Ok(());
-        };
-        st.phase = Phase::Kept;
-        drop(st);
-        self.hold_pages();
-        Err(e.error.into())
-    }
-
-    /// Takes a reference on each page the VMM maps in the region now
-    /// ([`MovableState::held`]), a chunk at a time: snapshot without
-    /// faulting, then references under the lock if no invalidation ran
-    /// meanwhile (the fault path's protocol; a page invalidated before its
-    /// chunk is taken was unmapped, or remapped NO_ACCESS, by that
-    /// invalidation). Best effort: without memory for the references, the
-    /// invalidations alone protect the pages.
-    fn hold_pages(&self) {
-        const CHUNK: u64 = 512;
-        let Some(notifier) = self.notifier.as_ref() else {
-            return;
-        };
-        let mut snap = KVVec::new();
-        if snap
-            .resize(
-                self.spec.pages.min(CHUNK) as usize,
-                HmmPfn::default(),
-                GFP_KERNEL,
-            )
-            .is_err()
-        {
-            return;
-        }
-        // Filled outside the region lock (it allocates), moved in at the end.
-        let mut held = PageRefs::new();
-        let mut off = 0u64;
-        while off < self.spec.pages {
-            let count = (self.spec.pages - off).min(CHUNK) as usize;
-            let Some(snap) = snap.get_mut(..count) else {
-                break;
-            };
-            let uaddr = self.spec.uaddr + (off << HV_PAGE_SHIFT);
-            for _ in 0..MAX_FAULT_TRIES {
-                let Ok(seq) = notifier.hmm_present(uaddr, snap) else {
-                    continue;
-                };
-                let present = snap.iter().filter(|h| h.valid()).count();
-                if held.reserve(present).is_err() {
-                    pr_err!(
-                        "pt {}: no memory to hold a kept region's pages\n",
-                        self.spec.pt
-                    );
-                    break;
-                }
-                let st = self.state.lock();
-                if notifier.read_retry(seq) {
-                    drop(st);
-                    crate::sys::page::cond_resched();
-                    continue;
-                }
-                for h in snap.iter().filter(|h| h.valid()) {
-                    // SAFETY: `h` comes from the snapshot whose sequence was
-                    // just validated under the region lock, still held.
-                    unsafe { held.get(h.pfn()) };
-                }
-                break;
-            }
-            off += count as u64;
-            crate::sys::page::cond_resched();
-        }
-        let mut st = self.state.lock();
-        // Only this function fills it, once: nothing is dropped here.
-        core::mem::swap(&mut st.held, &mut held);
-        drop(st);
-        drop(held);
-    }
-
-    /// Never releases the pages held after a failed removal (the
-    /// partition could not be deleted: the hypervisor may map them for good).
-    pub(crate) fn keep_forever(&self) {
-        self.state.lock().held.keep_forever();
-    }
 }
 
-impl Invalidate for Movable {
+impl Invalidate for MovableSlat {
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
         let mut st = if blockable {
             self.state.lock()
