@@ -22,7 +22,10 @@
 //!   partition's regions: `GFN PFN FLAGS` per line), `partitions/<id>/mirror_check`
 //!   (reading it runs the mirror checker, [`check`]: `checked N`,
 //!   `violations M`) and `sim/inject_corrupt_entry` (write `PT GFN`: point
-//!   that accessible SLAT entry at a wrong page, to test the checker), and
+//!   that accessible SLAT entry at a wrong page, to test the checker),
+//!   `sim/inject_spurious_intercept` (write `PT GFN N`: the next N guest
+//!   accesses to that gfn are GPA intercepts although the SLAT allows them;
+//!   `N` 0 disarms), and
 //!   `sim/pfnmap` (test only: `mmap` it `MAP_SHARED` at any offset to get a
 //!   `VM_IO | VM_PFNMAP` mapping of up to 16 module-owned pages whose
 //!   `vm_pgoff` is that offset, not their pfn; see `src/sys/testdev.c`),

@@ -19,132 +19,56 @@ use kernel::{
 /// What the module hands the debugfs tree when the emulator runs.
 pub(crate) type Source = Arc<Sim>;
 
-/// `sim/inject_insufficient_memory`.
-struct InjectNoMemory(Arc<Sim>);
-
-impl Reader for InjectNoMemory {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [count] = read_numbers::<1>(r)?;
-        self.0
-            .inject_insufficient_memory(u32::try_from(count).map_err(|_| EINVAL)?);
-        Ok(())
-    }
+/// A write-only `sim/inject_*` file: writing `N` whitespace-separated
+/// decimal numbers calls `apply` with them (`EINVAL` for anything else, or
+/// for a number out of the range `apply` takes).
+struct Inject<const N: usize> {
+    sim: Arc<Sim>,
+    apply: fn(&Sim, [u64; N]) -> Result,
 }
 
-/// `sim/inject_fail_at_rep`.
-struct InjectFailAtRep(Arc<Sim>);
-
-impl Reader for InjectFailAtRep {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [rep, status] = read_numbers::<2>(r)?;
-        let rep = u32::try_from(rep).map_err(|_| EINVAL)?;
-        let status = u16::try_from(status).map_err(|_| EINVAL)?;
-        self.0.inject_fail_at_rep(rep, status);
-        Ok(())
-    }
-}
-
-/// `sim/inject_finalize_failure`.
-struct InjectFinalize(Arc<Sim>);
-
-impl Reader for InjectFinalize {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [count] = read_numbers::<1>(r)?;
-        self.0
-            .inject_finalize_failure(u32::try_from(count).map_err(|_| EINVAL)?);
-        Ok(())
-    }
-}
-
-/// `sim/inject_call_pending`.
-struct InjectCallPending(Arc<Sim>);
-
-impl Reader for InjectCallPending {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [count] = read_numbers::<1>(r)?;
-        self.0
-            .inject_call_pending(u32::try_from(count).map_err(|_| EINVAL)?);
-        Ok(())
-    }
-}
-
-/// `sim/inject_contiguous`: writing 1 arms it; reading shows how many
-/// `CREATE_VP` calls it refused.
-struct InjectContiguous(Arc<Sim>);
-
-impl Reader for InjectContiguous {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [arm] = read_numbers::<1>(r)?;
-        if arm != 1 {
-            return Err(EINVAL);
+impl<const N: usize> Inject<N> {
+    fn new(sim: &Arc<Sim>, apply: fn(&Sim, [u64; N]) -> Result) -> Self {
+        Self {
+            sim: sim.clone(),
+            apply,
         }
-        self.0.inject_contiguous();
-        Ok(())
     }
+}
+
+impl<const N: usize> Reader for Inject<N> {
+    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
+        (self.apply)(&self.sim, read_numbers::<N>(r)?)
+    }
+}
+
+/// `v` as a narrower integer, or `EINVAL`.
+fn narrow<T: TryFrom<u64>>(v: u64) -> Result<T> {
+    T::try_from(v).map_err(|_| EINVAL)
+}
+
+/// `sim/inject_probability`: `PER_MILLE STATUS`.
+fn inject_probability(sim: &Sim, [per_mille, status]: [u64; 2]) -> Result {
+    if per_mille > 1000 {
+        return Err(EINVAL);
+    }
+    sim.inject_random(per_mille as u32, narrow(status)?);
+    Ok(())
+}
+
+/// `sim/inject_contiguous`: writing 1 arms it.
+fn inject_contiguous(sim: &Sim, [arm]: [u64; 1]) -> Result {
+    if arm != 1 {
+        return Err(EINVAL);
+    }
+    sim.inject_contiguous();
+    Ok(())
 }
 
 /// `sim/inject_call`: `code status rep count` (any call code; 0 disarms).
-struct InjectCall(Arc<Sim>);
-
-impl Reader for InjectCall {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [code, status, rep, count] = read_numbers::<4>(r)?;
-        let small = |v: u64| u16::try_from(v).map_err(|_| EINVAL);
-        self.0
-            .inject_call_failure(small(code)?, small(status)?, small(rep)?, small(count)?);
-        Ok(())
-    }
-}
-
-/// `sim/inject_hold_kick`.
-struct InjectHoldKick(Arc<Sim>);
-
-impl Reader for InjectHoldKick {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [count] = read_numbers::<1>(r)?;
-        self.0
-            .sched
-            .hold_kicks(u32::try_from(count).map_err(|_| EINVAL)?);
-        Ok(())
-    }
-}
-
-/// `sim/inject_stale_signal`.
-struct InjectStaleSignal(Arc<Sim>);
-
-impl Reader for InjectStaleSignal {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [count] = read_numbers::<1>(r)?;
-        self.0
-            .sched
-            .stale_signals(u32::try_from(count).map_err(|_| EINVAL)?);
-        Ok(())
-    }
-}
-
-/// `sim/inject_probability`.
-struct InjectProbability(Arc<Sim>);
-
-impl Reader for InjectProbability {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [per_mille, status] = read_numbers::<2>(r)?;
-        if per_mille > 1000 {
-            return Err(EINVAL);
-        }
-        let status = u16::try_from(status).map_err(|_| EINVAL)?;
-        self.0.inject_random(per_mille as u32, status);
-        Ok(())
-    }
-}
-
-/// `sim/inject_corrupt_entry`.
-struct InjectCorruptEntry(Arc<Sim>);
-
-impl Reader for InjectCorruptEntry {
-    fn read_from_slice(&self, r: &mut UserSliceReader) -> Result {
-        let [pt, gfn] = read_numbers::<2>(r)?;
-        Ok(self.0.corrupt_entry(pt, gfn)?)
-    }
+fn inject_call(sim: &Sim, [code, status, rep, count]: [u64; 4]) -> Result {
+    sim.inject_call_failure(narrow(code)?, narrow(status)?, narrow(rep)?, narrow(count)?);
+    Ok(())
 }
 
 /// Data of `partitions/<id>/mirror_check`.
@@ -263,25 +187,27 @@ pub(crate) struct Global {
     /// `sim/pfnmap` (tests only); first, so it goes before the directory.
     _pfnmap: Option<crate::sys::testdev::TestPfnmap>,
     #[pin]
-    no_memory: File<InjectNoMemory>,
+    no_memory: File<Inject<1>>,
     #[pin]
-    fail_at_rep: File<InjectFailAtRep>,
+    fail_at_rep: File<Inject<2>>,
     #[pin]
-    corrupt: File<InjectCorruptEntry>,
+    corrupt: File<Inject<2>>,
     #[pin]
-    probability: File<InjectProbability>,
+    spurious: File<Inject<3>>,
     #[pin]
-    finalize: File<InjectFinalize>,
+    probability: File<Inject<2>>,
     #[pin]
-    call_pending: File<InjectCallPending>,
+    finalize: File<Inject<1>>,
     #[pin]
-    hold_kick: File<InjectHoldKick>,
+    call_pending: File<Inject<1>>,
     #[pin]
-    stale_signal: File<InjectStaleSignal>,
+    hold_kick: File<Inject<1>>,
     #[pin]
-    contiguous: File<InjectContiguous>,
+    stale_signal: File<Inject<1>>,
     #[pin]
-    call: File<InjectCall>,
+    contiguous: File<Inject<1>>,
+    #[pin]
+    call: File<Inject<4>>,
     #[pin]
     synic: File<Arc<Sim>>,
     #[pin]
@@ -299,16 +225,37 @@ impl Global {
     /// Creates `sim/` under `root` (best effort: `None` if it fails).
     pub(crate) fn new(root: &Dir, source: Arc<Sim>) -> Option<Pin<KBox<Self>>> {
         let dir = root.subdir(c"sim");
-        let no_memory = InjectNoMemory(source.clone());
-        let fail_at_rep = InjectFailAtRep(source.clone());
-        let corrupt = InjectCorruptEntry(source.clone());
-        let probability = InjectProbability(source.clone());
-        let finalize = InjectFinalize(source.clone());
-        let call_pending = InjectCallPending(source.clone());
-        let hold_kick = InjectHoldKick(source.clone());
-        let stale_signal = InjectStaleSignal(source.clone());
-        let contiguous = InjectContiguous(source.clone());
-        let call = InjectCall(source.clone());
+        let no_memory = Inject::new(&source, |s, [n]| {
+            s.inject_insufficient_memory(narrow(n)?);
+            Ok(())
+        });
+        let fail_at_rep = Inject::new(&source, |s, [rep, status]| {
+            s.inject_fail_at_rep(narrow(rep)?, narrow(status)?);
+            Ok(())
+        });
+        let corrupt = Inject::new(&source, |s, [pt, gfn]| Ok(s.corrupt_entry(pt, gfn)?));
+        let spurious = Inject::new(&source, |s, [pt, gfn, n]| {
+            Ok(s.inject_spurious_intercept(pt, gfn, narrow(n)?)?)
+        });
+        let probability = Inject::new(&source, inject_probability);
+        let finalize = Inject::new(&source, |s, [n]| {
+            s.inject_finalize_failure(narrow(n)?);
+            Ok(())
+        });
+        let call_pending = Inject::new(&source, |s, [n]| {
+            s.inject_call_pending(narrow(n)?);
+            Ok(())
+        });
+        let hold_kick = Inject::new(&source, |s, [n]| {
+            s.sched.hold_kicks(narrow(n)?);
+            Ok(())
+        });
+        let stale_signal = Inject::new(&source, |s, [n]| {
+            s.sched.stale_signals(narrow(n)?);
+            Ok(())
+        });
+        let contiguous = Inject::new(&source, inject_contiguous);
+        let call = Inject::new(&source, inject_call);
         let counters = source.clone();
         let sched = source.clone();
         let injected = source.clone();
@@ -324,6 +271,7 @@ impl Global {
                 no_memory <- dir.write_only_file(c"inject_insufficient_memory", no_memory),
                 fail_at_rep <- dir.write_only_file(c"inject_fail_at_rep", fail_at_rep),
                 corrupt <- dir.write_only_file(c"inject_corrupt_entry", corrupt),
+                spurious <- dir.write_only_file(c"inject_spurious_intercept", spurious),
                 probability <- dir.write_only_file(c"inject_probability", probability),
                 finalize <- dir.write_only_file(c"inject_finalize_failure", finalize),
                 call_pending <- dir.write_only_file(c"inject_call_pending", call_pending),

@@ -175,9 +175,23 @@ pub(crate) struct PartInner {
     /// entries, given back to the root pool by `DELETE_PARTITION`.
     root_pages: [u64; MAX_ROOT_CHARGE],
     root_charged: usize,
+    /// Injected (`sim/inject_spurious_intercept`): the next `.1` guest
+    /// accesses to gfn `.0` are GPA intercepts although the SLAT allows
+    /// them, as a hypervisor that wants more than the root mapped.
+    spurious: (u64, u32),
 }
 
 impl PartInner {
+    /// Consumes one injected spurious intercept of `gfn`, if any is armed.
+    pub(crate) fn take_spurious(&mut self, gfn: u64) -> bool {
+        let (at, left) = self.spurious;
+        if at != gfn || left == 0 {
+            return false;
+        }
+        self.spurious.1 = left - 1;
+        true
+    }
+
     /// The intercept message page of `vp`, if it is still this partition's
     /// VP.
     pub(crate) fn vp_message_page(&self, vp: &Vp) -> Option<u64> {
@@ -264,6 +278,7 @@ impl ChildPartition {
                         init_pages: [0; INIT_PAGES],
                         root_pages,
                         root_charged,
+                        spurious: (0, 0),
                     },
                     "mshv_rs_sim_partition"
                 ),
@@ -500,6 +515,14 @@ impl Sim {
 
     /// Corrupts the accessible SLAT entry at `gfn` of partition `pt` (see
     /// [`slat::Slat::corrupt`]): `INVALID_PARAMETER` if there is none.
+    /// Makes the next `count` guest accesses to `gfn` of partition `pt`
+    /// GPA intercepts whatever the SLAT says (0 disarms).
+    pub(crate) fn inject_spurious_intercept(&self, pt: u64, gfn: u64, count: u32) -> HvResult {
+        let part = self.partition(pt)?;
+        part.inner.lock().spurious = (gfn, count);
+        Ok(())
+    }
+
     pub(crate) fn corrupt_entry(&self, pt: u64, gfn: u64) -> HvResult {
         let part = self.partition(pt)?;
         let mut inner = part.inner.lock();

@@ -183,11 +183,13 @@ impl VpMemory<'_> {
             cpu::Access::Execute => slat::Access::Execute,
         };
         let mut inner = self.part.inner.lock();
-        match inner.slat.translate(gpa >> HV_PAGE_SHIFT, slat_access) {
+        let gfn = gpa >> HV_PAGE_SHIFT;
+        match inner.slat.translate(gfn, slat_access) {
             // Device memory (an MMIO region: the pfn may have no struct page
             // and no direct mapping) is never touched by the interpreter: the
             // access goes to the VMM as a GPA intercept.
             Ok(t) if t.uncached => Err(fault(false)),
+            Ok(_) if inner.take_spurious(gfn) => Err(fault(false)),
             Ok(t) => {
                 copy(t.pfn, off);
                 Ok(())

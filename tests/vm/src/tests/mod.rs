@@ -219,6 +219,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 120,
     },
     TestCase {
+        name: "repeated_intercept_goes_to_vmm",
+        func: sim::repeated_intercept_goes_to_vmm,
+        timeout: 60,
+    },
+    TestCase {
         name: "create_vp_unwinds_after_stats_map_failure",
         func: sim::create_vp_unwinds_after_stats_map_failure,
         timeout: 60,

@@ -667,6 +667,75 @@ pub fn mirror_check_after_movable_events() -> TResult {
     m.halt()
 }
 
+/// The partition's id, from the name of its debugfs directory.
+fn partition_id(p: &Partition) -> TResult<u64> {
+    let id = match &p.debugfs {
+        Ok(d) => d
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse::<u64>().ok()),
+        Err(_) => None,
+    };
+    match id {
+        Some(id) => Ok(id),
+        None => fail!("cannot tell the partition id from {:?}", p.debugfs),
+    }
+}
+
+/// The same GPA intercept again and again although the driver maps the
+/// page each time (`sim/inject_spurious_intercept`: the hypervisor keeps
+/// intercepting reads of one data page): RUN_VP resolves the first and the
+/// next 15 repeats itself (`gpa_intercepts` grows by exactly 16), then gives
+/// the 17th to the VMM instead of spinning in the kernel: a read intercept
+/// of that page. Once the hypervisor stops, running the VP again completes
+/// the read.
+pub fn repeated_intercept_goes_to_vmm() -> TResult {
+    let Setup {
+        p,
+        code: _code,
+        data: _data,
+        vcpu,
+    } = setup()?;
+    let mut m = Monitor::start(&vcpu)?;
+    m.write(DATA_GPA, 0x5eed)?;
+    let id = partition_id(&p)?;
+    let before = p.stats()?["gpa_intercepts"];
+    inject(
+        "inject_spurious_intercept",
+        &format!("{id} {DATA_GFN} 1000"),
+    )?;
+    m.begin(CMD_READ, &[DATA_GPA])?;
+    let exit = m.run();
+    inject("inject_spurious_intercept", &format!("{id} {DATA_GFN} 0"))?;
+    let handled = p.stats()?["gpa_intercepts"] - before;
+    match exit? {
+        Exit::Mem {
+            kind: MemKind::Intercept,
+            access,
+            gpa,
+            ..
+        } => {
+            ensure_eq!(
+                Hex(gpa),
+                Hex(u64::from(DATA_GPA)),
+                "GPA of the intercept given to the VMM"
+            );
+            ensure_eq!(access, ACCESS_READ, "access type of that intercept");
+        }
+        other => fail!(
+            "RUN_VP while every read of the data page intercepts\nexpected: a read GPA intercept of {DATA_GPA:#x}\nactual:   {other}"
+        ),
+    }
+    ensure_eq!(
+        handled,
+        16,
+        "GPA intercepts the driver resolved before giving up"
+    );
+    let (_, v) = m.finish("the read after the hypervisor stopped intercepting")?;
+    ensure_eq!(Hex(u64::from(v)), Hex(0x5eed), "value read");
+    Ok(())
+}
+
 /// The checker itself catches a wrong entry (injected by the simulator).
 pub fn mirror_checker_catches_corruption() -> TResult {
     let Setup {
@@ -683,16 +752,7 @@ pub fn mirror_checker_catches_corruption() -> TResult {
         0,
         "mirror violations before the injection"
     );
-    let id = match &p.debugfs {
-        Ok(d) => d
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<u64>().ok()),
-        Err(_) => None,
-    };
-    let Some(id) = id else {
-        fail!("cannot tell the partition id from {:?}", p.debugfs);
-    };
+    let id = partition_id(&p)?;
     inject("inject_corrupt_entry", &format!("{id} {}", DATA_GFN + 1))?;
     let (checked, v) = mirror_check(&p)?;
     note!(
