@@ -78,6 +78,7 @@ kunit:
 
 host-test:
 	cd $(REPO)/tests/host && cargo test --locked
+	cd $(REPO)/tests/guest-asm && cargo test --locked
 	cd $(REPO)/vmm && cargo test --locked
 	cd $(REPO)/tests/vm && cargo test --locked
 	cd $(REPO)/tests/fuzz && cargo test --locked
@@ -150,6 +151,7 @@ install:
 clean:
 	rm -rf $(MO)
 	cd $(REPO)/tests/host && cargo clean
+	cd $(REPO)/tests/guest-asm && cargo clean
 	cd $(REPO)/tests/vm && cargo clean
 	cd $(REPO)/vmm && cargo clean
 	cd $(REPO)/tests/fuzz && cargo clean
