@@ -79,6 +79,7 @@ kunit:
 host-test:
 	cd $(REPO)/tests/host && cargo test --locked
 	cd $(REPO)/tests/guest-asm && cargo test --locked
+	cd $(REPO)/tests/mini-vmm && cargo test --locked
 	cd $(REPO)/vmm && cargo test --locked
 	cd $(REPO)/tests/vm && cargo test --locked
 	cd $(REPO)/tests/fuzz && cargo test --locked
@@ -152,6 +153,7 @@ clean:
 	rm -rf $(MO)
 	cd $(REPO)/tests/host && cargo clean
 	cd $(REPO)/tests/guest-asm && cargo clean
+	cd $(REPO)/tests/mini-vmm && cargo clean
 	cd $(REPO)/tests/vm && cargo clean
 	cd $(REPO)/vmm && cargo clean
 	cd $(REPO)/tests/fuzz && cargo clean

@@ -79,7 +79,7 @@ fn move_chunk(ram: &GuestRam, off: u64, len: u64, node: i32) -> Result<u64, i32>
         )
     };
     if r < 0 {
-        return Err(crate::vm::errno());
+        return Err(mshv_mini_vmm::errno());
     }
     Ok(status.iter().filter(|&&s| s == node).count() as u64)
 }

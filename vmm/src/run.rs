@@ -10,14 +10,14 @@ use std::sync::Mutex;
 
 use mshv_bindings::*;
 use mshv_ioctls::VcpuFd;
-
-use crate::vm::reg64;
+use mshv_mini_vmm::exit::{decode, Exit};
+use mshv_mini_vmm::regs::get_reg64;
 
 /// COM1: the guest's characters go to stdout, one line at a time.
 pub const PORT_SERIAL: u16 = 0x3f8;
 /// COM1's line status register: "transmitter empty" for guests that poll it.
 const PORT_SERIAL_LSR: u16 = 0x3fd;
-const LSR_TX_EMPTY: u64 = 0x60;
+const LSR_TX_EMPTY: u32 = 0x60;
 /// demo32: end of a write phase (EAX = the pass); the VMM punches holes.
 pub const PORT_SYNC: u16 = 0x510;
 /// demo32: the result (0xFFFFFFFF = OK, else the failing GPA).
@@ -25,11 +25,6 @@ pub const PORT_RESULT: u16 = 0x511;
 /// demo32: end of a verify phase (EAX = the pass); a timing mark.
 pub const PORT_VERIFIED: u16 = 0x512;
 pub const RESULT_OK: u32 = 0xffff_ffff;
-
-const MSG_IO_PORT: u32 = hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT;
-const MSG_HALT: u32 = hv_message_type_HVMSG_X64_HALT;
-const MSG_UNMAPPED_GPA: u32 = hv_message_type_HVMSG_UNMAPPED_GPA;
-const MSG_GPA_INTERCEPT: u32 = hv_message_type_HVMSG_GPA_INTERCEPT;
 
 /// What the VP threads share with the rest of the VMM.
 pub struct Shared {
@@ -98,75 +93,49 @@ pub fn run_vp(
             Err(e) => return Err(format!("VP {vp}: MSHV_RUN_VP: {e}")),
         };
         shared.exits.fetch_add(1, Ordering::Relaxed);
-        match msg.header.message_type {
-            MSG_IO_PORT => {
+        let exit = decode(&msg);
+        match exit {
+            Exit::Io {
+                port, write, rax, ..
+            } => {
                 shared.io_exits.fetch_add(1, Ordering::Relaxed);
-                let io = msg
-                    .to_ioport_info()
-                    .map_err(|e| format!("VP {vp}: I/O message: {e:?}"))?;
-                let write = io.header.intercept_access_type == 1;
-                let next = io.header.rip + io.header.instruction_length() as u64;
-                let value = match (io.port_number, write) {
+                let value = match (port, write) {
                     (PORT_SERIAL, true) => {
-                        shared.serial(vp, io.rax as u8);
+                        shared.serial(vp, rax as u8);
                         None
                     }
                     (PORT_SERIAL_LSR, false) => Some(LSR_TX_EMPTY),
                     (PORT_SYNC | PORT_VERIFIED, true) => {
-                        sync(vp, io.port_number, io.rax as u32)?;
+                        sync(vp, port, rax as u32)?;
                         None
                     }
                     (PORT_RESULT, true) => {
-                        result = Some(io.rax as u32);
+                        result = Some(rax as u32);
                         None
                     }
                     // Nothing else is there: writes are dropped, reads
                     // see all ones (a floating bus).
                     (_, true) => None,
-                    (_, false) => Some(u64::MAX),
+                    (_, false) => Some(u32::MAX),
                 };
-                let mut regs = vec![reg64(hv_register_name_HV_X64_REGISTER_RIP, next)];
-                if let Some(v) = value {
-                    // SAFETY: the bitfield view of the access info byte.
-                    let size = unsafe { io.access_info.__bindgen_anon_1 }.access_size();
-                    let mask = match size {
-                        1 => 0xff,
-                        2 => 0xffff,
-                        _ => 0xffff_ffff,
-                    };
-                    let rax = (io.rax & !mask) | (v & mask);
-                    regs.push(reg64(hv_register_name_HV_X64_REGISTER_RAX, rax));
-                }
+                let regs = exit.io_completion(value).expect("an I/O exit");
                 vcpu.set_reg(&regs)
                     .map_err(|e| format!("VP {vp}: complete port I/O: {e}"))?;
             }
-            MSG_HALT => return Ok(VpEnd { result }),
-            MSG_UNMAPPED_GPA | MSG_GPA_INTERCEPT => {
-                let m = msg
-                    .to_memory_info()
-                    .map_err(|e| format!("VP {vp}: memory message: {e:?}"))?;
-                let (gpa, rip, ty) = (
-                    m.guest_physical_address,
-                    m.header.rip,
-                    msg.header.message_type,
-                );
+            Exit::Halt { .. } => return Ok(VpEnd { result }),
+            Exit::Mem { gpa, rip, .. } => {
+                let ty = exit.message_type();
                 return Err(format!(
                     "VP {vp}: the guest accessed GPA {gpa:#x} at RIP {rip:#x}, which no region backs (message {ty:#x}); this VMM emulates no MMIO"
                 ));
             }
-            other => {
-                let rip = regs_rip(vcpu).unwrap_or(0);
+            _ => {
+                let other = exit.message_type();
+                let rip = get_reg64(vcpu, hv_register_name_HV_X64_REGISTER_RIP).unwrap_or(0);
                 return Err(format!(
                     "VP {vp}: unexpected message type {other:#x} (RIP {rip:#x})"
                 ));
             }
         }
     }
-}
-
-fn regs_rip(vcpu: &VcpuFd) -> Option<u64> {
-    let mut r = [reg64(hv_register_name_HV_X64_REGISTER_RIP, 0)];
-    vcpu.get_reg(&mut r).ok()?;
-    // SAFETY: RIP is returned as a plain 64-bit value.
-    Some(unsafe { r[0].value.reg64 })
 }

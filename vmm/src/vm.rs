@@ -2,13 +2,17 @@
 //
 // The partition and its memory: guest RAM in one host mapping (anonymous,
 // THP, memfd or hugetlbfs), split into N regions; a small code region with
-// the guest image, per-VP parameter blocks and stacks; VP set-up.
+// the guest image, per-VP parameter blocks and stacks; VP set-up (the
+// partition calls and registers of the shared mini-VMM, tests/mini-vmm).
 
 use std::fmt;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use mshv_bindings::*;
 use mshv_ioctls::{Mshv, VcpuFd, VmFd};
+use mshv_mini_vmm::errno;
+use mshv_mini_vmm::partition;
+use mshv_mini_vmm::regs::{enter_protected_mode, reg64};
 
 pub const PAGE: u64 = 4096;
 pub const HUGE: u64 = 2 << 20;
@@ -74,10 +78,6 @@ impl fmt::Display for Backing {
             Backing::Hugetlbfs => "hugetlbfs",
         })
     }
-}
-
-pub fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 pub fn os_err(what: &str) -> String {
@@ -304,18 +304,14 @@ pub struct Vm {
     pub ram: GuestRam,
 }
 
-fn mem_region(gpa: u64, size: u64, uaddr: u64, exec: bool) -> mshv_user_mem_region {
+/// Maps `size` bytes at `uaddr` at `gpa`, writable and, with `exec`,
+/// executable.
+fn map(vm: &VmFd, gpa: u64, size: u64, uaddr: u64, exec: bool) -> Result<(), mshv_mini_vmm::Error> {
     let mut flags = 1u8 << MSHV_SET_MEM_BIT_WRITABLE;
     if exec {
         flags |= 1 << MSHV_SET_MEM_BIT_EXECUTABLE;
     }
-    mshv_user_mem_region {
-        size,
-        guest_pfn: gpa / PAGE,
-        userspace_addr: uaddr,
-        flags,
-        ..Default::default()
-    }
+    partition::map_user(vm, uaddr, size, gpa / PAGE, flags)
 }
 
 impl Vm {
@@ -328,19 +324,15 @@ impl Vm {
                 image.len()
             ));
         }
-        let vm = mshv
-            .create_vm()
-            .map_err(|e| format!("create partition: {e}"))?;
-        vm.initialize()
-            .map_err(|e| format!("initialize partition: {e}"))?;
+        let vm = partition::create(mshv).map_err(|e| format!("create partition: {e}"))?;
         let code = Mapping::anon_aligned(CODE_SIZE as usize, PAGE as usize)?;
         code.write((IMAGE_GPA - CODE_GPA) as usize, image);
-        vm.map_user_memory(mem_region(CODE_GPA, CODE_SIZE, code.addr(), true))
-            .map_err(|e| format!("map the code region: {e}"))?;
+        map(&vm, CODE_GPA, CODE_SIZE, code.addr(), true)
+            .map_err(|e| format!("map the code region: {}", e.err))?;
         for &(gpa, size) in &ram.regions {
             let uaddr = ram.map.addr() + (gpa - RAM_GPA);
-            vm.map_user_memory(mem_region(gpa, size, uaddr, false))
-                .map_err(|e| format!("map RAM region at GPA {gpa:#x} size {size:#x}: {e}"))?;
+            map(&vm, gpa, size, uaddr, false)
+                .map_err(|e| format!("map RAM region at GPA {gpa:#x} size {size:#x}: {}", e.err))?;
         }
         Ok(Vm { vm, code, ram })
     }
@@ -356,64 +348,17 @@ impl Vm {
     /// Creates VP `vp` in 32-bit flat protected mode at IMAGE_GPA, with its
     /// stack and EBP = its parameter block.
     pub fn create_vp(&self, vp: usize) -> Result<VcpuFd, String> {
-        let vcpu = self
-            .vm
-            .create_vcpu(vp as u8)
-            .map_err(|e| format!("create VP {vp}: {e}"))?;
-        let mut cr0 = [reg64(hv_register_name_HV_X64_REGISTER_CR0, 0)];
-        vcpu.get_reg(&mut cr0)
-            .map_err(|e| format!("VP {vp}: get CR0: {e}"))?;
-        // SAFETY: CR0 is returned as a plain 64-bit value.
-        let cr0 = unsafe { cr0[0].value.reg64 };
-        let code = seg(0x08, 0xc09b);
-        let data = seg(0x10, 0xc093);
-        let regs = [
-            reg64(hv_register_name_HV_X64_REGISTER_CR0, cr0 | 1),
-            seg_reg(hv_register_name_HV_X64_REGISTER_CS, code),
-            seg_reg(hv_register_name_HV_X64_REGISTER_DS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_ES, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_SS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_FS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_GS, data),
-            reg64(hv_register_name_HV_X64_REGISTER_RFLAGS, 0x2),
-            reg64(
-                hv_register_name_HV_X64_REGISTER_RSP,
-                STACKS_GPA + (vp as u64 + 1) * 0x400,
-            ),
-            reg64(
-                hv_register_name_HV_X64_REGISTER_RBP,
-                PARAMS_GPA + vp as u64 * PARAMS_SIZE,
-            ),
-            reg64(hv_register_name_HV_X64_REGISTER_RIP, IMAGE_GPA),
-        ];
-        vcpu.set_reg(&regs)
-            .map_err(|e| format!("VP {vp}: set registers: {e}"))?;
+        let vcpu = partition::create_vp(&self.vm, vp as u8)
+            .map_err(|e| format!("create VP {vp}: {}", e.err))?;
+        let stack = STACKS_GPA + (vp as u64 + 1) * 0x400;
+        let params = PARAMS_GPA + vp as u64 * PARAMS_SIZE;
+        enter_protected_mode(
+            &vcpu,
+            IMAGE_GPA,
+            stack,
+            &[reg64(hv_register_name_HV_X64_REGISTER_RBP, params)],
+        )
+        .map_err(|e| format!("VP {vp}: {e}"))?;
         Ok(vcpu)
-    }
-}
-
-pub fn reg64(name: hv_register_name, v: u64) -> hv_register_assoc {
-    hv_register_assoc {
-        name,
-        value: hv_register_value { reg64: v },
-        ..Default::default()
-    }
-}
-
-/// A flat 4 GiB segment.
-fn seg(selector: u16, attributes: u16) -> hv_x64_segment_register {
-    hv_x64_segment_register {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        __bindgen_anon_1: hv_x64_segment_register__bindgen_ty_1 { attributes },
-    }
-}
-
-fn seg_reg(name: hv_register_name, s: hv_x64_segment_register) -> hv_register_assoc {
-    hv_register_assoc {
-        name,
-        value: hv_register_value { segment: s },
-        ..Default::default()
     }
 }

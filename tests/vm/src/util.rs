@@ -21,6 +21,13 @@ pub enum Failure {
 
 pub type TResult<T = ()> = Result<T, Failure>;
 
+/// A failed call of the mini-VMM is [`errno_failure`] of the call.
+impl From<mshv_mini_vmm::Error> for Failure {
+    fn from(e: mshv_mini_vmm::Error) -> Failure {
+        errno_failure(&e.what, e.errno())
+    }
+}
+
 /// Fails the current test case with a formatted message.
 #[macro_export]
 macro_rules! fail {
@@ -172,9 +179,7 @@ macro_rules! note {
 // ---------------------------------------------------------------------------
 // errno
 
-pub fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+pub use mshv_mini_vmm::errno;
 
 /// "EINVAL (22)" for the errnos the tests talk about, else "errno N".
 pub fn errname(e: i32) -> String {

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 //
-// A minimal VMM on top of mshv-ioctls: partitions, guest memory, VP register
-// set-up, decoding of the messages RUN_VP returns, and a driver for the
-// monitor32 guest's port protocol.
+// The tests' side of the mini-VMM: the shared one (tests/mini-vmm: partition
+// set-up, VP registers, exit decoding) with test failures for errors, the
+// partition's debugfs view, and a driver for the monitor32 guest's port
+// protocol.
 
-use std::fmt;
 use std::path::PathBuf;
 
 use mshv_bindings::*;
 use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
+pub use mshv_mini_vmm::exit::{decode, Exit, MemKind, ACCESS_EXECUTE, ACCESS_READ, ACCESS_WRITE};
+use mshv_mini_vmm::partition;
+use mshv_mini_vmm::regs;
+pub use mshv_mini_vmm::regs::{reg64, seg, seg_reg};
 
 use crate::guest;
 use crate::uapi::MEM_RWX;
@@ -31,9 +35,8 @@ pub fn open_mshv() -> TResult<Mshv> {
     Mshv::new().map_err(|e| Failure::Fail(format!("open /dev/mshv: {}", show_err(e))))
 }
 
-/// A partition created the way a VMM does it (mshv-ioctls' `create_vm`: host
-/// property hypercalls, CREATE_PARTITION with the v2 argument, early
-/// SYNTHETIC_PROC_FEATURES property) and initialized.
+/// A partition created and initialized the way a VMM does it
+/// ([`partition::create`]), with its debugfs view.
 pub struct Partition {
     pub vm: VmFd,
     /// Its debugfs directory, or why there is none.
@@ -42,10 +45,7 @@ pub struct Partition {
 
 impl Partition {
     pub fn new(mshv: &Mshv) -> TResult<Partition> {
-        let vm = crate_call("create_vm", || mshv.create_vm())?
-            .map_err(|e| errno_failure("create_vm", e.errno()))?;
-        vm.initialize()
-            .map_err(|e| errno_failure("MSHV_INITIALIZE_PARTITION", e.errno()))?;
+        let vm = crate_call("create_vm", || partition::create(mshv))??;
         let debugfs = latest_partition_dir();
         Ok(Partition { vm, debugfs })
     }
@@ -56,27 +56,17 @@ impl Partition {
     }
 
     pub fn map_addr(&self, uaddr: u64, size: usize, gfn: u64, flags: u8) -> TResult {
-        let region = mshv_user_mem_region {
-            size: size as u64,
-            guest_pfn: gfn,
-            userspace_addr: uaddr,
+        Ok(partition::map_user(
+            &self.vm,
+            uaddr,
+            size as u64,
+            gfn,
             flags,
-            ..Default::default()
-        };
-        self.vm.map_user_memory(region).map_err(|e| {
-            errno_failure(
-                &format!(
-                    "MSHV_SET_GUEST_MEMORY map gfn {gfn:#x} size {size:#x} uaddr {uaddr:#x} flags {flags:#x}"
-                ),
-                e.errno(),
-            )
-        })
+        )?)
     }
 
     pub fn vcpu(&self, index: u8) -> TResult<VcpuFd> {
-        self.vm
-            .create_vcpu(index)
-            .map_err(|e| errno_failure(&format!("create_vcpu({index})"), e.errno()))
+        Ok(partition::create_vp(&self.vm, index)?)
     }
 
     /// Its debugfs directory, which must exist (the driver creates it on
@@ -112,221 +102,26 @@ impl Partition {
 // ---------------------------------------------------------------------------
 // Registers
 
-pub fn reg64(name: hv_register_name, v: u64) -> hv_register_assoc {
-    hv_register_assoc {
-        name,
-        value: hv_register_value { reg64: v },
-        ..Default::default()
-    }
-}
-
-pub fn seg(base: u64, limit: u32, selector: u16, attributes: u16) -> hv_x64_segment_register {
-    hv_x64_segment_register {
-        base,
-        limit,
-        selector,
-        __bindgen_anon_1: hv_x64_segment_register__bindgen_ty_1 { attributes },
-    }
-}
-
-pub fn seg_reg(name: hv_register_name, s: hv_x64_segment_register) -> hv_register_assoc {
-    hv_register_assoc {
-        name,
-        value: hv_register_value { segment: s },
-        ..Default::default()
-    }
-}
-
 pub fn set_regs(vcpu: &VcpuFd, regs: &[hv_register_assoc]) -> TResult {
-    vcpu.set_reg(regs)
-        .map_err(|e| errno_failure("HVCALL_SET_VP_REGISTERS", e.errno()))
+    Ok(regs::set_regs(vcpu, regs)?)
 }
 
 pub fn get_reg64(vcpu: &VcpuFd, name: hv_register_name) -> TResult<u64> {
-    let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs)
-        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
-    // SAFETY: a plain integer view of the returned value.
-    Ok(unsafe { regs[0].value.reg64 })
+    Ok(regs::get_reg64(vcpu, name)?)
 }
 
 pub fn get_seg(vcpu: &VcpuFd, name: hv_register_name) -> TResult<hv_x64_segment_register> {
-    let mut regs = [reg64(name, 0)];
-    vcpu.get_reg(&mut regs)
-        .map_err(|e| errno_failure(&format!("HVCALL_GET_VP_REGISTERS({name:#x})"), e.errno()))?;
-    // SAFETY: segment registers are returned in the segment layout.
-    Ok(unsafe { regs[0].value.segment })
+    Ok(regs::get_seg(vcpu, name)?)
 }
 
-/// Puts the VP in 32-bit flat protected mode at `entry`: CR0.PE = 1 (the
-/// other CR0 bits as they are), CS = base 0 / limit 4 GiB / selector 0x08 /
-/// attributes 0xC09B, DS/ES/SS/FS/GS = base 0 / limit 4 GiB / selector 0x10 /
-/// attributes 0xC093, RFLAGS = 0x2, RSP = `esp`.
+/// Puts the VP in 32-bit flat protected mode at `entry` with RSP = `esp`
+/// (see [`regs::enter_protected_mode`]).
 pub fn enter_protected_mode(vcpu: &VcpuFd, entry: u64, esp: u64) -> TResult {
-    let cr0 = get_reg64(vcpu, hv_register_name_HV_X64_REGISTER_CR0)?;
-    let code = seg(0, 0xffff_ffff, 0x08, 0xc09b);
-    let data = seg(0, 0xffff_ffff, 0x10, 0xc093);
-    set_regs(
-        vcpu,
-        &[
-            reg64(hv_register_name_HV_X64_REGISTER_CR0, cr0 | 1),
-            seg_reg(hv_register_name_HV_X64_REGISTER_CS, code),
-            seg_reg(hv_register_name_HV_X64_REGISTER_DS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_ES, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_SS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_FS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_GS, data),
-            reg64(hv_register_name_HV_X64_REGISTER_RFLAGS, 0x2),
-            reg64(hv_register_name_HV_X64_REGISTER_RSP, esp),
-            reg64(hv_register_name_HV_X64_REGISTER_RIP, entry),
-        ],
-    )
+    Ok(regs::enter_protected_mode(vcpu, entry, esp, &[])?)
 }
 
 // ---------------------------------------------------------------------------
-// Exits
-
-/// `intercept_access_type` of memory and port intercepts.
-pub const ACCESS_READ: u8 = 0;
-pub const ACCESS_WRITE: u8 = 1;
-pub const ACCESS_EXECUTE: u8 = 2;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemKind {
-    /// HVMSG_UNMAPPED_GPA
-    Unmapped,
-    /// HVMSG_GPA_INTERCEPT
-    Intercept,
-}
-
-/// A decoded `hv_message` from MSHV_RUN_VP.
-#[derive(Clone, Debug)]
-pub enum Exit {
-    /// HVMSG_X64_IO_PORT_INTERCEPT
-    Io {
-        vp: u32,
-        port: u16,
-        write: bool,
-        size: u8,
-        rax: u64,
-        rip: u64,
-        len: u8,
-    },
-    /// HVMSG_X64_HALT
-    Halt { rip: u64 },
-    /// HVMSG_UNMAPPED_GPA / HVMSG_GPA_INTERCEPT
-    Mem {
-        kind: MemKind,
-        vp: u32,
-        access: u8,
-        gpa: u64,
-        rip: u64,
-        insn: Vec<u8>,
-    },
-    /// HVMSG_UNRECOVERABLE_EXCEPTION
-    Unrecoverable { rip: u64 },
-    /// Anything else.
-    Other { msg_type: u32 },
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Exit::Io {
-                vp,
-                port,
-                write,
-                size,
-                rax,
-                rip,
-                len,
-            } => write!(
-                f,
-                "HVMSG_X64_IO_PORT_INTERCEPT {} port {port:#x} size {size} rax {rax:#x} rip {rip:#x} len {len} vp {vp}",
-                if *write { "OUT" } else { "IN" }
-            ),
-            Exit::Halt { rip } => write!(f, "HVMSG_X64_HALT rip {rip:#x}"),
-            Exit::Mem {
-                kind,
-                vp,
-                access,
-                gpa,
-                rip,
-                insn,
-            } => write!(
-                f,
-                "{} access {access} gpa {gpa:#x} rip {rip:#x} vp {vp} insn {insn:02x?}",
-                match kind {
-                    MemKind::Unmapped => "HVMSG_UNMAPPED_GPA",
-                    MemKind::Intercept => "HVMSG_GPA_INTERCEPT",
-                }
-            ),
-            Exit::Unrecoverable { rip } => {
-                write!(f, "HVMSG_UNRECOVERABLE_EXCEPTION rip {rip:#x}")
-            }
-            Exit::Other { msg_type } => write!(f, "message type {msg_type:#x}"),
-        }
-    }
-}
-
-fn intercept_header(msg: &hv_message) -> hv_x64_intercept_message_header {
-    // SAFETY: every x64 intercept payload starts with this header; the
-    // payload is unaligned, so read it unaligned.
-    unsafe { std::ptr::read_unaligned(std::ptr::addr_of!(msg.u.payload).cast()) }
-}
-
-const MSG_IO_PORT: u32 = hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT;
-const MSG_HALT: u32 = hv_message_type_HVMSG_X64_HALT;
-const MSG_UNMAPPED_GPA: u32 = hv_message_type_HVMSG_UNMAPPED_GPA;
-const MSG_GPA_INTERCEPT: u32 = hv_message_type_HVMSG_GPA_INTERCEPT;
-const MSG_UNRECOVERABLE: u32 = hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION;
-
-pub fn decode(msg: &hv_message) -> Exit {
-    let msg_type = msg.header.message_type;
-    match msg_type {
-        MSG_IO_PORT => {
-            let info = msg.to_ioport_info().unwrap();
-            let hdr = info.header;
-            let access = info.access_info;
-            // SAFETY: the bitfield view of the access info byte.
-            let size = unsafe { access.__bindgen_anon_1 }.access_size();
-            Exit::Io {
-                vp: hdr.vp_index,
-                port: info.port_number,
-                write: hdr.intercept_access_type == ACCESS_WRITE,
-                size,
-                rax: info.rax,
-                rip: hdr.rip,
-                len: hdr.instruction_length(),
-            }
-        }
-        MSG_HALT => Exit::Halt {
-            rip: intercept_header(msg).rip,
-        },
-        MSG_UNMAPPED_GPA | MSG_GPA_INTERCEPT => {
-            let info = msg.to_memory_info().unwrap();
-            let hdr = info.header;
-            let count = (info.instruction_byte_count as usize).min(16);
-            let bytes = info.instruction_bytes;
-            Exit::Mem {
-                kind: if msg_type == MSG_UNMAPPED_GPA {
-                    MemKind::Unmapped
-                } else {
-                    MemKind::Intercept
-                },
-                vp: hdr.vp_index,
-                access: hdr.intercept_access_type,
-                gpa: info.guest_physical_address,
-                rip: hdr.rip,
-                insn: bytes[..count].to_vec(),
-            }
-        }
-        MSG_UNRECOVERABLE => Exit::Unrecoverable {
-            rip: intercept_header(msg).rip,
-        },
-        other => Exit::Other { msg_type: other },
-    }
-}
+// Exits (decoded by mshv-mini-vmm)
 
 /// One MSHV_RUN_VP; `Err(errno)` when the ioctl fails.
 pub fn run(vcpu: &VcpuFd) -> Result<Exit, i32> {
@@ -336,34 +131,10 @@ pub fn run(vcpu: &VcpuFd) -> Result<Exit, i32> {
 /// Completes a port access as a VMM does: RIP += instruction length and, for
 /// an IN, RAX = the value (merged into the low `size` bytes).
 pub fn complete_io(vcpu: &VcpuFd, exit: &Exit, in_value: Option<u32>) -> TResult {
-    let Exit::Io {
-        rip,
-        len,
-        rax,
-        size,
-        write,
-        ..
-    } = *exit
-    else {
+    let Some(regs) = exit.io_completion(in_value) else {
         fail!("complete_io on a non-I/O exit: {exit}");
     };
-    let next = rip + len as u64;
-    if write || in_value.is_none() {
-        return set_regs(vcpu, &[reg64(hv_register_name_HV_X64_REGISTER_RIP, next)]);
-    }
-    let v = in_value.unwrap() as u64;
-    let rax = match size {
-        1 => (rax & !0xff) | (v & 0xff),
-        2 => (rax & !0xffff) | (v & 0xffff),
-        _ => v,
-    };
-    set_regs(
-        vcpu,
-        &[
-            reg64(hv_register_name_HV_X64_REGISTER_RAX, rax),
-            reg64(hv_register_name_HV_X64_REGISTER_RIP, next),
-        ],
-    )
+    set_regs(vcpu, &regs)
 }
 
 // ---------------------------------------------------------------------------
