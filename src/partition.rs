@@ -19,7 +19,7 @@ use crate::{
     hv::{self, abi, calls, CreatePartition, Hypervisor, Notify},
     irq::IrqState,
     mem::{
-        movable::{Access, Fault},
+        movable::{InterceptAccess, InterceptOutcome},
         region::Region,
         regions::RegionSet,
         RegionSpec, Stats,
@@ -339,18 +339,26 @@ impl Partition {
     /// `SET_GUEST_MEMORY`, which holds no VP lock), or the guest touched a
     /// hole. Either way the message goes to the VMM, which owns the guest
     /// physical address space (docs/review-answers.md, point g).
-    pub(crate) fn handle_gpa_intercept(&self, gfn: u64, access: Access) -> Result<Fault> {
+    pub(crate) fn handle_gpa_intercept(
+        &self,
+        gfn: u64,
+        access: InterceptAccess,
+    ) -> Result<InterceptOutcome> {
         match self.regions.lookup(gfn) {
             Some(r) => r.fault(gfn, access),
-            None => Ok(Fault::Forward),
+            None => Ok(InterceptOutcome::Forward),
         }
     }
 
     /// Faults `gfn` in for a hypercall that found it inaccessible
     /// (`TRANSLATE_VIRTUAL_ADDRESS`); whether it is mapped now.
     pub(crate) fn refault(&self, gfn: u64, write: bool) -> Result<bool> {
-        let access = if write { Access::Write } else { Access::Read };
-        Ok(self.handle_gpa_intercept(gfn, access)? == Fault::Mapped)
+        let access = if write {
+            InterceptAccess::Write
+        } else {
+            InterceptAccess::Read
+        };
+        Ok(self.handle_gpa_intercept(gfn, access)? == InterceptOutcome::Mapped)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::{
     hv::{self, abi, calls, RunExit},
-    mem::movable::{Access, Fault},
+    mem::movable::{InterceptAccess, InterceptOutcome},
     partition::Partition,
     root_hvcall, stats,
     sys::{
@@ -12,6 +12,7 @@ use crate::{
         lock::{Class, KillableMutex},
         trace,
     },
+    tlfs::HV_PAGE_SHIFT,
     uapi::{self, MshvRunVp},
 };
 use core::sync::atomic::Ordering;
@@ -149,32 +150,33 @@ impl Vp {
             let gpa = self.msg_u64(GPA);
             let mut access = [0u8; 1];
             self.read_msg(ACCESS_TYPE, &mut access);
-            if last == (gpa >> 12, access[0]) {
+            if last == (gpa >> HV_PAGE_SHIFT, access[0]) {
                 same += 1;
                 if same >= SAME_INTERCEPT_LIMIT {
                     break;
                 }
             } else {
-                (last, same) = ((gpa >> 12, access[0]), 0);
+                (last, same) = ((gpa >> HV_PAGE_SHIFT, access[0]), 0);
             }
-            let r = p.handle_gpa_intercept(gpa >> 12, Access::from_hv(access[0]));
+            let r =
+                p.handle_gpa_intercept(gpa >> HV_PAGE_SHIFT, InterceptAccess::from_hv(access[0]));
             // An MMIO exit (unmapped, not in a movable region) is not a fault.
-            if !unmapped || !matches!(r, Ok(Fault::Forward)) {
+            if !unmapped || !matches!(r, Ok(InterceptOutcome::Forward)) {
                 trace::gpa_intercept(
                     p.id,
                     self.index,
-                    gpa >> 12,
+                    gpa >> HV_PAGE_SHIFT,
                     access[0],
-                    matches!(r, Ok(Fault::Mapped)),
+                    matches!(r, Ok(InterceptOutcome::Mapped)),
                 );
             }
             match r? {
-                Fault::Mapped => {
+                InterceptOutcome::Mapped => {
                     if unmapped {
                         p.stats.unmapped_refaults.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Fault::Forward => break,
+                InterceptOutcome::Forward => break,
             }
         }
         let mut msg = MshvRunVp {

@@ -74,7 +74,7 @@ struct MovableState {
 
 /// The access a GPA intercept reports (`HV_INTERCEPT_ACCESS_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
+pub(crate) enum InterceptAccess {
     /// A data read.
     Read,
     /// A data write.
@@ -83,20 +83,20 @@ pub(crate) enum Access {
     Execute,
 }
 
-impl Access {
+impl InterceptAccess {
     /// Decodes `intercept_access_type`; unknown values count as reads.
     pub(crate) fn from_hv(v: u8) -> Self {
         match v {
-            abi::HV_INTERCEPT_ACCESS_WRITE => Access::Write,
-            abi::HV_INTERCEPT_ACCESS_EXECUTE => Access::Execute,
-            _ => Access::Read,
+            abi::HV_INTERCEPT_ACCESS_WRITE => InterceptAccess::Write,
+            abi::HV_INTERCEPT_ACCESS_EXECUTE => InterceptAccess::Execute,
+            _ => InterceptAccess::Read,
         }
     }
 }
 
 /// Outcome of a GPA intercept on a movable region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub(crate) enum InterceptOutcome {
     /// The pages are mapped; run the guest again.
     Mapped,
     /// Not ours to handle (region going away, or a write to read-only
@@ -215,7 +215,7 @@ impl Movable {
     /// An access the region's flags do not allow (a write to read-only
     /// memory, a fetch from non-executable memory) is the VMM's business:
     /// mapping again would only make the guest intercept again.
-    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
+    pub(crate) fn fault(&self, gfn: u64, access: InterceptAccess) -> Result<InterceptOutcome> {
         let start = Instant::<Monotonic>::now();
         let r = self.fault_timed(gfn, access);
         let ns = start.elapsed().as_nanos();
@@ -226,14 +226,14 @@ impl Movable {
         r
     }
 
-    fn fault_timed(&self, gfn: u64, access: Access) -> Result<Fault> {
+    fn fault_timed(&self, gfn: u64, access: InterceptAccess) -> Result<InterceptOutcome> {
         let spec = &self.slat.spec;
-        let write = access == Access::Write;
-        if (write && !spec.writable) || (access == Access::Execute && !spec.exec) {
-            return Ok(Fault::Forward);
+        let write = access == InterceptAccess::Write;
+        if (write && !spec.writable) || (access == InterceptAccess::Execute && !spec.exec) {
+            return Ok(InterceptOutcome::Forward);
         }
         let Some(mut window) = geometry::fault_window(spec.start_gfn, spec.pages, gfn) else {
-            return Ok(Fault::Forward);
+            return Ok(InterceptOutcome::Forward);
         };
         Stats::add(&spec.stats.gpa_intercepts, 1);
         let n = window.count as usize;
@@ -275,7 +275,7 @@ impl Movable {
                 };
                 match self.fault_writes(uaddr, w, hmm, scratch) {
                     Ok(true) => {}
-                    Ok(false) => return Ok(Fault::Forward),
+                    Ok(false) => return Ok(InterceptOutcome::Forward),
                     Err(e) => return Err(e),
                 }
             }
@@ -305,7 +305,7 @@ impl Movable {
             }
             let mut st = self.slat.state.lock();
             if st.phase != Phase::Live {
-                return Ok(Fault::Forward);
+                return Ok(InterceptOutcome::Forward);
             }
             if self.notifier.read_retry(seq) {
                 drop(st);
@@ -314,7 +314,7 @@ impl Movable {
                 continue;
             }
             match self.slat.map_window(&mut st, window, pages, hmm, &mut pfns) {
-                Ok(()) => return Ok(Fault::Mapped),
+                Ok(()) => return Ok(InterceptOutcome::Mapped),
                 Err(e) if e.needs_memory() => {
                     drop(st);
                     Stats::add(&spec.stats.deposit_retries, 1);

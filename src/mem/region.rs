@@ -10,7 +10,7 @@
 use super::{
     geometry::{self, HostPage},
     mmio::Mmio,
-    movable::{Access, Fault, Movable},
+    movable::{InterceptAccess, InterceptOutcome, Movable},
     RegionSpec,
 };
 use crate::{
@@ -293,10 +293,10 @@ impl Region {
     /// Handles a GPA intercept at `gfn`. Only movable regions resolve them;
     /// for the others an intercept means the guest did something the
     /// mapping does not allow, which the VMM must see.
-    pub(crate) fn fault(&self, gfn: u64, access: Access) -> Result<Fault> {
+    pub(crate) fn fault(&self, gfn: u64, access: InterceptAccess) -> Result<InterceptOutcome> {
         match &self.kind {
             RegionKind::Movable(m) => m.fault(gfn, access),
-            _ => Ok(Fault::Forward),
+            _ => Ok(InterceptOutcome::Forward),
         }
     }
 

@@ -493,12 +493,12 @@ impl Sim {
             Ok(pv) => pv,
             Err(e) => return fail(e.0),
         };
-        let (access, slat_access) = if flags & GVA_VALIDATE_WRITE != 0 {
-            (cpu::Access::Write, slat::Access::Write)
+        let access = if flags & GVA_VALIDATE_WRITE != 0 {
+            cpu::Access::Write
         } else if flags & GVA_VALIDATE_EXECUTE != 0 {
-            (cpu::Access::Execute, slat::Access::Execute)
+            cpu::Access::Execute
         } else {
-            (cpu::Access::Read, slat::Access::Read)
+            cpu::Access::Read
         };
         let no_access = if access == cpu::Access::Write {
             GVA_GPA_NO_WRITE_ACCESS
@@ -512,15 +512,10 @@ impl Sim {
         };
         let gva = gva_page.wrapping_shl(12);
         let (result, gpa_page) = match cpu::linear_to_physical(&regs, &mut mem, gva, access) {
-            Ok(gpa) => match part
-                .inner
-                .lock()
-                .slat
-                .check(gpa >> HV_PAGE_SHIFT, slat_access)
-            {
+            Ok(gpa) => match part.inner.lock().slat.check(gpa >> HV_PAGE_SHIFT, access) {
                 Ok(_) => (GVA_SUCCESS, gpa >> HV_PAGE_SHIFT),
-                Err(slat::Fault::Unmapped) => (GVA_GPA_UNMAPPED, gpa >> HV_PAGE_SHIFT),
-                Err(slat::Fault::Intercept) => (no_access, gpa >> HV_PAGE_SHIFT),
+                Err(slat::GpaFault::Unmapped) => (GVA_GPA_UNMAPPED, gpa >> HV_PAGE_SHIFT),
+                Err(slat::GpaFault::Intercept) => (no_access, gpa >> HV_PAGE_SHIFT),
             },
             Err(cpu::TranslateError::PageNotPresent) | Err(cpu::TranslateError::NonCanonical) => {
                 (GVA_PAGE_NOT_PRESENT, 0)

@@ -47,6 +47,7 @@
 //! *and copies the guest bytes* under that lock (see `sim::vp`). So once an
 //! unmap or remap returns, no guest access can still touch a page it removed.
 
+use super::cpu::Access;
 use super::pool::{page_u64s, Pool, PAGE_U64S};
 use crate::tlfs::{abi, status, HvError, HvResult, RepError, RepResult};
 use kernel::prelude::*;
@@ -93,20 +94,10 @@ const LARGE_DEPTH: usize = 2;
 /// Depth of the tables whose entries map 4 KiB.
 const SMALL_DEPTH: usize = 3;
 
-/// A guest access, as the SLAT checks it.
+/// Why the SLAT refused a guest-physical access (and which message the
+/// guest's access becomes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// Data read.
-    Read,
-    /// Data write.
-    Write,
-    /// Instruction fetch.
-    Execute,
-}
-
-/// Why a translation failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Fault {
+pub(crate) enum GpaFault {
     /// No entry maps the gfn (`HVMSG_UNMAPPED_GPA`).
     Unmapped,
     /// An entry maps it without the needed permission (`HVMSG_GPA_INTERCEPT`).
@@ -731,21 +722,21 @@ impl Slat {
 
     /// Translates `gfn` for a guest `access`, setting the entry's accessed
     /// bit (and dirty bit for a write) on success.
-    pub(crate) fn translate(&mut self, gfn: u64, access: Access) -> Result<Translation, Fault> {
+    pub(crate) fn translate(&mut self, gfn: u64, access: Access) -> Result<Translation, GpaFault> {
         self.lookup(gfn, access, true)
     }
 
     /// Translates `gfn` for `access` like [`Slat::translate`], without
     /// touching the accessed and dirty bits (for hypervisor-internal checks).
-    pub(crate) fn check(&self, gfn: u64, access: Access) -> Result<Translation, Fault> {
+    pub(crate) fn check(&self, gfn: u64, access: Access) -> Result<Translation, GpaFault> {
         self.lookup(gfn, access, false)
     }
 
     /// Translates `gfn` for `access`; with `mark`, sets the accessed (and
     /// dirty) bits of the entry.
-    fn lookup(&self, gfn: u64, access: Access, mark: bool) -> Result<Translation, Fault> {
+    fn lookup(&self, gfn: u64, access: Access, mark: bool) -> Result<Translation, GpaFault> {
         if gfn >= GFN_LIMIT {
-            return Err(Fault::Unmapped);
+            return Err(GpaFault::Unmapped);
         }
         let path = self.walk(gfn, SMALL_DEPTH);
         let mut leaf = None;
@@ -763,7 +754,7 @@ impl Slat {
             }
         }
         let Some((slot, e, large)) = leaf else {
-            return Err(Fault::Unmapped);
+            return Err(GpaFault::Unmapped);
         };
         let needed = match access {
             Access::Read => READ,
@@ -771,7 +762,7 @@ impl Slat {
             Access::Execute => KEXEC | UEXEC,
         };
         if e & NO_ACCESS != 0 || e & needed == 0 {
-            return Err(Fault::Intercept);
+            return Err(GpaFault::Intercept);
         }
         let bits = if access == Access::Write {
             ACCESSED | DIRTY
@@ -1118,7 +1109,7 @@ mod tests {
         })
     }
 
-    fn translate(slat: &mut Slat, gfn: u64, access: Access) -> Result<(u64, bool), Fault> {
+    fn translate(slat: &mut Slat, gfn: u64, access: Access) -> Result<(u64, bool), GpaFault> {
         slat.translate(gfn, access).map(|t| (t.pfn, t.large))
     }
 
@@ -1147,7 +1138,7 @@ mod tests {
         );
         assert_eq!(
             translate(&mut slat, 0x1002, Access::Read),
-            Err(Fault::Unmapped)
+            Err(GpaFault::Unmapped)
         );
         // Remapping an entry replaces it and takes no page.
         assert_eq!(slat.map(&mut pool, 0x1000, RWX, &[p1]), Ok(()));
@@ -1176,7 +1167,7 @@ mod tests {
         );
         assert_eq!(
             translate(&mut slat, 0x400, Access::Read),
-            Err(Fault::Unmapped)
+            Err(GpaFault::Unmapped)
         );
         // Misaligned gfn or pfn.
         assert_eq!(
@@ -1223,7 +1214,7 @@ mod tests {
         );
         assert_eq!(
             translate(&mut slat, 0x408, Access::Write),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
         slat.clear(&mut pool);
         assert_eq!(pool.in_use(), 0);
@@ -1245,7 +1236,7 @@ mod tests {
         assert_eq!(slat.tables(), 4);
         assert_eq!(
             translate(&mut slat, 0x403, Access::Read),
-            Err(Fault::Unmapped)
+            Err(GpaFault::Unmapped)
         );
         assert_eq!(
             translate(&mut slat, 0x404, Access::Read),
@@ -1314,7 +1305,7 @@ mod tests {
         );
         assert_eq!(
             translate(&mut slat, 511, Access::Read),
-            Err(Fault::Unmapped)
+            Err(GpaFault::Unmapped)
         );
         // Deposit one page and resume at the failed rep.
         add_pages(&mut pool, 1)?;
@@ -1335,7 +1326,10 @@ mod tests {
         let mut pool = pool_with(8)?;
         let g = guest_pages(3)?;
         let mut slat = Slat::new();
-        assert_eq!(translate(&mut slat, 5, Access::Read), Err(Fault::Unmapped));
+        assert_eq!(
+            translate(&mut slat, 5, Access::Read),
+            Err(GpaFault::Unmapped)
+        );
         assert_eq!(
             slat.map(&mut pool, 10, abi::HV_MAP_GPA_NO_ACCESS, &[g[0].pfn()]),
             Ok(())
@@ -1346,11 +1340,11 @@ mod tests {
         // NO_ACCESS: every access intercepts; the pfn is dropped.
         assert_eq!(
             translate(&mut slat, 10, Access::Read),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
         assert_eq!(
             translate(&mut slat, 10, Access::Execute),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
         let mut pfn10 = None;
         slat.for_each_entry(10, 1, |_, pfn, _, _| pfn10 = Some(pfn));
@@ -1362,14 +1356,17 @@ mod tests {
         );
         assert_eq!(
             translate(&mut slat, 11, Access::Write),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
         // Not executable.
         assert_eq!(
             translate(&mut slat, 12, Access::Execute),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
-        assert_eq!(translate(&mut slat, 13, Access::Read), Err(Fault::Unmapped));
+        assert_eq!(
+            translate(&mut slat, 13, Access::Read),
+            Err(GpaFault::Unmapped)
+        );
         assert_eq!(slat.accessible_entries(), 2);
         slat.clear(&mut pool);
         assert_eq!(pool.in_use(), 0);
@@ -1400,7 +1397,7 @@ mod tests {
         assert_eq!(slat.map(&mut pool, 20, RO, &[g[0].pfn()]), Ok(()));
         assert_eq!(
             translate(&mut slat, 20, Access::Write),
-            Err(Fault::Intercept)
+            Err(GpaFault::Intercept)
         );
         assert_eq!(
             flags_of(&slat, 20).map(|f| f & (ACCESSED | DIRTY)),

@@ -177,14 +177,9 @@ impl VpMemory<'_> {
             // The interpreter never crosses a page; refuse rather than overrun.
             return Err(fault(true));
         }
-        let slat_access = match access {
-            cpu::Access::Read => slat::Access::Read,
-            cpu::Access::Write => slat::Access::Write,
-            cpu::Access::Execute => slat::Access::Execute,
-        };
         let mut inner = self.part.inner.lock();
         let gfn = gpa >> HV_PAGE_SHIFT;
-        match inner.slat.translate(gfn, slat_access) {
+        match inner.slat.translate(gfn, access) {
             // Device memory (an MMIO region: the pfn may have no struct page
             // and no direct mapping) is never touched by the interpreter: the
             // access goes to the VMM as a GPA intercept.
@@ -194,7 +189,7 @@ impl VpMemory<'_> {
                 copy(t.pfn, off);
                 Ok(())
             }
-            Err(f) => Err(fault(f == slat::Fault::Unmapped)),
+            Err(f) => Err(fault(f == slat::GpaFault::Unmapped)),
         }
     }
 }
