@@ -1326,47 +1326,46 @@ mod tests {
         let mut pool = pool_with(8)?;
         let g = guest_pages(3)?;
         let mut slat = Slat::new();
-        assert_eq!(
-            translate(&mut slat, 5, Access::Read),
-            Err(GpaFault::Unmapped)
-        );
-        assert_eq!(
-            slat.map(&mut pool, 10, abi::HV_MAP_GPA_NO_ACCESS, &[g[0].pfn()]),
-            Ok(())
-        );
-        assert_eq!(slat.map(&mut pool, 11, RO, &[g[1].pfn()]), Ok(()));
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
-        assert_eq!(slat.map(&mut pool, 12, rw, &[g[2].pfn()]), Ok(()));
-        // NO_ACCESS: every access intercepts; the pfn is dropped.
-        assert_eq!(
-            translate(&mut slat, 10, Access::Read),
-            Err(GpaFault::Intercept)
-        );
-        assert_eq!(
-            translate(&mut slat, 10, Access::Execute),
-            Err(GpaFault::Intercept)
-        );
+        // gfn 10 NO_ACCESS, 11 read-only, 12 read-write (not executable).
+        for (gfn, flags, pfn) in [
+            (10, abi::HV_MAP_GPA_NO_ACCESS, g[0].pfn()),
+            (11, RO, g[1].pfn()),
+            (12, rw, g[2].pfn()),
+        ] {
+            assert_eq!(
+                (gfn, slat.map(&mut pool, gfn, flags, &[pfn])),
+                (gfn, Ok(()))
+            );
+        }
+        let (unmapped, intercept) = (Err(GpaFault::Unmapped), Err(GpaFault::Intercept));
+        for (gfn, access, want) in [
+            // Holes around the entries.
+            (5, Access::Read, unmapped),
+            (13, Access::Read, unmapped),
+            // NO_ACCESS: every access intercepts.
+            (10, Access::Read, intercept),
+            (10, Access::Write, intercept),
+            (10, Access::Execute, intercept),
+            // Read-only: reads pass, writes and fetches intercept.
+            (11, Access::Read, Ok((g[1].pfn(), false))),
+            (11, Access::Write, intercept),
+            (11, Access::Execute, intercept),
+            // Read-write: only fetches intercept.
+            (12, Access::Read, Ok((g[2].pfn(), false))),
+            (12, Access::Write, Ok((g[2].pfn(), false))),
+            (12, Access::Execute, intercept),
+        ] {
+            // The row is part of the comparison, so a failure names it.
+            assert_eq!(
+                (gfn, access, translate(&mut slat, gfn, access)),
+                (gfn, access, want)
+            );
+        }
+        // A NO_ACCESS entry keeps no pfn.
         let mut pfn10 = None;
         slat.for_each_entry(10, 1, |_, pfn, _, _| pfn10 = Some(pfn));
         assert_eq!(pfn10, Some(0));
-        // Read-only: reads pass, writes intercept.
-        assert_eq!(
-            translate(&mut slat, 11, Access::Read),
-            Ok((g[1].pfn(), false))
-        );
-        assert_eq!(
-            translate(&mut slat, 11, Access::Write),
-            Err(GpaFault::Intercept)
-        );
-        // Not executable.
-        assert_eq!(
-            translate(&mut slat, 12, Access::Execute),
-            Err(GpaFault::Intercept)
-        );
-        assert_eq!(
-            translate(&mut slat, 13, Access::Read),
-            Err(GpaFault::Unmapped)
-        );
         assert_eq!(slat.accessible_entries(), 2);
         slat.clear(&mut pool);
         assert_eq!(pool.in_use(), 0);
