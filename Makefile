@@ -99,14 +99,14 @@ check-debug:
 # The fuzzer (tests/fuzz, scripts/fuzz) in the debug-kernel VM for
 # FUZZ_MINUTES (default 10) per seed; FUZZ_SEED=N replays a seed (default:
 # a fresh one, printed). FUZZ_ARGS are passed to scripts/fuzz (for example
-# --test-kernel, or "-- --threads 8 --wild-sizes" for the fuzzer).
+# --test-kernel, or "-- --threads 8 --no-wild-sizes" for the fuzzer).
 fuzz:
 	$(REPO)/scripts/fuzz $(if $(FUZZ_MINUTES),--minutes $(FUZZ_MINUTES)) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED)) $(FUZZ_ARGS)
 
 # The movable-memory scenarios on the debug kernel with failslab and the
 # sim's random hypercall failures (scripts/check-faults): passes if nothing
 # splats, leaks or leaves a stale translation. CHECK_FAULTS_ARGS replaces
-# the "scen_" filter (CI runs a short pass: .ci/run).
+# the "scen_" filter. `make check-debug` (in CI) runs a short pass of it.
 check-faults:
 	$(REPO)/scripts/kernel --debug build >/dev/null
 	$(MAKE) module KDIR=$$($(REPO)/scripts/kernel --debug builddir)
