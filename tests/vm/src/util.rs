@@ -612,7 +612,10 @@ impl Mmap {
                 0,
             )
         };
-        if p == libc::MAP_FAILED || p.cast::<u8>() != unsafe { self.ptr.add(off) } {
+        // SAFETY: `off + len <= self.len` (checked above): within the
+        // reservation `self.ptr` starts.
+        let want = unsafe { self.ptr.add(off) };
+        if p == libc::MAP_FAILED || p.cast::<u8>() != want {
             fail!("mmap MAP_FIXED to refill the hole: {}", errname(errno()));
         }
         Ok(())
@@ -890,15 +893,20 @@ pub fn partition_stats(dir: &Path) -> TResult<BTreeMap<String, u64>> {
     Ok(map)
 }
 
-/// Successful calls of hypercall `code` the emulator answered since load
-/// (`sim/calls`; a code never called successfully has no line: 0).
-pub fn sim_calls(code: u16) -> TResult<u64> {
-    let path = mshv_debugfs().join("sim").join("calls");
+/// The `name value` lines of the emulator's debugfs file `sim/<file>`
+/// (a missing file: [`debugfs_missing`], only the simulator has it).
+pub fn sim_kv(file: &str) -> TResult<BTreeMap<String, u64>> {
+    let path = mshv_debugfs().join("sim").join(file);
     if !present(&path)? {
         return Err(debugfs_missing(&path, true));
     }
-    Ok(read_kv(&path)
-        .ctx("sim/calls")?
+    read_kv(&path).ctx(&format!("sim/{file}"))
+}
+
+/// Successful calls of hypercall `code` the emulator answered since load
+/// (`sim/calls`; a code never called successfully has no line: 0).
+pub fn sim_calls(code: u16) -> TResult<u64> {
+    Ok(sim_kv("calls")?
         .get(&format!("{code:#06x}"))
         .copied()
         .unwrap_or(0))

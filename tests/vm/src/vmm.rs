@@ -84,6 +84,19 @@ impl Partition {
         }
     }
 
+    /// The partition's id, from the name of its debugfs directory (which
+    /// every backend creates: a partition without one fails the test).
+    pub fn id(&self) -> TResult<u64> {
+        let dir = self
+            .debugfs
+            .as_ref()
+            .map_err(|e| Failure::Fail(format!("no partition debugfs directory: {e}")))?;
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Failure::Fail(format!("no partition id in {}", dir.display())))
+    }
+
     /// The partition's `stats`, which must exist.
     pub fn stats(&self) -> TResult<std::collections::BTreeMap<String, u64>> {
         let dir = self.debugfs_dir()?;

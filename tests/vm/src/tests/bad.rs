@@ -614,15 +614,6 @@ pub fn bad_root_hvcall() -> TResult {
     c.finish()
 }
 
-/// The partition id of `p`, from its debugfs directory's name.
-fn partition_id(p: &Partition) -> TResult<u64> {
-    let dir = p.debugfs_dir()?;
-    dir.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Failure::Fail(format!("no partition id in {}", dir.display())))
-}
-
 /// ROOT_HVCALL on a partition fd acts on that partition whatever id the
 /// input names (the driver overwrites the id: the isolation guarantee), and
 /// reps above 0xfff (the hypercall's 12-bit rep count) are refused.
@@ -631,7 +622,7 @@ pub fn root_hvcall_isolation() -> TResult {
     let mshv = open_mshv()?;
     let a = Partition::new(&mshv)?;
     let b = Partition::new(&mshv)?;
-    let (ida, idb) = (partition_id(&a)?, partition_id(&b)?);
+    let (ida, idb) = (a.id()?, b.id()?);
     if ida == idb {
         fail!("two partitions with the same id {ida}");
     }

@@ -19,11 +19,7 @@ use crate::{ensure, ensure_eq, fail, note};
 
 /// The emulator's scheduler counters (`sim/sched`).
 pub(super) fn sched_counters() -> TResult<BTreeMap<String, u64>> {
-    let path = mshv_debugfs().join("sim").join("sched");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    read_kv(&path).ctx("sim/sched")
+    sim_kv("sched")
 }
 
 /// Core scheduler: every exit is one `HVMSG_OPAQUE_INTERCEPT` on SINT0 and

@@ -126,12 +126,7 @@ fn remove_regions_expect_empty_slat(fail_at_rep: Option<&str>) -> TResult {
 
 /// One counter of `sim/injected` (what the emulator's injections did).
 fn injected(name: &str) -> TResult<u64> {
-    let path = mshv_debugfs().join("sim").join("injected");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    read_kv(&path)
-        .ctx("sim/injected")?
+    sim_kv("injected")?
         .get(name)
         .copied()
         .ok_or_else(|| Failure::Fail(format!("sim/injected has no {name}")))
@@ -667,21 +662,6 @@ pub fn mirror_check_after_movable_events() -> TResult {
     m.halt()
 }
 
-/// The partition's id, from the name of its debugfs directory.
-fn partition_id(p: &Partition) -> TResult<u64> {
-    let id = match &p.debugfs {
-        Ok(d) => d
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|s| s.parse::<u64>().ok()),
-        Err(_) => None,
-    };
-    match id {
-        Some(id) => Ok(id),
-        None => fail!("cannot tell the partition id from {:?}", p.debugfs),
-    }
-}
-
 /// The same GPA intercept again and again although the driver maps the
 /// page each time (`sim/inject_spurious_intercept`: the hypervisor keeps
 /// intercepting reads of one data page): RUN_VP resolves the first and the
@@ -698,7 +678,7 @@ pub fn repeated_intercept_goes_to_vmm() -> TResult {
     } = setup()?;
     let mut m = Monitor::start(&vcpu)?;
     m.write(DATA_GPA, 0x5eed)?;
-    let id = partition_id(&p)?;
+    let id = p.id()?;
     let before = p.stats()?["gpa_intercepts"];
     inject(
         "inject_spurious_intercept",
@@ -752,7 +732,7 @@ pub fn mirror_checker_catches_corruption() -> TResult {
         0,
         "mirror violations before the injection"
     );
-    let id = partition_id(&p)?;
+    let id = p.id()?;
     inject("inject_corrupt_entry", &format!("{id} {}", DATA_GFN + 1))?;
     let (checked, v) = mirror_check(&p)?;
     note!(
@@ -946,11 +926,7 @@ pub fn kept_region_pins_survive_failed_delete() -> TResult {
 
 /// The emulated SynIC's counters (`sim/synic`).
 pub(crate) fn synic_counters() -> TResult<std::collections::BTreeMap<String, u64>> {
-    let path = mshv_debugfs().join("sim").join("synic");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    read_kv(&path).ctx("sim/synic")
+    sim_kv("synic")
 }
 
 /// `CREATE_PARTITION` takes `partition_charge` pages of the emulator's root
@@ -959,11 +935,7 @@ pub(crate) fn synic_counters() -> TResult<std::collections::BTreeMap<String, u64
 /// loop), and deleting the partition gives them back to that pool; nothing
 /// deposited into the root is withdrawn (upstream never does).
 pub fn partition_charges_root_pool() -> TResult {
-    let path = mshv_debugfs().join("sim").join("root_pool");
-    if !present(&path)? {
-        return Err(debugfs_missing(&path, true));
-    }
-    let read = || read_kv(&path).ctx("sim/root_pool");
+    let read = || sim_kv("root_pool");
     let in_use = |m: &std::collections::BTreeMap<String, u64>| m["pages"] - m["free"];
     let before = read()?;
     let charge = before["partition_charge"];
