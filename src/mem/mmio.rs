@@ -289,16 +289,9 @@ impl MmioSlat {
 
 impl Invalidate for MmioSlat {
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
-        let st = if blockable {
-            self.state.lock()
-        } else {
-            match self.state.try_lock() {
-                Some(g) => g,
-                None => {
-                    Stats::add(&self.spec.stats.invalidations_busy, 1);
-                    return false;
-                }
-            }
+        let Some(st) = super::lock_for_invalidation(&self.state, blockable, &self.spec.stats)
+        else {
+            return false;
         };
         inv.set_seq();
         if st.phase == Phase::Removed {

@@ -11,7 +11,7 @@ pub(crate) mod regions;
 
 use crate::hv::Hypervisor;
 use core::sync::atomic::{AtomicU64, Ordering};
-use kernel::sync::Arc;
+use kernel::sync::{Arc, Mutex, MutexGuard};
 
 /// What every kind of region is made from: where it sits in guest physical
 /// and user memory, how the guest may access it, and whose it is. One value
@@ -96,4 +96,24 @@ impl Stats {
     pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// Takes a region's state lock for an MMU-notifier invalidation: waits for
+/// it when the invalidation may sleep (`blockable`), else only tries. `None`
+/// when busy, counted in `invalidations_busy`: the callback then answers
+/// that it cannot invalidate now (the notifier's `-EAGAIN` to a caller that
+/// may not sleep, such as the OOM reaper).
+pub(crate) fn lock_for_invalidation<'a, T>(
+    state: &'a Mutex<T>,
+    blockable: bool,
+    stats: &Stats,
+) -> Option<MutexGuard<'a, T>> {
+    if blockable {
+        return Some(state.lock());
+    }
+    let guard = state.try_lock();
+    if guard.is_none() {
+        Stats::add(&stats.invalidations_busy, 1);
+    }
+    guard
 }

@@ -791,16 +791,9 @@ impl MovableSlat {
 
 impl Invalidate for MovableSlat {
     fn invalidate(&self, inv: &Invalidation<'_>, start: u64, end: u64, blockable: bool) -> bool {
-        let mut st = if blockable {
-            self.state.lock()
-        } else {
-            match self.state.try_lock() {
-                Some(g) => g,
-                None => {
-                    Stats::add(&self.spec.stats.invalidations_busy, 1);
-                    return false;
-                }
-            }
+        let Some(mut st) = super::lock_for_invalidation(&self.state, blockable, &self.spec.stats)
+        else {
+            return false;
         };
         inv.set_seq();
         // A removed region's GPA range may already belong to a new region.
