@@ -92,3 +92,26 @@ pub fn enter_protected_mode(
     regs.extend_from_slice(extra);
     set_regs(vcpu, &regs)
 }
+
+/// Puts the VP in 64-bit mode with paging at `entry`: CR3 = `cr3` (a
+/// 4-level page table the caller built), CR4.PAE, EFER.LME|LMA, CR0.PG|PE|ET,
+/// CS = a 64-bit code segment (selector 0x08, attributes 0xA09B), DS/SS =
+/// flat data (0x10, 0xC093), RFLAGS = 0x2, in one HVCALL_SET_VP_REGISTERS.
+pub fn enter_long_mode(vcpu: &VcpuFd, cr3: u64, entry: u64) -> Result<(), Error> {
+    let code = seg(0, 0xffff_ffff, 0x08, 0xa09b);
+    let data = seg(0, 0xffff_ffff, 0x10, 0xc093);
+    set_regs(
+        vcpu,
+        &[
+            reg64(hv_register_name_HV_X64_REGISTER_CR3, cr3),
+            reg64(hv_register_name_HV_X64_REGISTER_CR4, 0x20),
+            reg64(hv_register_name_HV_X64_REGISTER_EFER, 0x500),
+            reg64(hv_register_name_HV_X64_REGISTER_CR0, 0x8000_0011),
+            seg_reg(hv_register_name_HV_X64_REGISTER_CS, code),
+            seg_reg(hv_register_name_HV_X64_REGISTER_DS, data),
+            seg_reg(hv_register_name_HV_X64_REGISTER_SS, data),
+            reg64(hv_register_name_HV_X64_REGISTER_RFLAGS, 0x2),
+            reg64(hv_register_name_HV_X64_REGISTER_RIP, entry),
+        ],
+    )
+}

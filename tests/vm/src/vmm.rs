@@ -12,7 +12,7 @@ use mshv_ioctls::{Mshv, MshvError, VcpuFd, VmFd};
 pub use mshv_mini_vmm::exit::{decode, Exit, MemKind, ACCESS_EXECUTE, ACCESS_READ, ACCESS_WRITE};
 use mshv_mini_vmm::partition;
 use mshv_mini_vmm::regs;
-pub use mshv_mini_vmm::regs::{reg64, seg, seg_reg};
+pub use mshv_mini_vmm::regs::reg64;
 
 use crate::guest;
 use crate::uapi::MEM_RWX;
@@ -125,6 +125,12 @@ pub fn get_reg64(vcpu: &VcpuFd, name: hv_register_name) -> TResult<u64> {
 
 pub fn get_seg(vcpu: &VcpuFd, name: hv_register_name) -> TResult<hv_x64_segment_register> {
     Ok(regs::get_seg(vcpu, name)?)
+}
+
+/// Puts the VP in 64-bit mode with paging at `entry`, page tables at `cr3`
+/// (see [`regs::enter_long_mode`]).
+pub fn enter_long_mode(vcpu: &VcpuFd, cr3: u64, entry: u64) -> TResult {
+    Ok(regs::enter_long_mode(vcpu, cr3, entry)?)
 }
 
 /// Puts the VP in 32-bit flat protected mode at `entry` with RSP = `esp`

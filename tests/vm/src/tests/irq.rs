@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use mshv_bindings::{
     hv_interrupt_type_HV_X64_INTERRUPT_TYPE_FIXED, hv_interrupt_type_HV_X64_INTERRUPT_TYPE_NMI,
-    mshv_user_ioeventfd, mshv_user_irq_entry, mshv_user_irq_table, mshv_user_irqfd,
+    hv_register_name_HV_X64_REGISTER_RIP, mshv_user_ioeventfd, mshv_user_irq_entry,
+    mshv_user_irq_table, mshv_user_irqfd,
 };
 use mshv_ioctls::{InterruptRequest, IoEventAddress, NoDatamatch, VcpuFd, VmFd};
 
@@ -826,6 +827,112 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
         ),
         Err(why) => fail!("partition debugfs directory: {why}"),
     }
+    Ok(())
+}
+
+/// A 64-bit datamatch ioeventfd (`len` 8, as Cloud Hypervisor registers
+/// for 8-byte virtio notifications) fired by a long-mode guest: an 8-byte
+/// write of the value signals it with no exit; a 4-byte write of its low
+/// half and an 8-byte write differing only in bit 63 are ordinary MMIO
+/// exits that signal nothing.
+pub fn ioeventfd_datamatch_64bit() -> TResult {
+    const MEM_GPA: u64 = 0x10_0000;
+    const CODE: u64 = MEM_GPA + 0x2000;
+    const BASE: u64 = 0xd000_0000;
+    const VALUE: u64 = 0x1122_3344_5566_7788;
+    let mshv = open_mshv()?;
+    let p = Partition::new(&mshv)?;
+    let vm = &p.vm;
+    // PML4 at MEM_GPA, a PDPT of four identity 1 GiB pages after it.
+    let mut mem = Mmap::anon(0x10000)?;
+    mem.bytes_mut(0, 8)
+        .copy_from_slice(&((MEM_GPA + 0x1000) | 0x7).to_le_bytes());
+    for i in 0..4 {
+        mem.bytes_mut(0x1000 + 8 * i, 8)
+            .copy_from_slice(&((i as u64) << 30 | 0x87).to_le_bytes());
+    }
+    let mut code = Vec::new();
+    code.extend_from_slice(&[0x48, 0xbb]); // mov rbx, BASE
+    code.extend_from_slice(&BASE.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0xb8]); // mov rax, VALUE
+    code.extend_from_slice(&VALUE.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0x89, 0x03]); // mov [rbx], rax: rings
+    code.extend_from_slice(&[0xe7, 0x40]); // out 0x40, eax
+    let half = CODE + code.len() as u64;
+    code.extend_from_slice(&[0x89, 0x03]); // mov [rbx], eax: 4 bytes
+    code.extend_from_slice(&[0x48, 0xb9]); // mov rcx, VALUE ^ bit 63
+    code.extend_from_slice(&(VALUE ^ 1 << 63).to_le_bytes());
+    let other = CODE + code.len() as u64;
+    code.extend_from_slice(&[0x48, 0x89, 0x0b]); // mov [rbx], rcx
+    code.extend_from_slice(&[0x48, 0x89, 0x03, 0xf4]); // mov [rbx], rax: rings; hlt
+    mem.bytes_mut(0x2000, code.len()).copy_from_slice(&code);
+    p.map(&mem, 0, mem.len(), MEM_GPA >> 12, MEM_RWX)?;
+    let efd = eventfd()?;
+    expect_ok(
+        vm.register_ioevent(&efd, &IoEventAddress::Mmio(BASE), VALUE),
+        "ioeventfd with a 64-bit datamatch",
+    )?;
+    let vcpu = p.vcpu(0)?;
+    enter_long_mode(&vcpu, MEM_GPA, CODE)?;
+    let count = || match efd.read() {
+        Ok(n) => n,
+        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(_) => u64::MAX,
+    };
+    let run_vp = |what: &str| {
+        run(&vcpu).map_err(|e| Failure::Fail(format!("RUN_VP {what}: {}", errname(e))))
+    };
+    let skip = |rip: u64, len: u64| {
+        set_regs(
+            &vcpu,
+            &[reg64(hv_register_name_HV_X64_REGISTER_RIP, rip + len)],
+        )
+    };
+
+    let exit = run_vp("to the first OUT")?;
+    let Exit::Io { port: 0x40, .. } = exit else {
+        fail!("expected: the OUT to port 0x40 after the 8-byte write\nactual:   {exit}");
+    };
+    ensure_eq!(count(), 1, "eventfd after an 8-byte write of the value");
+    complete_io(&vcpu, &exit, None)?;
+    let exit = run_vp("to the 4-byte write")?;
+    expect_mem_exit(
+        &exit,
+        MemKind::Unmapped,
+        ACCESS_WRITE,
+        BASE,
+        half,
+        &[0x89, 0x03],
+        "4-byte write of the value's low half",
+    )?;
+    ensure_eq!(count(), 0, "eventfd after a 4-byte write");
+    skip(half, 2)?;
+    let exit = run_vp("to the write of another value")?;
+    expect_mem_exit(
+        &exit,
+        MemKind::Unmapped,
+        ACCESS_WRITE,
+        BASE,
+        other,
+        &[0x48, 0x89, 0x0b],
+        "8-byte write differing in bit 63",
+    )?;
+    ensure_eq!(count(), 0, "eventfd after a write of another value");
+    skip(other, 3)?;
+    let exit = run_vp("to HLT")?;
+    let Exit::Halt { .. } = exit else {
+        fail!("expected: HLT after the last 8-byte write\nactual:   {exit}");
+    };
+    ensure_eq!(
+        count(),
+        1,
+        "eventfd after the second 8-byte write of the value"
+    );
+    ensure_eq!(
+        p.stats()?["doorbells"],
+        2,
+        "debugfs doorbells after two matching writes and two exits"
+    );
     Ok(())
 }
 

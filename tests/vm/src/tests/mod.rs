@@ -358,6 +358,11 @@ pub static ALL: &[TestCase] = &[
         func: irq::ioeventfd_fires_on_guest_write,
         timeout: 120,
     },
+    TestCase {
+        name: "ioeventfd_datamatch_64bit",
+        func: irq::ioeventfd_datamatch_64bit,
+        timeout: 120,
+    },
     // state (issue 4 part 2: GPAP bitmap, VP state, register page, registers)
     TestCase {
         name: "gpap_dirty_tracking",

@@ -1841,7 +1841,7 @@ impl Drop for SharedMem {
 /// runs the VMM drops the page-table pages with `MADV_DONTNEED` (the driver
 /// remaps them NO_ACCESS): the guest's walks fault them back in, and
 /// `TRANSLATE_VIRTUAL_ADDRESS` through ROOT_HVCALL re-faults them instead of
-/// failing (upstream 7.3 fails there).
+/// failing (upstream 7.3 fails there), at most 16 times per call.
 pub fn translate_gva_refaults_page_tables() -> TResult {
     const PT_GPA: u64 = 0x10_0000;
     const A_GPA: u64 = 0x20_0000;
@@ -1877,22 +1877,7 @@ pub fn translate_gva_refaults_page_tables() -> TResult {
     p.map(&a, 0, a.len(), A_GPA >> 12, MEM_RWX)?;
     p.map(&b, 0, b.len(), B_GPA >> 12, MEM_RWX)?;
     let vcpu = p.vcpu(0)?;
-    let code64 = seg(0, 0xffff_ffff, 0x08, 0xa09b);
-    let data = seg(0, 0xffff_ffff, 0x10, 0xc093);
-    set_regs(
-        &vcpu,
-        &[
-            reg64(hv_register_name_HV_X64_REGISTER_CR3, PT_GPA),
-            reg64(hv_register_name_HV_X64_REGISTER_CR4, 0x20),
-            reg64(hv_register_name_HV_X64_REGISTER_EFER, 0x500),
-            reg64(hv_register_name_HV_X64_REGISTER_CR0, 0x8000_0011),
-            seg_reg(hv_register_name_HV_X64_REGISTER_CS, code64),
-            seg_reg(hv_register_name_HV_X64_REGISTER_DS, data),
-            seg_reg(hv_register_name_HV_X64_REGISTER_SS, data),
-            reg64(hv_register_name_HV_X64_REGISTER_RFLAGS, 0x2),
-            reg64(hv_register_name_HV_X64_REGISTER_RIP, GVA + 0x3000),
-        ],
-    )?;
+    enter_long_mode(&vcpu, PT_GPA, GVA + 0x3000)?;
 
     let translate = |gva: u64, flags: u64, what: &str| -> TResult<(u64, u32)> {
         let (gpa, r) = vcpu
@@ -1961,6 +1946,38 @@ pub fn translate_gva_refaults_page_tables() -> TResult {
         b.read_u32(0x1000),
         0x1234_5678,
         "the guest's write through paging"
+    );
+
+    // The re-fault limit: the hypervisor keeps refusing the walk's read of
+    // the last-level page table although the driver maps it each time
+    // (`sim/inject_spurious_intercept`). The driver asks 1 + 16 times, then
+    // gives the hypervisor's answer to the VMM instead of looping.
+    let pt_gfn = (PT_GPA >> 12) + 3;
+    let id = p.id()?;
+    let calls0 = sim_calls(HVCALL_TRANSLATE_VIRTUAL_ADDRESS as u16)?;
+    let faults0 = p.stats()?["gpa_intercepts"];
+    super::sim::inject("inject_spurious_intercept", &format!("{id} {pt_gfn} 1000"))?;
+    let refused = translate(GVA + 0x10, 1, "A, page table refused");
+    super::sim::inject("inject_spurious_intercept", &format!("{id} {pt_gfn} 0"))?;
+    ensure_eq!(
+        refused?,
+        (pt_gfn << 12 | 0x10, 5),
+        "GVA → A while the hypervisor refuses the page table: (gpa, GPA_NO_READ_ACCESS)"
+    );
+    ensure_eq!(
+        sim_calls(HVCALL_TRANSLATE_VIRTUAL_ADDRESS as u16)? - calls0,
+        17,
+        "TRANSLATE_VIRTUAL_ADDRESS calls for one MSHV_VP_TRANSLATE_GVA (1 + 16 re-faults)"
+    );
+    ensure_eq!(
+        p.stats()?["gpa_intercepts"] - faults0,
+        16,
+        "page-table re-faults the driver made"
+    );
+    ensure_eq!(
+        translate(GVA + 0x10, 1, "A again")?,
+        (A_GPA + 0x10, 0),
+        "GVA → A once the hypervisor stops refusing"
     );
     Ok(())
 }
