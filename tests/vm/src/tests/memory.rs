@@ -107,7 +107,7 @@ fn pattern_test(pinned: bool) -> TResult {
     m.halt()?;
     note!("{} exits", m.exits);
     p.note_stats("at the end");
-    slat_matches_vmm_page_tables(&p, &data, pinned)?;
+    slat_matches_vmm_page_tables(&p, &data, 0, 2 * PAT_HALF / PAGE, PAT_GFN, pinned)?;
 
     if pinned {
         {
@@ -132,12 +132,18 @@ fn pattern_test(pinned: bool) -> TResult {
 /// address, writable. A pinned region must have every page mapped (its pin
 /// keeps them); a movable one may lose entries to invalidations Linux is
 /// free to make (compaction), so at least one must be there to compare.
-fn slat_matches_vmm_page_tables(p: &Partition, data: &Mmap, pinned: bool) -> TResult {
+fn slat_matches_vmm_page_tables(
+    p: &Partition,
+    data: &Mmap,
+    off: usize,
+    pages: usize,
+    first_gfn: u64,
+    pinned: bool,
+) -> TResult {
     let entries = crate::tests::sim::sim_entries(p)?;
-    let pages = 2 * PAT_HALF / PAGE;
     let mut compared = 0;
     for i in 0..pages {
-        let gfn = PAT_GFN + i as u64;
+        let gfn = first_gfn + i as u64;
         let Some(&(pfn, writable)) = entries.get(&gfn) else {
             ensure!(
                 !pinned,
@@ -145,7 +151,7 @@ fn slat_matches_vmm_page_tables(p: &Partition, data: &Mmap, pinned: bool) -> TRe
             );
             continue;
         };
-        let e = pagemap(data.addr() + (i * PAGE) as u64)?;
+        let e = pagemap(data.addr() + (off + i * PAGE) as u64)?;
         ensure!(
             e & PM_PRESENT != 0,
             "gfn {gfn:#x} is mapped to pfn {pfn:#x} but the VMM's page {i} is not present (pagemap {e:#x})"
@@ -433,12 +439,25 @@ fn thp_current() -> Option<String> {
     Some(s[start + 1..end].to_string())
 }
 
-/// THP-backed memory (2 MiB-aligned, MADV_HUGEPAGE, MADV_POPULATE_WRITE)
-/// mapped at guest_pfn 0x1F0, 16 pages below a 2 MiB boundary, with
-/// userspace_addr 16 pages below a 2 MiB boundary too (congruent modulo
-/// 2 MiB): after the guest touches it all, the partition stats show at least
-/// one 2 MiB mapping (mapped_2m >= 1), and the bytes are right.
+/// THP-backed memory (MADV_HUGEPAGE, MADV_POPULATE_WRITE) mapped at
+/// guest_pfn 0x1F0, 16 pages below a 2 MiB boundary, with userspace_addr 16
+/// pages below a 2 MiB boundary too (congruent modulo 2 MiB), the two 2 MiB
+/// frames above it backed by huge pages (the 16 pages below by small ones,
+/// MADV_NOHUGEPAGE): after the guest touches it all, the SLAT maps both
+/// frames with 2 MiB entries, and the bytes are right.
 pub fn thp_unaligned_gets_2m() -> TResult {
+    thp_region_gets_2m(false)
+}
+
+/// The same region mapped pinned (force_pinned=1): the set-up maps it
+/// whole, both frames as 2 MiB entries and the 16 pages below as 4 KiB
+/// ones, every entry writable and holding the pfn the VMM maps
+/// (`/proc/self/pagemap`), before the guest runs; then the guest's checks.
+pub fn thp_pinned_gets_2m() -> TResult {
+    thp_region_gets_2m(true)
+}
+
+fn thp_region_gets_2m(pinned: bool) -> TResult {
     let mode = match thp_current() {
         None => skip!("{THP_ENABLED} is missing (no CONFIG_TRANSPARENT_HUGEPAGE)"),
         Some(m) => m,
@@ -471,6 +490,9 @@ pub fn thp_unaligned_gets_2m() -> TResult {
     );
     mem.madvise(0, mem.len(), libc::MADV_HUGEPAGE)
         .map_err(|e| Failure::Fail(format!("madvise(MADV_HUGEPAGE): {}", errname(e))))?;
+    // Small pages below the boundary, whatever the THP mode.
+    mem.madvise(0, aligned - base, libc::MADV_NOHUGEPAGE)
+        .map_err(|e| Failure::Fail(format!("madvise(MADV_NOHUGEPAGE): {}", errname(e))))?;
     if let Err(e) = mem.madvise(off, SIZE, MADV_POPULATE_WRITE) {
         note!(
             "MADV_POPULATE_WRITE: {}; touching the pages instead",
@@ -481,9 +503,9 @@ pub fn thp_unaligned_gets_2m() -> TResult {
         }
     }
     let huge = anon_huge_kb(aligned as u64).unwrap_or(0);
-    note!("AnonHugePages of the mapping: {huge} kB (THP mode {mode})");
-    if huge < 2048 {
-        skip!("the kernel did not back the 2 MiB-aligned range with a huge page (AnonHugePages {huge} kB)");
+    note!("AnonHugePages of the mapping above the boundary: {huge} kB (THP mode {mode})");
+    if huge != 4096 {
+        skip!("the kernel did not back both 2 MiB frames with huge pages (AnonHugePages {huge} kB, want 4096)");
     }
     let seed = 0x2f2f_0202;
     fill_pattern(&mut mem, off, SIZE, gpa as u64, seed);
@@ -491,9 +513,23 @@ pub fn thp_unaligned_gets_2m() -> TResult {
     let mshv = open_mshv()?;
     let p = Partition::new(&mshv)?;
     let _code = load_monitor(&p)?;
+    let pin = if pinned {
+        Some(ForcePinned::on()?)
+    } else {
+        None
+    };
     p.map(&mem, off, SIZE, GFN, MEM_RWX)?;
+    drop(pin);
     let before = p.stats()?;
     note!("stats before the guest runs: {}", show_kv(&before));
+    if pinned {
+        slat_matches_vmm_page_tables(&p, &mem, off, SIZE / PAGE, GFN, true)?;
+        ensure_eq!(
+            super::sim::sim_slat(&p)?["large_entries"],
+            2,
+            "2 MiB SLAT entries of the pinned region right after MSHV_SET_GUEST_MEMORY"
+        );
+    }
     let vcpu = p.vcpu(0)?;
     let mut m = Monitor::start(&vcpu)?;
     m.expect_pattern(gpa, SIZE, seed, "THP-backed region")?;
@@ -510,19 +546,21 @@ pub fn thp_unaligned_gets_2m() -> TResult {
     note!("stats after: {}", show_kv(&after));
     let huge_now = anon_huge_kb(aligned as u64).unwrap_or(0);
     note!("AnonHugePages after the run: {huge_now} kB");
-    ensure!(
-        after["mapped_2m"] >= 1,
-        "2 MiB mappings of a THP-backed region at an unaligned guest_pfn ({GFN:#x}, congruent modulo 2 MiB)\nexpected: mapped_2m >= 1\nactual:   {}",
-        show_kv(&after)
-    );
-    // mapped_2m only counts what was ever mapped: the SLAT must hold a
-    // 2 MiB entry now.
+    if !pinned {
+        ensure!(
+            after["mapped_2m"] >= 1,
+            "2 MiB mappings of a THP-backed region at an unaligned guest_pfn ({GFN:#x}, congruent modulo 2 MiB)\nexpected: mapped_2m >= 1\nactual:   {}",
+            show_kv(&after)
+        );
+    }
+    // mapped_2m only counts what was ever mapped: the SLAT must hold both
+    // 2 MiB entries now.
     let slat = super::sim::sim_slat(&p)?;
     note!("sim_slat after the run: {}", show_kv(&slat));
-    ensure!(
-        slat["large_entries"] >= 1,
-        "2 MiB SLAT entries now, after the guest read and wrote the THP-backed region\nexpected: >= 1\nactual:   {}",
-        slat["large_entries"]
+    ensure_eq!(
+        slat["large_entries"],
+        2,
+        "2 MiB SLAT entries after the guest read and wrote the THP-backed region"
     );
     Ok(())
 }

@@ -119,6 +119,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "thp_pinned_gets_2m",
+        func: memory::thp_pinned_gets_2m,
+        timeout: 300,
+    },
+    TestCase {
         name: "readonly_region",
         func: exits::readonly_region,
         timeout: 120,
