@@ -105,6 +105,21 @@ impl Pipe {
         let _ = unsafe { libc::write(self.w, s.as_ptr().cast(), s.len()) };
     }
 
+    /// Reads up to the first newline, EOF or `limit`.
+    fn read_line(&self, limit: Duration) -> String {
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        while !out.ends_with(b"\n") && t0.elapsed() < limit {
+            let mut b = [0u8; 1];
+            // SAFETY: reads into a valid buffer from our own fd.
+            if unsafe { libc::read(self.r, b.as_mut_ptr().cast(), 1) } != 1 {
+                break;
+            }
+            out.push(b[0]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Reads until EOF or `limit`; returns what was read and whether EOF came.
     fn read_to_eof(&self, limit: Duration) -> (String, bool) {
         let t0 = Instant::now();
@@ -725,6 +740,159 @@ pub fn gpap_walk_killable() -> TResult {
         scaled(Duration::from_secs(30)),
         "after the killed GPAP walk",
     )
+}
+
+// ---------------------------------------------------------------------------
+// Non-blockable invalidations (issue 16)
+
+/// Pages of the region the reaper test's child maps.
+const REAP_PAGES: u64 = 1024;
+/// Children the reaper test may try.
+const TRIES: usize = 20;
+
+/// A VMM killed and reaped with `process_mrelease` (what the OOM reaper
+/// does): the reaper unmaps the dying process's memory with *non-blockable*
+/// MMU-notifier invalidations while the VMM's partition still lives. The
+/// driver must take them (try-lock, remap NO_ACCESS, say it succeeded)
+/// rather than refuse or ignore them: the reap returns 0 on its first call,
+/// and the trace shows one non-blockable invalidation of exactly each of
+/// its two movable regions (`mshv_rs_invalidate`, blockable=0, the gfn
+/// and page count of the code and of the data region). The
+/// child's exit races the reaper (an invalidation of the exit path holding
+/// a region's lock makes the reaper's try-lock fail: `EAGAIN`, as a correct
+/// driver answers), so up to [`TRIES`] children are tried until one reap
+/// came first; every one of them must leave nothing behind.
+pub fn reaped_vmm_nonblocking_invalidation() -> TResult {
+    let start = live_now()?;
+    let tracing = super::trace::Tracing::on()?;
+    let mut outcomes = Vec::new();
+    let mut seen = false;
+    for _ in 0..TRIES {
+        let (id, reap) = reap_one_vmm()?;
+        expect_live_back(
+            &start,
+            scaled(Duration::from_secs(30)),
+            "after the reaped child",
+        )?;
+        let records = tracing.records()?;
+        let mut nonblocking: Vec<_> = super::trace::of(&records, "mshv_rs_invalidate")
+            .into_iter()
+            .filter(|r| r.get("partition_id") == id.to_string() && r.get("blockable") == "0")
+            .map(|r| (r.get("gfn").to_string(), r.get("pages").to_string()))
+            .collect();
+        nonblocking.sort();
+        let all: Vec<_> = super::trace::of(&records, "mshv_rs_invalidate")
+            .into_iter()
+            .filter(|r| r.get("partition_id") == id.to_string())
+            .map(|r| r.values(&["gfn", "pages", "blockable"]).join("/"))
+            .collect();
+        outcomes.push(format!(
+            "pt {id}: process_mrelease {}, invalidations (gfn/pages/blockable) {all:?}",
+            show_res(reap)
+        ));
+        if reap == Ok(0) && !nonblocking.is_empty() {
+            ensure_eq!(
+                nonblocking,
+                vec![
+                    (format!("{CODE_GFN:#x}"), (CODE_SIZE / PAGE).to_string()),
+                    (format!("{REGION_GFN:#x}"), REAP_PAGES.to_string())
+                ],
+                "non-blockable invalidations of pt {id}'s code and data regions (gfn, pages)"
+            );
+            seen = true;
+            break;
+        }
+    }
+    note!("{}", outcomes.join("\n"));
+    ensure!(
+        seen,
+        "a reap that came before the child's own exit\nexpected: one in {} tries\nactual:   none:\n{}",
+        outcomes.len(),
+        outcomes.join("\n")
+    );
+    Ok(())
+}
+
+/// Forks a child VMM (a partition, a movable region the guest has touched,
+/// then `pause()`), SIGKILLs it and reaps its memory at once with
+/// `process_mrelease`; returns the partition id and the reap's result once
+/// the child is gone.
+fn reap_one_vmm() -> TResult<(u64, Result<i64, i32>)> {
+    let mut ready = Pipe::new()?;
+    let pid = fork()?;
+    if pid == 0 {
+        ready.close_r();
+        let r = (|| -> TResult<(Partition, Mmap, Mmap, mshv_ioctls::VcpuFd, u64)> {
+            let (p, code, vcpu) = monitor_partition()?;
+            let data = Mmap::anon(REAP_PAGES as usize * PAGE)?;
+            p.map(&data, 0, data.len(), REGION_GFN, MEM_RWX)?;
+            let mut m = Monitor::start(&vcpu)?;
+            m.touch(REGION_GPA, REAP_PAGES as u32)?;
+            m.halt()?;
+            let id = p.id()?;
+            Ok((p, code, data, vcpu, id))
+        })();
+        // Threads that only wait: the address space is torn down when the
+        // last of them has exited, which leaves the reaper a wider window.
+        for _ in 0..8 {
+            std::thread::spawn(|| loop {
+                std::thread::park();
+            });
+        }
+        match &r {
+            Ok((.., id)) => ready.write(&format!("{id}\n")),
+            Err(Failure::Fail(e) | Failure::Skip(e)) => ready.write(&format!("error {e}\n")),
+        }
+        // SAFETY: waits for the signal; the child never returns from here.
+        loop {
+            unsafe { libc::pause() };
+        }
+    }
+    ready.close_w();
+    let line = ready.read_line(scaled(Duration::from_secs(60)));
+    let Some(id) = line.trim().parse::<u64>().ok() else {
+        kill_and_reap(pid);
+        fail!("the child VMM could not set up: {line:?}");
+    };
+    // SAFETY: a plain syscall on our own child's pid.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if pidfd < 0 {
+        let e = errno();
+        kill_and_reap(pid);
+        return Err(errno_failure("pidfd_open", e));
+    }
+    // Real-time priority from the kill to the end of the reap, so that on
+    // this CPU the woken child cannot run (and exit) before the reaper.
+    let set_policy = |policy, priority| {
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
+        // SAFETY: sets this thread's own scheduling policy from a valid
+        // parameter block.
+        unsafe { libc::sched_setscheduler(0, policy, &param) }
+    };
+    if set_policy(libc::SCHED_FIFO, 1) != 0 {
+        note!("sched_setscheduler(SCHED_FIFO): {}", errname(errno()));
+    }
+    // SAFETY: signals our own child, then reaps its address space through
+    // our own pidfd.
+    let reap = unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::syscall(libc::SYS_process_mrelease, pidfd, 0)
+    };
+    let reap = if reap < 0 { Err(errno()) } else { Ok(reap) };
+    set_policy(libc::SCHED_OTHER, 0);
+    // SAFETY: our own fd.
+    unsafe { libc::close(pidfd) };
+    let Some(status) = wait_for(pid, scaled(Duration::from_secs(30))) else {
+        fail!("the SIGKILLed child VMM {pid} is still alive after 30 s");
+    };
+    ensure!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the reaped child's status\nexpected: killed by signal 9\nactual:   {}",
+        show_status(status)
+    );
+    Ok((id, reap))
 }
 
 // ---------------------------------------------------------------------------

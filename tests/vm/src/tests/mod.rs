@@ -497,6 +497,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "reaped_vmm_nonblocking_invalidation",
+        func: hardening::reaped_vmm_nonblocking_invalidation,
+        timeout: 600,
+    },
+    TestCase {
         name: "create_vp_failure_keeps_no_deposit",
         func: hardening::create_vp_failure_keeps_no_deposit,
         timeout: 60,

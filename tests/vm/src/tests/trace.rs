@@ -50,18 +50,18 @@ fn write(path: &Path, value: &str) -> TResult {
 }
 
 /// One trace record: the event's name and its `key=value` fields.
-struct Record {
+pub(super) struct Record {
     event: String,
     fields: BTreeMap<String, String>,
 }
 
 impl Record {
-    fn get(&self, key: &str) -> &str {
+    pub(super) fn get(&self, key: &str) -> &str {
         self.fields.get(key).map_or("<missing>", |v| v.as_str())
     }
 
     /// The values of `keys`, in that order.
-    fn values(&self, keys: &[&str]) -> Vec<&str> {
+    pub(super) fn values(&self, keys: &[&str]) -> Vec<&str> {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
@@ -98,12 +98,12 @@ fn parse(text: &str) -> Vec<Record> {
 }
 
 /// Enables the `mshv_rs` events on an empty buffer; disables them on drop.
-struct Tracing {
+pub(super) struct Tracing {
     dir: PathBuf,
 }
 
 impl Tracing {
-    fn on() -> TResult<Tracing> {
+    pub(super) fn on() -> TResult<Tracing> {
         let dir = tracefs()?;
         let events = dir.join("events/mshv_rs");
         if !events.exists() {
@@ -129,6 +129,11 @@ impl Tracing {
     /// Disables the events and returns the records in the buffer.
     fn take(self) -> TResult<Vec<Record>> {
         write(&self.dir.join("events/mshv_rs/enable"), "0")?;
+        self.records()
+    }
+
+    /// The records in the buffer so far (tracing goes on).
+    pub(super) fn records(&self) -> TResult<Vec<Record>> {
         let text = fs::read_to_string(self.dir.join("trace")).ctx("read tracefs trace")?;
         Ok(parse(&text))
     }
@@ -140,7 +145,7 @@ impl Drop for Tracing {
     }
 }
 
-fn of<'a>(records: &'a [Record], event: &str) -> Vec<&'a Record> {
+pub(super) fn of<'a>(records: &'a [Record], event: &str) -> Vec<&'a Record> {
     records.iter().filter(|r| r.event == event).collect()
 }
 
