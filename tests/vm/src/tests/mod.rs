@@ -497,6 +497,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "set_memory_allocation_failures",
+        func: hardening::set_memory_allocation_failures,
+        timeout: 600,
+    },
+    TestCase {
         name: "reaped_vmm_nonblocking_invalidation",
         func: hardening::reaped_vmm_nonblocking_invalidation,
         timeout: 600,
