@@ -15,9 +15,17 @@
 //! pending and in-service interrupts survive a save/restore). The model's
 //! lock and this blob's are never held together.
 //!
+//! A SET of the XSAVE area is refused (`INVALID_PARAMETER`) where the
+//! processor's `XRSTORS` of it would fault, which Hyper-V must check before
+//! it loads the area into a VP ([`xsave_acceptable`]: compacted format,
+//! only the partition's enabled states, a clean header, no reserved MXCSR
+//! bits).
+//!
 //! Approximations: the other blobs are not tied to the rest of the VP (the
-//! XSAVE area's x87/SSE part is not the interpreter's register file), and a
-//! SET is checked only for its size, not its contents.
+//! XSAVE area's x87/SSE part is not the interpreter's register file), and
+//! a SET of the LAPIC, SynIC or timer blobs is checked only for its size:
+//! the TLFS states no rule for their contents that the emulator could
+//! follow rather than invent.
 
 use super::{le, Sim};
 use crate::sys::page;
@@ -34,6 +42,33 @@ type StatePage = [u8; HV_PAGE];
 
 /// XSAVE legacy states the hypervisor always transfers (x87, SSE).
 const XSAVE_LEGACY: u64 = 0x3;
+/// Offset of MXCSR in the XSAVE legacy area.
+const XSAVE_MXCSR: usize = 24;
+/// Offset and size of the XSAVE header (`XSTATE_BV`, `XCOMP_BV`, 48 bytes
+/// that must be zero).
+const XSAVE_HEADER: usize = 512;
+const XSAVE_HEADER_LEN: usize = 64;
+/// `XCOMP_BV[63]`: the area is in the compacted format.
+const XCOMP_COMPACTED: u64 = 1 << 63;
+
+/// Whether the processor would load an XSAVE area with this MXCSR and
+/// header (`header`: the 64 bytes at offset 512) with `XRSTORS`, the
+/// instruction that restores a compacted area, when the states `enabled`
+/// are enabled (SDM vol. 1, 13.12): `XCOMP_BV` has bit 63 and only enabled
+/// states, `XSTATE_BV` only states in `XCOMP_BV`, the header's other 48
+/// bytes are zero, and MXCSR has none of its reserved bits 16-31 (what
+/// `MXCSR_MASK` 0xffff allows).
+pub(crate) fn xsave_acceptable(mxcsr: u32, header: &[u8; XSAVE_HEADER_LEN], enabled: u64) -> bool {
+    let (Some(xstate_bv), Some(xcomp_bv)) = (le::u64_at(header, 0), le::u64_at(header, 8)) else {
+        return false;
+    };
+    let components = xcomp_bv & !XCOMP_COMPACTED;
+    xcomp_bv & XCOMP_COMPACTED != 0
+        && components & !enabled == 0
+        && xstate_bv & !components == 0
+        && header[16..].iter().all(|&b| b == 0)
+        && mxcsr >> 16 == 0
+}
 
 /// `hv_local_interrupt_controller_state` offsets.
 mod lapic {
@@ -115,9 +150,10 @@ impl VpState {
         let mut xsave = KBox::new([0u8; HV_PAGE], GFP_ATOMIC)?;
         // FCW 0x37f, MXCSR 0x1f80, XCOMP_BV: compacted format, x87/SSE/AVX.
         xsave[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-        put32(&mut xsave[..], 24, 0x1f80);
-        put32(&mut xsave[..], 28, 0xffff);
-        xsave[520..528].copy_from_slice(&((1u64 << 63) | 0x7).to_le_bytes());
+        put32(&mut xsave[..], XSAVE_MXCSR, 0x1f80);
+        put32(&mut xsave[..], XSAVE_MXCSR + 4, 0xffff);
+        xsave[XSAVE_HEADER + 8..XSAVE_HEADER + 16]
+            .copy_from_slice(&(XCOMP_COMPACTED | 0x7).to_le_bytes());
         Ok(Self {
             lapic,
             xsave,
@@ -176,6 +212,28 @@ impl Sim {
             return Err(invalid);
         }
         let by_pfn = data.kind & HV_GET_SET_VP_STATE_TYPE_PFN != 0;
+        if set && data.kind == HV_GET_SET_VP_STATE_XSAVE {
+            let mut mxcsr = [0u8; 4];
+            let mut header = [0u8; XSAVE_HEADER_LEN];
+            match pfns.first() {
+                Some(&pfn) => {
+                    // SAFETY: the caller keeps every page of `pfns` pinned
+                    // for the call; both ranges lie in the first page.
+                    unsafe {
+                        page::read(pfn, XSAVE_MXCSR, &mut mxcsr);
+                        page::read(pfn, XSAVE_HEADER, &mut header);
+                    }
+                }
+                None => {
+                    let at = |off: usize, len: usize| inline.get(off..off + len).ok_or(invalid);
+                    mxcsr.copy_from_slice(at(XSAVE_MXCSR, 4)?);
+                    header.copy_from_slice(at(XSAVE_HEADER, XSAVE_HEADER_LEN)?);
+                }
+            }
+            if !xsave_acceptable(u32::from_le_bytes(mxcsr), &header, xsave_states) {
+                return Err(invalid);
+            }
+        }
         let is_lapic = data.kind == HV_GET_SET_VP_STATE_LAPIC_STATE;
         // The model's registers, taken before (and never under) `state`.
         let model = (is_lapic && !set).then(|| vp.lapic.lock().save());
@@ -233,5 +291,55 @@ impl Sim {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+#[kernel::prelude::kunit_tests(mshv_rs_sim_vp_state)]
+mod tests {
+    use super::*;
+
+    /// A header with `XSTATE_BV`, `XCOMP_BV` and one byte of the reserved
+    /// part (`(offset, value)`, offset 16..64).
+    fn header(xstate_bv: u64, xcomp_bv: u64, reserved: Option<(usize, u8)>) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h[0..8].copy_from_slice(&xstate_bv.to_le_bytes());
+        h[8..16].copy_from_slice(&xcomp_bv.to_le_bytes());
+        if let Some((off, v)) = reserved {
+            h[off] = v;
+        }
+        h
+    }
+
+    #[test]
+    fn xsave_area_checks() {
+        let c = XCOMP_COMPACTED;
+        // (MXCSR, XSTATE_BV, XCOMP_BV, a reserved header byte, enabled states)
+        let rows: [(u32, u64, u64, Option<(usize, u8)>, u64, bool); 12] = [
+            // The reset area and a used one.
+            (0x1f80, 0, c | 0x7, None, 0x7, true),
+            (0xffff, 0x7, c | 0x7, None, 0x7, true),
+            // Fewer components than enabled; XSTATE_BV within them.
+            (0x1f80, 0x3, c | 0x3, None, 0x7, true),
+            // The standard (non-compacted) format.
+            (0x1f80, 0x3, 0x7, None, 0x7, false),
+            // A component the partition has not enabled (AVX-512 opmask).
+            (0x1f80, 0, c | 0x27, None, 0x7, false),
+            (0x1f80, 0, c | 0x7, None, 0x3, false),
+            // A state in XSTATE_BV that XCOMP_BV does not hold.
+            (0x1f80, 0x4, c | 0x3, None, 0x7, false),
+            // The reserved 48 bytes, first and last.
+            (0x1f80, 0, c | 0x7, Some((16, 1)), 0x7, false),
+            (0x1f80, 0, c | 0x7, Some((63, 0x80)), 0x7, false),
+            // MXCSR reserved bits, lowest and highest.
+            (0x1_1f80, 0, c | 0x7, None, 0x7, false),
+            (0x8000_1f80, 0, c | 0x7, None, 0x7, false),
+            // Bit 63 alone: no component, nothing to restore.
+            (0x1f80, 0, c, None, 0x7, true),
+        ];
+        for (i, &(mxcsr, xstate, xcomp, reserved, enabled, want)) in rows.iter().enumerate() {
+            let got = xsave_acceptable(mxcsr, &header(xstate, xcomp, reserved), enabled);
+            assert_eq!((i, got), (i, want));
+        }
     }
 }

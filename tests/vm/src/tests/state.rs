@@ -409,6 +409,16 @@ pub fn vp_state_round_trips() -> TResult {
                 .wrapping_add(u32::from(ty)) as u8
                 | 1;
         }
+        if ty == MSHV_VP_STATE_XSAVE as u8 {
+            // Random registers, but an area the processor would load (the
+            // emulator refuses the rest, as Hyper-V must; checked below):
+            // MXCSR without reserved bits, a compacted x87/SSE/AVX header.
+            let area = buf.bytes_mut(0, size as usize);
+            area[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
+            area[512..576].fill(0);
+            area[512..520].copy_from_slice(&7u64.to_le_bytes());
+            area[520..528].copy_from_slice(&(1u64 << 63 | 7).to_le_bytes());
+        }
         let want = buf.bytes(0, size as usize).to_vec();
         let (r, sz) = vp_state_raw(fd, true, ty, 2 * PAGE as u32, buf.addr());
         c.success(&format!("SET_VP_STATE type {ty} (2-page buffer)"), r);
@@ -434,6 +444,39 @@ pub fn vp_state_round_trips() -> TResult {
         ensure!(
             other.bytes(0, size as usize) != &want[..],
             "type {ty}: VP 0's state is not VP 1's"
+        );
+    }
+
+    // XSAVE areas the processor would not load are refused, and the
+    // stored area stays as it was.
+    let xsave = MSHV_VP_STATE_XSAVE as u8;
+    let good = state_buf(1)?;
+    let (r, _) = vp_state_raw(fd, false, xsave, PAGE as u32, good.addr());
+    c.success("GET_VP_STATE XSAVE before the refused SETs", r);
+    let bad_areas: [(&str, usize, &[u8]); 5] = [
+        ("XCOMP_BV without the compacted bit", 527, &[0]),
+        ("XCOMP_BV with a state not enabled (bit 5)", 520, &[0x27]),
+        ("XSTATE_BV with a state XCOMP_BV lacks (bit 3)", 512, &[0xf]),
+        ("a reserved header byte (offset 575)", 575, &[1]),
+        ("MXCSR reserved bit 16", 26, &[1]),
+    ];
+    for (what, off, bytes) in bad_areas {
+        let mut bad = state_buf(1)?;
+        bad.bytes_mut(0, 832).copy_from_slice(good.bytes(0, 832));
+        bad.bytes_mut(off, bytes.len()).copy_from_slice(bytes);
+        let (r, _) = vp_state_raw(fd, true, xsave, PAGE as u32, bad.addr());
+        c.errno(
+            &format!("SET_VP_STATE XSAVE with {what}"),
+            r,
+            libc::EINVAL,
+            false,
+        );
+        let now = state_buf(1)?;
+        let (r, _) = vp_state_raw(fd, false, xsave, PAGE as u32, now.addr());
+        c.success("GET_VP_STATE XSAVE after a refused SET", r);
+        ensure!(
+            now.bytes(0, 832) == good.bytes(0, 832),
+            "the XSAVE area after a refused SET with {what} is the one stored before"
         );
     }
 
