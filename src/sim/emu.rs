@@ -607,16 +607,26 @@ impl Seam for Emulator {
         p.input.fill(0);
         p.output.fill(0);
         p.input[..input.len()].copy_from_slice(input);
+        // An injected memory shortage lasts until the root deposits.
+        if let Some(st) = self.sim.owed(c.code) {
+            return abi::result(st, c.start);
+        }
         let (st, done) = match self.sim.take_call_failure(c.code) {
             None => self.call(c.code, c.reps, c.start, c.varhead, p),
-            Some((status, rep)) => match inject::call_failure_at(c.reps, c.start, rep) {
-                CallFailure::Now => (status, c.start),
-                CallFailure::NotHere => self.call(c.code, c.reps, c.start, c.varhead, p),
-                CallFailure::After(n) => match self.call(c.code, n, c.start, c.varhead, p) {
-                    (status::SUCCESS, done) if done == n => (status, n),
-                    other => other,
-                },
-            },
+            Some((status, rep)) => {
+                let r = match inject::call_failure_at(c.reps, c.start, rep) {
+                    CallFailure::Now => (status, c.start),
+                    CallFailure::NotHere => self.call(c.code, c.reps, c.start, c.varhead, p),
+                    CallFailure::After(n) => match self.call(c.code, n, c.start, c.varhead, p) {
+                        (status::SUCCESS, done) if done == n => (status, n),
+                        other => other,
+                    },
+                };
+                if r.0 == status {
+                    self.sim.owe(c.code, status);
+                }
+                r
+            }
         };
         let n = output.len();
         output.copy_from_slice(&p.output[..n]);

@@ -8,6 +8,7 @@
 //! probabilistic mode (a small deterministic PRNG, [`Prng`]) for fault runs
 //! (`make check-faults`).
 
+use crate::tlfs::status;
 use kernel::sync::atomic::{Atomic, Relaxed};
 
 /// Armed bit of the packed fail-at-rep request.
@@ -120,6 +121,9 @@ pub(crate) struct Inject {
     call_failure: Atomic<u64>,
     /// Calls failed that way.
     pub(crate) call_failures: Atomic<u64>,
+    /// An injected memory shortage that no deposit has met yet: `code << 16
+    /// | status` of the call it refused, 0 when none ([`Inject::owe`]).
+    short: Atomic<u32>,
 }
 
 /// What [`Inject::take_call_failure`] makes of a call with `reps` reps,
@@ -162,6 +166,7 @@ impl Inject {
             contiguous_refused: Atomic::new(0),
             call_failure: Atomic::new(0),
             call_failures: Atomic::new(0),
+            short: Atomic::new(0),
         }
     }
 
@@ -226,8 +231,32 @@ impl Inject {
         refuse
     }
 
-    /// A deposit of `pfns` arrived.
+    /// Records that an injected `status` refused a call of `code`. If it is
+    /// a memory status (one the root answers with a deposit), every later
+    /// call of `code` gets the same answer until a deposit arrives
+    /// ([`Inject::deposited`]), as Hyper-V's calls do while its pool stays
+    /// short: a driver that retries without depositing gets nowhere. The
+    /// emulator owes map, initialize, create-VP and `sim/inject_call`
+    /// shortages, not the random ones of unmap calls: the driver unmaps
+    /// whole entries, which needs no memory, and takes such a failure as a
+    /// transient one (`calls::unmap_batched`).
+    pub(crate) fn owe(&self, code: u16, status: u16) {
+        if status::deposit_pages(status).is_some() {
+            self.short
+                .store((u32::from(code) << 16) | u32::from(status), Relaxed);
+        }
+    }
+
+    /// The status an unmet injected shortage gives a call of `code`, if any.
+    pub(crate) fn owed(&self, code: u16) -> Option<u16> {
+        let v = self.short.load(Relaxed);
+        (v != 0 && (v >> 16) as u16 == code).then_some(v as u16)
+    }
+
+    /// A deposit of `pfns` arrived: it meets an injected shortage (into any
+    /// partition; the emulator does not check that it was the right one).
     pub(crate) fn deposited(&self, pfns: &[u64]) {
+        self.short.store(0, Relaxed);
         if self.contiguous.load(Relaxed) == CONTIG_WAITING
             && has_aligned_run(pfns, CONTIGUOUS_PAGES)
         {
@@ -338,6 +367,28 @@ impl Inject {
 #[kernel::prelude::kunit_tests(mshv_rs_sim_inject)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_shortage_lasts_until_a_deposit() {
+        let i = Inject::new();
+        assert_eq!(i.owed(0x4b), None);
+        // Other statuses are not owed.
+        i.owe(0x4b, status::INVALID_PARAMETER);
+        assert_eq!(i.owed(0x4b), None);
+        i.owe(0x4b, status::INSUFFICIENT_MEMORY);
+        assert_eq!(i.owed(0x4b), Some(status::INSUFFICIENT_MEMORY));
+        assert_eq!(i.owed(0x4b), Some(status::INSUFFICIENT_MEMORY));
+        assert_eq!(i.owed(0x4e), None);
+        i.deposited(&[7]);
+        assert_eq!(i.owed(0x4b), None);
+        i.owe(0x4e, status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY);
+        assert_eq!(
+            i.owed(0x4e),
+            Some(status::INSUFFICIENT_CONTIGUOUS_ROOT_MEMORY)
+        );
+        i.deposited(&[]);
+        assert_eq!(i.owed(0x4e), None);
+    }
 
     #[test]
     fn call_failure_placement() {

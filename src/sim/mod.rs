@@ -442,6 +442,16 @@ impl Sim {
         self.inject.take_call_failure(code)
     }
 
+    /// See [`inject::Inject::owe`].
+    pub(crate) fn owe(&self, code: u16, status: u16) {
+        self.inject.owe(code, status);
+    }
+
+    /// See [`inject::Inject::owed`].
+    pub(crate) fn owed(&self, code: u16) -> Option<u16> {
+        self.inject.owed(code)
+    }
+
     /// Calls failed by [`Sim::inject_call_failure`].
     pub(crate) fn call_failures(&self) -> u64 {
         self.inject.call_failures.load(Relaxed)
@@ -708,7 +718,14 @@ impl Sim {
         if inner.state != PartState::Created {
             return Err(HvError::INVALID_PARTITION_STATE);
         }
-        if self.inject.take_no_memory() || inner.pool.free() < INIT_PAGES {
+        if self.inject.take_no_memory() {
+            self.inject.owe(
+                abi::HVCALL_INITIALIZE_PARTITION,
+                HvError::INSUFFICIENT_MEMORY.0,
+            );
+            return Err(HvError::INSUFFICIENT_MEMORY);
+        }
+        if inner.pool.free() < INIT_PAGES {
             return Err(HvError::INSUFFICIENT_MEMORY);
         }
         for slot in inner.init_pages.iter_mut() {
@@ -815,7 +832,12 @@ impl Sim {
             if self.inject.contiguous_refuses() {
                 return Err(HvError::INSUFFICIENT_CONTIGUOUS_MEMORY);
             }
-            if self.inject.take_no_memory() || inner.pool.free() < VP_PAGES {
+            if self.inject.take_no_memory() {
+                self.inject
+                    .owe(abi::HVCALL_CREATE_VP, HvError::INSUFFICIENT_MEMORY.0);
+                return Err(HvError::INSUFFICIENT_MEMORY);
+            }
+            if inner.pool.free() < VP_PAGES {
                 return Err(HvError::INSUFFICIENT_MEMORY);
             }
             for slot in pages.iter_mut() {
@@ -965,10 +987,13 @@ impl Sim {
             return Err(at_start(HvError::INVALID_PARTITION_STATE));
         }
         if self.inject.take_no_memory() {
+            self.inject
+                .owe(abi::HVCALL_MAP_GPA_PAGES, HvError::INSUFFICIENT_MEMORY.0);
             return Err(at_start(HvError::INSUFFICIENT_MEMORY));
         }
         match self.inject.take_rep_failure(pfns.len()) {
             Some((reps, st)) if reps < pfns.len() => {
+                self.inject.owe(abi::HVCALL_MAP_GPA_PAGES, st);
                 let head = pfns.get(..reps).unwrap_or(&[]);
                 inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;
                 Err(RepError {
