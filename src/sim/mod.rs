@@ -83,12 +83,12 @@ pub(crate) mod synic;
 mod vp;
 mod vp_state;
 
+#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
+use crate::tlfs::RegValue;
 use crate::tlfs::{
     abi, CreatePartition, HvError, HvResult, RepError, RepResult, VpPage, VpStateData,
     VP_STATE_INLINE,
 };
-#[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-use crate::tlfs::{RegValue, VirtualInterrupt};
 use kernel::{
     new_spinlock,
     prelude::*,
@@ -1061,19 +1061,6 @@ impl Sim {
         reg_page::with_regs(&part, &vp, |regs| Self::set_regs(regs, values, writable))
     }
 
-    // The KUnit suites call the core directly; the driver goes through
-    // the emulator's decoder (`emu`).
-    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-    pub(crate) fn get_gpa_access_states(
-        &self,
-        pt: u64,
-        base_gfn: u64,
-        flags: u64,
-        out: &mut [u8],
-    ) -> RepResult {
-        self.gpa_access_states(pt, base_gfn, flags, out)
-    }
-
     pub(crate) fn get_vp_state(
         &self,
         pt: u64,
@@ -1100,13 +1087,6 @@ impl Sim {
             return Err(HvError::INVALID_PARAMETER);
         }
         self.vp_state(pt, vp, data, pfns, &mut buf[..inline.len()], true)
-    }
-
-    // The KUnit suites call the core directly; the driver goes through
-    // the emulator's decoder (`emu`).
-    #[cfg(CONFIG_MSHV_RS_KUNIT_TEST)]
-    pub(crate) fn assert_virtual_interrupt(&self, pt: u64, irq: &VirtualInterrupt) -> HvResult {
-        self.assert_interrupt(pt, irq)
     }
 
     /// `HVCALL_CLEAR_VIRTUAL_INTERRUPT` (fast): drops the partition's
