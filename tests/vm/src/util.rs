@@ -9,6 +9,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Duration;
 
 /// Why a test case did not pass.
 #[derive(Debug)]
@@ -626,6 +627,105 @@ impl Drop for Mmap {
     fn drop(&mut self) {
         // SAFETY: our own mapping.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// A userfaultfd over one anonymous mapping in missing-page mode: the
+/// kernel asks before it fills a page, and the VMM fills it (a post-copy
+/// migration's guest memory). Nothing but a fault by the driver may touch
+/// the mapping while a test relies on its events. Closed on drop.
+pub struct Userfault {
+    fd: i32,
+}
+
+/// `include/uapi/linux/userfaultfd.h`.
+const UFFD_API: u64 = 0xaa;
+const UFFDIO_API: u64 = 0xc018_aa3f;
+const UFFDIO_REGISTER: u64 = 0xc020_aa00;
+const UFFDIO_COPY: u64 = 0xc028_aa03;
+const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+
+impl Userfault {
+    /// A userfaultfd with `mem` registered for missing-page faults (of
+    /// kernel faults too: no `UFFD_USER_MODE_ONLY`).
+    pub fn register(mem: &Mmap) -> TResult<Userfault> {
+        // SAFETY: a plain system call.
+        let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) }
+            as i32;
+        if fd < 0 {
+            return Err(errno_failure("userfaultfd", errno()));
+        }
+        let uf = Userfault { fd };
+        let mut api = [UFFD_API, 0, 0];
+        uf.ioctl("UFFDIO_API", UFFDIO_API, api.as_mut_ptr())?;
+        let mut reg = [
+            mem.addr(),
+            mem.len() as u64,
+            UFFDIO_REGISTER_MODE_MISSING,
+            0,
+        ];
+        uf.ioctl("UFFDIO_REGISTER", UFFDIO_REGISTER, reg.as_mut_ptr())?;
+        Ok(uf)
+    }
+
+    fn ioctl(&self, what: &str, req: u64, arg: *mut u64) -> TResult {
+        // SAFETY: `arg` points to the request's structure (u64 fields, as
+        // large as `req` says).
+        if unsafe { libc::ioctl(self.fd, req as _, arg) } != 0 {
+            return Err(errno_failure(what, errno()));
+        }
+        Ok(())
+    }
+
+    /// The address of the next missing-page fault, waiting up to `limit`;
+    /// `None` if none came.
+    pub fn next_fault(&self, limit: Duration) -> TResult<Option<u64>> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, limit.as_millis().min(i32::MAX as u128) as i32) };
+        if n <= 0 {
+            return Ok(None);
+        }
+        let mut msg = [0u8; 32];
+        // SAFETY: reads one `struct uffd_msg` into a buffer of its size.
+        let got = unsafe { libc::read(self.fd, msg.as_mut_ptr().cast(), msg.len()) };
+        // A fault that poll saw may be gone by the read (its waiter retried
+        // or was woken another way): nothing to answer.
+        if got < 0 && errno() == libc::EAGAIN {
+            return Ok(None);
+        }
+        if got != msg.len() as isize {
+            return Err(errno_failure("read the userfaultfd", errno()));
+        }
+        if msg[0] != UFFD_EVENT_PAGEFAULT {
+            fail!(
+                "userfaultfd event {:#x}, expected a page fault (0x12)",
+                msg[0]
+            );
+        }
+        let mut addr = [0u8; 8];
+        addr.copy_from_slice(&msg[16..24]);
+        Ok(Some(u64::from_le_bytes(addr)))
+    }
+
+    /// Fills the missing page at `addr` (page-aligned) with `src` (one
+    /// page) and wakes the thread that faulted on it.
+    pub fn copy(&self, addr: u64, src: &[u8]) -> TResult {
+        assert_eq!(src.len(), PAGE);
+        let mut c = [addr, src.as_ptr() as u64, PAGE as u64, 0, 0];
+        self.ioctl("UFFDIO_COPY", UFFDIO_COPY, c.as_mut_ptr())
+    }
+}
+
+impl Drop for Userfault {
+    fn drop(&mut self) {
+        // SAFETY: our own fd.
+        unsafe { libc::close(self.fd) };
     }
 }
 

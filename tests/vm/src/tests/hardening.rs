@@ -746,6 +746,93 @@ pub fn gpap_walk_killable() -> TResult {
 }
 
 // ---------------------------------------------------------------------------
+// A fatal signal during a fault (issue 16)
+
+/// A VMM SIGKILLed while the driver's fault for its guest waits inside
+/// Linux's fault handling: the guest touches a page of a region whose
+/// memory is registered with userfaultfd (missing-page mode), and the VMM's
+/// fault thread reports the fault but never fills the page. The fault waits
+/// killably (7.3's HMM faults with FAULT_FLAG_KILLABLE); SIGKILL must end
+/// it, the fault path must give up (EINTR) instead of faulting again, and
+/// the child must die promptly with every driver object gone.
+pub fn uffd_fault_killable() -> TResult {
+    const PAGES: usize = 64;
+    let start = live_now()?;
+    let mut ready = Pipe::new()?;
+    let pid = fork()?;
+    if pid == 0 {
+        ready.close_r();
+        let r = (|| -> TResult<()> {
+            let (p, _code, vcpu) = monitor_partition()?;
+            let data = Mmap::anon(PAGES * PAGE)?;
+            let base = data.addr();
+            let uf = Userfault::register(&data)?;
+            p.map(&data, 0, data.len(), REGION_GFN, MEM_RWX)?;
+            let w = ready.w;
+            std::thread::spawn(move || loop {
+                if let Ok(Some(addr)) = uf.next_fault(Duration::from_secs(600)) {
+                    let line = format!("fault {:#x}\n", addr - base);
+                    // SAFETY: writes from a valid buffer to the pipe.
+                    let _ = unsafe { libc::write(w, line.as_ptr().cast(), line.len()) };
+                }
+            });
+            let mut m = Monitor::start(&vcpu)?;
+            // Blocks in the fault until the child is killed.
+            m.touch(REGION_GPA, 1)?;
+            let _keep = (p, data);
+            Ok(())
+        })();
+        let line = match r {
+            Ok(()) => "returned\n".to_string(),
+            Err(Failure::Fail(e) | Failure::Skip(e)) => format!("error {e}\n"),
+        };
+        ready.write(&line);
+        exit_now(1);
+    }
+    ready.close_w();
+    let line = ready.read_line(scaled(Duration::from_secs(60)));
+    if line != "fault 0x0\n" {
+        kill_and_reap(pid);
+        fail!("the child's guest access\nexpected: a userfault at offset 0x0 of its region\nactual:   {line:?}");
+    }
+    // The fault is waiting (and stays so: nothing fills the page).
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(
+        wait_for(pid, Duration::ZERO).is_none(),
+        "the child ended while its fault was to wait for the page"
+    );
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let t0 = Instant::now();
+    let limit = scaled(Duration::from_secs(3));
+    let Some(status) = wait_for(pid, limit) else {
+        let more = wait_for(pid, Duration::from_secs(60));
+        fail!(
+            "SIGKILL of a VMM whose guest's fault waits for a userfault\nexpected: dead within {limit:?}\nactual:   {}",
+            match more {
+                Some(s) => format!("{} only after {:?}", show_status(s), t0.elapsed()),
+                None => format!("still alive after {:?}", t0.elapsed()),
+            }
+        );
+    };
+    note!(
+        "child {} {:.0} ms after SIGKILL",
+        show_status(status),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    ensure!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
+        show_status(status)
+    );
+    expect_live_back(
+        &start,
+        scaled(Duration::from_secs(30)),
+        "after the VMM killed in a fault",
+    )
+}
+
+// ---------------------------------------------------------------------------
 // Allocation failures in MSHV_SET_GUEST_MEMORY (issue 16)
 
 /// failslab's settings this test changes, put back on drop.

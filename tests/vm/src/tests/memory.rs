@@ -5,6 +5,9 @@
 // driver's back, and with transparent huge pages at an unaligned guest_pfn.
 
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::uapi::*;
 use crate::util::*;
@@ -561,6 +564,73 @@ fn thp_region_gets_2m(pinned: bool) -> TResult {
         slat["large_entries"],
         2,
         "2 MiB SLAT entries after the guest read and wrote the THP-backed region"
+    );
+    Ok(())
+}
+
+/// Guest memory the VMM fills on demand through userfaultfd (missing-page
+/// mode), as a post-copy migration does: the driver's fault (HMM, which
+/// may drop the mmap lock and retry) waits while the VMM's fault thread
+/// copies each page in. The guest reads the VMM's pattern over all 64
+/// pages; each page was asked for exactly once, in one fault event; a guest
+/// write afterwards reaches the VMM.
+pub fn uffd_postcopy_fill() -> TResult {
+    const PAGES: usize = 64;
+    const GFN: u64 = 0x100;
+    const GPA: u32 = 0x10_0000;
+    let seed = 0x0f0f_5a5a;
+    let (p, _code, vcpu) = monitor_partition()?;
+    let mut src = Mmap::anon(PAGES * PAGE)?;
+    fill_pattern(&mut src, 0, PAGES * PAGE, GPA as u64, seed);
+    let pages: Vec<Vec<u8>> = (0..PAGES)
+        .map(|i| src.bytes(i * PAGE, PAGE).to_vec())
+        .collect();
+    let data = Mmap::anon(PAGES * PAGE)?;
+    let base = data.addr();
+    let uf = Userfault::register(&data)?;
+    p.map(&data, 0, data.len(), GFN, MEM_RWX)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // The VMM's fault thread: fills each page a fault asks for.
+    let handler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || -> TResult<Vec<u64>> {
+            let mut asked = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let Some(addr) = uf.next_fault(Duration::from_millis(100))? else {
+                    continue;
+                };
+                let i = ((addr - base) / PAGE as u64) as usize;
+                let Some(page) = pages.get(i) else {
+                    fail!("a userfault at {addr:#x}, outside the region at {base:#x}");
+                };
+                uf.copy(addr & !(PAGE as u64 - 1), page)?;
+                asked.push(i as u64);
+            }
+            Ok(asked)
+        })
+    };
+    let run = (|| -> TResult {
+        let mut m = Monitor::start(&vcpu)?;
+        m.expect_pattern(GPA, PAGES * PAGE, seed, "pages the VMM copied in on demand")?;
+        m.write(GPA + 8, 0x1234_5678)?;
+        m.halt()
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let asked = handler
+        .join()
+        .map_err(|_| Failure::Fail("the userfault thread panicked".into()))??;
+    run?;
+    let mut sorted = asked.clone();
+    sorted.sort();
+    ensure_eq!(
+        sorted,
+        (0..PAGES as u64).collect::<Vec<_>>(),
+        "pages the driver's faults asked the VMM for (each once; in order of asking: {asked:?})"
+    );
+    ensure_eq!(
+        Hex(data.read_u32(8) as u64),
+        Hex(0x1234_5678),
+        "the VMM's view of the guest's write"
     );
     Ok(())
 }

@@ -124,6 +124,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 300,
     },
     TestCase {
+        name: "uffd_postcopy_fill",
+        func: memory::uffd_postcopy_fill,
+        timeout: 30,
+    },
+    TestCase {
         name: "readonly_region",
         func: exits::readonly_region,
         timeout: 120,
@@ -494,6 +499,11 @@ pub static ALL: &[TestCase] = &[
     TestCase {
         name: "gpap_walk_killable",
         func: hardening::gpap_walk_killable,
+        timeout: 300,
+    },
+    TestCase {
+        name: "uffd_fault_killable",
+        func: hardening::uffd_fault_killable,
         timeout: 300,
     },
     TestCase {
