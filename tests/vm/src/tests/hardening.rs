@@ -231,6 +231,42 @@ fn kill_and_reap(pid: i32) {
     }
 }
 
+/// SIGKILLs child `pid` (`what`: where it is) and expects it dead within
+/// 3 s (scaled), killed by SIGKILL, and the driver's objects back to
+/// `start` within 30 s (`when` names that moment).
+fn kill_expect_prompt_death(
+    pid: i32,
+    start: &BTreeMap<String, u64>,
+    what: &str,
+    when: &str,
+) -> TResult {
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let t0 = Instant::now();
+    let limit = scaled(Duration::from_secs(3));
+    let Some(status) = wait_for(pid, limit) else {
+        let more = wait_for(pid, Duration::from_secs(120));
+        fail!(
+            "SIGKILL of {what}\nexpected: dead within {limit:?}\nactual:   {}",
+            match more {
+                Some(s) => format!("{} only after {:?}", show_status(s), t0.elapsed()),
+                None => format!("still alive after {:?}", t0.elapsed()),
+            }
+        );
+    };
+    note!(
+        "child {} {:.0} ms after SIGKILL",
+        show_status(status),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    ensure!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
+        show_status(status)
+    );
+    expect_live_back(start, scaled(Duration::from_secs(30)), when)
+}
+
 // ---------------------------------------------------------------------------
 // Defect 2: ioctls from a foreign mm
 
@@ -614,33 +650,10 @@ pub fn region_setup_killable() -> TResult {
             show_status(status)
         );
     }
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let t0 = Instant::now();
-    let limit = scaled(Duration::from_secs(3));
-    let Some(status) = wait_for(pid, limit) else {
-        let more = wait_for(pid, Duration::from_secs(120));
-        fail!(
-            "SIGKILL of a process inside a 32 TiB MSHV_SET_GUEST_MEMORY\nexpected: dead within {limit:?}\nactual:   {}",
-            match more {
-                Some(s) => format!("{} only after {:?}", show_status(s), t0.elapsed()),
-                None => format!("still alive after {:?}", t0.elapsed()),
-            }
-        );
-    };
-    note!(
-        "child {} {:.0} ms after SIGKILL",
-        show_status(status),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    ensure!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
-        show_status(status)
-    );
-    expect_live_back(
+    kill_expect_prompt_death(
+        pid,
         &start,
-        scaled(Duration::from_secs(30)),
+        "a process inside a 32 TiB MSHV_SET_GUEST_MEMORY",
         "after the killed set-up",
     )
 }
@@ -714,33 +727,10 @@ pub fn gpap_walk_killable() -> TResult {
             show_status(status)
         );
     }
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let t0 = Instant::now();
-    let limit = scaled(Duration::from_secs(3));
-    let Some(status) = wait_for(pid, limit) else {
-        let more = wait_for(pid, Duration::from_secs(120));
-        fail!(
-            "SIGKILL of a process inside a 2^30-page MSHV_GET_GPAP_ACCESS_BITMAP\nexpected: dead within {limit:?}\nactual:   {}",
-            match more {
-                Some(s) => format!("{} only after {:?}", show_status(s), t0.elapsed()),
-                None => format!("still alive after {:?}", t0.elapsed()),
-            }
-        );
-    };
-    note!(
-        "child {} {:.0} ms after SIGKILL",
-        show_status(status),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    ensure!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
-        show_status(status)
-    );
-    expect_live_back(
+    kill_expect_prompt_death(
+        pid,
         &start,
-        scaled(Duration::from_secs(30)),
+        "a process inside a 2^30-page MSHV_GET_GPAP_ACCESS_BITMAP",
         "after the killed GPAP walk",
     )
 }
@@ -801,33 +791,10 @@ pub fn uffd_fault_killable() -> TResult {
         wait_for(pid, Duration::ZERO).is_none(),
         "the child ended while its fault was to wait for the page"
     );
-    // SAFETY: signals our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    let t0 = Instant::now();
-    let limit = scaled(Duration::from_secs(3));
-    let Some(status) = wait_for(pid, limit) else {
-        let more = wait_for(pid, Duration::from_secs(60));
-        fail!(
-            "SIGKILL of a VMM whose guest's fault waits for a userfault\nexpected: dead within {limit:?}\nactual:   {}",
-            match more {
-                Some(s) => format!("{} only after {:?}", show_status(s), t0.elapsed()),
-                None => format!("still alive after {:?}", t0.elapsed()),
-            }
-        );
-    };
-    note!(
-        "child {} {:.0} ms after SIGKILL",
-        show_status(status),
-        t0.elapsed().as_secs_f64() * 1e3
-    );
-    ensure!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
-        show_status(status)
-    );
-    expect_live_back(
+    kill_expect_prompt_death(
+        pid,
         &start,
-        scaled(Duration::from_secs(30)),
+        "a VMM whose guest's fault waits for a userfault",
         "after the VMM killed in a fault",
     )
 }
