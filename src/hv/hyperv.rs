@@ -1659,6 +1659,43 @@ mod tests {
     }
 
     #[test]
+    fn reserved_map_flags_are_refused() -> Result {
+        let (hv, sim) = over_emulator()?;
+        let pt = new_partition(&hv)?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 4)?;
+        hv.initialize_partition(pt)?;
+        let g = crate::sys::page::OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        // The lowest and highest undefined map bits, then a defined set.
+        for bad in [1u32 << 4, 1 << 30] {
+            assert_eq!(
+                hv.map_gpa_pages(pt, 0, rw | bad, &[g.pfn()])
+                    .map_err(|e| (e.error, e.done)),
+                Err((HvError::INVALID_PARAMETER, 0))
+            );
+        }
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 0);
+        let flags = rw | abi::HV_MAP_GPA_EXECUTABLE | abi::HV_MAP_GPA_ADJUSTABLE;
+        assert_eq!(
+            hv.map_gpa_pages(pt, 0, flags, &[g.pfn()])
+                .map_err(|e| e.error),
+            Ok(())
+        );
+        // Unmap: only LARGE_PAGE is defined.
+        for bad in [1u32, 1 << 2, 1 << 31] {
+            assert_eq!(
+                hv.unmap_gpa_pages(pt, 0, 1, bad)
+                    .map_err(|e| (e.error, e.done)),
+                Err((HvError::INVALID_PARAMETER, 0))
+            );
+        }
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 1);
+        assert_eq!(hv.unmap_gpa_pages(pt, 0, 1, 0).map_err(|e| e.error), Ok(()));
+        destroy(&hv, pt)?;
+        Ok(())
+    }
+
+    #[test]
     fn unmap_batched_resumes_after_a_failure() -> Result {
         use crate::hv::calls;
         use core::sync::atomic::{AtomicU64, Ordering};

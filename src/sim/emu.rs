@@ -13,6 +13,7 @@
 //! encoder fills. Strictness (docs/sim.md lists each choice):
 //! - a control word with reserved bits set, the fast bit on a memory call,
 //!   or a rep count on a simple call is `INVALID_HYPERCALL_INPUT`;
+//! - map and unmap flag bits the headers do not define,
 //! - reserved fields the driver must zero (padding, VTLs, creation flags,
 //!   map-location-provided) are `INVALID_PARAMETER` when set;
 //! - `HVCALL_DISPATCH_VP` from a context with preemption enabled or
@@ -223,6 +224,9 @@ impl Emulator {
             }
             abi::HVCALL_MAP_GPA_PAGES => self.map_gpa(reps, start, input),
             abi::HVCALL_UNMAP_GPA_PAGES => get::<abi::HvInputUnmapGpaPages>(input, 0).map(|i| {
+                if i.unmap_flags & !abi::HV_UNMAP_GPA_LARGE_PAGE != 0 {
+                    return fail(status::INVALID_PARAMETER);
+                }
                 let step = if i.unmap_flags & abi::HV_UNMAP_GPA_LARGE_PAGE != 0 {
                     512
                 } else {
@@ -371,7 +375,7 @@ impl Emulator {
 
     fn map_gpa(&self, reps: u16, start: u16, input: &[u8]) -> Result<Outcome, Outcome> {
         let i: abi::HvInputMapGpaPages = get(input, 0)?;
-        if i.padding != 0 {
+        if i.padding != 0 || i.map_flags & !abi::HV_MAP_GPA_DEFINED != 0 {
             return Err(fail(status::INVALID_PARAMETER));
         }
         let step = if i.map_flags & abi::HV_MAP_GPA_LARGE_PAGE != 0 {

@@ -185,6 +185,12 @@ pub(crate) const HV_MAP_GPA_NOT_CACHED: u32 = 0x20_0000;
 pub(crate) const HV_MAP_GPA_LARGE_PAGE: u32 = 0x8000_0000;
 /// Each unmap rep removes a 2 MiB page.
 pub(crate) const HV_UNMAP_GPA_LARGE_PAGE: u32 = 0x2;
+/// Every map flag the headers define; the others are reserved.
+pub(crate) const HV_MAP_GPA_DEFINED: u32 = HV_MAP_GPA_PERMISSIONS_MASK
+    | HV_MAP_GPA_ADJUSTABLE
+    | HV_MAP_GPA_NO_ACCESS
+    | HV_MAP_GPA_NOT_CACHED
+    | HV_MAP_GPA_LARGE_PAGE;
 
 // ---- Messages (hvgdk_mini.h, hvhdk.h) ------------------------------------------
 
