@@ -1460,6 +1460,15 @@ mod tests {
         })
     }
 
+    /// A new partition with its initialize pages and 4 more deposited,
+    /// initialized: ready for map calls.
+    fn initialized_partition(hv: &HyperV) -> Result<u64> {
+        let pt = new_partition(hv)?;
+        deposit_pages(hv, pt, crate::sim::INIT_PAGES + 4)?;
+        hv.initialize_partition(pt)?;
+        Ok(pt)
+    }
+
     /// Finalizes, withdraws everything and deletes `pt`.
     fn destroy(hv: &HyperV, pt: u64) -> Result {
         hv.finalize_partition(pt)?;
@@ -1661,9 +1670,7 @@ mod tests {
     #[test]
     fn reserved_map_flags_are_refused() -> Result {
         let (hv, sim) = over_emulator()?;
-        let pt = new_partition(&hv)?;
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 4)?;
-        hv.initialize_partition(pt)?;
+        let pt = initialized_partition(&hv)?;
         let g = crate::sys::page::OwnedPage::new()?;
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
         // The lowest and highest undefined map bits, then a defined set.
@@ -1700,9 +1707,7 @@ mod tests {
         use crate::hv::calls;
         use core::sync::atomic::{AtomicU64, Ordering};
         let (hv, sim) = over_emulator()?;
-        let pt = new_partition(&hv)?;
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + 4)?;
-        hv.initialize_partition(pt)?;
+        let pt = initialized_partition(&hv)?;
         let g = crate::sys::page::OwnedPage::new()?;
         let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
         let pfns = [g.pfn(); 8];
