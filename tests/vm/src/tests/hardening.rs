@@ -68,6 +68,12 @@ fn scaled(d: Duration) -> Duration {
     d.mul_f64(scale())
 }
 
+/// Writes `s` to `fd` (one `write`; what it cannot take is lost).
+fn write_fd(fd: i32, s: &str) {
+    // SAFETY: writes from a valid buffer; a bad fd is only an error.
+    let _ = unsafe { libc::write(fd, s.as_ptr().cast(), s.len()) };
+}
+
 /// A pipe; both ends closed on drop.
 struct Pipe {
     r: i32,
@@ -104,8 +110,7 @@ impl Pipe {
     }
 
     fn write(&self, s: &str) {
-        // SAFETY: writes from a valid buffer to our own fd.
-        let _ = unsafe { libc::write(self.w, s.as_ptr().cast(), s.len()) };
+        write_fd(self.w, s);
     }
 
     /// Reads up to the first newline, EOF or `limit`.
@@ -231,6 +236,16 @@ fn kill_and_reap(pid: i32) {
     }
 }
 
+/// A wait status that must say "killed by SIGKILL" (`who`: whose).
+fn expect_sigkilled(status: i32, who: &str) -> TResult {
+    ensure!(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        "{who}'s status\nexpected: killed by signal 9\nactual:   {}",
+        show_status(status)
+    );
+    Ok(())
+}
+
 /// SIGKILLs child `pid` (`what`: where it is) and expects it dead within
 /// 3 s (scaled), killed by SIGKILL, and the driver's objects back to
 /// `start` within 30 s (`when` names that moment).
@@ -259,11 +274,7 @@ fn kill_expect_prompt_death(
         show_status(status),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    ensure!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the killed child's status\nexpected: killed by signal 9\nactual:   {}",
-        show_status(status)
-    );
+    expect_sigkilled(status, "the killed child")?;
     expect_live_back(start, scaled(Duration::from_secs(30)), when)
 }
 
@@ -761,9 +772,7 @@ pub fn uffd_fault_killable() -> TResult {
             let w = ready.w;
             std::thread::spawn(move || loop {
                 if let Ok(Some(addr)) = uf.next_fault(Duration::from_secs(600)) {
-                    let line = format!("fault {:#x}\n", addr - base);
-                    // SAFETY: writes from a valid buffer to the pipe.
-                    let _ = unsafe { libc::write(w, line.as_ptr().cast(), line.len()) };
+                    write_fd(w, &format!("fault {:#x}\n", addr - base));
                 }
             });
             let mut m = Monitor::start(&vcpu)?;
@@ -1001,15 +1010,19 @@ pub fn reaped_vmm_nonblocking_invalidation() -> TResult {
             "after the reaped child",
         )?;
         let records = tracing.records()?;
-        let mut nonblocking: Vec<_> = super::trace::of(&records, "mshv_rs_invalidate")
+        let pt = id.to_string();
+        let mine: Vec<_> = super::trace::of(&records, "mshv_rs_invalidate")
             .into_iter()
-            .filter(|r| r.get("partition_id") == id.to_string() && r.get("blockable") == "0")
+            .filter(|r| r.get("partition_id") == pt)
+            .collect();
+        let mut nonblocking: Vec<_> = mine
+            .iter()
+            .filter(|r| r.get("blockable") == "0")
             .map(|r| (r.get("gfn").to_string(), r.get("pages").to_string()))
             .collect();
         nonblocking.sort();
-        let all: Vec<_> = super::trace::of(&records, "mshv_rs_invalidate")
-            .into_iter()
-            .filter(|r| r.get("partition_id") == id.to_string())
+        let all: Vec<_> = mine
+            .iter()
             .map(|r| r.values(&["gfn", "pages", "blockable"]).join("/"))
             .collect();
         outcomes.push(format!(
@@ -1115,11 +1128,7 @@ fn reap_one_vmm() -> TResult<(u64, Result<i64, i32>)> {
     let Some(status) = wait_for(pid, scaled(Duration::from_secs(30))) else {
         fail!("the SIGKILLed child VMM {pid} is still alive after 30 s");
     };
-    ensure!(
-        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
-        "the reaped child's status\nexpected: killed by signal 9\nactual:   {}",
-        show_status(status)
-    );
+    expect_sigkilled(status, "the reaped child")?;
     Ok((id, reap))
 }
 

@@ -30,6 +30,16 @@ const IOEVENTFD_DATAMATCH: u32 = 1 << 0;
 const IOEVENTFD_PIO: u32 = 1 << 1;
 const IOEVENTFD_DEASSIGN: u32 = 1 << 2;
 
+/// The count an eventfd has collected since the last read (reading resets
+/// it): 0 when it has none, `u64::MAX` when the read fails otherwise.
+fn signals(e: &EventFd) -> u64 {
+    match e.read() {
+        Ok(n) => n,
+        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
+        Err(_) => u64::MAX,
+    }
+}
+
 fn eventfd() -> TResult<EventFd> {
     EventFd::new(EFD_NONBLOCK).map_err(|e| Failure::Fail(format!("eventfd: {e}")))
 }
@@ -617,11 +627,6 @@ pub fn irqfd_resample_on_eoi() -> TResult {
     )?;
     let cleared = sim_calls(0x0056)?;
     expect_ok(vm.register_irqfd(&edge, 4), "register_irqfd gsi 4")?;
-    let count = |e: &EventFd| match e.read() {
-        Ok(n) => n,
-        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
-        Err(_) => u64::MAX,
-    };
     expect_out(&vcpu, 0x22, 1, "tables loaded")?;
     wake_with(&vcpu, 0x41, "level-triggered irqfd", || {
         efd.write(1)
@@ -635,7 +640,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         "resamplefd not signalled within 10 s of the guest's EOI of vector 0x41"
     );
     ensure_eq!(
-        count(&rs),
+        signals(&rs),
         1,
         "resamplefd after the guest's EOI of vector 0x41"
     );
@@ -644,7 +649,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         "ExtINT route's resamplefd not signalled within 10 s of the EOI of vector 0x41"
     );
     ensure_eq!(
-        count(&ext_rs),
+        signals(&ext_rs),
         1,
         "ExtINT route's resamplefd after the guest's EOI of vector 0x41"
     );
@@ -658,9 +663,9 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         edge.write(1)
             .map_err(|e| Failure::Fail(format!("eventfd write: {e}")))
     })?;
-    ensure_eq!(count(&rs), 0, "no resample for an edge-triggered EOI");
+    ensure_eq!(signals(&rs), 0, "no resample for an edge-triggered EOI");
     ensure_eq!(
-        count(&ext_rs),
+        signals(&ext_rs),
         0,
         "no ExtINT resample for an edge EOI of 0x40"
     );
@@ -669,7 +674,7 @@ pub fn irqfd_resample_on_eoi() -> TResult {
         1,
         "HVCALL_CLEAR_VIRTUAL_INTERRUPT calls after the edge EOI"
     );
-    ensure_eq!(count(&edge_rs_unused), 0, "unrelated eventfd");
+    ensure_eq!(signals(&edge_rs_unused), 0, "unrelated eventfd");
     Ok(())
 }
 
@@ -761,25 +766,20 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
         "datamatch ioeventfd",
     )?;
     let mut m = Monitor::start(&vcpu)?;
-    let count = |e: &EventFd| match e.read() {
-        Ok(n) => n,
-        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
-        Err(_) => u64::MAX,
-    };
-    ensure_eq!(count(&any), 0, "counter before any write");
+    ensure_eq!(signals(&any), 0, "counter before any write");
     // The monitor's WRITE completes with its result and no exit between.
     m.write(base as u32, 0x1234)?;
-    ensure_eq!(count(&any), 1, "wildcard eventfd after one guest write");
+    ensure_eq!(signals(&any), 1, "wildcard eventfd after one guest write");
     m.write(base as u32, 0x5678)?;
     m.write(base as u32, 0)?;
     ensure_eq!(
-        count(&any),
+        signals(&any),
         2,
         "after two more writes (read resets the counter)"
     );
     m.write((base + 0x40) as u32, 7)?;
-    ensure_eq!(count(&seven), 1, "datamatch eventfd after a write of 7");
-    ensure_eq!(count(&any), 0, "the wildcard one at another address");
+    ensure_eq!(signals(&seven), 1, "datamatch eventfd after a write of 7");
+    ensure_eq!(signals(&any), 0, "the wildcard one at another address");
     // A value that does not match is an ordinary MMIO exit.
     m.begin(CMD_WRITE, &[(base + 0x40) as u32, 8])?;
     let exit = m.run()?;
@@ -793,7 +793,7 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
         "write of 8 to the datamatch-7 address",
     )?;
     ensure_eq!(
-        count(&seven),
+        signals(&seven),
         0,
         "no signal for a value that does not match"
     );
@@ -816,7 +816,7 @@ pub fn ioeventfd_fires_on_guest_write() -> TResult {
         &[0x89, 0x07],
         "write after the ioeventfd was removed",
     )?;
-    ensure_eq!(count(&any), 0, "no signal after deassign");
+    ensure_eq!(signals(&any), 0, "no signal after deassign");
     // debugfs counts the writes completed as doorbells: three to the
     // wildcard address and one of 7, not the two that exited.
     match &p.debugfs {
@@ -874,11 +874,6 @@ pub fn ioeventfd_datamatch_64bit() -> TResult {
     )?;
     let vcpu = p.vcpu(0)?;
     enter_long_mode(&vcpu, MEM_GPA, CODE)?;
-    let count = || match efd.read() {
-        Ok(n) => n,
-        Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => 0,
-        Err(_) => u64::MAX,
-    };
     let run_vp = |what: &str| {
         run(&vcpu).map_err(|e| Failure::Fail(format!("RUN_VP {what}: {}", errname(e))))
     };
@@ -893,7 +888,11 @@ pub fn ioeventfd_datamatch_64bit() -> TResult {
     let Exit::Io { port: 0x40, .. } = exit else {
         fail!("expected: the OUT to port 0x40 after the 8-byte write\nactual:   {exit}");
     };
-    ensure_eq!(count(), 1, "eventfd after an 8-byte write of the value");
+    ensure_eq!(
+        signals(&efd),
+        1,
+        "eventfd after an 8-byte write of the value"
+    );
     complete_io(&vcpu, &exit, None)?;
     let exit = run_vp("to the 4-byte write")?;
     expect_mem_exit(
@@ -905,7 +904,7 @@ pub fn ioeventfd_datamatch_64bit() -> TResult {
         &[0x89, 0x03],
         "4-byte write of the value's low half",
     )?;
-    ensure_eq!(count(), 0, "eventfd after a 4-byte write");
+    ensure_eq!(signals(&efd), 0, "eventfd after a 4-byte write");
     skip(half, 2)?;
     let exit = run_vp("to the write of another value")?;
     expect_mem_exit(
@@ -917,14 +916,14 @@ pub fn ioeventfd_datamatch_64bit() -> TResult {
         &[0x48, 0x89, 0x0b],
         "8-byte write differing in bit 63",
     )?;
-    ensure_eq!(count(), 0, "eventfd after a write of another value");
+    ensure_eq!(signals(&efd), 0, "eventfd after a write of another value");
     skip(other, 3)?;
     let exit = run_vp("to HLT")?;
     let Exit::Halt { .. } = exit else {
         fail!("expected: HLT after the last 8-byte write\nactual:   {exit}");
     };
     ensure_eq!(
-        count(),
+        signals(&efd),
         1,
         "eventfd after the second 8-byte write of the value"
     );
