@@ -51,8 +51,10 @@ pub(crate) const fn deposit_order(want: usize) -> u32 {
 /// in blocks of the highest order that succeeds (see [`deposit_order`]),
 /// and deposits them into partition `pt`. Sleeps; never call under a region
 /// lock. Reschedules between batches and stops with `EINTR` on a fatal
-/// signal (pages already deposited stay with the partition, whose teardown
-/// withdraws them).
+/// signal. Pages already deposited stay with the partition, whose teardown
+/// withdraws them: those of earlier batches, and those of the reps a failed
+/// batch completed (Hyper-V deposits in order and stops at the first page
+/// it refuses).
 pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
     let mut left = pages;
     while left > 0 {
@@ -74,14 +76,22 @@ pub(crate) fn deposit(hv: &dyn Hypervisor, pt: u64, pages: usize) -> Result {
         for page in owned.iter() {
             pfns.push(page.pfn(), GFP_KERNEL)?;
         }
-        hv.deposit(pt, &pfns)?;
-        if pt != abi::HV_PARTITION_ID_SELF {
-            stats::live_add(stats::Live::DepositedPages, n as i64);
-        }
-        // The hypervisor owns them now.
+        let result = hv.deposit(pt, &pfns);
+        // The hypervisor owns the pages of the reps it completed, all of
+        // them on success; the ones it refused or never reached are still
+        // ours and are freed here.
+        let taken = match result {
+            Ok(()) => n,
+            Err(e) => e.done.min(n),
+        };
+        owned.truncate(taken);
         for page in owned.drain_all() {
             let _ = page.into_pfn();
         }
+        if pt != abi::HV_PARTITION_ID_SELF {
+            stats::live_add(stats::Live::DepositedPages, taken as i64);
+        }
+        result.map_err(|e| e.error)?;
         left -= n;
         crate::sys::page::cond_resched();
     }

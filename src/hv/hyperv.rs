@@ -916,7 +916,7 @@ impl Hypervisor for HyperV {
         drop(removed);
         Ok(())
     }
-    fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
+    fn deposit(&self, pt: u64, pfns: &[u64]) -> RepResult {
         self.rep(
             abi::HVCALL_DEPOSIT_MEMORY,
             pfns.len(),
@@ -924,7 +924,6 @@ impl Hypervisor for HyperV {
             |b| encode_deposit(b, pt, pfns),
             |_| {},
         )
-        .map_err(|e| e.error)
     }
     fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
         let n = out.len().min(512);
@@ -1444,9 +1443,9 @@ mod tests {
         for _ in 0..n {
             let pfn = crate::sys::page::OwnedPage::new()?.into_pfn();
             if let Err(e) = hv.deposit(pt, &[pfn]) {
-                // SAFETY: the deposit failed, so the page is still ours.
+                // SAFETY: its one rep failed, so the page is still ours.
                 drop(unsafe { crate::sys::page::OwnedPage::from_pfn(pfn) });
-                return Err(e.into());
+                return Err(e.error.into());
             }
         }
         Ok(())
@@ -1699,6 +1698,29 @@ mod tests {
         assert_eq!(sim.partition_stats(pt)?.small_entries, 1);
         assert_eq!(hv.unmap_gpa_pages(pt, 0, 1, 0).map_err(|e| e.error), Ok(()));
         destroy(&hv, pt)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_partial_deposit_leaves_the_taken_pages_deposited() -> Result {
+        // A deposit that fails at rep 3 of 8: the hypervisor owns the first
+        // three pages, the driver frees the other five and counts three.
+        use crate::hv::calls;
+        use crate::stats::{live, Live};
+        let (hv, sim) = over_emulator()?;
+        let live0 = live(Live::DepositedPages);
+        let pt = new_partition(&hv)?;
+        calls::deposit(&*hv, pt, crate::sim::INIT_PAGES)?;
+        hv.initialize_partition(pt)?;
+        let pool = sim.partition_stats(pt)?.pool_pages;
+        sim.inject_call_failure(abi::HVCALL_DEPOSIT_MEMORY, status::OPERATION_DENIED, 3, 1);
+        assert_eq!(calls::deposit(&*hv, pt, 8), Err(EACCES));
+        assert_eq!(sim.partition_stats(pt)?.pool_pages, pool + 3);
+        assert_eq!(live(Live::DepositedPages), live0 + pool as i64 + 3);
+        hv.finalize_partition(pt)?;
+        assert_eq!(calls::withdraw_all(&*hv, pt), pool + 3);
+        assert_eq!(live(Live::DepositedPages), live0);
+        hv.delete_partition(pt)?;
         Ok(())
     }
 

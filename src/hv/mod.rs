@@ -77,8 +77,11 @@ pub(crate) trait Hypervisor: Send + Sync {
     fn delete_partition(&self, pt: u64) -> HvResult;
 
     /// `HVCALL_DEPOSIT_MEMORY`: gives the zeroed host pages `pfns` (at most
-    /// 511) to the partition's pool. On success the hypervisor owns them.
-    fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult;
+    /// 511) to the partition's pool. On success the hypervisor owns them;
+    /// on failure it owns the first [`RepError`]`::done` of them (Hyper-V
+    /// deposits in order and stops at the first page it refuses) and the
+    /// rest are still the caller's.
+    fn deposit(&self, pt: u64, pfns: &[u64]) -> RepResult;
     /// `HVCALL_WITHDRAW_MEMORY`: takes back up to `out.len()` (at most 512)
     /// free pool pages into `out`; returns how many. 0 when the pool is empty.
     fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize>;

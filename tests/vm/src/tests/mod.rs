@@ -219,6 +219,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "injected_partial_deposit",
+        func: sim::injected_partial_deposit,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_elsewhere_is_retried",
         func: sim::injected_no_memory_elsewhere_is_retried,
         timeout: 60,

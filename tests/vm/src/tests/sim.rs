@@ -212,6 +212,61 @@ pub fn injected_partial_withdraw() -> TResult {
     Ok(())
 }
 
+/// A deposit the hypervisor ends early (`sim/inject_call`: the next
+/// `HVCALL_DEPOSIT_MEMORY`, `MSHV_CREATE_VP`'s deposit of 90 pages, fails
+/// with `HV_STATUS_OPERATION_DENIED` after 3 reps): Hyper-V deposits in
+/// order, so the first 3 pages are its own. The driver must count them
+/// deposited and free only the other 87; the ioctl fails with EACCES and
+/// its unwind withdraws the pool's free pages, those 3 among them. The
+/// driver's count of deposited pages equals the pages in the emulator's
+/// pool (an independent account) before, after the failure and with a VP,
+/// and everything comes back at teardown. (A driver that freed all 90
+/// counts 3 pages too few, and frees those 3 twice at the withdraw.)
+pub fn injected_partial_deposit() -> TResult {
+    const DEPOSIT_MEMORY: u16 = 0x0048;
+    const OPERATION_DENIED: u16 = 0x8;
+    let live0 = live_objects()?;
+    let failures = || injected("call_failures");
+    {
+        let mshv = open_mshv()?;
+        let p = Partition::new(&mshv)?;
+        let counted_vs_pool = |when: &str| -> TResult {
+            let counted = live_objects()?["deposited_pages"] - live0["deposited_pages"];
+            let pool = sim_slat(&p)?["pool_pages"];
+            note!("{when}: {counted} pages counted, {pool} in the pool");
+            ensure_eq!(
+                counted,
+                pool,
+                "pages the driver counts deposited against the emulator's pool"
+            );
+            Ok(())
+        };
+        counted_vs_pool("initialized")?;
+        let f0 = failures()?;
+        inject(
+            "inject_call",
+            &format!("{DEPOSIT_MEMORY} {OPERATION_DENIED} 3 1"),
+        )?;
+        match p.vm.create_vcpu(0) {
+            Err(e) => ensure_eq!(
+                e.errno(),
+                libc::EACCES,
+                "MSHV_CREATE_VP errno when its deposit stops at rep 3"
+            ),
+            Ok(_) => fail!("MSHV_CREATE_VP succeeded though its deposit failed"),
+        }
+        ensure_eq!(failures()? - f0, 1, "deposit calls failed by the injection");
+        counted_vs_pool("after the failed MSHV_CREATE_VP")?;
+        let _vcpu = p.vcpu(0)?;
+        counted_vs_pool("with VP 0")?;
+    }
+    let live1 = live_objects()?;
+    for k in ["deposited_pages", "partitions", "vps"] {
+        ensure_eq!(live1[k], live0[k], "live {k} after the teardown");
+    }
+    Ok(())
+}
+
 /// `HV_STATUS_INSUFFICIENT_MEMORY` from calls besides the map and create
 /// ones (`sim/inject_call`, once each): mapping a VP's state pages, its
 /// stats pages, creating and connecting a doorbell port, an intercept
