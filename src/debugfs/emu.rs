@@ -146,11 +146,13 @@ fn show_injected(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "call_failures {}", sim.call_failures())
 }
 
-/// `sim/root_pool`: the root's deposit pool, and what a partition and a VP
-/// cost the pools that pay for them.
+/// `sim/root_pool`: the root's deposit pool, the pages of every pool
+/// (`all_pools`, the root's included), and what a partition and a VP cost
+/// the pools that pay for them.
 fn show_root_pool(sim: &Arc<Sim>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "pages {}", sim.root_pool_pages())?;
     writeln!(f, "free {}", sim.root_pool_free())?;
+    writeln!(f, "all_pools {}", sim.deposited_pages())?;
     writeln!(f, "partition_charge {}", crate::sim::PART_ROOT_PAGES)?;
     writeln!(f, "vp_charge {}", crate::sim::VP_PAGES)
 }

@@ -1702,6 +1702,59 @@ mod tests {
     }
 
     #[test]
+    fn pool_pages_are_the_hypervisors() -> Result {
+        // TLFS, HvDepositMemory: a deposited page is the hypervisor's until
+        // it is withdrawn. Depositing it again, or mapping it into a guest,
+        // is OPERATION_DENIED at its rep; the reps before it take effect.
+        use crate::sys::page::OwnedPage;
+        let (hv, sim) = over_emulator()?;
+        let pt = initialized_partition(&hv)?;
+        let pool = sim.partition_stats(pt)?.pool_pages;
+        let all = sim.deposited_pages();
+        let (a, b) = (OwnedPage::new()?.into_pfn(), OwnedPage::new()?.into_pfn());
+        let err = |e: RepError| (e.error, e.done);
+        assert_eq!(
+            hv.deposit(pt, &[a, b, b]).map_err(err),
+            Err((HvError::OPERATION_DENIED, 2))
+        );
+        assert_eq!(sim.partition_stats(pt)?.pool_pages, pool + 2);
+        assert_eq!(sim.deposited_pages(), all + 2);
+        // Into another pool (the root's) neither.
+        let root = sim.root_pool_pages();
+        assert_eq!(
+            hv.deposit(abi::HV_PARTITION_ID_SELF, &[a]).map_err(err),
+            Err((HvError::OPERATION_DENIED, 0))
+        );
+        assert_eq!(sim.root_pool_pages(), root);
+
+        let g = OwnedPage::new()?;
+        let rw = abi::HV_MAP_GPA_READABLE | abi::HV_MAP_GPA_WRITABLE;
+        assert_eq!(
+            hv.map_gpa_pages(pt, 0x10, rw, &[g.pfn(), b]).map_err(err),
+            Err((HvError::OPERATION_DENIED, 1))
+        );
+        assert_eq!(sim.partition_stats(pt)?.small_entries, 1);
+        // A 2 MiB rep over the frame that holds `a`.
+        let large = rw | abi::HV_MAP_GPA_LARGE_PAGE;
+        assert_eq!(
+            hv.map_gpa_pages(pt, 0x200, large, &[a & !511]).map_err(err),
+            Err((HvError::OPERATION_DENIED, 0))
+        );
+        assert_eq!(sim.partition_stats(pt)?.large_entries, 0);
+        // NO_ACCESS maps ignore their pfns.
+        let no_access = abi::HV_MAP_GPA_NO_ACCESS;
+        assert_eq!(
+            hv.map_gpa_pages(pt, 0x11, no_access, &[a]).map_err(err),
+            Ok(())
+        );
+        assert_eq!(hv.unmap_gpa_pages(pt, 0x10, 2, 0).map_err(err), Ok(()));
+        destroy(&hv, pt)?;
+        // Withdrawn pages are the root's again; only the root's pool is left.
+        assert_eq!(sim.deposited_pages(), sim.root_pool_pages());
+        Ok(())
+    }
+
+    #[test]
     fn a_partial_deposit_leaves_the_taken_pages_deposited() -> Result {
         // A deposit that fails at rep 3 of 8: the hypervisor owns the first
         // three pages, the driver frees the other five and counts three.

@@ -306,10 +306,10 @@ impl Emulator {
     fn deposit(&self, reps: u16, start: u16, input: &[u8]) -> Result<Outcome, Outcome> {
         let pt = get::<abi::HvInputPartition>(input, 0)?.partition_id;
         let pfns = u64s(input, 8 + usize::from(start) * 8, usize::from(reps - start))?;
-        // All or nothing: the core takes the batch or none of it.
+        // In order: the core takes the pages before the first it refuses.
         match self.sim.deposit(pt, pfns) {
             Ok(()) => Ok((status::SUCCESS, reps)),
-            Err(e) => Ok((e.0, start)),
+            Err(e) => Ok((e.error.0, start + e.done as u16)),
         }
     }
 

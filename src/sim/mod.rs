@@ -55,8 +55,12 @@
 //! - [`vp::Vp`]`::state` (spinlock, leaf): one VP's state blobs
 //!   ([`vp_state`]); taken after the partition's `inner` is released.
 //! - `Sim::root_pool` (spinlock): pages deposited into the root.
+//! - `Sim::deposited` (spinlock, leaf): the pfns of every pool page
+//!   ([`pool::Deposited`]).
 //!
-//! Order: `parts` may be held while taking `inner` (delete only). No other
+//! Order: `parts` may be held while taking `inner` (delete only);
+//! `deposited` is taken inside `inner` or `root_pool` (deposit, withdraw,
+//! map), so a page is in a pool exactly while it is in the set. No other
 //! two of these locks are ever held at the same time; in particular a VP's
 //! registers, its LAPIC and its partition's `inner` never nest.
 
@@ -98,7 +102,7 @@ use kernel::{
         Arc, SpinLock,
     },
 };
-use pool::Pool;
+use pool::{Deposited, Pool};
 use props::Props;
 use slat::Slat;
 pub(crate) use vp::VP_PAGES;
@@ -319,6 +323,9 @@ pub(crate) struct Sim {
     /// Pages deposited into the root (`HV_PARTITION_ID_SELF`).
     #[pin]
     root_pool: SpinLock<Pool>,
+    /// The pfns of the pages of every pool, the root's included.
+    #[pin]
+    deposited: SpinLock<Deposited>,
     /// The next partition id (ids are never reused while loaded).
     next_id: Atomic<u64>,
     /// Injected failures.
@@ -371,33 +378,69 @@ fn root_pool(pool: &mut Pool) -> &mut Pool {
     pool
 }
 
-/// Deposits `pfns` into the pool `get` finds in `lock`'s data, growing the
-/// pool's free list (outside the lock) first if needed.
+/// Deposits the longest prefix of `pfns` that [`Deposited::first_refused`]
+/// accepts into the pool `get` finds in `lock`'s data and records it in
+/// `deposited`, growing both lists (outside the locks) first if needed.
+/// Returns the length of that prefix.
 fn deposit_locked<T: Unpin>(
     lock: &SpinLock<T>,
     get: fn(&mut T) -> &mut Pool,
+    deposited: &SpinLock<Deposited>,
     pfns: &[u64],
-) -> HvResult {
+) -> HvResult<usize> {
     let no_mem = HvError::INSUFFICIENT_ROOT_MEMORY;
+    let n = pfns.len();
     loop {
-        let need = {
+        let (pool_need, set_need) = {
             let mut guard = lock.lock();
             let pool = get(&mut guard);
-            if pool.has_room(pfns.len()) {
+            let mut set = deposited.lock();
+            if pool.has_room(n) && set.has_room(n) {
+                let taken = set.first_refused(pfns).unwrap_or(n);
+                let head = pfns.get(..taken).unwrap_or(&[]);
                 // SAFETY: by the contract of `Hypervisor::deposit`, the
                 // driver gave these pages up with `OwnedPage::into_pfn` and
-                // hands them over to the hypervisor now.
-                return unsafe { pool.deposit(pfns) }.map_err(|_| no_mem);
+                // hands them over to the hypervisor now; `first_refused`
+                // made sure no pool owns any of them yet.
+                unsafe { pool.deposit(head) }.map_err(|_| no_mem)?;
+                // Cannot fail: checked just above, under the same locks.
+                set.insert(head).map_err(|_| no_mem)?;
+                return Ok(taken);
             }
-            pool.capacity_for(pfns.len())
+            let need = |room: bool, want: usize| (!room).then_some(want);
+            (
+                need(pool.has_room(n), pool.capacity_for(n)),
+                need(set.has_room(n), set.capacity_for(n)),
+            )
         };
-        let bigger = KVec::with_capacity(need, GFP_ATOMIC).map_err(|_| no_mem)?;
+        let alloc = |want: Option<usize>| -> HvResult<Option<KVec<u64>>> {
+            want.map(|c| KVec::with_capacity(c, GFP_ATOMIC).map_err(|_| no_mem))
+                .transpose()
+        };
+        let (pool_bigger, set_bigger) = (alloc(pool_need)?, alloc(set_need)?);
         let old = {
             let mut guard = lock.lock();
-            get(&mut guard).grow(bigger)
+            let old_pool = pool_bigger.map(|b| get(&mut guard).grow(b));
+            let old_set = set_bigger.map(|b| deposited.lock().grow(b));
+            (old_pool, old_set)
         };
         drop(old);
     }
+}
+
+/// Withdraws up to `out.len()` free pages of the pool `get` finds in
+/// `lock`'s data into `out` and forgets them in `deposited`; returns how
+/// many. Never allocates.
+fn withdraw_locked<T: Unpin>(
+    lock: &SpinLock<T>,
+    get: fn(&mut T) -> &mut Pool,
+    deposited: &SpinLock<Deposited>,
+    out: &mut [u64],
+) -> usize {
+    let mut guard = lock.lock();
+    let n = get(&mut guard).withdraw(out);
+    deposited.lock().remove(out.get_mut(..n).unwrap_or(&mut []));
+    n
 }
 
 impl Sim {
@@ -409,6 +452,7 @@ impl Sim {
             pin_init!(Sim {
                 parts <- new_spinlock!(RBTree::new(), "mshv_rs_sim_parts"),
                 root_pool <- new_spinlock!(Pool::new(), "mshv_rs_sim_root_pool"),
+                deposited <- new_spinlock!(Deposited::new(), "mshv_rs_sim_deposited"),
                 next_id: Atomic::new(1),
                 inject: inject::Inject::new(),
                 synic,
@@ -791,25 +835,67 @@ impl Sim {
         Ok(())
     }
 
-    pub(crate) fn deposit(&self, pt: u64, pfns: &[u64]) -> HvResult {
+    /// `HVCALL_DEPOSIT_MEMORY`: takes the pages in order and stops, with
+    /// `OPERATION_DENIED`, at the first that is in a pool already (or
+    /// repeats an earlier one): the pages before it stay deposited.
+    pub(crate) fn deposit(&self, pt: u64, pfns: &[u64]) -> RepResult {
         if pfns.len() > MAX_REPS {
-            return Err(HvError::INVALID_PARAMETER);
+            return Err(at_start(HvError::INVALID_PARAMETER));
         }
-        self.inject.deposited(pfns);
-        if pt == abi::HV_PARTITION_ID_SELF {
-            return deposit_locked(&self.root_pool, root_pool, pfns);
+        let taken = if pt == abi::HV_PARTITION_ID_SELF {
+            deposit_locked(&self.root_pool, root_pool, &self.deposited, pfns)
+        } else {
+            let part = self.partition(pt).map_err(at_start)?;
+            deposit_locked(&part.inner, part_pool, &self.deposited, pfns)
         }
-        let part = self.partition(pt)?;
-        deposit_locked(&part.inner, part_pool, pfns)
+        .map_err(at_start)?;
+        if let Some(head @ [_, ..]) = pfns.get(..taken) {
+            self.inject.deposited(head);
+        }
+        if taken < pfns.len() {
+            return Err(RepError {
+                done: taken,
+                error: HvError::OPERATION_DENIED,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn withdraw(&self, pt: u64, out: &mut [u64]) -> HvResult<usize> {
         if pt == abi::HV_PARTITION_ID_SELF {
-            return Ok(self.root_pool.lock().withdraw(out));
+            return Ok(withdraw_locked(
+                &self.root_pool,
+                root_pool,
+                &self.deposited,
+                out,
+            ));
         }
         let part = self.partition(pt)?;
-        let n = part.inner.lock().pool.withdraw(out);
-        Ok(n)
+        Ok(withdraw_locked(
+            &part.inner,
+            part_pool,
+            &self.deposited,
+            out,
+        ))
+    }
+
+    /// Pages in the emulator's pools (the root's included).
+    pub(crate) fn deposited_pages(&self) -> usize {
+        self.deposited.lock().len()
+    }
+
+    /// The first rep of a map with `flags` that would map a pool page.
+    fn first_pool_page(&self, flags: u32, pfns: &[u64]) -> Option<usize> {
+        if flags & abi::HV_MAP_GPA_NO_ACCESS != 0 {
+            return None;
+        }
+        let pages = if flags & abi::HV_MAP_GPA_LARGE_PAGE != 0 {
+            slat::LARGE_PAGES
+        } else {
+            1
+        };
+        let set = self.deposited.lock();
+        pfns.iter().position(|&pfn| set.any_in(pfn, pages))
     }
 
     pub(crate) fn create_vp(&self, pt: u64, vp: u32) -> HvResult {
@@ -991,18 +1077,23 @@ impl Sim {
                 .owe(abi::HVCALL_MAP_GPA_PAGES, HvError::INSUFFICIENT_MEMORY.0);
             return Err(at_start(HvError::INSUFFICIENT_MEMORY));
         }
-        match self.inject.take_rep_failure(pfns.len()) {
-            Some((reps, st)) if reps < pfns.len() => {
+        // Pages of a pool are the hypervisor's: not the root's to map
+        // (`Deposited`). The reps before the first such page take effect.
+        let refused = self.first_pool_page(flags, pfns);
+        let (reps, st) = match (self.inject.take_rep_failure(pfns.len()), refused) {
+            (Some((reps, st)), r) if reps < pfns.len() && r.is_none_or(|r| reps <= r) => {
                 self.inject.owe(abi::HVCALL_MAP_GPA_PAGES, st);
-                let head = pfns.get(..reps).unwrap_or(&[]);
-                inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;
-                Err(RepError {
-                    done: reps,
-                    error: HvError(st),
-                })
+                (reps, st)
             }
-            _ => inner.slat.map(&mut inner.pool, base_gfn, flags, pfns),
-        }
+            (_, Some(r)) => (r, HvError::OPERATION_DENIED.0),
+            _ => return inner.slat.map(&mut inner.pool, base_gfn, flags, pfns),
+        };
+        let head = pfns.get(..reps).unwrap_or(&[]);
+        inner.slat.map(&mut inner.pool, base_gfn, flags, head)?;
+        Err(RepError {
+            done: reps,
+            error: HvError(st),
+        })
     }
 
     pub(crate) fn unmap_gpa_pages(
@@ -1183,7 +1274,7 @@ mod tests {
             if let Err(e) = sim.deposit(pt, &[pfn]) {
                 // SAFETY: the deposit failed, so the page is still ours.
                 drop(unsafe { OwnedPage::from_pfn(pfn) });
-                return Err(e.into());
+                return Err(e.error.into());
             }
         }
         Ok(())

@@ -37,8 +37,35 @@ pub(crate) const fn pages_for(bytes: usize) -> usize {
         pages
     }
 }
-/// Smallest capacity the free list grows to.
+/// Smallest capacity a pfn list grows to.
 const MIN_CAPACITY: usize = 64;
+
+/// The capacity to grow a pfn list of capacity `capacity`, which must hold
+/// `used` entries, to before `n` more arrive: at least what they need, and
+/// at least double the current capacity, so a long series of deposits
+/// copies the list only a logarithmic number of times.
+fn grown_capacity(capacity: usize, used: usize, n: usize) -> usize {
+    used.saturating_add(n)
+        .max(capacity.saturating_mul(2))
+        .max(MIN_CAPACITY)
+}
+
+/// Moves the entries of `list` into `bigger`, if `bigger` is empty and has
+/// room for `reserve` (>= `list.len()`) entries, and returns the old vector
+/// for the caller to drop outside its lock; else returns `bigger` untouched.
+/// Never allocates.
+fn move_into(list: &mut KVec<u64>, reserve: usize, mut bigger: KVec<u64>) -> KVec<u64> {
+    if bigger.capacity() < reserve.max(list.len()) || !bigger.is_empty() {
+        return bigger;
+    }
+    for &pfn in list.iter() {
+        // `bigger.capacity() >= list.len()`: cannot fail.
+        if bigger.push_within_capacity(pfn).is_err() {
+            return bigger;
+        }
+    }
+    core::mem::replace(list, bigger)
+}
 
 /// The direct-map address of a page owned by a pool (or by an object built
 /// from pool pages), seen as 512 `u64`s.
@@ -114,33 +141,19 @@ impl Pool {
             .is_some_and(|want| want <= self.free.capacity())
     }
 
-    /// The capacity to grow the free list to before depositing `n` pages: at
-    /// least what they need, and at least double the current capacity, so a
-    /// long series of deposits copies the list only a logarithmic number of
-    /// times.
+    /// The capacity to grow the free list to before depositing `n` pages
+    /// ([`grown_capacity`]).
     pub(crate) fn capacity_for(&self, n: usize) -> usize {
-        self.total
-            .saturating_add(n)
-            .max(self.free.capacity().saturating_mul(2))
-            .max(MIN_CAPACITY)
+        grown_capacity(self.free.capacity(), self.total, n)
     }
 
     /// Moves the free list into `bigger` (an empty vector whose capacity is at
     /// least [`Pool::capacity_for`] the pending deposit) and returns the old,
     /// smaller vector for the caller to drop outside its lock. Returns
     /// `bigger` itself untouched if it is too small for the current pages.
-    pub(crate) fn grow(&mut self, mut bigger: KVec<u64>) -> KVec<u64> {
-        if bigger.capacity() < self.total || !bigger.is_empty() {
-            return bigger;
-        }
-        for &pfn in self.free.iter() {
-            // `bigger.capacity() >= total >= free.len()`: cannot fail.
-            if bigger.push_within_capacity(pfn).is_err() {
-                return bigger;
-            }
-        }
+    pub(crate) fn grow(&mut self, bigger: KVec<u64>) -> KVec<u64> {
         // INVARIANT: same pages, capacity still >= total.
-        core::mem::replace(&mut self.free, bigger)
+        move_into(&mut self.free, self.total, bigger)
     }
 
     /// Takes ownership of the deposited pages `pfns`. Fails with `ENOSPC`,
@@ -215,5 +228,178 @@ impl Drop for Pool {
             // which came from `OwnedPage::into_pfn`; it is freed once, here.
             drop(unsafe { OwnedPage::from_pfn(pfn) });
         }
+    }
+}
+
+/// The pfns of every page deposited into a pool of the emulator (the
+/// root's or a partition's) and not withdrawn: pages the root gave up.
+///
+/// TLFS, `HvDepositMemory`: deposited pages become accessible to the
+/// hypervisor alone, "future mapping changes to the pages are prohibited
+/// until the pages have been successfully withdrawn", and a page "being
+/// used for another purpose" cannot be deposited
+/// (`HV_STATUS_OPERATION_DENIED`). The emulator answers both with that
+/// status: a second deposit of a page, and a map of one into a guest. (Had
+/// it taken either, a guest could write the emulator's own SLAT tables, and
+/// the pool would free a page twice.)
+///
+/// Allocation rule as for [`Pool`]: only the deposit path grows the list,
+/// outside any lock; removal never allocates.
+///
+/// # Invariants
+///
+/// `pfns` is sorted and holds no pfn twice.
+pub(crate) struct Deposited {
+    pfns: KVec<u64>,
+}
+
+impl Deposited {
+    /// No page deposited.
+    pub(crate) const fn new() -> Self {
+        // INVARIANT: empty.
+        Self { pfns: KVec::new() }
+    }
+
+    /// Pages deposited and not withdrawn.
+    pub(crate) fn len(&self) -> usize {
+        self.pfns.len()
+    }
+
+    /// Whether a deposited page lies in `[first, first + count)`.
+    pub(crate) fn any_in(&self, first: u64, count: u64) -> bool {
+        let i = self.pfns.partition_point(|&p| p < first);
+        self.pfns.get(i).is_some_and(|&p| p - first < count)
+    }
+
+    /// The index of the first of `pfns` that cannot be deposited: one
+    /// deposited already, or one an earlier entry of `pfns` repeats.
+    pub(crate) fn first_refused(&self, pfns: &[u64]) -> Option<usize> {
+        (0..pfns.len()).find(|&i| {
+            let (before, rest) = pfns.split_at(i);
+            rest.first()
+                .is_some_and(|&pfn| self.any_in(pfn, 1) || before.contains(&pfn))
+        })
+    }
+
+    /// Whether `n` more pages can be recorded without allocating.
+    pub(crate) fn has_room(&self, n: usize) -> bool {
+        self.pfns
+            .len()
+            .checked_add(n)
+            .is_some_and(|want| want <= self.pfns.capacity())
+    }
+
+    /// The capacity to grow to before recording `n` more pages.
+    pub(crate) fn capacity_for(&self, n: usize) -> usize {
+        grown_capacity(self.pfns.capacity(), self.pfns.len(), n)
+    }
+
+    /// As [`Pool::grow`].
+    pub(crate) fn grow(&mut self, bigger: KVec<u64>) -> KVec<u64> {
+        let len = self.pfns.len();
+        // INVARIANT: same entries, same order.
+        move_into(&mut self.pfns, len, bigger)
+    }
+
+    /// Records `pfns` as deposited. Fails with `EINVAL`, recording none, if
+    /// [`Deposited::first_refused`] finds one of them, and with `ENOSPC`
+    /// unless [`Deposited::has_room`] for them.
+    pub(crate) fn insert(&mut self, pfns: &[u64]) -> Result {
+        if self.first_refused(pfns).is_some() {
+            return Err(EINVAL);
+        }
+        if !self.has_room(pfns.len()) {
+            return Err(ENOSPC);
+        }
+        for &pfn in pfns {
+            if self.pfns.push_within_capacity(pfn).is_err() {
+                // Unreachable (`has_room` checked); restore the order anyway.
+                break;
+            }
+        }
+        // INVARIANT: sorted again; no pfn twice (`first_refused` checked).
+        self.pfns.sort_unstable();
+        Ok(())
+    }
+
+    /// Forgets the withdrawn pages `pfns` (which it sorts).
+    pub(crate) fn remove(&mut self, pfns: &mut [u64]) {
+        pfns.sort_unstable();
+        // INVARIANT: removing entries keeps the order and uniqueness.
+        self.pfns.retain(|p| pfns.binary_search(&*p).is_err());
+    }
+}
+
+#[kernel::prelude::kunit_tests(mshv_rs_sim_pool)]
+mod tests {
+    use super::*;
+
+    /// A set holding `pfns` (at most 64, unsorted, distinct).
+    fn set_of(pfns: &[u64]) -> Result<Deposited> {
+        let mut d = Deposited::new();
+        let old = d.grow(KVec::with_capacity(d.capacity_for(pfns.len()), GFP_KERNEL)?);
+        drop(old);
+        d.insert(pfns)?;
+        Ok(d)
+    }
+
+    #[test]
+    fn deposited_pages_are_found_and_refused() -> Result {
+        let empty = Deposited::new();
+        assert!(!empty.any_in(0, u64::MAX));
+        assert_eq!(empty.first_refused(&[]), None);
+        assert_eq!(empty.first_refused(&[7, 7]), Some(1));
+
+        let d = set_of(&[0x1200, 0x1000, 0x11ff])?;
+        assert_eq!(d.len(), 3);
+        // Ranges ending just before, starting just after, and touching
+        // each end of an entry.
+        assert!(!d.any_in(0xe00, 0x200));
+        assert!(d.any_in(0xe01, 0x200));
+        assert!(d.any_in(0x1000, 1));
+        assert!(!d.any_in(0x1001, 0x1fe));
+        assert!(d.any_in(0x1001, 0x1ff));
+        assert!(d.any_in(0x1200, 1));
+        assert!(!d.any_in(0x1201, u64::MAX - 0x1201));
+        // A 2 MiB frame holding one of them.
+        assert!(d.any_in(0x1000, 512));
+        assert!(!d.any_in(0x1400, 512));
+
+        assert_eq!(d.first_refused(&[1, 2, 3]), None);
+        assert_eq!(d.first_refused(&[0x1000, 2]), Some(0));
+        assert_eq!(d.first_refused(&[1, 2, 0x11ff]), Some(2));
+        assert_eq!(d.first_refused(&[1, 2, 1, 0x1000]), Some(2));
+        Ok(())
+    }
+
+    #[test]
+    fn deposited_set_insert_and_remove() -> Result {
+        let mut d = set_of(&[30, 10, 20])?;
+        // A refused batch records nothing.
+        assert_eq!(d.insert(&[40, 10]), Err(EINVAL));
+        assert_eq!(d.insert(&[40, 41, 40]), Err(EINVAL));
+        assert_eq!(d.len(), 3);
+        assert!(!d.any_in(40, 2));
+        // No room without growing first (capacity 64 from `set_of`).
+        let mut many = KVec::with_capacity(62, GFP_KERNEL)?;
+        for pfn in 100..162 {
+            many.push(pfn, GFP_KERNEL)?;
+        }
+        assert!(d.has_room(61));
+        assert!(!d.has_room(62));
+        assert_eq!(d.insert(&many), Err(ENOSPC));
+        assert_eq!(d.insert(&[25, 5]), Ok(()));
+        assert_eq!(&d.pfns[..], &[5, 10, 20, 25, 30]);
+
+        let mut gone = [30, 5, 20];
+        d.remove(&mut gone);
+        assert_eq!(gone, [5, 20, 30]);
+        assert_eq!(&d.pfns[..], &[10, 25]);
+        // Growing keeps the entries.
+        let old = d.grow(KVec::with_capacity(d.capacity_for(100), GFP_KERNEL)?);
+        drop(old);
+        assert!(d.has_room(100));
+        assert_eq!(&d.pfns[..], &[10, 25]);
+        Ok(())
     }
 }

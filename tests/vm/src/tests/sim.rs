@@ -264,6 +264,13 @@ pub fn injected_partial_deposit() -> TResult {
     for k in ["deposited_pages", "partitions", "vps"] {
         ensure_eq!(live1[k], live0[k], "live {k} after the teardown");
     }
+    // No page is left in a partition's pool: every pool page is the root's.
+    let pools = sim_kv("root_pool")?;
+    ensure_eq!(
+        pools["all_pools"],
+        pools["pages"],
+        "pages in all pools against the root's pool after the teardown"
+    );
     Ok(())
 }
 
