@@ -1520,6 +1520,41 @@ mod tests {
     }
 
     #[test]
+    fn a_vp_state_page_is_unmapped_once() -> Result {
+        // UNMAP_VP_STATE_PAGE undoes a MAP_VP_STATE_PAGE of the same page:
+        // a page never mapped, or already unmapped, is INVALID_PARAMETER.
+        let (hv, _sim) = over_emulator()?;
+        let pt = new_partition(&hv)?;
+        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
+        hv.initialize_partition(pt)?;
+        hv.create_vp(pt, 0)?;
+        let invalid = Err(HvError::INVALID_PARAMETER);
+        assert_eq!(hv.unmap_vp_state_page(pt, 0, VpPage::Registers), invalid);
+        hv.map_vp_state_page(pt, 0, VpPage::Registers)?;
+        assert_eq!(
+            hv.unmap_vp_state_page(pt, 0, VpPage::InterceptMessage),
+            invalid
+        );
+        assert_eq!(hv.unmap_vp_state_page(pt, 0, VpPage::Registers), Ok(()));
+        assert_eq!(hv.unmap_vp_state_page(pt, 0, VpPage::Registers), invalid);
+        // Mapped again after the unmap, the page can be unmapped again.
+        hv.map_vp_state_page(pt, 0, VpPage::InterceptMessage)?;
+        hv.map_vp_state_page(pt, 0, VpPage::Registers)?;
+        assert_eq!(hv.unmap_vp_state_page(pt, 0, VpPage::Registers), Ok(()));
+        assert_eq!(
+            hv.unmap_vp_state_page(pt, 0, VpPage::InterceptMessage),
+            Ok(())
+        );
+        assert_eq!(
+            hv.unmap_vp_state_page(pt, 1, VpPage::Registers),
+            Err(HvError::INVALID_VP_INDEX)
+        );
+        hv.delete_vp(pt, 0)?;
+        destroy(&hv, pt)?;
+        Ok(())
+    }
+
+    #[test]
     fn round_trip_through_the_emulator() -> Result {
         // Each call is encoded here and decoded by the emulator; the
         // emulator's state shows what it understood.

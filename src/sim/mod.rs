@@ -152,6 +152,8 @@ pub(crate) struct VpEntry {
     vp: Arc<Vp>,
     /// Its pool pages ([`REGISTER_PAGE`], [`MESSAGE_PAGE`], two more).
     pages: [u64; VP_PAGES],
+    /// The state pages the root has mapped, a bit per [`VpPage`] value.
+    mapped: u8,
 }
 
 /// The lock-protected state of a partition.
@@ -961,9 +963,14 @@ impl Sim {
         new_vp
             .stats_pfn
             .store(pages[vp::STATS_PARENT_PAGE], Relaxed);
-        inner
-            .vps
-            .insert(node.into_node(vp, VpEntry { vp: new_vp, pages }));
+        inner.vps.insert(node.into_node(
+            vp,
+            VpEntry {
+                vp: new_vp,
+                pages,
+                mapped: 0,
+            },
+        ));
         Ok(())
     }
 
@@ -1049,11 +1056,34 @@ impl Sim {
             // Exported (valid, clean) from the start; see `reg_page`.
             reg_page::with_regs(&part, &vp, |_| ());
         }
+        self.mark_state_page(pt, vp.index, page, true)?;
         Ok(pfn)
     }
 
-    pub(crate) fn unmap_vp_state_page(&self, pt: u64, vp: u32, _page: VpPage) -> HvResult {
-        self.vp_entry(pt, vp).map(|_| ())
+    /// `HVCALL_UNMAP_VP_STATE_PAGE`: only a page the root has mapped
+    /// (`INVALID_PARAMETER` otherwise, a second unmap included).
+    pub(crate) fn unmap_vp_state_page(&self, pt: u64, vp: u32, page: VpPage) -> HvResult {
+        if self.mark_state_page(pt, vp, page, false)? {
+            Ok(())
+        } else {
+            Err(HvError::INVALID_PARAMETER)
+        }
+    }
+
+    /// Records state page `page` of VP `vp` as mapped by the root or not;
+    /// returns whether it was before.
+    fn mark_state_page(&self, pt: u64, vp: u32, page: VpPage, mapped: bool) -> HvResult<bool> {
+        let part = self.partition(pt)?;
+        let mut inner = part.inner.lock();
+        let entry = inner.vps.get_mut(&vp).ok_or(HvError::INVALID_VP_INDEX)?;
+        let bit = 1u8 << (page as u8);
+        let was = entry.mapped & bit != 0;
+        if mapped {
+            entry.mapped |= bit;
+        } else {
+            entry.mapped &= !bit;
+        }
+        Ok(was)
     }
 
     pub(crate) fn map_gpa_pages(

@@ -224,6 +224,11 @@ pub static ALL: &[TestCase] = &[
         timeout: 60,
     },
     TestCase {
+        name: "vp_state_pages_unmapped_once",
+        func: sim::vp_state_pages_unmapped_once,
+        timeout: 60,
+    },
+    TestCase {
         name: "injected_no_memory_elsewhere_is_retried",
         func: sim::injected_no_memory_elsewhere_is_retried,
         timeout: 60,

@@ -274,6 +274,43 @@ pub fn injected_partial_deposit() -> TResult {
     Ok(())
 }
 
+/// Each VP's two state pages (registers, intercept message) are mapped
+/// once when the VP is created and unmapped once when its partition goes:
+/// with three VPs, exactly 6 successful `HVCALL_MAP_VP_STATE_PAGE` and,
+/// after the teardown, 6 successful `HVCALL_UNMAP_VP_STATE_PAGE`. The
+/// emulator refuses an unmap of a page that is not mapped (a second unmap,
+/// or the wrong page), so a teardown that unmapped one page twice and the
+/// other never would count 3, not 6.
+pub fn vp_state_pages_unmapped_once() -> TResult {
+    const MAP_VP_STATE_PAGE: u16 = 0x00e1;
+    const UNMAP_VP_STATE_PAGE: u16 = 0x00e2;
+    let (map0, unmap0) = (
+        sim_calls(MAP_VP_STATE_PAGE)?,
+        sim_calls(UNMAP_VP_STATE_PAGE)?,
+    );
+    {
+        let mshv = open_mshv()?;
+        let p = Partition::new(&mshv)?;
+        let _vps = [p.vcpu(0)?, p.vcpu(1)?, p.vcpu(5)?];
+        ensure_eq!(
+            sim_calls(MAP_VP_STATE_PAGE)? - map0,
+            6,
+            "state pages mapped for 3 VPs"
+        );
+        ensure_eq!(
+            sim_calls(UNMAP_VP_STATE_PAGE)? - unmap0,
+            0,
+            "state pages unmapped while the VPs exist"
+        );
+    }
+    ensure_eq!(
+        sim_calls(UNMAP_VP_STATE_PAGE)? - unmap0,
+        6,
+        "state pages unmapped at the teardown"
+    );
+    Ok(())
+}
+
 /// `HV_STATUS_INSUFFICIENT_MEMORY` from calls besides the map and create
 /// ones (`sim/inject_call`, once each): mapping a VP's state pages, its
 /// stats pages, creating and connecting a doorbell port, an intercept
