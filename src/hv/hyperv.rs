@@ -1468,6 +1468,16 @@ mod tests {
         Ok(pt)
     }
 
+    /// An initialized partition with VP `vp` (and pages for its stats
+    /// pages and a few more).
+    fn partition_with_vp(hv: &HyperV, vp: u32) -> Result<u64> {
+        let pt = new_partition(hv)?;
+        deposit_pages(hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
+        hv.initialize_partition(pt)?;
+        hv.create_vp(pt, vp)?;
+        Ok(pt)
+    }
+
     /// Finalizes, withdraws everything and deletes `pt`.
     fn destroy(hv: &HyperV, pt: u64) -> Result {
         hv.finalize_partition(pt)?;
@@ -1492,10 +1502,7 @@ mod tests {
         // PARENT are the VP's two stats pages there, mapped here; the
         // counter the emulator writes is what the run loop reads.
         let (hv, sim) = over_emulator()?;
-        let pt = new_partition(&hv)?;
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
-        hv.initialize_partition(pt)?;
-        hv.create_vp(pt, 3)?;
+        let pt = partition_with_vp(&hv, 3)?;
         let own = hv.map_stats_page(pt, 3, abi::HV_STATS_AREA_SELF)?;
         let parent = hv.map_stats_page(pt, 3, abi::HV_STATS_AREA_PARENT)?;
         let (want_own, want_parent) = sim.vp_stats_pfns(pt, 3)?;
@@ -1524,10 +1531,7 @@ mod tests {
         // UNMAP_VP_STATE_PAGE undoes a MAP_VP_STATE_PAGE of the same page:
         // a page never mapped, or already unmapped, is INVALID_PARAMETER.
         let (hv, _sim) = over_emulator()?;
-        let pt = new_partition(&hv)?;
-        deposit_pages(&hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
-        hv.initialize_partition(pt)?;
-        hv.create_vp(pt, 0)?;
+        let pt = partition_with_vp(&hv, 0)?;
         let invalid = Err(HvError::INVALID_PARAMETER);
         assert_eq!(hv.unmap_vp_state_page(pt, 0, VpPage::Registers), invalid);
         hv.map_vp_state_page(pt, 0, VpPage::Registers)?;
