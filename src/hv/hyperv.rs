@@ -1459,21 +1459,24 @@ mod tests {
         })
     }
 
-    /// A new partition with its initialize pages and 4 more deposited,
-    /// initialized: ready for map calls.
-    fn initialized_partition(hv: &HyperV) -> Result<u64> {
+    /// A new partition with its initialize pages and `extra` more
+    /// deposited, initialized.
+    fn initialized_with(hv: &HyperV, extra: usize) -> Result<u64> {
         let pt = new_partition(hv)?;
-        deposit_pages(hv, pt, crate::sim::INIT_PAGES + 4)?;
+        deposit_pages(hv, pt, crate::sim::INIT_PAGES + extra)?;
         hv.initialize_partition(pt)?;
         Ok(pt)
+    }
+
+    /// An initialized partition with 4 spare pages: ready for map calls.
+    fn initialized_partition(hv: &HyperV) -> Result<u64> {
+        initialized_with(hv, 4)
     }
 
     /// An initialized partition with VP `vp` (and pages for its stats
     /// pages and a few more).
     fn partition_with_vp(hv: &HyperV, vp: u32) -> Result<u64> {
-        let pt = new_partition(hv)?;
-        deposit_pages(hv, pt, crate::sim::INIT_PAGES + crate::sim::VP_PAGES + 12)?;
-        hv.initialize_partition(pt)?;
+        let pt = initialized_with(hv, crate::sim::VP_PAGES + 12)?;
         hv.create_vp(pt, vp)?;
         Ok(pt)
     }
