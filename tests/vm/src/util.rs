@@ -1014,6 +1014,16 @@ pub fn sim_calls(code: u16) -> TResult<u64> {
 
 /// The driver's object counters (`live_objects`, which the driver creates
 /// on every backend). A missing file is a failure ([`debugfs_missing`]).
+/// Fails unless each live-object counter in `keys`, read once now, is back
+/// at its value in `start` ("live {k} {when}").
+pub fn ensure_live_same(start: &BTreeMap<String, u64>, keys: &[&str], when: &str) -> TResult {
+    let now = live_objects()?;
+    for k in keys {
+        crate::ensure_eq!(now[*k], start[*k], "live {k} {when}");
+    }
+    Ok(())
+}
+
 pub fn live_objects() -> TResult<BTreeMap<String, u64>> {
     let _ = ensure_debugfs();
     let path = live_objects_path();

@@ -127,9 +127,10 @@ pub fn close_partition_while_vp_runs() -> TResult {
     note!("RUN_VP ran on after the partition fd was closed");
     drop(vcpu);
     drop(code);
-    let l1 = live_objects()?;
-    for k in ["partitions", "vps", "regions"] {
-        ensure_eq!(l1[k], live0[k], "live {k} after the VP fd is closed too");
-    }
+    ensure_live_same(
+        &live0,
+        &["partitions", "vps", "regions"],
+        "after the VP fd is closed too",
+    )?;
     Ok(())
 }

@@ -275,9 +275,10 @@ pub fn teardown_with_signal_in_flight() -> TResult {
         want_drained,
         "VPs dispatch-suspended by the teardown drain"
     );
-    let l1 = live_objects()?;
-    for k in ["partitions", "vps", "regions"] {
-        ensure_eq!(l1[k], live0[k], "live {k} after the teardown");
-    }
+    ensure_live_same(
+        &live0,
+        &["partitions", "vps", "regions"],
+        "after the teardown",
+    )?;
     Ok(())
 }

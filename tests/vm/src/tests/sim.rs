@@ -203,12 +203,16 @@ pub fn injected_partial_withdraw() -> TResult {
         let failed = 0x71; // HV_STATUS_OPERATION_FAILED
         inject("inject_call", &format!("{withdraw} {failed} 3 1"))?;
     }
-    let f1 = failures()?;
-    let live1 = live_objects()?;
-    ensure_eq!(f1 - f0, 1, "withdraw calls failed by the injection");
-    for k in ["deposited_pages", "partitions", "vps"] {
-        ensure_eq!(live1[k], live0[k], "live {k} after the teardown");
-    }
+    ensure_eq!(
+        failures()? - f0,
+        1,
+        "withdraw calls failed by the injection"
+    );
+    ensure_live_same(
+        &live0,
+        &["deposited_pages", "partitions", "vps"],
+        "after the teardown",
+    )?;
     Ok(())
 }
 
@@ -260,10 +264,11 @@ pub fn injected_partial_deposit() -> TResult {
         let _vcpu = p.vcpu(0)?;
         counted_vs_pool("with VP 0")?;
     }
-    let live1 = live_objects()?;
-    for k in ["deposited_pages", "partitions", "vps"] {
-        ensure_eq!(live1[k], live0[k], "live {k} after the teardown");
-    }
+    ensure_live_same(
+        &live0,
+        &["deposited_pages", "partitions", "vps"],
+        "after the teardown",
+    )?;
     // No page is left in a partition's pool: every pool page is the root's.
     let pools = sim_kv("root_pool")?;
     ensure_eq!(
